@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code of the ``lameta.v1`` package (see proto/codegen.py)."""

@@ -1,0 +1,1 @@
+"""``lameta.v1`` messages and services."""
