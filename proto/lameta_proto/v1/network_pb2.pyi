@@ -111,7 +111,7 @@ class ControlDecision(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., chain: _Optional[_Iterable[int]] = ..., elam: _Optional[str] = ..., predicted: _Optional[_Iterable[float]] = ..., policy_version: _Optional[str] = ..., fallback: _Optional[bool] = ..., calibrated: _Optional[bool] = ..., rejection: _Optional[str] = ..., timestamp_ns: _Optional[int] = ..., state_seq: _Optional[int] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("request_id", "accepted", "reason", "feasible", "C", "B", "L", "P_outage", "Q", "Q_subjective", "reward", "normalized_score", "elam", "chain", "prompt", "predicted", "app", "timestamp_ns")
+    __slots__ = ("request_id", "accepted", "reason", "feasible", "C", "B", "L", "P_outage", "Q", "Q_subjective", "reward", "normalized_score", "elam", "chain", "prompt", "predicted", "app", "timestamp_ns", "code", "resolved")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,8 @@ class Outcome(_message.Message):
     PREDICTED_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     accepted: bool
     reason: str
@@ -148,7 +150,9 @@ class Outcome(_message.Message):
     predicted: _containers.RepeatedScalarFieldContainer[float]
     app: str
     timestamp_ns: int
-    def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., feasible: _Optional[bool] = ..., C: _Optional[float] = ..., B: _Optional[float] = ..., L: _Optional[float] = ..., P_outage: _Optional[float] = ..., Q: _Optional[float] = ..., Q_subjective: _Optional[float] = ..., reward: _Optional[float] = ..., normalized_score: _Optional[float] = ..., elam: _Optional[str] = ..., chain: _Optional[_Iterable[int]] = ..., prompt: _Optional[str] = ..., predicted: _Optional[_Iterable[float]] = ..., app: _Optional[str] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+    code: str
+    resolved: bool
+    def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., feasible: _Optional[bool] = ..., C: _Optional[float] = ..., B: _Optional[float] = ..., L: _Optional[float] = ..., P_outage: _Optional[float] = ..., Q: _Optional[float] = ..., Q_subjective: _Optional[float] = ..., reward: _Optional[float] = ..., normalized_score: _Optional[float] = ..., elam: _Optional[str] = ..., chain: _Optional[_Iterable[int]] = ..., prompt: _Optional[str] = ..., predicted: _Optional[_Iterable[float]] = ..., app: _Optional[str] = ..., timestamp_ns: _Optional[int] = ..., code: _Optional[str] = ..., resolved: _Optional[bool] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("schema", "state", "request", "decision", "outcome")
