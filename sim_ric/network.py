@@ -232,6 +232,17 @@ class Network:
         self.shadowing_db = shadowing_db
         self._update_link_ber()
 
+    def set_link_ber(self, link_ber: np.ndarray) -> None:
+        """Set observed per-link E[BER] directly (a network rebuilt from a state message)."""
+        link_ber = np.asarray(link_ber, dtype=float)
+        if link_ber.shape != (self.n_links,):
+            raise ValueError(f"link_ber shape {link_ber.shape} != ({self.n_links},)")
+        if np.any(~np.isfinite(link_ber)) or np.any(link_ber < 0) or np.any(link_ber >= 1):
+            raise ValueError("link E[BER] must lie in [0, 1)")
+        self.link_ber = link_ber
+        self._routes.clear()
+        self._dense = None
+
     def _cost_graph(self) -> csr_matrix:
         # -ln(1 - BER) per edge: the route minimising the sum minimises 1 - prod(1 - BER).
         # Floored at the smallest normal float so that scipy keeps near-perfect links.
