@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=None, help="stop after this many requests")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--state-period", type=float, default=None, help="seconds between states")
+    p.add_argument(
+        "--pending-timeout", type=float, default=None, help="seconds before a request expires"
+    )
+    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (0: off)")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ...")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default=None)
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -1,0 +1,421 @@
+"""``sim-ric run``: the emulator as an MQTT service (an adapter around the pure core).
+
+Topics (ARCHITECTURE.md), all payloads ``lameta.v1.Envelope``:
+
+================================  =========  ======================================
+topic                             direction  what
+================================  =========  ======================================
+``lameta/v1/<network>/state``     out        network state every period (retained)
+``lameta/v1/<network>/requests``  out        service requests, Poisson at the rate
+``lameta/v1/<network>/control``   in         the xApp's decisions
+``lameta/v1/<network>/outcomes``  out        one outcome per control message and per
+                                             expired request
+``lameta/v1/status/sim-ric``      out        "online" / "offline" (retained, last will)
+================================  =========  ======================================
+
+One thread runs the loop below; paho's network thread only puts control payloads and
+connection events on a queue, so the :class:`~sim_ric.emulator.Emulator` is never
+touched concurrently. While the broker is unreachable the emulator keeps ticking, no new
+request is issued (nobody could answer it), pending deadlines are pushed back by the
+length of the outage, and QoS 1 outcomes are queued by paho until the reconnect.
+SIGTERM and SIGINT stop the loop: pending requests are settled with a ``shutdown``
+outcome, "offline" is published and the client flushes before it disconnects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from sim_ric import codec
+from sim_ric.broker import EmbeddedBroker, EmbeddedBrokerError, quiet_amqtt_logs
+from sim_ric.emulator import Emulator, load_user_intents
+from sim_ric.logs import configure_logging
+from sim_ric.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url
+from sim_ric.settings import SimSettings
+from sim_ric.users import IntentFormatError
+
+COMPONENT = "sim-ric"
+EXIT_CONFIG = 2
+EXIT_BROKER_REFUSED = 3
+MAX_WAIT_S = 0.5
+"""Longest the loop blocks on the inbound queue (bounds the reaction to a stop)."""
+DRAIN_BATCH = 256
+"""Control messages handled per loop iteration before timers are checked again."""
+
+
+class SimService:
+    """The MQTT adapter around an :class:`Emulator`.
+
+    Args:
+        settings: the service settings.
+        emulator: the emulator core.
+        client: an MQTT client (not started; :meth:`run` starts and stops it).
+        clock: monotonic clock (s).
+    """
+
+    def __init__(
+        self,
+        settings: SimSettings,
+        emulator: Emulator,
+        client: MqttClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.emu = emulator
+        self.client = client
+        self.clock = clock
+        self.topics = Topics.for_network(settings.network)
+        self.inbound: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=settings.inbound_queue)
+        self.counters: Counter[str] = Counter()
+        self.snapshot: dict[str, Any] = {}
+        self.log = structlog.get_logger("sim_ric.service").bind(network=settings.network)
+        client.subscribe(self.topics.control, self._on_control, qos=1)
+        client.on_connected = self._on_connected  # events go through the queue
+        client.on_disconnected = self._on_disconnected
+
+    # ---- paho thread: only enqueue ------------------------------------------------------
+    def _on_control(self, topic: str, payload: bytes) -> None:
+        try:
+            self.inbound.put_nowait(("control", payload))
+        except queue.Full:
+            self.counters["inbound_dropped"] += 1
+            self.log.error("control_dropped_queue_full", size=self.inbound.maxsize)
+
+    def _on_connected(self, session_present: bool) -> None:
+        self._enqueue_event(("connected", session_present))
+
+    def _on_disconnected(self, reason: str) -> None:
+        self._enqueue_event(("disconnected", reason))
+
+    def _enqueue_event(self, item: tuple[str, Any]) -> None:
+        # Connection events must not be lost to a full queue: block briefly instead.
+        try:
+            self.inbound.put(item, timeout=5.0)
+        except queue.Full:
+            self.counters["events_dropped"] += 1
+            self.log.error("connection_event_dropped", event=item[0])
+
+    # ---- publishing -------------------------------------------------------------------
+    def _publish_state(self, state: codec.NetworkState) -> None:
+        if not self.client.connected:
+            # A stale state is useless after the reconnect (a fresh one is sent then).
+            self.counters["states_skipped"] += 1
+            return
+        if self.client.publish(self.topics.state, codec.encode(state), qos=1, retain=True):
+            self.counters["states_published"] += 1
+
+    def _publish_outcome(self, out: codec.Outcome) -> None:
+        # QoS 1: queued by paho while disconnected, so an accepted decision's outcome is
+        # delivered after a reconnect.
+        if self.client.publish(self.topics.outcomes, codec.encode(out), qos=1):
+            self.counters["outcomes_published"] += 1
+        fields = {"request_id": out.request_id, "code": out.code}
+        if out.code == "served":
+            self.log.debug(
+                "decision_served",
+                **fields,
+                chain=list(out.chain),
+                elam=out.elam,
+                feasible=out.feasible,
+                reward=out.reward,
+                normalized_score=None if math.isnan(out.normalized_score) else out.normalized_score,
+            )
+        elif out.resolved:
+            self.log.info("request_settled", **fields, reason=out.reason)
+        else:
+            self.log.warning("decision_refused", **fields, reason=out.reason)
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> int:
+        """Serve until ``stop`` is set, the duration passes or the request budget is spent.
+
+        Returns:
+            A process exit code (0, or 3 when the broker refuses the credentials).
+        """
+        s = self.settings
+        emu = self.emu
+        self.client.start()
+        if not self.client.wait_connected(s.connect_timeout):
+            if self.client.counters["connect_refused"]:
+                self.log.error(
+                    "broker_refused_connection",
+                    error=self.client.last_error,
+                    broker=self.client.url.redacted(),
+                )
+                self.client.stop(timeout=0.0)
+                return EXIT_BROKER_REFUSED
+            self.log.warning(
+                "broker_unreachable_retrying",
+                broker=self.client.url.redacted(),
+                waited_s=s.connect_timeout,
+            )
+
+        start = self.clock()
+        end = start + s.duration if s.duration else math.inf
+        left = s.requests  # None: unlimited
+        next_state = start
+        next_request = start + emu.next_interarrival(s.rate)
+        down_since: float | None = None if self.client.connected else start
+        stop_reason = "signal"
+        self.log.info(
+            "service_started",
+            agents=emu.net.n_agents,
+            seed=emu.cfg.seed,
+            run_id=emu.run_id,
+            users=len(emu.users.intents),
+            rate=s.rate,
+            state_period=s.state_period,
+            pending_timeout=s.pending_timeout,
+            topics=[
+                self.topics.state,
+                self.topics.requests,
+                self.topics.control,
+                self.topics.outcomes,
+            ],
+        )
+        while not stop.is_set():
+            now = self.clock()
+            if now >= end:
+                stop_reason = "duration"
+                break
+            if left == 0 and not emu.pending:
+                stop_reason = "requests"
+                break
+            if now >= next_state:
+                self._publish_state(emu.tick())
+                next_state += s.state_period
+                if next_state <= now:  # fell behind (a long stall): skip, do not burst
+                    next_state = now + s.state_period
+            connected = self.client.connected
+            if now >= next_request and left != 0:
+                if connected:
+                    req = emu.new_request(now)
+                    if self.client.publish(self.topics.requests, codec.encode(req), qos=1):
+                        self.counters["requests_published"] += 1
+                    if left is not None:
+                        left -= 1
+                    next_request += emu.next_interarrival(s.rate)
+                    if next_request < now:
+                        next_request = now
+                else:
+                    self.counters["requests_paused"] += 1
+                    next_request = now + emu.next_interarrival(s.rate)
+            for out in emu.expire(now):
+                self._publish_outcome(out)
+            wake = min(next_state, end, emu.next_deadline())
+            if left != 0:
+                wake = min(wake, next_request)
+            self._snapshot_counters()
+            timeout = min(max(wake - self.clock(), 0.0), MAX_WAIT_S)
+            for kind, value in self._drain(timeout):
+                if kind == "control":
+                    self._publish_outcome(emu.handle_control(value))
+                elif kind == "connected":
+                    now = self.clock()
+                    if down_since is not None:
+                        outage = now - down_since
+                        emu.postpone(outage)
+                        self.log.info(
+                            "broker_connected",
+                            outage_s=round(outage, 3),
+                            pending=len(emu.pending),
+                            session_present=value,
+                        )
+                        down_since = None
+                    self._publish_state(emu.state())
+                elif kind == "disconnected":
+                    down_since = self.clock()
+                    self.log.warning("broker_lost", reason=value, pending=len(emu.pending))
+        self._shutdown(stop_reason)
+        return 0
+
+    def _drain(self, timeout: float) -> Iterator[tuple[str, Any]]:
+        try:
+            yield self.inbound.get(timeout=timeout) if timeout > 0 else self.inbound.get_nowait()
+        except queue.Empty:
+            return
+        for _ in range(DRAIN_BATCH - 1):
+            try:
+                yield self.inbound.get_nowait()
+            except queue.Empty:
+                return
+
+    def _shutdown(self, reason: str) -> None:
+        # Control messages already received are answered before pending requests close.
+        for kind, value in self._drain(0.0):
+            if kind == "control":
+                self._publish_outcome(self.emu.handle_control(value))
+        for out in self.emu.shutdown():
+            self._publish_outcome(out)
+        self._snapshot_counters()
+        self.log.info("service_stopping", reason=reason, **self.snapshot)
+        self.client.stop(timeout=5.0)
+
+    # ---- metrics ------------------------------------------------------------------------
+    def _snapshot_counters(self) -> None:
+        snap: dict[str, Any] = dict(self.emu.counters())
+        snap.update({f"service.{k}": v for k, v in self.counters.items()})
+        snap["state_seq"] = self.emu.seq
+        self.snapshot = snap  # replaced atomically; read by the metrics thread
+
+    def serve_metrics(self, host: str, port: int) -> None:
+        """Expose Prometheus metrics on ``http://host:port/metrics``."""
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        registry.register(_Collector(self))
+        start_http_server(port, addr=host, registry=registry)
+        self.log.info("metrics_serving", host=host, port=port)
+
+
+class _Collector:
+    """Prometheus collector reading the service's latest counter snapshot."""
+
+    def __init__(self, service: SimService):
+        self.service = service
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        snap = dict(self.service.snapshot)
+        outcomes = CounterMetricFamily(
+            "sim_ric_outcomes", "Outcomes published, by code", labels=["code"]
+        )
+        for key, value in snap.items():
+            if key.startswith("outcome."):
+                outcomes.add_metric([key.removeprefix("outcome.")], value)
+        yield outcomes
+        simple = {
+            "requests": "Service requests issued",
+            "decisions": "Control messages handled",
+            "ticks": "Dynamics ticks",
+            "crashes": "Agent crashes",
+            "recoveries": "Agent recoveries",
+            "service.states_published": "State messages published",
+            "service.states_skipped": "State messages skipped while disconnected",
+            "service.requests_paused": "Request arrivals skipped while disconnected",
+            "service.inbound_dropped": "Control messages dropped (inbound queue full)",
+        }
+        for key, doc in simple.items():
+            name = "sim_ric_" + key.removeprefix("service.")
+            yield CounterMetricFamily(name, doc, value=snap.get(key, 0))
+        yield GaugeMetricFamily(
+            "sim_ric_pending_requests", "Requests awaiting a decision", value=snap.get("pending", 0)
+        )
+        yield GaugeMetricFamily(
+            "sim_ric_state_seq",
+            "Sequence number of the latest state",
+            value=snap.get("state_seq", 0),
+        )
+        stats = self.service.client.stats()
+        yield GaugeMetricFamily(
+            "sim_ric_mqtt_connected",
+            "1 while connected to the broker",
+            value=stats.pop("connected"),
+        )
+        events = CounterMetricFamily("sim_ric_mqtt_events", "MQTT client events", labels=["event"])
+        for key, value in sorted(stats.items()):
+            events.add_metric([key], value)
+        yield events
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Run the service for ``sim-ric run`` (flags override ``SIM_*`` settings).
+
+    Args:
+        args: the parsed ``sim-ric run`` flags.
+        stop: set it to stop the service (default: SIGTERM/SIGINT set it).
+
+    Returns:
+        The process exit code: 0, 2 (bad settings or intents), 3 (broker refused us).
+    """
+    try:
+        settings = SimSettings.from_cli(args)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"sim-ric run: invalid settings: {errors}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    quiet_amqtt_logs()
+    log = structlog.get_logger("sim_ric.service")
+    try:
+        files = settings.intent_files()
+        intents = load_user_intents(files, settings.split)
+    except (FileNotFoundError, IntentFormatError, OSError) as exc:
+        log.error("intents_unavailable", error=str(exc))
+        print(f"sim-ric run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.info("intents_loaded", files=[str(f) for f in files], split=settings.split, n=len(intents))
+    emulator = Emulator(intents, settings.emulator_config())
+    stop = stop or threading.Event()
+    with _stop_on_signals(stop), contextlib.ExitStack() as stack:
+        if settings.broker == "embedded":
+            password = settings.embedded_password
+            broker = EmbeddedBroker(
+                host=settings.embedded_host,
+                port=settings.embedded_port,
+                username=settings.embedded_username,
+                password=None if password is None else password.get_secret_value(),
+            )
+            try:
+                stack.enter_context(broker)
+            except EmbeddedBrokerError as exc:
+                log.error("embedded_broker_failed", error=str(exc))
+                return EXIT_CONFIG
+            if settings.embedded_url_file is not None:
+                broker.write_url_file(settings.embedded_url_file)
+                log.info("embedded_broker_url_written", path=str(settings.embedded_url_file))
+            url: BrokerUrl = broker.broker_url
+        else:
+            url = parse_broker_url(settings.broker)
+        client = MqttClient(
+            url,
+            COMPONENT,
+            client_id=settings.client_id,
+            protocol=settings.mqtt_protocol,
+            persistent_session=settings.mqtt_persistent_session,
+            session_expiry_s=settings.mqtt_session_expiry,
+            keepalive_s=settings.mqtt_keepalive,
+            reconnect_min_delay_s=settings.reconnect_min_delay,
+            reconnect_max_delay_s=settings.reconnect_max_delay,
+            tls=settings.tls_options(),
+        )
+        service = SimService(settings, emulator, client)
+        if settings.metrics_port:
+            service.serve_metrics(settings.metrics_host, settings.metrics_port)
+        return service.run(stop)
