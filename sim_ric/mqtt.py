@@ -376,8 +376,11 @@ class MqttClient:
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos):
             if qos:
                 with self._lock:
-                    if self._early_acks.pop(info.mid, False) is False:
+                    acked_early = self._early_acks.pop(info.mid, False) is None
+                    if not acked_early:
                         self._outstanding.add(info.mid)
+                if acked_early:
+                    self._inc("acked")
             self._inc("published" if rc == MQTTErrorCode.MQTT_ERR_SUCCESS else "published_offline")
             return True
         self._inc("publish_dropped")

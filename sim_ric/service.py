@@ -400,6 +400,13 @@ def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> i
             if settings.embedded_url_file is not None:
                 broker.write_url_file(settings.embedded_url_file)
                 log.info("embedded_broker_url_written", path=str(settings.embedded_url_file))
+            elif password is None:
+                log.warning(
+                    "embedded_broker_private",
+                    hint="the password was generated and is not shown; set "
+                    "SIM_EMBEDDED_URL_FILE or SIM_EMBEDDED_PASSWORD so that other "
+                    "components can connect",
+                )
             url: BrokerUrl = broker.broker_url
         else:
             url = parse_broker_url(settings.broker)

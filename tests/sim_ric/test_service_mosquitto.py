@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import httpx
 import pytest
 from mqtt_support import (
     MOSQUITTO,
@@ -19,6 +20,7 @@ from mqtt_support import (
     Recorder,
     ServiceProcess,
     agent_of_other_type,
+    free_port,
     usable_chain,
     wait_until,
 )
@@ -62,7 +64,8 @@ def _service(broker: Mosquitto, tmp_path: Path, *extra: str) -> ServiceProcess:
 
 def test_service_serves_refuses_and_survives_a_broker_restart(broker, tmp_path):
     rec = Recorder(broker.url).start()
-    svc = _service(broker, tmp_path)
+    metrics_port = free_port()
+    svc = _service(broker, tmp_path, "--metrics-port", str(metrics_port))
     try:
         # ---- states, status and requests flow ----------------------------------------------
         wait_until(lambda: b"online" in rec.status, WAIT, "status online")
@@ -185,6 +188,19 @@ def test_service_serves_refuses_and_survives_a_broker_restart(broker, tmp_path):
         o = rec.wait_outcome(lambda o: o.request_id == fresh.request_id, WAIT, "new request")
         assert o.code == "served"
         assert '"broker_connected"' in svc.logs()
+
+        # ---- Prometheus counters -------------------------------------------------------------
+        def metrics() -> str:
+            return httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+
+        wait_until(
+            lambda: 'sim_ric_outcomes_total{code="served"} 4.0' in metrics(), WAIT, "metrics"
+        )
+        text = metrics()
+        for code in ("garbage", "wrong_message_type", "unknown_request", "duplicate"):
+            assert f'sim_ric_outcomes_total{{code="{code}"}} 1.0' in text
+        assert 'sim_ric_mqtt_events_total{event="disconnects"} 1.0' in text
+        assert "sim_ric_mqtt_connected 1.0" in text
 
         # ---- graceful stop: pending requests settled, offline published ----------------------
         still_pending = {r.request_id for r in rec.snapshot()[1]} - {
