@@ -1,0 +1,231 @@
+"""Run the exported ONNX policy: one E-LAM choice, then one agent per step.
+
+onnxruntime-gpu lists CUDA among its available providers even on a machine without
+CUDA, and then runs on the CPU. The session is therefore created with CUDA first when it
+is listed, and the providers the session really got (``session.get_providers()``) are
+logged and exposed as :attr:`PolicyRuntime.provider`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from sim_ric.network import Network
+from sim_ric.users import APPS
+from xapp_composer import features as F
+from xapp_composer.export import (
+    HEAD_INPUTS,
+    OUTPUT_NAMES,
+    card_path_for,
+    encoder_path,
+    sha256_file,
+)
+
+log = structlog.get_logger(__name__)
+EVEN = (0.25, 0.25, 0.25, 0.25)
+
+
+class PolicyIntegrityError(RuntimeError):
+    """The policy file does not match its model card."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Per network-state inputs of the policy (computed once per state, reused by every
+    request decided on that state): the feature arrays and the GCN encoder's output."""
+
+    state: F.BatchState
+    node_h: np.ndarray
+    n_agents: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A composed chain."""
+
+    chain: tuple[int, ...]
+    elam: str  # "" when no E-LAM was used (DRL (Even) policies)
+    elam_index: int
+    intent: tuple[float, float, float, float]
+
+
+def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
+    """An onnxruntime session on CUDA when it really is available, else CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CPUExecutionProvider"]
+    if prefer_gpu and "CUDAExecutionProvider" in available:
+        wanted.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+    except Exception as exc:  # a broken CUDA install: fall back rather than die
+        if wanted[0] == "CPUExecutionProvider":
+            raise
+        log.warning("cuda_session_failed", error=str(exc))
+        sess = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    got = sess.get_providers()
+    log.info("onnx_session", path=str(path), requested=wanted, providers=got, available=available)
+    return sess
+
+
+def read_card(onnx_path: Path) -> dict:
+    """The model card beside an ONNX policy."""
+    card_path = card_path_for(onnx_path)
+    if not card_path.exists():
+        raise PolicyIntegrityError(f"model card {card_path} is missing")
+    return json.loads(card_path.read_text())
+
+
+class PolicyRuntime:
+    """The exported policy, ready to decide.
+
+    Args:
+        path: the ``.onnx`` file; its ``.card.json`` must sit beside it.
+        verify: check the file's sha256 against the card before use.
+        prefer_gpu: use CUDA when onnxruntime really has it.
+        threads: intra-op threads of the session.
+    """
+
+    def __init__(
+        self, path: Path, *, verify: bool = True, prefer_gpu: bool = True, threads: int = 1
+    ):
+        self.path = Path(path)
+        self.card = read_card(self.path)
+        self.encoder_path = encoder_path(self.path)
+        if verify:
+            for file, want in (
+                (self.path, self.card.get("sha256")),
+                (self.encoder_path, self.card.get("encoder", {}).get("sha256")),
+            ):
+                if not file.exists():
+                    raise PolicyIntegrityError(f"{file} is missing")
+                digest = sha256_file(file)
+                if digest != want:
+                    raise PolicyIntegrityError(
+                        f"{file.name}: sha256 {digest[:12]}... does not match its card "
+                        f"({str(want)[:12]}...)"
+                    )
+        self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
+        self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
+        self.provider = self.session.get_providers()[0]
+        self.elam_ids: list[str] = list(self.card.get("elam_ids", []))
+        self.fees: list[float] = list(self.card.get("fees", []))
+        self.mode: str = self.card.get("mode", "predicted")
+        self.n_elams = int(self.card["policy"]["n_elams"])
+        self.version = f"{self.card.get('name', self.path.stem)}@{self.card['sha256'][:12]}"
+
+    # ---- per state ----------------------------------------------------------------------
+    def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
+        """Policy inputs of a network state, with the encoder run once."""
+        state = F.batch_state([net], chain_types)
+        (node_h,) = self.encoder.run(["node_h"], {"x": state.node_x, "adj": state.adj})
+        return Prepared(state, node_h, net.n_agents)
+
+    # ---- per request --------------------------------------------------------------------
+    def _run(self, p: Prepared, idx: np.ndarray, raw: np.ndarray, chain: np.ndarray, ctx):
+        feeds = {
+            "node_h": p.node_h,
+            "cand_idx": idx[None, :].astype(np.int64),
+            "raw": raw,
+            "mask": np.ones((1, len(idx)), dtype=bool),
+            "chain": chain,
+            "ctx": ctx,
+        }
+        return self.session.run(OUTPUT_NAMES, feeds)
+
+    def choose_elam(
+        self, p: Prepared, app: str | int, prompt: str, text: np.ndarray | None = None
+    ) -> int:
+        """E-LAM index the policy picks before translation (network, app, text only)."""
+        if self.mode == "even" or self.n_elams == 0:
+            return -1
+        app_i = np.array([_app_index(app)])
+        text = F.text_features(prompt)[None, :] if text is None else text
+        prefix = F.Prefix.empty(1)
+        ctx = F.context(None, None, self.n_elams, prefix, len(p.state.chain_types), app_i, text)
+        idx = np.zeros(1, dtype=np.int64)
+        raw, chain, _ = F.step_inputs(p.state, prefix, idx)
+        _, elam_logits, _ = self._run(p, idx, raw, chain, ctx)
+        return int(np.argmax(elam_logits[0]))
+
+    def compose(
+        self,
+        p: Prepared,
+        intent: Sequence[float],
+        elam_index: int,
+        app: str | int,
+        prompt: str,
+        text: np.ndarray | None = None,
+    ) -> tuple[int, ...]:
+        """Extend the chain step by step (greedy), masking invalid agents (eq. 38).
+
+        Raises:
+            ValueError: some step has no usable agent.
+        """
+        s = p.state
+        n = len(s.chain_types)
+        seen = np.asarray(EVEN if self.mode == "even" else intent, dtype=float)[None, :]
+        elam = None if self.mode == "even" or elam_index < 0 else np.array([elam_index])
+        app_i = np.array([_app_index(app)])
+        text = F.text_features(prompt)[None, :] if text is None else text
+        prefix = F.Prefix.empty(1)
+        chain: list[int] = []
+        for k in range(n):
+            idx = np.flatnonzero(s.usable[0, k])
+            if len(idx) == 0:
+                raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
+            raw, chain_in, _ = F.step_inputs(s, prefix, idx)
+            ctx = F.context(seen, elam, self.n_elams, prefix, n, app_i, text)
+            logits, _, _ = self._run(p, idx, raw, chain_in, ctx)
+            agent = int(idx[int(np.argmax(logits[0]))])
+            chain.append(agent)
+            prefix.append(s, np.array([agent]))
+        return tuple(chain)
+
+    def decide(
+        self,
+        p: Prepared,
+        app: str | int,
+        prompt: str,
+        translate: Callable[[str], Sequence[float]] | None = None,
+    ) -> Decision:
+        """The whole decision: pick the E-LAM, translate with it, compose the chain.
+
+        Args:
+            translate: maps an E-LAM id to the predicted vector (the rApp call); not
+                called by an ``even`` policy.
+        """
+        text = F.text_features(prompt)[None, :]
+        k = self.choose_elam(p, app, prompt, text)
+        if k < 0 or translate is None:
+            intent = EVEN
+            elam = ""
+        else:
+            elam = self.elam_ids[k] if k < len(self.elam_ids) else str(k)
+            intent = tuple(float(v) for v in translate(elam))
+        chain = self.compose(p, intent, k, app, prompt, text)
+        return Decision(chain, elam, k, intent)  # type: ignore[arg-type]
+
+
+def _app_index(app: str | int) -> int:
+    if isinstance(app, str):
+        if app not in APPS:
+            raise ValueError(f"unknown application {app!r}; expected one of {APPS}")
+        return APPS.index(app)
+    return int(app)
+
+
+__all__ = ["HEAD_INPUTS", "Decision", "PolicyIntegrityError", "PolicyRuntime", "Prepared"]

@@ -1,0 +1,260 @@
+"""SRL training: PPO with GAE on the GCN actor-critic (paper sec. V, eqs. 34-43).
+
+One readable loop (CleanRL style). Each iteration samples B (network, request) pairs from
+a pool of varied training networks and the project's training intents, runs the episodes
+(E-LAM choice, then one agent per step) with rewards under the TRUE vector, computes GAE
+and takes a few clipped-surrogate epochs over episode minibatches. Every ``eval_every``
+iterations the greedy policy is scored on fixed validation networks and held-out intents;
+the best checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim_ric.config import DEFAULT
+from xapp_composer.agent import IntentMode, Trajectory, run_episodes
+from xapp_composer.episodes import NetworkPool, RequestSet
+from xapp_composer.gae import compute_gae
+from xapp_composer.policy import GCNActorCritic, PolicyConfig
+from xapp_composer.scoring import EvalSet
+
+VALIDATION_SEEDS = tuple(range(900_001, 900_017))
+"""Networks for model selection during training (never the evaluation seeds 101, ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """PPO hyper-parameters and budget."""
+
+    name: str = field(default="srl-general", metadata={"help": "policy name (file stem)"})
+    app: str | None = field(default=None, metadata={"help": "train on one application only"})
+    mode: IntentMode = field(
+        default="predicted", metadata={"help": "'predicted' (SRL) or 'even' (DRL (Even))"}
+    )
+    minutes: float = field(default=12.0, metadata={"help": "wall-clock budget"})
+    max_iterations: int = field(default=100_000, metadata={"help": "stop after this many"})
+    batch_episodes: int = field(default=256, metadata={"help": "episodes per iteration"})
+    minibatch_episodes: int = field(default=128, metadata={"help": "episodes per minibatch"})
+    epochs: int = field(default=3, metadata={"help": "PPO epochs per iteration"})
+    lr: float = field(default=3e-4, metadata={"help": "Adam learning rate (annealed)"})
+    gamma: float = field(default=0.99, metadata={"help": "discount (eq. 40)"})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda (eq. 42)"})
+    clip: float = field(default=0.2, metadata={"help": "PPO clip epsilon (eq. 43)"})
+    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus (annealed to 0)"})
+    vf_coef: float = field(default=0.5, metadata={"help": "value-loss weight"})
+    max_grad_norm: float = field(default=0.5, metadata={"help": "gradient clipping"})
+    step_reward_coef: float = field(
+        default=1.0, metadata={"help": "weight of r_step (eq. 34) against r_episode"}
+    )
+    pool_size: int = field(default=512, metadata={"help": "training networks in the pool"})
+    pool_refresh: int = field(default=8, metadata={"help": "networks replaced per iteration"})
+    n_agents: int = field(default=DEFAULT.n_agents, metadata={"help": "N of training networks"})
+    hidden: int = field(default=64, metadata={"help": "policy width"})
+    threads: int = field(
+        default=1, metadata={"help": "torch threads (1 avoids oversubscription on 2 cores)"}
+    )
+    eval_every: int = field(default=20, metadata={"help": "iterations between validations"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+    def to_dict(self) -> dict:
+        """JSON-friendly."""
+        return asdict(self)
+
+
+def ppo_update(
+    policy: GCNActorCritic,
+    opt: torch.optim.Optimizer,
+    traj: Trajectory,
+    adv: torch.Tensor,
+    ret: torch.Tensor,
+    cfg: TrainConfig,
+    ent_coef: float,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Clipped-surrogate epochs (eq. 43) over episode minibatches; returns mean stats."""
+    bsz = traj.chains.shape[0]
+    rows = len(traj.actions)
+    stats: dict[str, list[float]] = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
+    for _ in range(cfg.epochs):
+        for mb in np.array_split(rng.permutation(bsz), max(1, bsz // cfg.minibatch_episodes)):
+            idx = torch.from_numpy(mb)
+            node_h = policy.encode(traj.x[idx], traj.adj[idx])
+            new_logp, entropy, new_v = [], [], []
+            for t in range(rows):
+                logits, elam_logits, value = policy.heads(
+                    node_h, traj.cand_idx[t][idx], traj.raw[t][idx], traj.mask[t][idx],
+                    traj.chain[t][idx], traj.ctx[t][idx],
+                )  # fmt: skip
+                lg = elam_logits if traj.is_elam_row[t] else logits
+                logp = torch.log_softmax(lg, dim=-1)
+                new_logp.append(logp.gather(1, traj.actions[t][idx].unsqueeze(1)).squeeze(1))
+                p = logp.exp()
+                entropy.append(-(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1))
+                new_v.append(value)
+            new_logp_t = torch.stack(new_logp)
+            old_logp = torch.stack([lp[idx] for lp in traj.logprobs])
+            a = adv[:, idx]
+            a = (a - a.mean()) / (a.std() + 1e-8)
+            ratio = (new_logp_t - old_logp).exp()
+            pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+            vf = 0.5 * ((torch.stack(new_v) - ret[:, idx]) ** 2).mean()
+            ent = torch.stack(entropy).mean()
+            loss = pg + cfg.vf_coef * vf - ent_coef * ent
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                stats["pg"].append(pg.item())
+                stats["vf"].append(vf.item())
+                stats["ent"].append(ent.item())
+                stats["kl"].append(((ratio - 1) - (new_logp_t - old_logp)).mean().item())
+                stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
+    return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+def validate(policy: GCNActorCritic, evalset: EvalSet, mode: IntentMode) -> dict[str, float]:
+    """Greedy policy on the validation pairs: mean normalised score and factors."""
+    policy.eval()
+    traj = run_episodes(
+        policy, evalset.pair_state(), evalset.pair_requests(), mode=mode, greedy=True
+    )
+    policy.train()
+    norm = evalset.normalized(traj.score)
+    share = traj.elam[traj.elam >= 0]
+    return {
+        "val_normalized_score": float(norm.mean()),
+        "val_feasible": float(traj.outcome["feasible"].mean()),
+        "val_elam0_share": float((share == 0).mean()) if len(share) else math.nan,
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    requests: RequestSet,
+    val_requests: RequestSet,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+) -> tuple[GCNActorCritic, dict]:
+    """Train one policy; write ``<name>.pt``, ``<name>.curve.csv`` and ``<name>.train.json``.
+
+    Returns:
+        The best policy (by validation score) and a summary dict.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    pcfg = PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
+    policy = GCNActorCritic(pcfg)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    pool = NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
+    val = EvalSet.build(
+        VALIDATION_SEEDS, val_requests, n_agents=cfg.n_agents, per_network=32, rng=rng
+    )
+    curve_path = out_dir / f"{cfg.name}.curve.csv"
+    fields = [
+        "iteration", "episodes", "seconds", "return", "r_episode", "Q", "C", "B", "L",
+        "P_outage", "feasible", "elam0_share", "pg", "vf", "ent", "kl", "clipfrac",
+        "val_normalized_score", "val_feasible", "val_elam0_share",
+    ]  # fmt: skip
+    best = {"val_normalized_score": -math.inf, "iteration": -1}
+    best_state = None
+    start = time.monotonic()
+    budget = cfg.minutes * 60.0
+    bar = tqdm(total=int(budget), disable=not progress, unit="s", desc=cfg.name)
+    with curve_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        it = 0
+        while it < cfg.max_iterations and time.monotonic() - start < budget:
+            frac = min(1.0, (time.monotonic() - start) / budget)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * (1.0 - 0.9 * frac)
+            ent_coef = cfg.ent_coef * (1.0 - frac)
+            # ---- rollout ---------------------------------------------------------------
+            pool.refresh(cfg.pool_refresh)
+            s = pool.sample(cfg.batch_episodes)
+            req = requests.subset(rng.integers(len(requests), size=cfg.batch_episodes))
+            traj = run_episodes(
+                policy, s, req, mode=cfg.mode, rng=rng, keep_tensors=True,
+                step_reward_coef=cfg.step_reward_coef,
+            )  # fmt: skip
+            # ---- advantages (eq. 42): every episode ends after its last row -----------
+            rewards = torch.from_numpy(traj.rewards).float()
+            values = torch.stack(traj.values)
+            next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
+            terminated = torch.zeros_like(rewards)
+            terminated[-1] = 1.0
+            adv, ret = compute_gae(
+                rewards, values, next_values, terminated, torch.zeros_like(rewards),
+                cfg.gamma, cfg.gae_lambda,
+            )  # fmt: skip
+            # ---- update (eq. 43) --------------------------------------------------------
+            stats = ppo_update(policy, opt, traj, adv, ret, cfg, ent_coef, rng)
+            it += 1
+            o = traj.outcome
+            feas = o["feasible"]
+            row = {
+                "iteration": it,
+                "episodes": it * cfg.batch_episodes,
+                "seconds": round(time.monotonic() - start, 1),
+                "return": float(traj.rewards.sum(axis=0).mean()),
+                "r_episode": float(traj.score.mean()),
+                "Q": float(np.nanmean(np.where(feas, o["Q"], np.nan))),
+                "C": float(np.mean(o["C"])),
+                "B": float(np.mean(o["B"])),
+                "L": float(np.nanmean(np.where(feas, o["L"], np.nan))),
+                "P_outage": float(np.nanmean(np.where(feas, o["P_outage"], np.nan))),
+                "feasible": float(feas.mean()),
+                "elam0_share": float((traj.elam == 0).mean()) if cfg.mode == "predicted" else "",
+                **{k: round(v, 5) for k, v in stats.items()},
+            }
+            if it % cfg.eval_every == 0 or it == 1:
+                v = validate(policy, val, cfg.mode)
+                row.update({k: round(x, 5) for k, x in v.items()})
+                if v["val_normalized_score"] > best["val_normalized_score"]:
+                    best = {**v, "iteration": it}
+                    best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
+                bar.set_postfix(
+                    val=f"{v['val_normalized_score']:.3f}",
+                    best=f"{best['val_normalized_score']:.3f}",
+                )
+            writer.writerow(row)
+            fh.flush()
+            bar.n = int(time.monotonic() - start)
+            bar.refresh()
+    bar.close()
+    # A last validation, so the final weights compete too.
+    v = validate(policy, val, cfg.mode)
+    if v["val_normalized_score"] > best["val_normalized_score"]:
+        best = {**v, "iteration": it}
+        best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
+    if best_state is not None:
+        policy.load_state_dict(best_state)
+    summary = {
+        "config": cfg.to_dict(),
+        "policy": pcfg.to_dict(),
+        "iterations": it,
+        "episodes": it * cfg.batch_episodes,
+        "seconds": round(time.monotonic() - start, 1),
+        "best": best,
+        "elam_ids": requests.elam_ids,
+        "fees": requests.fees.tolist(),
+        "train_requests": len(requests),
+    }
+    torch.save({"state_dict": policy.state_dict(), "policy": pcfg.to_dict(), "summary": summary},
+               out_dir / f"{cfg.name}.pt")  # fmt: skip
+    (out_dir / f"{cfg.name}.train.json").write_text(json.dumps(summary, indent=2))
+    return policy, summary
