@@ -1,0 +1,71 @@
+"""Batched episodes give the same rewards and factors as the reference model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim_ric.chain import evaluate_chain, step_rewards
+from sim_ric.network import generate_network
+from xapp_composer import features as F
+from xapp_composer.episodes import chain_outcome, episode_scores
+from xapp_composer.episodes import step_rewards as batch_step_rewards
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    nets = [generate_network(100 + seed * 10 + i) for i in range(6)]
+    nets[0].available[nets[0].agents_of_type(2)[:4]] = False
+    nets[1].set_arrival_rate(1.8)
+    s = F.batch_state(nets)
+    prefix = F.Prefix.empty(len(nets))
+    true_s = rng.dirichlet(np.ones(4), size=len(nets))
+    chains = np.zeros((len(nets), 3), dtype=np.int64)
+    got_steps = []
+    for k in range(3):
+        choice = np.array(
+            [rng.choice(net.agents_of_type(t, usable=True)) for net, t in zip(nets, [k + 1] * 6, strict=True)]
+        )
+        got_steps.append(batch_step_rewards(s, prefix, choice, true_s, 1.0))
+        prefix.append(s, choice)
+        chains[:, k] = choice
+    out = chain_outcome(s, prefix)
+    fee = np.full(len(nets), 0.01)
+    score = episode_scores(out, true_s, fee)
+    for i, net in enumerate(nets):
+        ref = evaluate_chain(net, chains[i], true_s[i], fee=0.01)
+        np.testing.assert_allclose([g[i] for g in got_steps], step_rewards(net, chains[i], true_s[i]), rtol=1e-9)
+        assert out["feasible"][i] == ref.feasible
+        for key in ("C", "B"):
+            assert out[key][i] == pytest.approx(getattr(ref, key), rel=1e-9, abs=1e-300)
+        if ref.feasible:
+            assert out["L"][i] == pytest.approx(ref.L, rel=1e-9)
+            assert out["P_outage"][i] == pytest.approx(ref.P_outage, rel=1e-9)
+        assert score[i] == pytest.approx(ref.r_episode, rel=1e-9)
+
+
+def test_last_step_features_are_the_exact_chain() -> None:
+    """At the last step the candidate features carry the exact utilities of the chain."""
+    import torch
+
+    from xapp_composer.policy import CandidateFeatures
+
+    net = generate_network(5)
+    s = F.batch_state([net])
+    prefix = F.Prefix.empty(1)
+    first = net.agents_of_type(1, usable=True)[0]
+    second = net.agents_of_type(2, usable=True)[0]
+    prefix.append(s, np.array([first]))
+    prefix.append(s, np.array([second]))
+    cols = np.flatnonzero(s.usable[0, 2])
+    raw, chain, mask = F.step_inputs(s, prefix, cols)
+    intent = np.array([[0.1, 0.4, 0.3, 0.2]])
+    feats = CandidateFeatures()(torch.from_numpy(raw), torch.from_numpy(chain), torch.from_numpy(intent).float())
+    assert mask.all()
+    for j, c in enumerate(cols):
+        ref = evaluate_chain(net, [first, second, c], intent[0])
+        assert bool(feats[0, j, 4]) == ref.feasible
+        if ref.feasible:
+            np.testing.assert_allclose(feats[0, j, :4].numpy(), ref.utilities, atol=2e-5)
+            assert feats[0, j, 5].item() == pytest.approx(ref.Q_subjective, abs=2e-5)

@@ -1,0 +1,159 @@
+"""Evaluation of SRL against the paper's baselines (sec. VI-C, Figs. 8-11; MODEL.md).
+
+Every method decides on the same (network state, request) pairs; each decision is scored
+by its episode bonus 10 Q*_s - F(kappa) under the request's TRUE vector and normalised
+against the exact optimum and the random floor of its pair (:class:`EvalSet`).
+
+Methods:
+- ``random``: a uniformly drawn feasible chain and a uniformly drawn E-LAM;
+- ``greedy``: MODEL.md's greedy on the default E-LAM's predicted vector;
+- ``drl_even``: the DRL (Even) ONNX policy (s fixed at [0.25] * 4, no E-LAM called);
+- ``llm_zero_shot``: a language model asked for the chain (:mod:`xapp_composer.llm_baseline`);
+- ``srl``: the SRL ONNX policies (per application when trained, else general), which
+  pick the E-LAM and compose on its predicted vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_ric.chain import evaluate_chain
+from sim_ric.optimum import build_search_space, greedy_chain, random_chain
+from sim_ric.users import APPS
+from xapp_composer.runtime import PolicyRuntime
+from xapp_composer.scoring import EvalSet
+
+METHODS = ("random", "greedy", "drl_even", "llm_zero_shot", "srl")
+
+
+@dataclass
+class MethodResult:
+    """Per-pair decisions of one method, scored."""
+
+    chains: list[tuple[int, ...] | None]
+    elams: list[str]
+    score: np.ndarray
+    normalized: np.ndarray
+    Q: np.ndarray
+    C: np.ndarray
+    B: np.ndarray
+    L: np.ndarray
+    P_outage: np.ndarray
+    feasible: np.ndarray
+    pairs: np.ndarray  # indices into the EvalSet's pairs
+
+    def summary(self, elam_ids: Sequence[str]) -> dict:
+        """The JSON object of one method in ``xapp-composer eval``."""
+
+        def mean(a: np.ndarray) -> float | None:
+            a = a[np.isfinite(a)]
+            return float(a.mean()) if len(a) else None
+
+        share = {e: float(np.mean([x == e for x in self.elams])) for e in elam_ids}
+        none = float(np.mean([x == "" for x in self.elams]))
+        if none:
+            share["none"] = none
+        return {
+            "normalized_score": mean(self.normalized),
+            "score": mean(self.score),
+            "Q": mean(np.where(self.feasible, self.Q, np.nan)),
+            "C": mean(self.C),
+            "B": mean(self.B),
+            "L": mean(np.where(self.feasible, self.L, np.nan)),
+            "P_outage": mean(np.where(self.feasible, self.P_outage, np.nan)),
+            "elam_share": share,
+            "feasible": float(self.feasible.mean()),
+            "n": len(self.pairs),
+        }
+
+
+def score_decisions(
+    ev: EvalSet,
+    pairs: np.ndarray,
+    chains: Sequence[tuple[int, ...] | None],
+    elams: Sequence[str],
+    fee_of: Mapping[str, float],
+) -> MethodResult:
+    """Score decisions with :func:`sim_ric.chain.evaluate_chain` (the reference model).
+
+    A missing chain (the method gave no valid answer) scores as an infeasible chain.
+    """
+    opt, rnd = ev.bounds()
+    n = len(pairs)
+    out = {k: np.full(n, np.nan) for k in ("score", "Q", "C", "B", "L", "P_outage")}
+    feasible = np.zeros(n, dtype=bool)
+    for j, (p, chain, elam) in enumerate(zip(pairs, chains, elams, strict=True)):
+        net = ev.nets[ev.net_idx[p]]
+        true_s = ev.requests.true_s[ev.req_idx[p]]
+        fee = fee_of.get(elam, 0.0)
+        if chain is None:
+            out["score"][j] = 10.0 * -1.0 - fee
+            continue
+        r = evaluate_chain(net, chain, true_s, fee=fee)
+        out["score"][j] = r.r_episode
+        for key in ("Q", "C", "B", "L", "P_outage"):
+            out[key][j] = getattr(r, key)
+        feasible[j] = r.feasible
+    span = opt[pairs] - rnd[pairs]
+    norm = np.where(
+        span > 1e-12, (out["score"] - rnd[pairs]) / np.where(span > 1e-12, span, 1), 1.0
+    )
+    return MethodResult(list(chains), list(elams), out["score"], norm, out["Q"], out["C"],
+                        out["B"], out["L"], out["P_outage"], feasible, pairs)  # fmt: skip
+
+
+def run_random(ev: EvalSet, pairs: np.ndarray, seed: int = 0) -> tuple[list, list]:
+    """Random baseline: uniformly drawn feasible chain and E-LAM."""
+    rng = np.random.default_rng(seed)
+    spaces = {}
+    chains, elams = [], []
+    for p in pairs:
+        j = int(ev.net_idx[p])
+        if j not in spaces:
+            spaces[j] = build_search_space(ev.nets[j])
+        chains.append(random_chain(spaces[j], rng))
+        elams.append(ev.requests.elam_ids[int(rng.integers(len(ev.requests.elam_ids)))])
+    return chains, elams
+
+
+def run_greedy(ev: EvalSet, pairs: np.ndarray, elam: str) -> tuple[list, list]:
+    """Greedy baseline on the predicted vector of ``elam``."""
+    k = ev.requests.elam_ids.index(elam)
+    chains = []
+    for p in pairs:
+        pred = ev.requests.preds[ev.req_idx[p], k]
+        chains.append(greedy_chain(ev.nets[ev.net_idx[p]], pred))
+    return chains, [elam] * len(pairs)
+
+
+def run_policy(
+    ev: EvalSet,
+    pairs: np.ndarray,
+    runtime_for: Callable[[str], PolicyRuntime],
+) -> tuple[list, list]:
+    """An ONNX policy (SRL or DRL (Even)); ``runtime_for(app)`` picks the policy.
+
+    The E-LAM the policy picks translates the request: its cached prediction for the
+    prompt is used (the same vector the rApp returns for it).
+    """
+    prepared: dict[tuple[int, int], object] = {}
+    ids = ev.requests.elam_ids
+    chains, elams = [], []
+    for p in pairs:
+        j, r = int(ev.net_idx[p]), int(ev.req_idx[p])
+        app = APPS[int(ev.requests.app[r])]
+        rt = runtime_for(app)
+        key = (id(rt), j)
+        if key not in prepared:
+            prepared[key] = rt.prepare(ev.nets[j])
+
+        def translate(elam_id: str, r: int = r) -> np.ndarray:
+            return ev.requests.preds[r, ids.index(elam_id)]
+
+        d = rt.decide(prepared[key], app, ev.requests.prompts[r], translate)
+        chains.append(d.chain)
+        elams.append(d.elam)
+    return chains, elams

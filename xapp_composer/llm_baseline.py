@@ -1,0 +1,116 @@
+"""LLM zero-shot baseline (paper sec. VI-C): a language model asked for the chain.
+
+The model gets the system description, the user's request and a table of candidate
+agents per step (capability, latency, outage rate, and route BER to the next step's best
+link), and must answer with one agent id per step. It runs through the C-LAM backend of
+IoKD (``local``: SmolLM2-135M-Instruct offline; ``openai``: any OpenAI-compatible
+endpoint). An answer that is not a valid chain counts as a failed decision (scored as an
+infeasible chain). The fee is that of the model that understood the intent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from sim_ric.config import elam_fee
+from sim_ric.network import Network
+from sim_ric.users import APPS
+
+MAX_CANDIDATES = 8
+"""Candidates listed per step (the best by capability, latency and outage, in turn), to keep
+the prompt within a small model's context."""
+
+SYSTEM = (
+    "You compose service chains in an agentic network. A request needs one agent of type 1, "
+    "then one of type 2, then one of type 3. Each agent has a capability (higher is better), "
+    "a latency in seconds and an outage rate (lower is better); messages between consecutive "
+    "agents can be corrupted (BER, lower is better). Pick the chain that best fits what the "
+    "user cares about. Answer with the three agent ids only, like: 12, 45, 7"
+)
+
+ChatFn = Callable[[list[dict[str, str]]], str]
+
+
+def shortlist(net: Network, step_type: int, k: int = MAX_CANDIDATES) -> np.ndarray:
+    """Up to k usable agents of a type, taking the best by each factor in turn."""
+    cand = net.agents_of_type(step_type, usable=True)
+    lat = net.agent_latency()[cand]
+    orders = [np.argsort(-net.p_success[cand]), np.argsort(lat), np.argsort(net.outage_rate[cand])]
+    picked: list[int] = []
+    for rank in range(len(cand)):
+        for order in orders:
+            a = int(cand[order[rank]])
+            if a not in picked:
+                picked.append(a)
+            if len(picked) == k:
+                return np.array(picked)
+    return np.array(picked)
+
+
+def build_prompt(
+    net: Network, prompt: str, app: str
+) -> tuple[list[dict[str, str]], list[np.ndarray]]:
+    """Chat messages for one request, and the candidates listed per step."""
+    lat = net.agent_latency()
+    lines = []
+    lists = []
+    types = net.cfg.chain_types
+    for k, t in enumerate(types):
+        cand = shortlist(net, t)
+        lists.append(cand)
+        lines.append(f"Type {t} candidates:")
+        nxt = shortlist(net, types[k + 1]) if k + 1 < len(types) else None
+        for a in cand:
+            extra = ""
+            if nxt is not None and len(nxt):
+                extra = f", best BER to next {net.route_ber_from(int(a))[nxt].min():.1e}"
+            lines.append(
+                f"  agent {a}: capability {net.p_success[a]:.2f}, latency {lat[a]:.2f} s, "
+                f"outage {net.outage_rate[a]:.3f}{extra}"
+            )
+    user = f"Application: {app}\nRequest: {prompt}\n" + "\n".join(lines) + "\nChain:"
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}], lists
+
+
+def parse_chain(text: str, net: Network) -> tuple[int, ...] | None:
+    """The first n integers of the answer, if they form a chain of the right types."""
+    ids = [int(x) for x in re.findall(r"\d+", text)]
+    n = len(net.cfg.chain_types)
+    if len(ids) < n:
+        return None
+    chain = tuple(ids[:n])
+    for a, t in zip(chain, net.cfg.chain_types, strict=True):
+        if not (0 <= a < net.n_agents and net.types[a] == t and net.available[a]):
+            return None
+    return chain
+
+
+def run_llm(
+    ev, pairs: Sequence[int], *, backend: str = "local", chat: ChatFn | None = None,
+    progress: bool = False,
+) -> tuple[list, list, dict[str, float]]:  # fmt: skip
+    """Ask the C-LAM for each pair's chain. Returns (chains, elam labels, fee table)."""
+    if chat is None:
+        from rapp_intent.iokd.clam import make_clam
+
+        clam = make_clam(backend)
+        chat = clam.chat
+        label = f"llm:{clam.model_id}"
+        fee = elam_fee(float(getattr(clam, "n_parameters", 0) or 0))
+    else:
+        label, fee = "llm", 0.0
+    chains: list[tuple[int, ...] | None] = []
+    it = pairs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(pairs, desc="LLM zero-shot", unit="req")
+    for p in it:
+        net = ev.nets[ev.net_idx[p]]
+        r = int(ev.req_idx[p])
+        messages, _ = build_prompt(net, ev.requests.prompts[r], APPS[int(ev.requests.app[r])])
+        chains.append(parse_chain(chat(messages), net))
+    return chains, [label] * len(chains), {label: fee}
