@@ -42,6 +42,7 @@ scored as infeasible, as MODEL.md prescribes.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -224,6 +225,7 @@ class Emulator:
         self.pending: dict[str, PendingRequest] = {}
         self._resolved: OrderedDict[str, str] = OrderedDict()
         self._issued = 0
+        self._last_created = -math.inf
         self._space: SearchSpace | None = None
         self._space_seq = -1
         self._space_error = ""
@@ -266,7 +268,10 @@ class Emulator:
         The returned message carries the prompt and the application; the user's true
         vector stays in :attr:`pending`.
         """
-        now = self.clock() if now is None else now
+        # Deadlines stay in creation order (pending is insertion-ordered), which keeps
+        # expiry O(expired): a clock that steps back is clamped.
+        now = max(self.clock() if now is None else now, self._last_created)
+        self._last_created = now
         user = self.users.draw()
         self._issued += 1
         rid = f"{self.run_id}-{self._issued:06d}"
@@ -293,7 +298,11 @@ class Emulator:
     def expire(self, now: float | None = None) -> list[network_pb2.Outcome]:
         """Settle every pending request whose deadline has passed (code ``expired``)."""
         now = self.clock() if now is None else now
-        due = [p for p in self.pending.values() if p.deadline <= now]
+        due = []
+        for p in self.pending.values():  # deadlines are in insertion order
+            if p.deadline > now:
+                break
+            due.append(p)
         timeout = self.cfg.pending_timeout_s
         return [
             self._settle_unserved(p, "expired", f"expired: no decision within {timeout:g} s")
@@ -302,7 +311,8 @@ class Emulator:
 
     def next_deadline(self) -> float:
         """The earliest pending deadline (``inf`` when nothing is pending)."""
-        return min((p.deadline for p in self.pending.values()), default=float("inf"))
+        first = next(iter(self.pending.values()), None)
+        return float("inf") if first is None else first.deadline
 
     def postpone(self, seconds: float) -> None:
         """Push every pending deadline back, e.g. by the length of a broker outage."""

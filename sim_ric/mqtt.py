@@ -408,13 +408,14 @@ class MqttClient:
             self.log.error("mqtt_connect_refused", reason=str(reason_code))
             return
         self._inc("connects")
-        self._connected.set()
-        # Retained "online" replaces the retained will of a previous connection.
+        # Retained "online" replaces the retained will of a previous connection. Queued
+        # before `connected` is set, so a flush() after wait_connected() covers it.
         self.publish(self.status_topic, b"online", qos=1, retain=True)
         with self._sub_lock:
             subs = [(t, q) for t, (q, _) in self._subs.items()]
         if subs:
             client.subscribe(subs)
+        self._connected.set()
         self.log.info(
             "mqtt_connected",
             session_present=bool(flags.session_present),

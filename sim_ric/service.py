@@ -223,7 +223,7 @@ class SimService:
             timeout = min(max(wake - self.clock(), 0.0), MAX_WAIT_S)
             for kind, value in self._drain(timeout):
                 if kind == "control":
-                    self._publish_outcome(emu.handle_control(value))
+                    self._serve_control(value)
                 elif kind == "connected":
                     now = self.clock()
                     if down_since is not None:
@@ -243,6 +243,16 @@ class SimService:
         self._shutdown(stop_reason)
         return 0
 
+    def _serve_control(self, payload: bytes) -> None:
+        try:
+            out = self.emu.handle_control(payload)
+        except Exception:
+            # A bug, not bad input (bad input always yields an outcome): keep serving.
+            self.counters["internal_errors"] += 1
+            self.log.exception("control_handling_failed", bytes=len(payload))
+            return
+        self._publish_outcome(out)
+
     def _drain(self, timeout: float) -> Iterator[tuple[str, Any]]:
         try:
             yield self.inbound.get(timeout=timeout) if timeout > 0 else self.inbound.get_nowait()
@@ -258,7 +268,7 @@ class SimService:
         # Control messages already received are answered before pending requests close.
         for kind, value in self._drain(0.0):
             if kind == "control":
-                self._publish_outcome(self.emu.handle_control(value))
+                self._serve_control(value)
         for out in self.emu.shutdown():
             self._publish_outcome(out)
         self._snapshot_counters()

@@ -111,6 +111,9 @@ class Recorder:
         self.client.subscribe(self.topics.requests, self._rec(self.requests, codec.decode_request))
         self.client.subscribe(self.topics.outcomes, self._rec(self.outcomes, codec.decode_outcome))
         self.client.subscribe("lameta/v1/status/sim-ric", self._status)
+        # The client's own retained "online" comes back once its subscriptions are active.
+        self.subscribed = threading.Event()
+        self.client.subscribe(f"lameta/v1/status/{name}", lambda t, p: self.subscribed.set())
 
     def _rec(self, into: list, decode: Callable):
         def handler(topic: str, payload: bytes) -> None:
@@ -134,6 +137,7 @@ class Recorder:
         assert self.client.wait_connected(timeout), (
             f"test client not connected: {self.client.last_error}"
         )
+        assert self.subscribed.wait(timeout), "test client subscriptions not active"
         return self
 
     def stop(self) -> None:

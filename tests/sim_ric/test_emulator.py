@@ -341,3 +341,14 @@ def test_load_user_intents_keeps_one_split(tmp_path):
     (tmp_path / "broken.jsonl").write_text("{oops\n")
     with pytest.raises(IntentFormatError, match="invalid JSON"):
         load_user_intents(tmp_path / "broken.jsonl")
+
+
+def test_expiry_follows_creation_order_even_if_the_clock_steps_back():
+    emu, clock = make()
+    first = emu.new_request().request_id
+    clock.t -= 5  # a clock that steps back must not reorder deadlines
+    second = emu.new_request().request_id
+    assert emu.pending[second].deadline == emu.pending[first].deadline
+    clock.t += 5 + 10
+    assert [o.request_id for o in emu.expire()] == [first, second]
+    assert emu.next_deadline() == math.inf

@@ -147,8 +147,10 @@ def test_clean_session_does_not_keep_messages(broker):
 
 def test_last_will_marks_a_dead_client_offline(broker, tmp_path):
     seen: list[bytes] = []
+    own: list[bytes] = []
     watcher = _client(broker.url, "watcher")
     watcher.subscribe("lameta/v1/status/doomed", lambda t, p: seen.append(p))
+    watcher.subscribe("lameta/v1/status/watcher", lambda t, p: own.append(p))
     script = textwrap.dedent(
         f"""
         import os, sys
@@ -161,7 +163,7 @@ def test_last_will_marks_a_dead_client_offline(broker, tmp_path):
         """
     )
     with watcher:
-        assert watcher.wait_connected(WAIT)
+        wait_until(lambda: b"online" in own, WAIT, "watcher subscribed")
         proc = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         wait_until(lambda: seen[-1:] == [b"offline"], WAIT, "last will")
