@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import ssl
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -430,9 +431,11 @@ class MqttClient:
                 self.log.exception("mqtt_on_connected_hook_failed")
 
     def _handle_connect_fail(self, client, userdata) -> None:
+        # paho calls this from inside its `except OSError` block: the cause is at hand.
+        exc = sys.exc_info()[1]
         self._inc("connect_failures")
-        self.last_error = "broker unreachable"
-        self.log.warning("mqtt_connect_failed", retry="with backoff")
+        self.last_error = f"connection failed: {exc!r}" if exc else "connection failed"
+        self.log.warning("mqtt_connect_failed", error=repr(exc), retry="with backoff")
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected.is_set()

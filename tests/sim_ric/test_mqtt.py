@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from mqtt_support import MOSQUITTO, Mosquitto, wait_until
 
-from sim_ric.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url, status_topic
+from sim_ric.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics, parse_broker_url, status_topic
 
 WAIT = 20.0
 
@@ -224,3 +226,94 @@ def test_handler_errors_are_counted_not_fatal(broker):
         wait_until(lambda: len(got) == 2, WAIT, "both messages")
         assert sub.stats()["handler_errors"] == 2
         assert sub.connected
+
+
+# ---- TLS (mqtts://) --------------------------------------------------------------------
+def _make_certs(d: Path) -> None:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is required (.ci/run installs it)"
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=lameta-test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    )
+
+
+def test_mqtts_verifies_the_broker_certificate(tmp_path):
+    assert Path(MOSQUITTO).exists(), "mosquitto is required (.ci/run installs it)"
+    _make_certs(tmp_path)
+    tls_broker = Mosquitto(tmp_path)
+    extra = [
+        f"cafile {tmp_path / 'ca.crt'}",
+        f"certfile {tmp_path / 'server.crt'}",
+        f"keyfile {tmp_path / 'server.key'}",
+    ]
+    if os.geteuid() == 0:
+        extra.append("user root")  # else mosquitto drops to a user that cannot read the key
+    tls_broker.conf.write_text(tls_broker.conf.read_text() + "\n".join(extra) + "\n")
+    tls_broker.start()
+    url = f"mqtts://127.0.0.1:{tls_broker.port}"
+    try:
+        got: list[bytes] = []
+        ca = TlsOptions(ca_certs=str(tmp_path / "ca.crt"))
+        sub = _client(url, "tls-sub", tls=ca)
+        sub.subscribe("t/tls", lambda t, p: got.append(p))
+        sub.subscribe("lameta/v1/status/tls-sub", lambda t, p: got.append(b"status:" + p))
+        with sub, _client(url, "tls-pub", tls=ca) as pub:
+            wait_until(lambda: b"status:online" in got, WAIT, "TLS subscription")
+            assert pub.wait_connected(WAIT)
+            pub.publish("t/tls", b"secret")
+            wait_until(lambda: b"secret" in got, WAIT, "message over TLS")
+        # Without the CA (system trust store only) the self-signed broker is refused.
+        stranger = _client(url, "tls-stranger")
+        with stranger:
+            wait_until(lambda: stranger.stats().get("connect_failures"), WAIT, "a failed attempt")
+            assert not stranger.connected
+            assert "CERTIFICATE_VERIFY_FAILED" in stranger.last_error
+    finally:
+        tls_broker.stop()
