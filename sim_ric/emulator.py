@@ -20,6 +20,7 @@ code                     cause                                                re
 ``unsupported_schema``   an envelope of another schema version                no
 ``wrong_message_type``   e.g. a network state on the control topic            no
 ``missing_field``        no request id, or neither chain nor rejection        no
+``invalid_field``        a field the codec rejects (see ``sim_ric.codec``)    no
 ``unknown_request``      a request id the emulator never issued               no
 ``duplicate``            a second decision for an already decided request     no
 ``late``                 a decision for a request that already expired        no
@@ -36,7 +37,10 @@ code                     cause                                                re
 A refused decision never loses the request: it stays pending and a valid decision can
 still follow. A well-formed decision is served (``accepted = True``, code ``served``)
 even if the chain is infeasible (a crashed agent, a latency bound broken): it is then
-scored as infeasible, as MODEL.md prescribes.
+scored as infeasible, as MODEL.md prescribes. Its ``normalized_score`` compares the episode
+bonus with the exact optimum over all feasible chains and the fee table's E-LAMs on the
+current state (NaN when the optimum is unavailable); a decision made without an E-LAM
+(``elam = ""``, fee 0) can therefore score slightly above 1.
 """
 
 from __future__ import annotations
