@@ -37,10 +37,8 @@ class Trajectory:
     rewards: np.ndarray  # (T, B)
     x: torch.Tensor | None = None
     adj: torch.Tensor | None = None
-    cand_idx: list[torch.Tensor] = field(default_factory=list)
-    raw: list[torch.Tensor] = field(default_factory=list)
-    mask: list[torch.Tensor] = field(default_factory=list)
-    chain: list[torch.Tensor] = field(default_factory=list)
+    inputs: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+    """Per row: (cand_idx, raw, mask, chain, look_raw, look_keep, look_mask)."""
     ctx: list[torch.Tensor] = field(default_factory=list)
     actions: list[torch.Tensor] = field(default_factory=list)
     logprobs: list[torch.Tensor] = field(default_factory=list)
@@ -113,15 +111,15 @@ def run_episodes(
     if mode == "predicted":
         ctx = F.context(None, None, k_elams, prefix, n, req.app, req.text)
         ctx_t = torch.from_numpy(ctx)
-        dummy_idx = torch.zeros((bsz, 1), dtype=torch.int64)
-        dummy_raw = torch.zeros((bsz, 1, F.RAW_DIM))
-        dummy_mask = torch.zeros((bsz, 1), dtype=torch.bool)
-        raw0, chain0, _ = F.step_inputs(s, prefix, np.zeros(1, dtype=np.int64))
-        dummy_raw = torch.from_numpy(raw0)
-        chain0_t = torch.from_numpy(chain0)
-        _, elam_logits, value = policy.heads(
-            node_h, dummy_idx, dummy_raw, dummy_mask, chain0_t, ctx_t
+        zero = np.zeros(1, dtype=np.int64)
+        step0 = F.step_inputs(s, prefix, zero, zero)
+        inputs0 = (
+            torch.zeros((bsz, 1), dtype=torch.int64),
+            *(torch.from_numpy(x) for x in step0),
         )
+        inputs0 = (inputs0[0], inputs0[1], torch.zeros_like(inputs0[2]), *inputs0[3:6],
+                   torch.zeros_like(inputs0[6]))  # fmt: skip
+        _, elam_logits, value = policy.heads(node_h, *inputs0, ctx_t)
         if forced_elam is not None:
             kappa = np.asarray(forced_elam, dtype=np.int64)
             logp = torch.log_softmax(elam_logits, -1)[torch.arange(bsz), torch.from_numpy(kappa)]
@@ -132,10 +130,7 @@ def run_episodes(
         fee = req.fees[kappa]
         traj_rows.append(np.zeros(bsz))
         if keep_tensors:
-            out.cand_idx.append(dummy_idx)
-            out.raw.append(dummy_raw)
-            out.mask.append(dummy_mask)
-            out.chain.append(chain0_t)
+            out.inputs.append(inputs0)
             out.ctx.append(ctx_t)
             out.actions.append(torch.from_numpy(kappa))
             out.logprobs.append(logp)
@@ -148,23 +143,22 @@ def run_episodes(
     out.intent_seen = intent
     for k in range(n):
         cols = F.step_candidates(s, k)
-        raw, chain, mask = F.step_inputs(s, prefix, cols)
+        step_in = F.step_inputs(s, prefix, cols, F.lookahead_candidates(s, k, shared=True))
         idx = np.broadcast_to(cols, (bsz, len(cols)))
         ctx = F.context(intent, elam_arg, k_elams, prefix, n, req.app, req.text)
-        idx_t = torch.from_numpy(np.ascontiguousarray(idx))
-        raw_t, mask_t = torch.from_numpy(raw), torch.from_numpy(mask)
-        chain_t, ctx_t = torch.from_numpy(chain), torch.from_numpy(ctx)
-        logits, _, value = policy.heads(node_h, idx_t, raw_t, mask_t, chain_t, ctx_t)
+        inputs = (
+            torch.from_numpy(np.ascontiguousarray(idx)),
+            *(torch.from_numpy(x) for x in step_in),
+        )
+        ctx_t = torch.from_numpy(ctx)
+        logits, _, value = policy.heads(node_h, *inputs, ctx_t)
         a_sub, logp = pick(logits)
         a = idx[np.arange(bsz), a_sub]
         r = step_reward_coef * step_rewards(s, prefix, a, req.true_s, delta)
         prefix.append(s, a)
         out.chains[:, k] = a
         if keep_tensors:
-            out.cand_idx.append(idx_t)
-            out.raw.append(raw_t)
-            out.mask.append(mask_t)
-            out.chain.append(chain_t)
+            out.inputs.append(inputs)
             out.ctx.append(ctx_t)
             out.actions.append(torch.from_numpy(a_sub))
             out.logprobs.append(logp)

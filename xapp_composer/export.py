@@ -22,6 +22,9 @@ output ``node_h`` (B, N, H).
 | ``raw`` | (B, M, RAW_DIM) | float32 per-candidate step inputs |
 | ``mask`` | (B, M) | bool valid candidates |
 | ``chain`` | (B, CHAIN_DIM) | float32 the chain so far and its optimistic completion |
+| ``look_raw`` | (B, M2, LOOK_DIM) | float32 the next step's agents (lookahead) |
+| ``look_keep`` | (B, M, M2) | float32 ln(1 - route BER) candidate -> next agent |
+| ``look_mask`` | (B, M2) | bool usable next agents |
 | ``ctx`` | (B, CTX_DIM) | float32 context |
 
 The candidate features (what the chain becomes with each candidate) are computed inside
@@ -51,9 +54,10 @@ import torch
 from xapp_composer import features as F
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 
-INPUT_NAMES = ["x", "adj", "cand_idx", "raw", "mask", "chain", "ctx"]
+STEP_INPUTS = ["cand_idx", "raw", "mask", "chain", "look_raw", "look_keep", "look_mask"]
+INPUT_NAMES = ["x", "adj", *STEP_INPUTS, "ctx"]
 ENCODER_INPUTS = ["x", "adj"]
-HEAD_INPUTS = ["node_h", "cand_idx", "raw", "mask", "chain", "ctx"]
+HEAD_INPUTS = ["node_h", *STEP_INPUTS, "ctx"]
 OUTPUT_NAMES = ["logits", "elam_logits", "value"]
 OPSET = 18
 
@@ -88,7 +92,7 @@ def example_inputs(
     intent = np.tile([0.3, 0.2, 0.3, 0.2], (batch, 1))
     prefix.append(s, np.array([int(F.step_candidates(s, 0)[0])] * batch))
     cols = F.step_candidates(s, 1)
-    raw, chain, mask = F.step_inputs(s, prefix, cols)
+    step_in = F.step_inputs(s, prefix, cols, F.lookahead_candidates(s, 1, shared=True))
     idx = np.broadcast_to(cols, (batch, len(cols)))
     ctx = F.context(intent, np.zeros(batch, dtype=np.int64), policy_cfg.n_elams, prefix, 3,
                     np.zeros(batch, dtype=np.int64), np.zeros((batch, F.TEXT_DIM)))  # fmt: skip
@@ -96,9 +100,7 @@ def example_inputs(
         torch.from_numpy(s.node_x),
         torch.from_numpy(s.adj),
         torch.from_numpy(np.ascontiguousarray(idx)),
-        torch.from_numpy(raw),
-        torch.from_numpy(mask),
-        torch.from_numpy(chain),
+        *(torch.from_numpy(x) for x in step_in),
         torch.from_numpy(ctx),
     )
 
@@ -117,8 +119,10 @@ class _Heads(torch.nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, node_h, cand_idx, raw, mask, chain, ctx):
-        return self.policy.heads(node_h, cand_idx, raw, mask, chain, ctx)
+    def forward(self, node_h, cand_idx, raw, mask, chain, look_raw, look_keep, look_mask, ctx):
+        return self.policy.heads(
+            node_h, cand_idx, raw, mask, chain, look_raw, look_keep, look_mask, ctx
+        )
 
 
 def encoder_path(head_path: Path) -> Path:
@@ -135,16 +139,18 @@ def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     policy.eval()
-    x, adj, cand_idx, raw, mask, chain, ctx = example_inputs(policy.cfg, n_agents=81, batch=2)
+    x, adj, *step, ctx = example_inputs(policy.cfg, n_agents=81, batch=2)
     with torch.no_grad():
         node_h = policy.encode(x, adj)
     b, n, m = torch.export.Dim("batch"), torch.export.Dim("agents"), torch.export.Dim("cands")
+    m2 = torch.export.Dim("look")
     jobs = [
         (_Encoder(policy), (x, adj), ENCODER_INPUTS, ["node_h"],
          {"x": {0: b, 1: n}, "adj": {0: b, 1: n, 2: n}}, encoder_path(path)),
-        (_Heads(policy), (node_h, cand_idx, raw, mask, chain, ctx), HEAD_INPUTS, OUTPUT_NAMES,
+        (_Heads(policy), (node_h, *step, ctx), HEAD_INPUTS, OUTPUT_NAMES,
          {"node_h": {0: b, 1: n}, "cand_idx": {0: b, 1: m}, "raw": {0: b, 1: m},
-          "mask": {0: b, 1: m}, "chain": {0: b}, "ctx": {0: b}}, path),
+          "mask": {0: b, 1: m}, "chain": {0: b}, "look_raw": {0: b, 1: m2},
+          "look_keep": {0: b, 1: m, 2: m2}, "look_mask": {0: b, 1: m2}, "ctx": {0: b}}, path),
     ]  # fmt: skip
     for module, args, inputs, outputs, dynamic, out in jobs:
         program = torch.onnx.export(
@@ -226,6 +232,9 @@ def write_card(
             "raw": ["B", "M", F.RAW_DIM, "float32"],
             "mask": ["B", "M", "bool"],
             "chain": ["B", F.CHAIN_DIM, "float32"],
+            "look_raw": ["B", "M2", F.LOOK_DIM, "float32"],
+            "look_keep": ["B", "M", "M2", "float32"],
+            "look_mask": ["B", "M2", "bool"],
             "ctx": ["B", policy.cfg.ctx_dim, "float32"],
         },
         "outputs": {"logits": ["B", "M"], "elam_logits": ["B", policy.cfg.n_elams], "value": ["B"]},

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import pdtrc
@@ -37,9 +38,12 @@ from sim_ric.users import APPS
 
 N_TYPES = 4
 NODE_DIM = N_TYPES + 9
-CAND_DIM = 16
-RAW_DIM = 8
-CHAIN_DIM = 13
+CAND_DIM = 21
+RAW_DIM = 9
+CHAIN_DIM = 18
+LOOK_DIM = 5
+K_LOOK = 64
+"""Next-step agents the lookahead considers at most (a per-factor shortlist beyond that)."""
 TEXT_DIM = 8
 STEP_DIM = 3
 PREFIX_DIM = 4
@@ -293,56 +297,128 @@ class Prefix:
         self.step = self.step + 1
 
 
+class StepInputs(NamedTuple):
+    """Per-step inputs of the policy graph for M candidates and M2 lookahead agents."""
+
+    raw: np.ndarray  # (B, M, RAW_DIM)
+    mask: np.ndarray  # (B, M)
+    chain: np.ndarray  # (B, CHAIN_DIM)
+    look_raw: np.ndarray  # (B, M2, LOOK_DIM)
+    look_keep: np.ndarray  # (B, M, M2)
+    look_mask: np.ndarray  # (B, M2)
+
+
+def lookahead_candidates(s: BatchState, step: int, shared: bool) -> np.ndarray:
+    """Agents (M2,) of the step after ``step`` that the lookahead considers.
+
+    With a shared type layout (training batches) these are all agents of the next type
+    (the mask filters); for one state (run time) the usable ones, shortlisted to
+    :data:`K_LOOK` by taking the best of each factor in turn when there are more.
+    """
+    n = len(s.chain_types)
+    if step >= n - 1:
+        return np.zeros(1, dtype=np.int64)
+    if shared:
+        return step_candidates(s, step + 1)
+    cand = np.flatnonzero(s.usable[0, step + 1])
+    if len(cand) <= K_LOOK:
+        return cand
+    orders = [np.argsort(-s.logp[0, cand]), np.argsort(s.lat[0, cand]),
+              np.argsort(-s.lnc[0, cand]), np.argsort(s.pover[0, cand])]  # fmt: skip
+    picked: dict[int, None] = {}
+    for rank in range(len(cand)):
+        for order in orders:
+            picked.setdefault(int(cand[order[rank]]))
+            if len(picked) == K_LOOK:
+                return np.fromiter(picked, dtype=np.int64)
+    return np.fromiter(picked, dtype=np.int64)
+
+
 def step_inputs(
-    s: BatchState, prefix: Prefix, cols: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s: BatchState,
+    prefix: Prefix,
+    cols: np.ndarray | None = None,
+    look_cols: np.ndarray | None = None,
+) -> StepInputs:
     """Per-step policy inputs of the candidates ``cols`` (default: all N agents).
 
+    All chains of the batch must be at the same step.
+
     Returns:
-        ``raw`` (B, M, RAW_DIM) float32: per candidate ln p_i, L_i (capped), ln(1 - F/O),
-        P_over alone, ln(1 - hop BER) + ln(1 - lookahead BER), and three scaled logs
-        (hop BER, lookahead BER, outage rate);
-        ``chain`` (B, CHAIN_DIM) float32: the prefix sums, the optimistic completion of
-        the later steps, last-step flag, 1/n, C_th and L_max;
-        ``mask`` (B, M) bool: usable candidates of the step.
+        ``raw`` (B, M, RAW_DIM): per candidate ln p_i, L_i (capped), ln(1 - F/O),
+        P_over alone, ln(1 - hop BER) + ln(1 - lookahead BER), scaled logs of the hop
+        BER, the lookahead BER and the outage rate, and ln(1 - hop BER);
+        ``chain`` (B, CHAIN_DIM): the prefix sums, the optimistic completion of the later
+        steps, last-step flag, 1/n, C_th, L_max, the optimistic completion of the steps
+        after the next one, and whether there is a next step;
+        ``mask`` (B, M): usable candidates of the step;
+        ``look_*``: the agents of the next step (``look_cols``, default
+        :func:`lookahead_candidates`), their terms [ln p, L, ln(1 - F/O), P_over,
+        ln(1 - their lookahead BER)], ln(1 - route BER) from each candidate to each of
+        them, and which are usable.
     """
     cfg = s.cfg
     n = len(s.chain_types)
     b = np.arange(s.batch)
     sel = slice(None) if cols is None else cols
     k = np.minimum(prefix.step, n - 1)
+    step = int(k[0])
+    if np.any(k != step):
+        raise ValueError("step_inputs needs every chain of the batch at the same step")
     has_prev = (prefix.last >= 0)[:, None]
     hop = s.route[b, np.maximum(prefix.last, 0)][:, sel] * has_prev
     next_ber = s.min_next_ber[b, k][:, sel] * (k < n - 1)[:, None]
     lat = s.lat[:, sel]
     lnc = s.lnc[:, sel]
+    hop_keep = np.log1p(-hop)
     raw = np.empty((*hop.shape, RAW_DIM), dtype=np.float32)
     raw[..., 0] = s.logp[:, sel]
     raw[..., 1] = np.where(np.isfinite(lat), np.minimum(lat, LAT_CAP), LAT_CAP)
     raw[..., 2] = lnc
     raw[..., 3] = s.pover[:, sel]
-    raw[..., 4] = np.log1p(-hop) + np.log1p(-next_ber)
+    raw[..., 4] = hop_keep + np.log1p(-next_ber)
     raw[..., 5] = np.log10(np.maximum(hop, BER_FLOOR)) / 8.0 + 1.0
     raw[..., 6] = np.log10(np.maximum(next_ber, BER_FLOOR)) / 8.0 + 1.0
     raw[..., 7] = np.log10(np.maximum(-np.expm1(lnc), 1e-6)) / 3.0 + 1.0
-    # Optimistic completion over the steps after k (each factor at its own best).
-    later = np.arange(n)[None, :] > k[:, None]
+    raw[..., 8] = hop_keep
+    # Optimistic completion over the steps after k (each factor at its own best), and
+    # over the steps after k + 1 for the lookahead.
+    steps = np.arange(n)[None, :]
     chain = np.empty((s.batch, CHAIN_DIM), dtype=np.float32)
     chain[:, 0] = prefix.logp
     chain[:, 1] = np.minimum(prefix.lat, LAT_CAP)
     chain[:, 2] = prefix.lnc
     chain[:, 3] = prefix.keep
     chain[:, 4] = prefix.pover
-    chain[:, 5] = np.maximum(np.where(later, s.best_logp, 0.0).sum(axis=1), -50.0)
-    chain[:, 6] = np.minimum(np.where(later, s.min_lat, 0.0).sum(axis=1), LAT_CAP)
-    chain[:, 7] = np.maximum(np.where(later, s.best_lnc, 0.0).sum(axis=1), -50.0)
-    chain[:, 8] = np.minimum(np.where(later, s.min_pover, 0.0).max(axis=1), 1.0)
+    for col, later in ((5, steps > k[:, None]), (13, steps > k[:, None] + 1)):
+        chain[:, col] = np.maximum(np.where(later, s.best_logp, 0.0).sum(axis=1), -50.0)
+        chain[:, col + 1] = np.minimum(np.where(later, s.min_lat, 0.0).sum(axis=1), LAT_CAP)
+        chain[:, col + 2] = np.maximum(np.where(later, s.best_lnc, 0.0).sum(axis=1), -50.0)
+        chain[:, col + 3] = np.minimum(np.where(later, s.min_pover, 0.0).max(axis=1), 1.0)
     chain[:, 9] = k == n - 1
     chain[:, 10] = 1.0 / n
     chain[:, 11] = cfg.c_th
     chain[:, 12] = cfg.l_max
+    chain[:, 17] = k < n - 1
     mask = s.usable[b, k][:, sel] & (prefix.step < n)[:, None]
-    return raw, chain, mask
+    # Lookahead over the next step's agents.
+    if look_cols is None:
+        look_cols = lookahead_candidates(s, step, shared=cols is not None and s.batch > 1)
+    look_raw = np.zeros((s.batch, len(look_cols), LOOK_DIM), dtype=np.float32)
+    look_keep = np.zeros((s.batch, hop.shape[1], len(look_cols)), dtype=np.float32)
+    look_mask = np.zeros((s.batch, len(look_cols)), dtype=bool)
+    if step < n - 1:
+        nb = s.min_next_ber[:, step + 1][:, look_cols] * (step + 1 < n - 1)
+        llat = s.lat[:, look_cols]
+        look_raw[..., 0] = s.logp[:, look_cols]
+        look_raw[..., 1] = np.where(np.isfinite(llat), np.minimum(llat, LAT_CAP), LAT_CAP)
+        look_raw[..., 2] = s.lnc[:, look_cols]
+        look_raw[..., 3] = s.pover[:, look_cols]
+        look_raw[..., 4] = np.log1p(-nb)
+        src = np.arange(s.n_agents)[sel]
+        look_keep[:] = np.log1p(-s.route[:, src][:, :, look_cols])
+        look_mask = s.usable[:, step + 1][:, look_cols]
+    return StepInputs(raw, mask, chain, look_raw, look_keep, look_mask)
 
 
 def step_candidates(s: BatchState, step: int) -> np.ndarray:

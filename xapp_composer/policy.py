@@ -58,20 +58,42 @@ class CandidateFeatures(nn.Module):
     From the per-candidate terms and the chain so far (:func:`features.step_inputs`):
     C (eq. 2), B (eq. 3), L (eq. 8), P_outage (eqs. 9-14, P_over through the chain's
     bottleneck) of the prefix + candidate + optimistic completion; their utilities,
-    feasibility and score s . u under the predicted intent; and scaled logs.
+    feasibility and score s . u under the predicted intent; scaled logs; and a one-step
+    lookahead: the best score over the next step's agents (with the steps after that
+    completed optimistically) and its utilities. At the last step both are exact; one
+    step before, the lookahead is the exact best completion.
 
     Shapes:
         - raw: (B, M, RAW_DIM); chain: (B, CHAIN_DIM); intent: (B, 4)
+        - look_raw: (B, M2, LOOK_DIM); look_keep: (B, M, M2); look_mask: (B, M2)
         - output: (B, M, CAND_DIM)
     """
+
+    LN10 = 2.302585092994046
 
     def __init__(self, c_ref: float = 0.25, l_ref: float = 0.05):
         super().__init__()
         self.c_ref = c_ref
         self.l_ref = l_ref
 
-    def forward(self, raw: torch.Tensor, chain: torch.Tensor, intent: torch.Tensor) -> torch.Tensor:
-        logp, lat, lnc, pover, keep, f_hop, f_next, f_rate = raw.unbind(-1)
+    def utilities(self, cap, ber, lat, p_out, c_th, l_max) -> torch.Tensor:
+        """[u_C, u_B, u_L, u_P] of MODEL.md, stacked on a new last axis."""
+        u_c = torch.clamp(torch.log(cap / c_th) / torch.log(self.c_ref / c_th), 0.0, 1.0)
+        u_b = 1.0 - torch.clamp(torch.log(ber / 1e-5) / (4.0 * self.LN10), 0.0, 1.0)
+        u_l = torch.clamp(torch.log(l_max / lat) / torch.log(l_max / self.l_ref), 0.0, 1.0)
+        u_p = 1.0 - torch.clamp(torch.log(p_out / 1e-3) / (3.0 * self.LN10), 0.0, 1.0)
+        return torch.stack([u_c, u_b, u_l, u_p], dim=-1)
+
+    def forward(
+        self,
+        raw: torch.Tensor,
+        chain: torch.Tensor,
+        intent: torch.Tensor,
+        look_raw: torch.Tensor,
+        look_keep: torch.Tensor,
+        look_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        logp, lat, lnc, pover, keep, f_hop, f_next, f_rate, hop_keep = raw.unbind(-1)
         c = [chain[:, i : i + 1] for i in range(F.CHAIN_DIM)]
         c_th, l_max = c[11], c[12]
         cap = torch.exp(c[0] + logp + c[5]) * c[10]  # eq. 2
@@ -80,32 +102,52 @@ class CandidateFeatures(nn.Module):
         p_over = torch.maximum(torch.maximum(c[4], pover), c[8])  # eqs. 11-13
         p_out = 1.0 - torch.exp(c[2] + lnc + c[7]) * (1.0 - p_over)  # eq. 14
         feasible = (cap >= c_th) & (lat_c <= l_max)
-        ln10 = 2.302585092994046
-        u_c = torch.clamp(torch.log(cap / c_th) / torch.log(self.c_ref / c_th), 0.0, 1.0)
-        u_b = 1.0 - torch.clamp(torch.log(ber / 1e-5) / (4.0 * ln10), 0.0, 1.0)
-        u_l = torch.clamp(torch.log(l_max / lat_c) / torch.log(l_max / self.l_ref), 0.0, 1.0)
-        u_p = 1.0 - torch.clamp(torch.log(p_out / 1e-3) / (3.0 * ln10), 0.0, 1.0)
-        u = torch.stack([u_c, u_b, u_l, u_p], dim=-1)
-        score = torch.where(feasible, (u * intent.unsqueeze(1)).sum(-1), torch.full_like(u_c, -1.0))
-        last = c[9].expand_as(u_c)
-        return torch.stack(
+        u = self.utilities(cap, ber, lat_c, p_out, c_th, l_max)
+        s4 = intent.unsqueeze(1)
+        score = torch.where(feasible, (u * s4).sum(-1), torch.full_like(cap, -1.0))
+        # One-step lookahead over the next step's agents (pairs candidate x next agent).
+        lp, ll, lc, lo, lk = (t.unsqueeze(1) for t in look_raw.unbind(-1))
+        c3 = [x.unsqueeze(-1) for x in c]
+        cap2 = torch.exp(c3[0] + logp.unsqueeze(-1) + lp + c3[13]) * c3[10]
+        ber2 = neg_expm1(c3[3] + hop_keep.unsqueeze(-1) + look_keep + lk)
+        lat2 = c3[1] + lat.unsqueeze(-1) + ll + c3[14]
+        pov2 = torch.maximum(torch.maximum(c3[4], pover.unsqueeze(-1)), torch.maximum(lo, c3[16]))
+        pout2 = 1.0 - torch.exp(c3[2] + lnc.unsqueeze(-1) + lc + c3[15]) * (1.0 - pov2)
+        feas2 = (cap2 >= c3[11]) & (lat2 <= c3[12]) & look_mask.unsqueeze(1)
+        u2 = self.utilities(cap2, ber2, lat2, pout2, c3[11], c3[12])
+        sc2 = torch.where(feas2, (u2 * s4.unsqueeze(2)).sum(-1), torch.full_like(cap2, -1.0))
+        best, arg = sc2.max(dim=-1)
+        u_best = torch.gather(u2, 2, arg[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
+        has_look = c[17] > 0.5
+        look_score = torch.where(has_look, best, score)
+        look_u = torch.where(has_look.unsqueeze(-1), u_best, u)
+        ln10 = self.LN10
+        last = c[9].expand_as(cap)
+        return torch.cat(
             [
-                u_c, u_b, u_l, u_p,
-                feasible.to(u_c.dtype),
-                score,
-                logp,
-                torch.log(lat) / 3.0,
-                f_rate,
-                f_hop,
-                f_next,
-                torch.log(torch.clamp(cap, min=1e-6)) / 3.0 + 1.0,
-                torch.log(torch.clamp(ber, min=1e-16)) / (8.0 * ln10) + 1.0,
-                torch.log(lat_c) / 3.0,
-                torch.log(torch.clamp(p_out, min=1e-6)) / (3.0 * ln10) + 1.0,
-                last,
+                u,
+                torch.stack(
+                    [
+                        feasible.to(cap.dtype),
+                        score,
+                        logp,
+                        torch.log(lat) / 3.0,
+                        f_rate,
+                        f_hop,
+                        f_next,
+                        torch.log(torch.clamp(cap, min=1e-6)) / 3.0 + 1.0,
+                        torch.log(torch.clamp(ber, min=1e-16)) / (8.0 * ln10) + 1.0,
+                        torch.log(lat_c) / 3.0,
+                        torch.log(torch.clamp(p_out, min=1e-6)) / (3.0 * ln10) + 1.0,
+                        last,
+                        look_score,
+                    ],
+                    dim=-1,
+                ),
+                look_u,
             ],
             dim=-1,
-        )  # fmt: skip
+        )
 
 
 class DenseGCNLayer(nn.Module):
@@ -158,6 +200,7 @@ class GCNActorCritic(nn.Module):
         - raw: (B, M, RAW_DIM) their step inputs (:func:`features.step_inputs`)
         - mask: (B, M) valid candidates (bool)
         - chain: (B, CHAIN_DIM) the chain so far
+        - look_raw, look_keep, look_mask: the next step's agents (lookahead)
         - ctx: (B, ctx_dim) context (intent, E-LAM, step, prefix, app, text)
         - outputs: candidate logits (B, M), E-LAM logits (B, K), value (B,)
     """
@@ -193,16 +236,20 @@ class GCNActorCritic(nn.Module):
         raw: torch.Tensor,
         mask: torch.Tensor,
         chain: torch.Tensor,
+        look_raw: torch.Tensor,
+        look_keep: torch.Tensor,
+        look_mask: torch.Tensor,
         ctx: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Actor, E-LAM and critic heads on given node embeddings.
 
         Only the M candidate agents of the step are scored (the others are invalid
         anyway): ``cand_idx`` (B, M) are their ids, ``raw``/``mask`` (B, M, .) their step
-        inputs; ``chain`` (B, CHAIN_DIM) describes the chain so far.
+        inputs; ``chain`` (B, CHAIN_DIM) describes the chain so far; ``look_*`` the next
+        step's agents (:class:`features.StepInputs`).
         """
         k = self.cfg.n_elams
-        cand = self.featurize(raw, chain, ctx[:, :4])
+        cand = self.featurize(raw, chain, ctx[:, :4], look_raw, look_keep, look_mask)
         h_graph = node_h.mean(dim=1)  # eq. 37
         z = torch.cat(
             [
@@ -219,7 +266,7 @@ class GCNActorCritic(nn.Module):
         logits = self.actor(torch.cat([h_cand, cand, z_nodes], dim=-1)).squeeze(-1)  # eq. 38
         logits = torch.where(mask, logits, torch.full_like(logits, MASKED_LOGIT))
         elam_logits = self.elam_head(z)
-        score = cand[..., 5]
+        score = cand[..., 16]  # lookahead score
         maskf = mask.to(score.dtype)
         count = maskf.sum(dim=1).clamp(min=1.0)
         best = torch.where(mask, score, torch.full_like(score, -1.0)).amax(dim=1)
@@ -227,5 +274,7 @@ class GCNActorCritic(nn.Module):
         value = self.critic(torch.cat([z, best.unsqueeze(1), mean.unsqueeze(1)], dim=-1))
         return logits, elam_logits, value.squeeze(-1)  # eq. 39
 
-    def forward(self, x, adj, cand_idx, raw, mask, chain, ctx):
-        return self.heads(self.encode(x, adj), cand_idx, raw, mask, chain, ctx)
+    def forward(self, x, adj, cand_idx, raw, mask, chain, look_raw, look_keep, look_mask, ctx):
+        return self.heads(
+            self.encode(x, adj), cand_idx, raw, mask, chain, look_raw, look_keep, look_mask, ctx
+        )

@@ -135,13 +135,16 @@ class PolicyRuntime:
         return Prepared(state, node_h, net.n_agents)
 
     # ---- per request --------------------------------------------------------------------
-    def _run(self, p: Prepared, idx: np.ndarray, raw: np.ndarray, chain: np.ndarray, ctx):
+    def _run(self, p: Prepared, idx: np.ndarray, step: F.StepInputs, ctx: np.ndarray):
         feeds = {
             "node_h": p.node_h,
             "cand_idx": idx[None, :].astype(np.int64),
-            "raw": raw,
-            "mask": np.ones((1, len(idx)), dtype=bool),
-            "chain": chain,
+            "raw": step.raw,
+            "mask": step.mask,
+            "chain": step.chain,
+            "look_raw": step.look_raw,
+            "look_keep": step.look_keep,
+            "look_mask": step.look_mask,
             "ctx": ctx,
         }
         return self.session.run(OUTPUT_NAMES, feeds)
@@ -157,8 +160,8 @@ class PolicyRuntime:
         prefix = F.Prefix.empty(1)
         ctx = F.context(None, None, self.n_elams, prefix, len(p.state.chain_types), app_i, text)
         idx = np.zeros(1, dtype=np.int64)
-        raw, chain, _ = F.step_inputs(p.state, prefix, idx)
-        _, elam_logits, _ = self._run(p, idx, raw, chain, ctx)
+        step = F.step_inputs(p.state, prefix, idx, idx)
+        _, elam_logits, _ = self._run(p, idx, step, ctx)
         return int(np.argmax(elam_logits[0]))
 
     def compose(
@@ -187,9 +190,9 @@ class PolicyRuntime:
             idx = np.flatnonzero(s.usable[0, k])
             if len(idx) == 0:
                 raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
-            raw, chain_in, _ = F.step_inputs(s, prefix, idx)
+            step = F.step_inputs(s, prefix, idx)
             ctx = F.context(seen, elam, self.n_elams, prefix, n, app_i, text)
-            logits, _, _ = self._run(p, idx, raw, chain_in, ctx)
+            logits, _, _ = self._run(p, idx, step, ctx)
             agent = int(idx[int(np.argmax(logits[0]))])
             chain.append(agent)
             prefix.append(s, np.array([agent]))

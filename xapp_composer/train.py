@@ -91,10 +91,8 @@ def ppo_update(
             node_h = policy.encode(traj.x[idx], traj.adj[idx])
             new_logp, entropy, new_v = [], [], []
             for t in range(rows):
-                logits, elam_logits, value = policy.heads(
-                    node_h, traj.cand_idx[t][idx], traj.raw[t][idx], traj.mask[t][idx],
-                    traj.chain[t][idx], traj.ctx[t][idx],
-                )  # fmt: skip
+                inputs = [x[idx] for x in traj.inputs[t]]
+                logits, elam_logits, value = policy.heads(node_h, *inputs, traj.ctx[t][idx])
                 lg = elam_logits if traj.is_elam_row[t] else logits
                 logp = torch.log_softmax(lg, dim=-1)
                 new_logp.append(logp.gather(1, traj.actions[t][idx].unsqueeze(1)).squeeze(1))

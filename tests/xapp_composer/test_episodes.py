@@ -25,7 +25,10 @@ def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
     got_steps = []
     for k in range(3):
         choice = np.array(
-            [rng.choice(net.agents_of_type(t, usable=True)) for net, t in zip(nets, [k + 1] * 6, strict=True)]
+            [
+                rng.choice(net.agents_of_type(t, usable=True))
+                for net, t in zip(nets, [k + 1] * 6, strict=True)
+            ]
         )
         got_steps.append(batch_step_rewards(s, prefix, choice, true_s, 1.0))
         prefix.append(s, choice)
@@ -35,7 +38,9 @@ def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
     score = episode_scores(out, true_s, fee)
     for i, net in enumerate(nets):
         ref = evaluate_chain(net, chains[i], true_s[i], fee=0.01)
-        np.testing.assert_allclose([g[i] for g in got_steps], step_rewards(net, chains[i], true_s[i]), rtol=1e-9)
+        np.testing.assert_allclose(
+            [g[i] for g in got_steps], step_rewards(net, chains[i], true_s[i]), rtol=1e-9
+        )
         assert out["feasible"][i] == ref.feasible
         for key in ("C", "B"):
             assert out[key][i] == pytest.approx(getattr(ref, key), rel=1e-9, abs=1e-300)
@@ -45,27 +50,47 @@ def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
         assert score[i] == pytest.approx(ref.r_episode, rel=1e-9)
 
 
-def test_last_step_features_are_the_exact_chain() -> None:
-    """At the last step the candidate features carry the exact utilities of the chain."""
+def _features(net, chain_prefix, intent):
     import torch
 
     from xapp_composer.policy import CandidateFeatures
 
-    net = generate_network(5)
     s = F.batch_state([net])
     prefix = F.Prefix.empty(1)
+    for a in chain_prefix:
+        prefix.append(s, np.array([a]))
+    k = len(chain_prefix)
+    cols = np.flatnonzero(s.usable[0, k])
+    step = F.step_inputs(s, prefix, cols)
+    t = [torch.from_numpy(x) for x in step]
+    feats = CandidateFeatures()(t[0], t[2], torch.from_numpy(intent).float(), t[3], t[4], t[5])
+    return cols, step.mask, feats[0].numpy()
+
+
+def test_last_step_features_are_the_exact_chain() -> None:
+    """At the last step the candidate features carry the exact utilities of the chain."""
+    net = generate_network(5)
     first = net.agents_of_type(1, usable=True)[0]
     second = net.agents_of_type(2, usable=True)[0]
-    prefix.append(s, np.array([first]))
-    prefix.append(s, np.array([second]))
-    cols = np.flatnonzero(s.usable[0, 2])
-    raw, chain, mask = F.step_inputs(s, prefix, cols)
     intent = np.array([[0.1, 0.4, 0.3, 0.2]])
-    feats = CandidateFeatures()(torch.from_numpy(raw), torch.from_numpy(chain), torch.from_numpy(intent).float())
+    cols, mask, feats = _features(net, [first, second], intent)
     assert mask.all()
     for j, c in enumerate(cols):
         ref = evaluate_chain(net, [first, second, c], intent[0])
-        assert bool(feats[0, j, 4]) == ref.feasible
+        assert bool(feats[j, 4]) == ref.feasible
         if ref.feasible:
-            np.testing.assert_allclose(feats[0, j, :4].numpy(), ref.utilities, atol=2e-5)
-            assert feats[0, j, 5].item() == pytest.approx(ref.Q_subjective, abs=2e-5)
+            np.testing.assert_allclose(feats[j, :4], ref.utilities, atol=2e-5)
+            assert feats[j, 5] == pytest.approx(ref.Q_subjective, abs=2e-5)
+            assert feats[j, 16] == pytest.approx(ref.Q_subjective, abs=2e-5)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_lookahead_one_step_before_the_end_is_the_best_completion(seed: int) -> None:
+    net = generate_network(seed)
+    first = net.agents_of_type(1, usable=True)[1]
+    intent = np.array([[0.3, 0.3, 0.2, 0.2]])
+    cols, _, feats = _features(net, [first], intent)
+    lasts = net.agents_of_type(3, usable=True)
+    for j, b in enumerate(cols):
+        best = max(evaluate_chain(net, [first, b, c], intent[0]).Q_subjective for c in lasts)
+        assert feats[j, 16] == pytest.approx(best, abs=5e-5)
