@@ -1,0 +1,58 @@
+"""Tiny end-to-end runs of the xapp-composer commands: train, export, eval, bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DEV = Path(__file__).resolve().parents[3] / "shared" / "spec" / "dev_intents.jsonl"
+EXE = [sys.executable, "-m", "xapp_composer.cli"]
+TINY = ["--predictions", "synthetic", "--steps", "1500", "--minutes", "1", "--pool-size", "16",
+        "--batch-episodes", "32", "--eval-every", "5", "--hidden", "16", "--quiet"]  # fmt: skip
+
+
+def run(*args: str) -> dict:
+    res = subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    out = runs / "models"
+    a = run("train", *TINY, "--out", str(runs))
+    b = run("train", "--mode", "even", *TINY, "--out", str(runs))
+    assert a["name"] == "srl-general" and b["name"] == "drl-even"
+    for name in ("srl-general", "drl-even"):
+        assert (runs / f"{name}.curve.csv").exists() and (runs / f"{name}.curve.png").exists()
+    report = run("export", "--runs", str(runs), "--out", str(out))
+    for name in ("srl-general", "drl-even"):
+        assert report[name]["parity_max_abs_error"] < 1e-4
+        card = json.loads((out / f"{name}.card.json").read_text())
+        assert card["sha256"] and card["encoder"]["sha256"] and card["inputs"]["raw"]
+    return out
+
+
+@pytest.mark.skipif(not DEV.exists(), reason="dev set not present")
+def test_eval_reports_every_method(models: Path) -> None:
+    out = run("eval", "--intents", str(DEV), "--seeds", "101", "--requests", "24",
+              "--predictions", "synthetic", "--llm", "off", "--models", str(models), "--json")  # fmt: skip
+    for method in ("random", "greedy", "drl_even", "srl"):
+        m = out[method]
+        assert set(m) >= {"normalized_score", "score", "Q", "C", "B", "L", "P_outage", "elam_share"}
+        assert m["n"] == 24 and np.isfinite(m["normalized_score"])
+    assert abs(out["random"]["normalized_score"]) < 0.6  # random sits near the floor
+    assert out["drl_even"]["elam_share"].get("none") == 1.0
+
+
+def test_bench_prints_latency(models: Path) -> None:
+    out = run("bench", "--agents", "81", "--decisions", "20", "--networks", "2",
+              "--policy", str(models / "srl-general.onnx"), "--json")  # fmt: skip
+    assert out["provider"] == "CPUExecutionProvider"
+    assert 0 < out["p50_ms"] <= out["p99_ms"]

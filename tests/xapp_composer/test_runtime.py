@@ -1,0 +1,70 @@
+"""ONNX export parity and the runtime: same decisions as torch, integrity checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sim_ric.network import generate_network
+from xapp_composer import features as F
+from xapp_composer.agent import run_episodes
+from xapp_composer.episodes import RequestSet
+from xapp_composer.export import export_onnx, parity_check, write_card
+from xapp_composer.policy import GCNActorCritic, PolicyConfig
+from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[GCNActorCritic, Path]:
+    torch.manual_seed(3)
+    policy = GCNActorCritic(PolicyConfig(hidden=32))
+    path = tmp_path_factory.mktemp("pol") / "p.onnx"
+    export_onnx(policy, path)
+    parity = parity_check(policy, path, sizes=(9, 40, 81, 150, 300))
+    assert max(parity.values()) < 1e-5, parity
+    write_card(path, policy, {"elam_ids": ["a", "b"], "fees": [0.002, 0.01]}, parity)
+    return policy, path
+
+
+def test_runtime_decides_like_the_torch_policy(exported) -> None:
+    policy, path = exported
+    rt = PolicyRuntime(path)
+    assert rt.provider == "CPUExecutionProvider"
+    rng = np.random.default_rng(0)
+    for n in (40, 81, 150):
+        nets = [generate_network(500 + n + i, n_agents=n) for i in range(4)]
+        s = F.batch_state(nets)
+        true_s = rng.dirichlet(np.ones(4), size=4)
+        preds = np.stack([true_s, np.full_like(true_s, 0.25)], axis=1)
+        req = RequestSet(true_s, np.array([0, 1, 2, 3]), np.zeros((4, F.TEXT_DIM), np.float32),
+                         preds, ["a", "b"], np.array([0.002, 0.01]), ["x"] * 4)  # fmt: skip
+        traj = run_episodes(policy, s, req, greedy=True)
+        for i, net in enumerate(nets):
+            prep = rt.prepare(net)
+            k = rt.choose_elam(prep, int(req.app[i]), "x", np.zeros((1, F.TEXT_DIM), np.float32))
+            assert k == traj.elam[i]
+            chain = rt.compose(prep, preds[i, k], k, int(req.app[i]), "x",
+                               np.zeros((1, F.TEXT_DIM), np.float32))  # fmt: skip
+            assert chain == tuple(traj.chains[i])
+
+
+def test_tampered_policy_is_refused(exported, tmp_path) -> None:
+    _, path = exported
+    for f in path.parent.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    bad = tmp_path / path.name
+    data = bytearray(bad.read_bytes())
+    data[-10] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(PolicyIntegrityError, match="sha256"):
+        PolicyRuntime(bad)
+    card = json.loads((tmp_path / "p.card.json").read_text())
+    (tmp_path / "p.card.json").unlink()
+    with pytest.raises(PolicyIntegrityError, match="card"):
+        PolicyRuntime(bad)
+    assert card["name"] == "p"
