@@ -8,6 +8,8 @@ Subcommands:
   checked against torch on fresh networks.
 - ``eval --intents FILE.jsonl [--seeds 101,102,...] [--requests N] [--agents 81] --json``.
 - ``bench --agents 81 --decisions 1000 --json``.
+- ``run --broker URL --rapp host:port [--policy FILE]``: the near-RT control loop
+  (``xapp_composer.loop``; every flag also reads ``XAPP_<NAME>`` from the environment).
 """
 
 from __future__ import annotations
@@ -247,6 +249,13 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# ---- run -------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from xapp_composer.loop import main_run
+
+    return main_run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xapp-composer", description="SRL policy: train, export, evaluate"
@@ -304,6 +313,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=str(MODELS_DIR / "srl-general.onnx"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("run", help="the near-RT control loop (MQTT + rApp + ONNX policy)")
+    p.add_argument("--broker", default=None, help="mqtt://[user:pass@]host:port (XAPP_BROKER)")
+    p.add_argument("--rapp", default=None, help="host:port of the intent rApp (XAPP_RAPP)")
+    p.add_argument("--policy", default=None, help="ONNX policy (default: shipped srl-general)")
+    p.add_argument("--network", default=None, help="network name in the topics")
+    p.add_argument("--rapp-deadline-ms", dest="rapp_deadline_ms", type=float, default=None,
+                   help="Translate deadline (ms)")  # fmt: skip
+    p.add_argument("--max-state-age", dest="max_state_age", type=float, default=None,
+                   help="reject requests on a state older than this (s)")  # fmt: skip
+    p.add_argument("--health-host", dest="health_host", default=None)
+    p.add_argument("--health-port", dest="health_port", type=int, default=None,
+                   help="port of /ric/v1/health/* and /metrics (0: any)")  # fmt: skip
+    p.add_argument("--client-id", dest="mqtt_client_id", default=None, help="MQTT client id")
+    p.add_argument("--log-level", dest="log_level", default=None)
+    p.add_argument("--log-format", dest="log_format", choices=("auto", "json", "console"),
+                   default=None)  # fmt: skip
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -11,7 +11,10 @@ depends only on the network state while the heads run at every decision step:
 | ``x`` | (B, N, NODE_DIM) | float32 node features |
 | ``adj`` | (B, N, N) | float32 normalised adjacency D^-1/2 (A+I) D^-1/2 |
 
-output ``node_h`` (B, N, H).
+outputs ``node_h`` (B, N, H) and ``h_graph`` (B, H) (eqs. 36, 37).
+
+``<name>.elam.onnx`` (once per request, before translation): inputs ``h_graph`` (B, H)
+and ``ctx`` (B, CTX_DIM); output ``elam_logits`` (B, K).
 
 ``<name>.onnx`` (every step: the E-LAM choice, then one call per agent):
 
@@ -57,6 +60,8 @@ from xapp_composer.policy import GCNActorCritic, PolicyConfig
 STEP_INPUTS = ["cand_idx", "raw", "mask", "chain", "look_raw", "look_keep", "look_mask"]
 INPUT_NAMES = ["x", "adj", *STEP_INPUTS, "ctx"]
 ENCODER_INPUTS = ["x", "adj"]
+ENCODER_OUTPUTS = ["node_h", "h_graph"]
+ELAM_INPUTS = ["h_graph", "ctx"]
 HEAD_INPUTS = ["node_h", *STEP_INPUTS, "ctx"]
 OUTPUT_NAMES = ["logits", "elam_logits", "value"]
 OPSET = 18
@@ -111,7 +116,16 @@ class _Encoder(torch.nn.Module):
         self.policy = policy
 
     def forward(self, x, adj):
-        return self.policy.encode(x, adj)
+        return self.policy.encode_graph(x, adj)
+
+
+class _ElamHead(torch.nn.Module):
+    def __init__(self, policy: GCNActorCritic):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, h_graph, ctx):
+        return self.policy.elam_logits(h_graph, ctx)
 
 
 class _Heads(torch.nn.Module):
@@ -131,9 +145,15 @@ def encoder_path(head_path: Path) -> Path:
     return head_path.with_name(head_path.stem + ".encoder.onnx")
 
 
-def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path]:
-    """Write ``<name>.onnx`` (heads) and ``<name>.encoder.onnx`` with dynamic B, N and M;
-    both pass ``onnx.checker``. Returns (head path, encoder path)."""
+def elam_path(head_path: Path) -> Path:
+    """``<name>.elam.onnx`` beside ``<name>.onnx``."""
+    head_path = Path(head_path)
+    return head_path.with_name(head_path.stem + ".elam.onnx")
+
+
+def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path, Path]:
+    """Write ``<name>.onnx`` (step heads), ``<name>.encoder.onnx`` and ``<name>.elam.onnx``
+    with dynamic sizes; all pass ``onnx.checker``. Returns their paths."""
     import onnx
 
     path = Path(path)
@@ -141,12 +161,14 @@ def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path]:
     policy.eval()
     x, adj, *step, ctx = example_inputs(policy.cfg, n_agents=81, batch=2)
     with torch.no_grad():
-        node_h = policy.encode(x, adj)
+        node_h, h_graph = policy.encode_graph(x, adj)
     b, n, m = torch.export.Dim("batch"), torch.export.Dim("agents"), torch.export.Dim("cands")
     m2 = torch.export.Dim("look")
     jobs = [
-        (_Encoder(policy), (x, adj), ENCODER_INPUTS, ["node_h"],
+        (_Encoder(policy), (x, adj), ENCODER_INPUTS, ENCODER_OUTPUTS,
          {"x": {0: b, 1: n}, "adj": {0: b, 1: n, 2: n}}, encoder_path(path)),
+        (_ElamHead(policy), (h_graph, ctx), ELAM_INPUTS, ["elam_logits"],
+         {"h_graph": {0: b}, "ctx": {0: b}}, elam_path(path)),
         (_Heads(policy), (node_h, *step, ctx), HEAD_INPUTS, OUTPUT_NAMES,
          {"node_h": {0: b, 1: n}, "cand_idx": {0: b, 1: m}, "raw": {0: b, 1: m},
           "mask": {0: b, 1: m}, "chain": {0: b}, "look_raw": {0: b, 1: m2},
@@ -166,7 +188,7 @@ def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path]:
         )
         program.save(str(out))
         onnx.checker.check_model(onnx.load(str(out)), full_check=True)
-    return path, encoder_path(path)
+    return path, encoder_path(path), elam_path(path)
 
 
 def parity_check(
@@ -182,6 +204,7 @@ def parity_check(
     cpu = ["CPUExecutionProvider"]
     enc = ort.InferenceSession(str(encoder_path(onnx_path)), providers=cpu)
     head = ort.InferenceSession(str(onnx_path), providers=cpu)
+    elam = ort.InferenceSession(str(elam_path(onnx_path)), providers=cpu)
     worst: dict[str, float] = {}
     for i, n in enumerate(sizes):
         batch = 1 + i % 2
@@ -189,8 +212,10 @@ def parity_check(
         with torch.no_grad():
             ref = policy(*args)
         feeds = {k: v.numpy() for k, v in zip(INPUT_NAMES, args, strict=True)}
-        (node_h,) = enc.run(["node_h"], {"x": feeds["x"], "adj": feeds["adj"]})
+        node_h, h_graph = enc.run(ENCODER_OUTPUTS, {"x": feeds["x"], "adj": feeds["adj"]})
         got = head.run(OUTPUT_NAMES, {"node_h": node_h, **{k: feeds[k] for k in HEAD_INPUTS[1:]}})
+        (elam_logits,) = elam.run(["elam_logits"], {"h_graph": h_graph, "ctx": feeds["ctx"]})
+        worst[f"elam_graph@N={n}"] = float(np.max(np.abs(ref[1].numpy() - elam_logits)))
         for name, r, g in zip(OUTPUT_NAMES, ref, got, strict=True):
             r = r.numpy()
             valid = r > -1e8  # masked logits are a constant
@@ -214,6 +239,7 @@ def write_card(
 ) -> Path:
     """Model card next to the ONNX file: inputs and shapes, training config, metrics, sha256."""
     enc = encoder_path(onnx_path)
+    elam = elam_path(onnx_path)
     card = {
         "name": onnx_path.stem,
         "format": "onnx",
@@ -224,7 +250,19 @@ def write_card(
             "file": enc.name,
             "sha256": sha256_file(enc),
             "inputs": {"x": ["B", "N", F.NODE_DIM, "float32"], "adj": ["B", "N", "N", "float32"]},
-            "outputs": {"node_h": ["B", "N", policy.cfg.hidden, "float32"]},
+            "outputs": {
+                "node_h": ["B", "N", policy.cfg.hidden, "float32"],
+                "h_graph": ["B", policy.cfg.hidden, "float32"],
+            },
+        },
+        "elam": {
+            "file": elam.name,
+            "sha256": sha256_file(elam),
+            "inputs": {
+                "h_graph": ["B", policy.cfg.hidden, "float32"],
+                "ctx": ["B", policy.cfg.ctx_dim, "float32"],
+            },
+            "outputs": {"elam_logits": ["B", policy.cfg.n_elams, "float32"]},
         },
         "inputs": {
             "node_h": ["B", "N", policy.cfg.hidden, "float32"],

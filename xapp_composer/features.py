@@ -40,8 +40,18 @@ N_TYPES = 4
 NODE_DIM = N_TYPES + 9
 CAND_DIM = 21
 RAW_DIM = 9
-CHAIN_DIM = 18
+CHAIN_DIM = 20
 LOOK_DIM = 5
+# Column layouts. Factor groups are ordered [ln p, ln(1 - BER), L, ln(1 - F/O)] so the
+# graph can add and transform them as one tensor.
+RAW_COLUMNS = ("logp", "keep", "lat", "lnc", "pover", "f_hop", "f_next", "f_rate", "hop_keep")
+CHAIN_COLUMNS = (
+    "pre_logp", "pre_keep", "pre_lat", "pre_lnc", "pre_pover",
+    "rest_logp", "rest_keep", "rest_lat", "rest_lnc", "rest_pover",
+    "rest2_logp", "rest2_keep", "rest2_lat", "rest2_lnc", "rest2_pover",
+    "last", "inv_n", "c_th", "l_max", "has_look",
+)  # fmt: skip
+LOOK_COLUMNS = ("logp", "keep", "lat", "lnc", "pover")
 K_LOOK = 64
 """Next-step agents the lookahead considers at most (a per-factor shortlist beyond that)."""
 TEXT_DIM = 8
@@ -345,17 +355,18 @@ def step_inputs(
     All chains of the batch must be at the same step.
 
     Returns:
-        ``raw`` (B, M, RAW_DIM): per candidate ln p_i, L_i (capped), ln(1 - F/O),
-        P_over alone, ln(1 - hop BER) + ln(1 - lookahead BER), scaled logs of the hop
-        BER, the lookahead BER and the outage rate, and ln(1 - hop BER);
-        ``chain`` (B, CHAIN_DIM): the prefix sums, the optimistic completion of the later
-        steps, last-step flag, 1/n, C_th, L_max, the optimistic completion of the steps
-        after the next one, and whether there is a next step;
+        ``raw`` (B, M, RAW_DIM), columns :data:`RAW_COLUMNS`: per candidate ln p_i,
+        ln(1 - hop BER) + ln(1 - lookahead BER), L_i (capped), ln(1 - F/O), P_over alone,
+        scaled logs of the hop BER, the lookahead BER and the outage rate, and
+        ln(1 - hop BER);
+        ``chain`` (B, CHAIN_DIM), columns :data:`CHAIN_COLUMNS`: the prefix sums, the
+        optimistic completion of the later steps and of the steps after the next one,
+        last-step flag, 1/n, C_th, L_max, whether there is a next step;
         ``mask`` (B, M): usable candidates of the step;
         ``look_*``: the agents of the next step (``look_cols``, default
-        :func:`lookahead_candidates`), their terms [ln p, L, ln(1 - F/O), P_over,
-        ln(1 - their lookahead BER)], ln(1 - route BER) from each candidate to each of
-        them, and which are usable.
+        :func:`lookahead_candidates`), their terms (:data:`LOOK_COLUMNS`: ln p,
+        ln(1 - their lookahead BER), L, ln(1 - F/O), P_over), ln(1 - route BER) from each
+        candidate to each of them, and which are usable.
     """
     cfg = s.cfg
     n = len(s.chain_types)
@@ -373,33 +384,34 @@ def step_inputs(
     hop_keep = np.log1p(-hop)
     raw = np.empty((*hop.shape, RAW_DIM), dtype=np.float32)
     raw[..., 0] = s.logp[:, sel]
-    raw[..., 1] = np.where(np.isfinite(lat), np.minimum(lat, LAT_CAP), LAT_CAP)
-    raw[..., 2] = lnc
-    raw[..., 3] = s.pover[:, sel]
-    raw[..., 4] = hop_keep + np.log1p(-next_ber)
+    raw[..., 1] = hop_keep + np.log1p(-next_ber)
+    raw[..., 2] = np.where(np.isfinite(lat), np.minimum(lat, LAT_CAP), LAT_CAP)
+    raw[..., 3] = lnc
+    raw[..., 4] = s.pover[:, sel]
     raw[..., 5] = np.log10(np.maximum(hop, BER_FLOOR)) / 8.0 + 1.0
     raw[..., 6] = np.log10(np.maximum(next_ber, BER_FLOOR)) / 8.0 + 1.0
     raw[..., 7] = np.log10(np.maximum(-np.expm1(lnc), 1e-6)) / 3.0 + 1.0
     raw[..., 8] = hop_keep
     # Optimistic completion over the steps after k (each factor at its own best), and
-    # over the steps after k + 1 for the lookahead.
+    # over the steps after k + 1 for the lookahead (no BER term: the lookahead BER of
+    # the candidate, resp. of the next agent, is in their own terms).
     steps = np.arange(n)[None, :]
-    chain = np.empty((s.batch, CHAIN_DIM), dtype=np.float32)
+    chain = np.zeros((s.batch, CHAIN_DIM), dtype=np.float32)
     chain[:, 0] = prefix.logp
-    chain[:, 1] = np.minimum(prefix.lat, LAT_CAP)
-    chain[:, 2] = prefix.lnc
-    chain[:, 3] = prefix.keep
+    chain[:, 1] = prefix.keep
+    chain[:, 2] = np.minimum(prefix.lat, LAT_CAP)
+    chain[:, 3] = prefix.lnc
     chain[:, 4] = prefix.pover
-    for col, later in ((5, steps > k[:, None]), (13, steps > k[:, None] + 1)):
+    for col, later in ((5, steps > k[:, None]), (10, steps > k[:, None] + 1)):
         chain[:, col] = np.maximum(np.where(later, s.best_logp, 0.0).sum(axis=1), -50.0)
-        chain[:, col + 1] = np.minimum(np.where(later, s.min_lat, 0.0).sum(axis=1), LAT_CAP)
-        chain[:, col + 2] = np.maximum(np.where(later, s.best_lnc, 0.0).sum(axis=1), -50.0)
-        chain[:, col + 3] = np.minimum(np.where(later, s.min_pover, 0.0).max(axis=1), 1.0)
-    chain[:, 9] = k == n - 1
-    chain[:, 10] = 1.0 / n
-    chain[:, 11] = cfg.c_th
-    chain[:, 12] = cfg.l_max
-    chain[:, 17] = k < n - 1
+        chain[:, col + 2] = np.minimum(np.where(later, s.min_lat, 0.0).sum(axis=1), LAT_CAP)
+        chain[:, col + 3] = np.maximum(np.where(later, s.best_lnc, 0.0).sum(axis=1), -50.0)
+        chain[:, col + 4] = np.minimum(np.where(later, s.min_pover, 0.0).max(axis=1), 1.0)
+    chain[:, 15] = k == n - 1
+    chain[:, 16] = 1.0 / n
+    chain[:, 17] = cfg.c_th
+    chain[:, 18] = cfg.l_max
+    chain[:, 19] = k < n - 1
     mask = s.usable[b, k][:, sel] & (prefix.step < n)[:, None]
     # Lookahead over the next step's agents.
     if look_cols is None:
@@ -411,14 +423,65 @@ def step_inputs(
         nb = s.min_next_ber[:, step + 1][:, look_cols] * (step + 1 < n - 1)
         llat = s.lat[:, look_cols]
         look_raw[..., 0] = s.logp[:, look_cols]
-        look_raw[..., 1] = np.where(np.isfinite(llat), np.minimum(llat, LAT_CAP), LAT_CAP)
-        look_raw[..., 2] = s.lnc[:, look_cols]
-        look_raw[..., 3] = s.pover[:, look_cols]
-        look_raw[..., 4] = np.log1p(-nb)
+        look_raw[..., 1] = np.log1p(-nb)
+        look_raw[..., 2] = np.where(np.isfinite(llat), np.minimum(llat, LAT_CAP), LAT_CAP)
+        look_raw[..., 3] = s.lnc[:, look_cols]
+        look_raw[..., 4] = s.pover[:, look_cols]
         src = np.arange(s.n_agents)[sel]
         look_keep[:] = np.log1p(-s.route[:, src][:, :, look_cols])
         look_mask = s.usable[:, step + 1][:, look_cols]
     return StepInputs(raw, mask, chain, look_raw, look_keep, look_mask)
+
+
+@dataclass
+class _PlannedStep:
+    cols: np.ndarray
+    base: StepInputs
+    next_keep: np.ndarray  # (1, M) ln(1 - lookahead BER) of each candidate
+
+
+class StatePlan:
+    """The per-step inputs of one network state that do not depend on the chain so far.
+
+    At run time a decision step then only fills in the predecessor's route row and the
+    prefix sums (:meth:`inputs`), instead of recomputing everything
+    (:func:`step_inputs`, which it reproduces exactly). Candidates are the usable agents
+    of each step; the lookahead is :func:`lookahead_candidates` for one state.
+    """
+
+    def __init__(self, s: BatchState):
+        if s.batch != 1:
+            raise ValueError("a StatePlan is built for one network state")
+        self.s = s
+        self.steps: list[_PlannedStep] = []
+        for k in range(len(s.chain_types)):
+            cols = np.flatnonzero(s.usable[0, k])
+            fake = Prefix.empty(1)
+            fake.step = np.array([k])
+            base = step_inputs(s, fake, cols, lookahead_candidates(s, k, shared=False))
+            nb = s.min_next_ber[:, k][:, cols] * (k < len(s.chain_types) - 1)
+            self.steps.append(_PlannedStep(cols, base, np.log1p(-nb)))
+
+    def inputs(self, prefix: Prefix) -> tuple[np.ndarray, StepInputs]:
+        """(candidate ids, step inputs) for the chain ``prefix`` (one chain)."""
+        k = int(prefix.step[0])
+        st = self.steps[k]
+        raw = st.base.raw.copy()
+        last = int(prefix.last[0])
+        if last >= 0:
+            hop = self.s.route[0, last, st.cols]
+            hop_keep = np.log1p(-hop)
+            raw[0, :, 8] = hop_keep
+            raw[0, :, 1] = hop_keep + st.next_keep[0]
+            raw[0, :, 5] = np.log10(np.maximum(hop, BER_FLOOR)) / 8.0 + 1.0
+        chain = st.base.chain.copy()
+        chain[0, 0] = prefix.logp[0]
+        chain[0, 1] = prefix.keep[0]
+        chain[0, 2] = min(prefix.lat[0], LAT_CAP)
+        chain[0, 3] = prefix.lnc[0]
+        chain[0, 4] = prefix.pover[0]
+        b = st.base
+        return st.cols, StepInputs(raw, b.mask, chain, b.look_raw, b.look_keep, b.look_mask)
 
 
 def step_candidates(s: BatchState, step: int) -> np.ndarray:

@@ -14,6 +14,7 @@ A second head scores the E-LAMs before the first agent; the critic (eq. 39) read
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -63,6 +64,9 @@ class CandidateFeatures(nn.Module):
     completed optimistically) and its utilities. At the last step both are exact; one
     step before, the lookahead is the exact best completion.
 
+    The four factors travel as one tensor [ln p, ln(1 - BER), L, ln(1 - F/O)] so the
+    exported graph stays small (a few dozen nodes): the xApp runs it at every step.
+
     Shapes:
         - raw: (B, M, RAW_DIM); chain: (B, CHAIN_DIM); intent: (B, 4)
         - look_raw: (B, M2, LOOK_DIM); look_keep: (B, M, M2); look_mask: (B, M2)
@@ -75,14 +79,50 @@ class CandidateFeatures(nn.Module):
         super().__init__()
         self.c_ref = c_ref
         self.l_ref = l_ref
+        # Utility = clamp(ln(factor) * w + b): the constant parts of w and b (MODEL.md).
+        ln10 = self.LN10
+        self.register_buffer(
+            "w_const",
+            torch.tensor([0.0, -1.0 / (4 * ln10), 0.0, -1.0 / (3 * ln10)]),
+            persistent=False,
+        )
+        self.register_buffer(
+            "b_const",
+            torch.tensor(
+                [0.0, 1.0 + math.log(1e-5) / (4 * ln10), 0.0, 1.0 + math.log(1e-3) / (3 * ln10)]
+            ),
+            persistent=False,
+        )
+        self.register_buffer(
+            "log_floor",
+            torch.tensor([math.log(1e-6), math.log(1e-16), -50.0, math.log(1e-6)]),
+            persistent=False,
+        )
+        self.register_buffer(
+            "log_scale",
+            torch.tensor([1.0 / 3.0, 1.0 / (8 * ln10), 1.0 / 3.0, 1.0 / (3 * ln10)]),
+            persistent=False,
+        )
+        self.register_buffer("log_shift", torch.tensor([1.0, 1.0, 0.0, 1.0]), persistent=False)
 
-    def utilities(self, cap, ber, lat, p_out, c_th, l_max) -> torch.Tensor:
-        """[u_C, u_B, u_L, u_P] of MODEL.md, stacked on a new last axis."""
-        u_c = torch.clamp(torch.log(cap / c_th) / torch.log(self.c_ref / c_th), 0.0, 1.0)
-        u_b = 1.0 - torch.clamp(torch.log(ber / 1e-5) / (4.0 * self.LN10), 0.0, 1.0)
-        u_l = torch.clamp(torch.log(l_max / lat) / torch.log(l_max / self.l_ref), 0.0, 1.0)
-        u_p = 1.0 - torch.clamp(torch.log(p_out / 1e-3) / (3.0 * self.LN10), 0.0, 1.0)
-        return torch.stack([u_c, u_b, u_l, u_p], dim=-1)
+    def _affine(self, c_th: torch.Tensor, l_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, b) of the four utilities, (B, 4), for this state's C_th and L_max."""
+        inv_c = 1.0 / torch.log(self.c_ref / c_th)
+        inv_l = 1.0 / torch.log(l_max / self.l_ref)
+        zeros = torch.zeros_like(c_th)
+        w = self.w_const + torch.cat([inv_c, zeros, -inv_l, zeros], dim=-1)
+        b = self.b_const + torch.cat(
+            [-torch.log(c_th) * inv_c, zeros, torch.log(l_max) * inv_l, zeros], dim=-1
+        )
+        return w, b
+
+    def _factors(self, sums: torch.Tensor, pover: torch.Tensor, inv_n: torch.Tensor):
+        """ln of [C, B, L, P_outage] from summed [ln p, ln(1 - BER), L, ln(1 - F/O)]."""
+        log_c = sums[..., 0:1] + torch.log(inv_n)  # eq. 2
+        ber = neg_expm1(sums[..., 1:2])  # eq. 3
+        lat = sums[..., 2:3]  # eq. 8
+        p_out = 1.0 - torch.exp(sums[..., 3:4]) * (1.0 - pover)  # eqs. 9, 14
+        return torch.cat([log_c, torch.log(ber), torch.log(lat), torch.log(p_out)], dim=-1)
 
     def forward(
         self,
@@ -93,57 +133,57 @@ class CandidateFeatures(nn.Module):
         look_keep: torch.Tensor,
         look_mask: torch.Tensor,
     ) -> torch.Tensor:
-        logp, lat, lnc, pover, keep, f_hop, f_next, f_rate, hop_keep = raw.unbind(-1)
-        c = [chain[:, i : i + 1] for i in range(F.CHAIN_DIM)]
-        c_th, l_max = c[11], c[12]
-        cap = torch.exp(c[0] + logp + c[5]) * c[10]  # eq. 2
-        ber = neg_expm1(c[3] + keep)  # eq. 3
-        lat_c = c[1] + lat + c[6]  # eq. 8
-        p_over = torch.maximum(torch.maximum(c[4], pover), c[8])  # eqs. 11-13
-        p_out = 1.0 - torch.exp(c[2] + lnc + c[7]) * (1.0 - p_over)  # eq. 14
-        feasible = (cap >= c_th) & (lat_c <= l_max)
-        u = self.utilities(cap, ber, lat_c, p_out, c_th, l_max)
-        s4 = intent.unsqueeze(1)
-        score = torch.where(feasible, (u * s4).sum(-1), torch.full_like(cap, -1.0))
+        pre, rest, rest2 = chain[:, None, 0:4], chain[:, None, 5:9], chain[:, None, 10:14]
+        inv_n, c_th, l_max = chain[:, 16:17], chain[:, 17:18], chain[:, 18:19]
+        log_th = torch.cat([torch.log(c_th), torch.log(l_max)], dim=-1)[:, None, :]
+        w, b = self._affine(c_th, l_max)
+        w, b, s4 = w[:, None, :], b[:, None, :], intent[:, None, :]
+        # Candidate + optimistic completion.
+        logs = self._factors(
+            pre + raw[..., 0:4] + rest,
+            torch.maximum(torch.maximum(chain[:, None, 4:5], raw[..., 4:5]), chain[:, None, 9:10]),
+            inv_n[:, None, :],
+        )
+        u = torch.clamp(logs * w + b, 0.0, 1.0)
+        feasible = (logs[..., 0] >= log_th[..., 0]) & (logs[..., 2] <= log_th[..., 1])
+        score = torch.where(feasible, (u * s4).sum(-1), torch.full_like(u[..., 0], -1.0))
         # One-step lookahead over the next step's agents (pairs candidate x next agent).
-        lp, ll, lc, lo, lk = (t.unsqueeze(1) for t in look_raw.unbind(-1))
-        c3 = [x.unsqueeze(-1) for x in c]
-        cap2 = torch.exp(c3[0] + logp.unsqueeze(-1) + lp + c3[13]) * c3[10]
-        ber2 = neg_expm1(c3[3] + hop_keep.unsqueeze(-1) + look_keep + lk)
-        lat2 = c3[1] + lat.unsqueeze(-1) + ll + c3[14]
-        pov2 = torch.maximum(torch.maximum(c3[4], pover.unsqueeze(-1)), torch.maximum(lo, c3[16]))
-        pout2 = 1.0 - torch.exp(c3[2] + lnc.unsqueeze(-1) + lc + c3[15]) * (1.0 - pov2)
-        feas2 = (cap2 >= c3[11]) & (lat2 <= c3[12]) & look_mask.unsqueeze(1)
-        u2 = self.utilities(cap2, ber2, lat2, pout2, c3[11], c3[12])
-        sc2 = torch.where(feas2, (u2 * s4.unsqueeze(2)).sum(-1), torch.full_like(cap2, -1.0))
+        own = raw[..., None, 0:4] + torch.stack(
+            [torch.zeros_like(look_keep), look_keep - raw[..., 1:2] + raw[..., 8:9],
+             torch.zeros_like(look_keep), torch.zeros_like(look_keep)], dim=-1,
+        )  # fmt: skip
+        sums2 = pre[:, :, None, :] + own + look_raw[:, None, :, 0:4] + rest2[:, :, None, :]
+        pover2 = torch.maximum(
+            torch.maximum(chain[:, None, None, 4:5], raw[..., None, 4:5]),
+            torch.maximum(look_raw[:, None, :, 4:5], chain[:, None, None, 14:15]),
+        )
+        logs2 = self._factors(sums2, pover2, inv_n[:, None, None, :])
+        u2 = torch.clamp(logs2 * w[:, :, None, :] + b[:, :, None, :], 0.0, 1.0)
+        feas2 = (
+            (logs2[..., 0] >= log_th[..., None, 0])
+            & (logs2[..., 2] <= log_th[..., None, 1])
+            & look_mask[:, None, :]
+        )
+        sc2 = torch.where(
+            feas2, (u2 * s4[:, :, None, :]).sum(-1), torch.full_like(u2[..., 0], -1.0)
+        )
         best, arg = sc2.max(dim=-1)
         u_best = torch.gather(u2, 2, arg[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
-        has_look = c[17] > 0.5
+        has_look = chain[:, None, 19] > 0.5
         look_score = torch.where(has_look, best, score)
-        look_u = torch.where(has_look.unsqueeze(-1), u_best, u)
-        ln10 = self.LN10
-        last = c[9].expand_as(cap)
+        look_u = torch.where(has_look[..., None], u_best, u)
+        scaled = (torch.maximum(logs, self.log_floor) * self.log_scale) + self.log_shift
+        last = chain[:, None, 15].expand_as(score)
+        own_terms = torch.cat(
+            [raw[..., 0:1], torch.log(raw[..., 2:3]) / 3.0, raw[..., 5:8]], dim=-1
+        )
         return torch.cat(
             [
                 u,
-                torch.stack(
-                    [
-                        feasible.to(cap.dtype),
-                        score,
-                        logp,
-                        torch.log(lat) / 3.0,
-                        f_rate,
-                        f_hop,
-                        f_next,
-                        torch.log(torch.clamp(cap, min=1e-6)) / 3.0 + 1.0,
-                        torch.log(torch.clamp(ber, min=1e-16)) / (8.0 * ln10) + 1.0,
-                        torch.log(lat_c) / 3.0,
-                        torch.log(torch.clamp(p_out, min=1e-6)) / (3.0 * ln10) + 1.0,
-                        last,
-                        look_score,
-                    ],
-                    dim=-1,
-                ),
+                torch.stack([feasible.to(u.dtype), score], dim=-1),
+                scaled,
+                own_terms,
+                torch.stack([last, look_score], dim=-1),
                 look_u,
             ],
             dim=-1,
@@ -222,12 +262,34 @@ class GCNActorCritic(nn.Module):
         self.critic = mlp([z_dim + 2, h, h, 1])
         self.featurize = CandidateFeatures()
 
+    def encode_graph(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node embeddings and their global mean pooling h_graph (eqs. 36, 37)."""
+        node_h = self.encode(x, adj)
+        return node_h, node_h.mean(dim=1)
+
     def encode(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         """Node embeddings H^(L) (eq. 36)."""
         hid = x
         for layer in self.gcn:
             hid = layer(hid, adj)
         return hid
+
+    def latent(self, h_graph: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """z_t = [h_graph || phi(s) || psi(kappa) || context] (sec. V-C)."""
+        k = self.cfg.n_elams
+        return torch.cat(
+            [
+                h_graph,
+                self.phi(ctx[:, :4]),
+                self.psi(ctx[:, 4 : 4 + k]),
+                self.ctx_rest(ctx[:, 4 + k :]),
+            ],
+            dim=-1,
+        )
+
+    def elam_logits(self, h_graph: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """Scores of the E-LAMs before translation, from h_graph (eq. 37) and the context."""
+        return self.elam_head(self.latent(h_graph, ctx))
 
     def heads(
         self,
@@ -248,18 +310,8 @@ class GCNActorCritic(nn.Module):
         inputs; ``chain`` (B, CHAIN_DIM) describes the chain so far; ``look_*`` the next
         step's agents (:class:`features.StepInputs`).
         """
-        k = self.cfg.n_elams
         cand = self.featurize(raw, chain, ctx[:, :4], look_raw, look_keep, look_mask)
-        h_graph = node_h.mean(dim=1)  # eq. 37
-        z = torch.cat(
-            [
-                h_graph,
-                self.phi(ctx[:, :4]),
-                self.psi(ctx[:, 4 : 4 + k]),
-                self.ctx_rest(ctx[:, 4 + k :]),
-            ],
-            dim=-1,
-        )
+        z = self.latent(node_h.mean(dim=1), ctx)
         m = cand_idx.shape[1]
         h_cand = torch.gather(node_h, 1, cand_idx.unsqueeze(-1).expand(-1, -1, node_h.shape[-1]))
         z_nodes = z.unsqueeze(1).expand(-1, m, -1)

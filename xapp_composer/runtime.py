@@ -20,9 +20,11 @@ from sim_ric.network import Network
 from sim_ric.users import APPS
 from xapp_composer import features as F
 from xapp_composer.export import (
+    ENCODER_OUTPUTS,
     HEAD_INPUTS,
     OUTPUT_NAMES,
     card_path_for,
+    elam_path,
     encoder_path,
     sha256_file,
 )
@@ -41,7 +43,9 @@ class Prepared:
     request decided on that state): the feature arrays and the GCN encoder's output."""
 
     state: F.BatchState
+    plan: F.StatePlan
     node_h: np.ndarray
+    h_graph: np.ndarray
     n_agents: int
 
 
@@ -105,10 +109,12 @@ class PolicyRuntime:
         self.path = Path(path)
         self.card = read_card(self.path)
         self.encoder_path = encoder_path(self.path)
+        self.elam_path = elam_path(self.path)
         if verify:
             for file, want in (
                 (self.path, self.card.get("sha256")),
                 (self.encoder_path, self.card.get("encoder", {}).get("sha256")),
+                (self.elam_path, self.card.get("elam", {}).get("sha256")),
             ):
                 if not file.exists():
                     raise PolicyIntegrityError(f"{file} is missing")
@@ -120,6 +126,7 @@ class PolicyRuntime:
                     )
         self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
         self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
+        self.elam_session = make_session(self.elam_path, prefer_gpu=prefer_gpu, threads=threads)
         self.provider = self.session.get_providers()[0]
         self.elam_ids: list[str] = list(self.card.get("elam_ids", []))
         self.fees: list[float] = list(self.card.get("fees", []))
@@ -131,8 +138,8 @@ class PolicyRuntime:
     def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
         """Policy inputs of a network state, with the encoder run once."""
         state = F.batch_state([net], chain_types)
-        (node_h,) = self.encoder.run(["node_h"], {"x": state.node_x, "adj": state.adj})
-        return Prepared(state, node_h, net.n_agents)
+        node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
+        return Prepared(state, F.StatePlan(state), node_h, h_graph, net.n_agents)
 
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: F.StepInputs, ctx: np.ndarray):
@@ -159,9 +166,7 @@ class PolicyRuntime:
         text = F.text_features(prompt)[None, :] if text is None else text
         prefix = F.Prefix.empty(1)
         ctx = F.context(None, None, self.n_elams, prefix, len(p.state.chain_types), app_i, text)
-        idx = np.zeros(1, dtype=np.int64)
-        step = F.step_inputs(p.state, prefix, idx, idx)
-        _, elam_logits, _ = self._run(p, idx, step, ctx)
+        (elam_logits,) = self.elam_session.run(["elam_logits"], {"h_graph": p.h_graph, "ctx": ctx})
         return int(np.argmax(elam_logits[0]))
 
     def compose(
@@ -187,10 +192,9 @@ class PolicyRuntime:
         prefix = F.Prefix.empty(1)
         chain: list[int] = []
         for k in range(n):
-            idx = np.flatnonzero(s.usable[0, k])
+            idx, step = p.plan.inputs(prefix)
             if len(idx) == 0:
                 raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
-            step = F.step_inputs(s, prefix, idx)
             ctx = F.context(seen, elam, self.n_elams, prefix, n, app_i, text)
             logits, _, _ = self._run(p, idx, step, ctx)
             agent = int(idx[int(np.argmax(logits[0]))])

@@ -94,3 +94,19 @@ def test_lookahead_one_step_before_the_end_is_the_best_completion(seed: int) -> 
     for j, b in enumerate(cols):
         best = max(evaluate_chain(net, [first, b, c], intent[0]).Q_subjective for c in lasts)
         assert feats[j, 16] == pytest.approx(best, abs=5e-5)
+
+
+def test_state_plan_reproduces_step_inputs() -> None:
+    net = generate_network(8, n_agents=300)  # large enough for the lookahead shortlist
+    net.available[net.agents_of_type(2)[:5]] = False
+    s = F.batch_state([net])
+    plan = F.StatePlan(s)
+    prefix = F.Prefix.empty(1)
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        cols, fast = plan.inputs(prefix)
+        np.testing.assert_array_equal(cols, np.flatnonzero(s.usable[0, k]))
+        ref = F.step_inputs(s, prefix, cols)
+        for a, b in zip(fast, ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+        prefix.append(s, np.array([rng.choice(cols)]))

@@ -1,0 +1,618 @@
+"""The xApp's decision core: pure and synchronous, no MQTT and no gRPC (STYLE.md 2).
+
+:class:`ControlCore` turns a network state and a service request into exactly one
+:class:`~lameta_proto.v1.network_pb2.ControlDecision`: a chain, or an explicit rejection
+with a reason. The transport (``xapp_composer.loop``) feeds it payloads, records the
+decision with :meth:`ControlCore.commit`, publishes it, and calls
+:meth:`ControlCore.forget` if the publish failed, so that a redelivered request is decided
+exactly once: again if its decision never went out, never twice otherwise.
+
+One decision (ARCHITECTURE.md "Data flow of one request"):
+
+1. the latest state, rebuilt as a :class:`~sim_ric.network.Network` and prepared once per
+   state (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare` runs the GCN encoder);
+   no state yet, or a state older than ``max_state_age_s`` -> rejection;
+2. the policy picks the E-LAM (``choose_elam``) and the translator (the rApp) maps the
+   prompt to a preference vector with it; on any failure the vector is the recent mean of
+   the app's successful translations, else the app's profile (INTENTS.md), else the even
+   vector, and the decision says ``fallback``;
+3. the policy composes the chain step by step (``compose``); the chain is checked against
+   the constraints of eq. 18 on the xApp's view of the network; an infeasible chain is
+   replaced by the greedy baseline's feasible one when there is one (``repair``), else the
+   request is rejected (no feasible chain).
+
+Rejection reasons (``ControlDecision.rejection`` is ``"<code>: <detail>"``):
+
+=====================  ======================================================
+code                   cause
+=====================  ======================================================
+``no_state``           no valid network state received yet
+``stale_state``        the latest state is older than the configured age
+``no_feasible_chain``  some step has no usable agent, or no chain meets eq. 18
+``malformed_request``  a request that cannot be decided (unknown app, bad types, ...)
+``internal_error``     a bug in the xApp (logged with its traceback)
+=====================  ======================================================
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from lameta_proto.v1 import network_pb2
+from sim_ric import codec, qoe
+from sim_ric.chain import chain_factors
+from sim_ric.network import Network
+from sim_ric.optimum import OptimumUnavailable, greedy_chain
+from sim_ric.users import APP_PROFILES, APPS, EVEN, validate_vector
+from xapp_composer import features as F
+from xapp_composer.metrics import XappMetrics
+from xapp_composer.runtime import PolicyRuntime, Prepared
+
+log = structlog.get_logger("xapp_composer.control")
+
+NO_STATE = "no_state"
+STALE_STATE = "stale_state"
+NO_FEASIBLE_CHAIN = "no_feasible_chain"
+MALFORMED_REQUEST = "malformed_request"
+INTERNAL_ERROR = "internal_error"
+REJECTION_CODES = (NO_STATE, STALE_STATE, NO_FEASIBLE_CHAIN, MALFORMED_REQUEST, INTERNAL_ERROR)
+
+MAX_CHAIN_STEPS = 16
+"""Longest chain a request may ask for (the policy's context has room for any, but a
+request for more steps than this is garbage rather than a service chain)."""
+
+
+# --------------------------------------------------------------------------------------
+# Translation
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Translation:
+    """A preference vector from the rApp.
+
+    Attributes:
+        vector: [w_C, w_B, w_L, w_P].
+        elam: the E-LAM that translated it (may differ from the one asked for).
+        calibrated: the rApp calibrated it with its in-context memory (eq. 46).
+        fallback: the rApp's E-LAM failed and it returned its own fallback.
+        failure: why, when ``fallback``.
+    """
+
+    vector: tuple[float, float, float, float]
+    elam: str
+    calibrated: bool = False
+    fallback: bool = False
+    failure: str = ""
+
+
+class TranslationFailed(RuntimeError):
+    """The translator gave no usable vector.
+
+    Attributes:
+        cause: short machine-readable cause (``unavailable``, ``deadline``, ``error``,
+            ``invalid_vector``, ``circuit_open``, ...), a metrics label.
+    """
+
+    def __init__(self, cause: str, detail: str = ""):
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+        self.detail = detail
+
+
+class Translator(Protocol):
+    """What the core needs from the rApp (``xapp_composer.rapp_client.RappClient``)."""
+
+    def translate(self, prompt: str, elam: str, app: str, request_id: str) -> Translation:
+        """Translate ``prompt`` with E-LAM ``elam`` ("" = the rApp's default).
+
+        Raises:
+            TranslationFailed: no usable vector.
+        """
+        ...
+
+    def served_models(self) -> frozenset[str] | None:
+        """The E-LAMs the rApp serves, or None when unknown."""
+        ...
+
+
+class FallbackVectors:
+    """Recent mean of successful translations per app (the fallback vector).
+
+    Args:
+        window: translations per app averaged.
+    """
+
+    def __init__(self, window: int = 32):
+        self.window = int(window)
+        self._recent: dict[str, deque[tuple[float, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, app: str, vector: Sequence[float]) -> None:
+        """Remember a successful translation."""
+        with self._lock:
+            q = self._recent.setdefault(app, deque(maxlen=self.window))
+            q.append(tuple(float(v) for v in vector))
+
+    def vector(self, app: str) -> tuple[tuple[float, float, float, float], str]:
+        """The fallback vector of an app and where it comes from.
+
+        Returns:
+            ``(vector, source)``, source ``"recent_mean"``, ``"app_profile"`` or ``"even"``.
+        """
+        with self._lock:
+            q = self._recent.get(app)
+            rows = list(q) if q else []
+        if rows:
+            mean = np.mean(np.asarray(rows), axis=0)
+            return validate_vector(mean / mean.sum()), "recent_mean"
+        if app in APP_PROFILES:
+            return APP_PROFILES[app], "app_profile"
+        return EVEN, "even"
+
+
+# --------------------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------------------
+@dataclass
+class LiveState:
+    """A network state prepared for one policy: the rebuilt network and, per chain-type
+    tuple, the policy inputs with the GCN encoder already run.
+
+    Attributes:
+        seq: ``NetworkState.seq``.
+        timestamp_ns: the state's wall-clock time (ns since the epoch; 0 if unknown).
+        received: monotonic time at which the xApp received it.
+        net: the network as the state describes it.
+        runtime: the policy the inputs were prepared for.
+    """
+
+    seq: int
+    timestamp_ns: int
+    received: float
+    net: Network
+    runtime: PolicyRuntime
+    prepared: dict[tuple[int, ...], Prepared] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def inputs(self, chain_types: tuple[int, ...]) -> Prepared:
+        """Policy inputs for requests of these chain types (prepared on first use)."""
+        with self._lock:
+            p = self.prepared.get(chain_types)
+            if p is None:
+                p = self.runtime.prepare(self.net, chain_types)
+                self.prepared[chain_types] = p
+            return p
+
+
+def build_state(
+    msg: network_pb2.NetworkState,
+    runtime: PolicyRuntime,
+    chain_types: Sequence[tuple[int, ...]] = (),
+    *,
+    received: float | None = None,
+) -> LiveState:
+    """Rebuild and prepare a state (the expensive part of a state update).
+
+    Args:
+        msg: a decoded, validated state.
+        runtime: the policy to prepare for.
+        chain_types: chain-type tuples to prepare now (others on first use).
+        received: monotonic time of reception (default now).
+
+    Raises:
+        codec.DecodeError: the state describes no possible network.
+    """
+    net = codec.network_from_state(msg)
+    live = LiveState(
+        seq=int(msg.seq),
+        timestamp_ns=int(msg.timestamp_ns),
+        received=time.monotonic() if received is None else received,
+        net=net,
+        runtime=runtime,
+    )
+    for types in chain_types or (tuple(net.cfg.chain_types),):
+        live.inputs(tuple(types))
+    return live
+
+
+def chain_feasible(net: Network, chain: Sequence[int], chain_types: Sequence[int]) -> str:
+    """Why a chain breaks a constraint on ``net`` (types, availability, eq. 18), or ""."""
+    for k, (a, t) in enumerate(zip(chain, chain_types, strict=True)):
+        if net.types[a] != t:
+            return f"step {k + 1}: agent {a} has type {net.types[a]}, not {t}"
+        if not net.available[a]:
+            return f"step {k + 1}: agent {a} is unavailable"
+    metrics = qoe.chain_metrics(chain_factors(net, chain), net.cfg)
+    return "" if metrics["feasible"] else qoe.infeasibility_reason(metrics, net.cfg)
+
+
+# --------------------------------------------------------------------------------------
+# The core
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Result:
+    """What the core made of one request payload.
+
+    Attributes:
+        status: ``"decided"`` (a chain), ``"rejected"`` (an explicit rejection),
+            ``"duplicate"`` (already decided: nothing to publish) or ``"dropped"`` (no
+            request id: nothing can be published; logged and counted).
+        request_id: the request's id ("" when dropped).
+        decision: the message to publish (decided and rejected).
+        reason: the rejection code, the fallback cause, or why it was dropped.
+        timings: seconds per stage (``translate``, ``compose``).
+    """
+
+    status: str
+    request_id: str = ""
+    decision: network_pb2.ControlDecision | None = None
+    reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What the core remembers of a published decision (see :meth:`ControlCore.decided`)."""
+
+    fallback: bool
+    elam: str
+    rejected: bool
+
+
+class ControlCore:
+    """Decides requests on the latest state with the current policy.
+
+    Thread-safety: :meth:`install_state`, :meth:`install_runtime` and the readers may run
+    on different threads (the state and the policy are swapped atomically); requests are
+    decided by one thread at a time (:meth:`handle_request` then :meth:`commit`), which is
+    what makes duplicate detection exact.
+
+    Args:
+        runtime: the policy.
+        translator: the rApp (or anything with its interface).
+        metrics: where counts and latencies go.
+        max_state_age_s: requests on an older state are rejected.
+        fallback_window: successful translations per app averaged for the fallback.
+        dedup_capacity: decided request ids remembered.
+        repair_infeasible: serve the greedy baseline's feasible chain when the policy's
+            chain breaks a constraint.
+        wall_clock_ns: wall clock (ns since the epoch), for the state's age.
+        clock: monotonic clock (s).
+    """
+
+    def __init__(
+        self,
+        runtime: PolicyRuntime,
+        translator: Translator,
+        *,
+        metrics: XappMetrics | None = None,
+        max_state_age_s: float = 5.0,
+        fallback_window: int = 32,
+        dedup_capacity: int = 100_000,
+        repair_infeasible: bool = True,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.runtime = runtime
+        self.translator = translator
+        self.metrics = metrics or XappMetrics()
+        self.max_state_age_s = float(max_state_age_s)
+        self.fallbacks = FallbackVectors(fallback_window)
+        self.dedup_capacity = int(dedup_capacity)
+        self.repair_infeasible = repair_infeasible
+        self.wall_clock_ns = wall_clock_ns
+        self.clock = clock
+        self.state: LiveState | None = None
+        self._swap = threading.Lock()
+        self._decided: OrderedDict[str, Decided] = OrderedDict()
+        self._decided_lock = threading.Lock()
+        self.metrics.set_policy(runtime.version, runtime.provider)
+
+    # ---- state and policy ---------------------------------------------------------------
+    def prepare_state(self, msg: network_pb2.NetworkState) -> LiveState | None:
+        """Rebuild and prepare a state for the current policy (no swap yet).
+
+        Returns:
+            The prepared state, or None for a state not newer than the serving one
+            (counted ``out_of_order``).
+
+        Raises:
+            codec.DecodeError: the state describes no possible network.
+        """
+        current = self.state
+        if (
+            current is not None
+            and msg.seq <= current.seq
+            and msg.timestamp_ns <= (current.timestamp_ns)
+        ):
+            self.metrics.state("out_of_order")
+            return None
+        runtime = self.runtime
+        types = list(current.prepared) if current is not None else []
+        t0 = time.perf_counter()
+        live = build_state(msg, runtime, types, received=self.clock())
+        self.metrics.observe("state_prepare", time.perf_counter() - t0)
+        return live
+
+    def install_state(self, live: LiveState) -> None:
+        """Serve requests on ``live`` from now on (prepared again first if the policy
+        changed while it was being prepared)."""
+        while True:
+            with self._swap:
+                runtime = self.runtime
+                if live.runtime is runtime:
+                    self.state = live
+                    break
+            live = _for_runtime(live, runtime)
+        self.metrics.state("accepted")
+        self.metrics.state_seq.set(live.seq)
+
+    def on_state(self, payload: bytes) -> LiveState | None:
+        """Decode, prepare and install a state payload (the whole state path).
+
+        Returns:
+            The new state, or None when it was not installed (logged and counted).
+        """
+        try:
+            msg = codec.decode_state(payload)
+            live = self.prepare_state(msg)
+        except codec.DecodeError as exc:
+            self.metrics.state(f"malformed_{exc.code}")
+            log.warning("state_rejected", code=exc.code, reason=exc.reason, bytes=len(payload))
+            return None
+        if live is None:
+            return None
+        self.install_state(live)
+        return live
+
+    def install_runtime(self, runtime: PolicyRuntime) -> None:
+        """Swap in a (verified) new policy, with the serving state prepared for it first,
+        so that no request waits for the encoder and none is decided half-and-half."""
+        while True:
+            current = self.state
+            fresh = None if current is None else _for_runtime(current, runtime)
+            with self._swap:
+                if self.state is current:  # else a newer state came meanwhile: again
+                    self.runtime = runtime
+                    self.state = fresh
+                    break
+        self.metrics.set_policy(runtime.version, runtime.provider)
+
+    # ---- requests -----------------------------------------------------------------------
+    def decided(self, request_id: str) -> Decided | None:
+        """What was published for a request id (None: nothing, or forgotten)."""
+        with self._decided_lock:
+            return self._decided.get(request_id)
+
+    def commit(self, result: Result) -> None:
+        """Record ``result``'s decision as made, so that a redelivery of its request is
+        recognised (call it before publishing; :meth:`forget` undoes it if the publish
+        fails)."""
+        if result.decision is None or not result.request_id:
+            return
+        d = result.decision
+        with self._decided_lock:
+            self._decided[result.request_id] = Decided(
+                fallback=d.fallback, elam=d.elam, rejected=bool(d.rejection)
+            )
+            self._decided.move_to_end(result.request_id)
+            while len(self._decided) > self.dedup_capacity:
+                self._decided.popitem(last=False)
+
+    def published(self, result: Result) -> None:
+        """Count a decision or rejection that was handed to the broker."""
+        d = result.decision
+        if d is None:
+            return
+        if d.rejection:
+            self.metrics.rejection(d.rejection.split(":", 1)[0])
+        else:
+            self.metrics.decision(d.fallback)
+
+    def forget(self, request_id: str) -> None:
+        """Undo :meth:`commit` (its decision could not be published after all)."""
+        with self._decided_lock:
+            d = self._decided.pop(request_id, None)
+        if d is not None:
+            self.metrics.event("decision_unpublished")
+
+    def reject_internal(self, payload: bytes, exc: BaseException) -> Result:
+        """A rejection for a request whose handling failed with a bug."""
+        self.metrics.event("internal_error")
+        try:
+            rid = codec.decode_request(payload).request_id
+        except codec.DecodeError:
+            rid = ""
+        if not rid:
+            self.metrics.drop("internal_error")
+            return Result("dropped", reason=f"internal error: {exc!r}")
+        return self._reject(rid, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def handle_request(self, payload: bytes) -> Result:
+        """Decide one request payload (does not publish; see :meth:`commit`)."""
+        try:
+            req = codec.decode_request(payload)
+        except codec.DecodeError as exc:
+            rid = getattr(exc.message, "request_id", "") if exc.message is not None else ""
+            if not rid:
+                self.metrics.drop(f"undecodable_{exc.code}")
+                log.warning("request_dropped", code=exc.code, reason=exc.reason, bytes=len(payload))
+                return Result("dropped", reason=exc.reason)
+            if self.decided(rid) is not None:
+                self.metrics.duplicate()
+                return Result("duplicate", rid)
+            return self._reject(rid, MALFORMED_REQUEST, exc.reason)
+        rid = req.request_id
+        if self.decided(rid) is not None:
+            self.metrics.duplicate()
+            log.info("request_duplicate", request_id=rid)
+            return Result("duplicate", rid)
+        return self.decide(req)
+
+    def decide(self, req: network_pb2.ServiceRequest) -> Result:
+        """Decide a decoded, validated request (steps 1-3 of the module docstring)."""
+        rid = req.request_id
+        with self._swap:
+            live, runtime = self.state, self.runtime
+        if live is None:
+            return self._reject(rid, NO_STATE, "no network state received yet")
+        age = self._age(live)
+        if age > self.max_state_age_s:
+            return self._reject(
+                rid,
+                STALE_STATE,
+                f"state {live.seq} is {age:.1f} s old (limit {self.max_state_age_s:g} s)",
+            )
+        problem = _check_request(req, live.net)
+        if problem:
+            return self._reject(rid, MALFORMED_REQUEST, problem)
+        types = tuple(int(t) for t in req.chain_types)
+        app, prompt = req.app, req.prompt
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        prep = live.inputs(types)
+        text = F.text_features(prompt)[None, :]
+        k = runtime.choose_elam(prep, app, prompt, text)
+        t1 = time.perf_counter()
+        tr, cause = self._translate(runtime, k, req)
+        t2 = time.perf_counter()
+        timings["translate"] = t2 - t1
+        elam_index = k
+        if tr.elam in runtime.elam_ids:
+            elam_index = runtime.elam_ids.index(tr.elam)
+        try:
+            chain = runtime.compose(prep, tr.vector, elam_index, app, prompt, text)
+        except ValueError as exc:
+            return self._reject(rid, NO_FEASIBLE_CHAIN, str(exc), timings)
+        why = chain_feasible(live.net, chain, types)
+        if why:
+            chain, why = self._repair(live.net, chain, why, tr.vector, types, rid)
+            if why:
+                timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
+                return self._reject(rid, NO_FEASIBLE_CHAIN, why, timings)
+        timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
+        decision = network_pb2.ControlDecision(
+            request_id=rid,
+            chain=chain,
+            elam=tr.elam,
+            predicted=tr.vector,
+            policy_version=runtime.version,
+            fallback=tr.fallback,
+            calibrated=tr.calibrated,
+            timestamp_ns=self.wall_clock_ns(),
+            state_seq=live.seq,
+        )
+        return Result("decided", rid, decision, cause, timings)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _age(self, live: LiveState) -> float:
+        """Seconds since the state was made (its timestamp; reception when it has none)."""
+        if live.timestamp_ns > 0:
+            return max(0.0, (self.wall_clock_ns() - live.timestamp_ns) / 1e9)
+        return max(0.0, self.clock() - live.received)
+
+    def _translate(
+        self, runtime: PolicyRuntime, k: int, req: network_pb2.ServiceRequest
+    ) -> tuple[Translation, str]:
+        """The vector to decide with, and the fallback cause ("" when none)."""
+        if k < 0:  # a DRL (Even) policy: no E-LAM, no translation
+            return Translation(EVEN, ""), ""
+        wanted = runtime.elam_ids[k] if k < len(runtime.elam_ids) else ""
+        served = self.translator.served_models()
+        ask = wanted
+        if served is not None and wanted not in served:
+            # The rApp does not host the E-LAM the policy picked: its default translates.
+            ask = ""
+            self.metrics.event("elam_substituted")
+        try:
+            tr = self.translator.translate(req.prompt, ask, req.app, req.request_id)
+        except TranslationFailed as exc:
+            vector, source = self.fallbacks.vector(req.app)
+            self.metrics.fallback(exc.cause)
+            log.warning(
+                "translate_fallback",
+                request_id=req.request_id,
+                cause=exc.cause,
+                detail=exc.detail,
+                vector_source=source,
+            )
+            return Translation(vector, "", fallback=True, failure=str(exc)), exc.cause
+        if tr.fallback:
+            self.metrics.fallback("rapp_fallback")
+            return tr, "rapp_fallback"
+        self.fallbacks.add(req.app, tr.vector)
+        return tr, ""
+
+    def _repair(
+        self,
+        net: Network,
+        chain: tuple[int, ...],
+        why: str,
+        vector: Sequence[float],
+        types: tuple[int, ...],
+        rid: str,
+    ) -> tuple[tuple[int, ...], str]:
+        if not self.repair_infeasible:
+            return chain, f"the policy's chain {list(chain)} is infeasible: {why}"
+        try:
+            alt = greedy_chain(net, vector, types)
+        except OptimumUnavailable as exc:
+            return chain, str(exc)
+        alt_why = chain_feasible(net, alt, types)
+        if alt_why:
+            return chain, f"no feasible chain found ({why}; greedy: {alt_why})"
+        self.metrics.event("repaired")
+        log.info("chain_repaired", request_id=rid, policy_chain=list(chain), why=why, chain=alt)
+        return tuple(int(a) for a in alt), ""
+
+    def _reject(
+        self, rid: str, code: str, detail: str, timings: dict[str, float] | None = None
+    ) -> Result:
+        with self._swap:
+            live, runtime = self.state, self.runtime
+        decision = network_pb2.ControlDecision(
+            request_id=rid,
+            policy_version=runtime.version,
+            rejection=f"{code}: {detail}",
+            timestamp_ns=self.wall_clock_ns(),
+            state_seq=live.seq if live is not None else 0,
+        )
+        log.info("request_rejected", request_id=rid, code=code, detail=detail)
+        return Result("rejected", rid, decision, code, timings or {})
+
+
+def _check_request(req: network_pb2.ServiceRequest, net: Network) -> str:
+    """Why a (structurally valid) request cannot be decided on ``net``, or ""."""
+    if req.app not in APPS:
+        return f"unknown application {req.app!r}; expected one of {list(APPS)}"
+    if len(req.chain_types) > MAX_CHAIN_STEPS:
+        return f"{len(req.chain_types)} chain steps; at most {MAX_CHAIN_STEPS}"
+    n_types = int(net.types.max()) if net.n_agents else 0
+    bad = [int(t) for t in req.chain_types if not 1 <= t <= F.N_TYPES or t > n_types]
+    if bad:
+        return f"chain types {bad} outside 1..{min(F.N_TYPES, n_types)}"
+    if not math.isfinite(req.arrival_rate) or req.arrival_rate < 0:
+        return f"arrival rate {req.arrival_rate} is not a rate"
+    return ""
+
+
+def _for_runtime(live: LiveState, runtime: PolicyRuntime) -> LiveState:
+    """The same state prepared for another policy (same chain types)."""
+    fresh = LiveState(
+        seq=live.seq,
+        timestamp_ns=live.timestamp_ns,
+        received=live.received,
+        net=live.net,
+        runtime=runtime,
+    )
+    for types in list(live.prepared):
+        fresh.inputs(types)
+    return fresh

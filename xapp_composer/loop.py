@@ -1,0 +1,619 @@
+"""``xapp-composer run``: the near-RT control loop, an MQTT/gRPC adapter around
+:class:`~xapp_composer.control.ControlCore`.
+
+Topics (ARCHITECTURE.md), all payloads ``lameta.v1.Envelope``:
+
+================================  =========  ============================================
+topic                             direction  what
+================================  =========  ============================================
+``lameta/v1/<network>/state``     in         network states (retained); the latest wins
+``lameta/v1/<network>/requests``  in         service requests, QoS 1, acknowledged only
+                                             once their decision is published
+``lameta/v1/<network>/control``   out        one decision or rejection per request id
+``lameta/v1/<network>/outcomes``  in         verdicts, relayed to the rApp's memory
+``lameta/v1/status/xapp-composer`` out       "online" / "offline" (retained, last will)
+================================  =========  ============================================
+
+Threads: paho's network thread only hands messages over (requests to a queue, the
+latest state to a slot, outcomes to the relay queue); one *decider* thread decides the
+requests in arrival order, publishes, then acknowledges (so a request whose decision was
+not handed to the broker is redelivered on the next connection of the persistent
+session, and a redelivered one that was decided is recognised and only acknowledged);
+a *state* thread rebuilds and prepares each new state off the request path; a *relay*
+thread reports served outcomes to the rApp, keeping them (bounded) and retrying with
+backoff while the rApp is down; a *housekeeping* thread checks the rApp's gRPC health
+and the policy file (hot reload). SIGTERM/SIGINT: requests not yet taken stay
+unacknowledged (the broker keeps them for the next session), the ones taken are decided
+within ``shutdown_grace``, the relay flushes what it can, "offline" is published and the
+client flushes before it disconnects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import structlog
+from pydantic import ValidationError
+
+from lameta_proto.v1 import network_pb2
+from sim_ric import codec
+from sim_ric.logs import configure_logging
+from sim_ric.mqtt import Delivery, MqttClient, Topics
+from xapp_composer.control import ControlCore, Result
+from xapp_composer.health import HealthServer
+from xapp_composer.metrics import XappMetrics
+from xapp_composer.rapp_client import DOWN_CODES, RappClient
+from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
+from xapp_composer.settings import COMPONENT, XappSettings
+
+EXIT_CONFIG = 2
+EXIT_BROKER_REFUSED = 3
+TICK_S = 0.25
+"""Housekeeping period; also bounds how long the loops take to notice a stop."""
+
+log = structlog.get_logger("xapp_composer.loop")
+
+
+def policy_files(path: Path) -> list[Path]:
+    """The policy file and its companions (``<stem>.*``: encoder, heads, card)."""
+    return sorted(path.parent.glob(f"{path.stem}.*"))
+
+
+def policy_signature(path: Path) -> tuple:
+    """(name, mtime, size) of the policy's files: changes when any of them is rewritten."""
+    out = []
+    for p in policy_files(path):
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # removed between glob and stat: the next poll sees it
+            continue
+        out.append((p.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class PolicyWatcher:
+    """Hot reload: notices a rewritten policy, verifies it and swaps it in.
+
+    A change is acted upon once the files have stayed the same for one poll (an export
+    writes several files). A new policy that fails to load (sha256 mismatch with its
+    card, a missing companion, a broken graph) is rejected and logged, and the serving
+    policy stays; the same files are not tried again until they change.
+
+    Args:
+        path: the policy file.
+        core: the decision core whose policy is swapped.
+        loader: builds a verified :class:`PolicyRuntime` from a path.
+        metrics: reload counts.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        core: ControlCore,
+        loader: Callable[[Path], PolicyRuntime],
+        metrics: XappMetrics,
+    ):
+        self.path = Path(path)
+        self.core = core
+        self.loader = loader
+        self.metrics = metrics
+        self._settled = policy_signature(self.path)  # what the serving policy was made of
+        self._seen = self._settled
+
+    def poll(self) -> str:
+        """Check once.
+
+        Returns:
+            ``"unchanged"``, ``"settling"``, ``"loaded"``, ``"same_version"`` or
+            ``"rejected"``.
+        """
+        sig = policy_signature(self.path)
+        if sig == self._settled:
+            self._seen = sig
+            return "unchanged"
+        if sig != self._seen:
+            self._seen = sig
+            return "settling"
+        self._settled = sig
+        try:
+            runtime = self.loader(self.path)
+        except Exception as exc:  # any failure keeps the serving policy (logged, counted)
+            self.metrics.reload("rejected")
+            log.error(
+                "policy_reload_rejected",
+                path=str(self.path),
+                error=f"{type(exc).__name__}: {exc}",
+                serving=self.core.runtime.version,
+            )
+            return "rejected"
+        if runtime.version == self.core.runtime.version:
+            self.metrics.reload("same_version")
+            return "same_version"
+        old = self.core.runtime.version
+        self.core.install_runtime(runtime)
+        self.metrics.reload("loaded")
+        log.info("policy_reloaded", old=old, new=runtime.version, provider=runtime.provider)
+        return "loaded"
+
+
+class OutcomeRelay:
+    """Reports served outcomes to the rApp (ReportOutcome), in order, with retries.
+
+    Outcomes wait in a bounded queue; beyond the bound new ones are dropped (counted and
+    logged). While the rApp is down the head is retried with exponential backoff up to
+    ``retry_max_s``; an outcome the rApp refuses as invalid is dropped (retrying cannot
+    help).
+
+    Args:
+        report: the ReportOutcome call (``RappClient.report_outcome``).
+        metrics: counts.
+        capacity: queue bound.
+        retry_max_s: longest wait between retries.
+    """
+
+    def __init__(
+        self,
+        report: Callable[..., int],
+        metrics: XappMetrics,
+        *,
+        capacity: int = 10_000,
+        retry_max_s: float = 10.0,
+    ):
+        self.report = report
+        self.metrics = metrics
+        self.capacity = int(capacity)
+        self.retry_max_s = float(retry_max_s)
+        self._queue: deque[network_pb2.Outcome] = deque()
+        self._cond = threading.Condition()
+        self._backoff = 0.0
+        self.memory_size = 0
+        """The rApp's memory size after the last successful report."""
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def offer(self, outcome: network_pb2.Outcome) -> bool:
+        """Queue an outcome (any thread). False: the queue is full and it was dropped."""
+        with self._cond:
+            if len(self._queue) >= self.capacity:
+                self.metrics.outcome("dropped_queue_full")
+                log.error("outcome_dropped_queue_full", request_id=outcome.request_id,
+                          capacity=self.capacity)  # fmt: skip
+                return False
+            self._queue.append(outcome)
+            self.metrics.outcome_queue.set(len(self._queue))
+            self._cond.notify()
+        return True
+
+    def run_once(self, timeout: float) -> bool:
+        """Report the head of the queue if there is one (waits up to ``timeout``).
+
+        Returns:
+            True if an outcome was reported or dropped; False if nothing was done
+            (empty queue, or a failed attempt that keeps the outcome for a retry).
+        """
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(timeout)
+                if not self._queue:
+                    return False
+            head = self._queue[0]
+        try:
+            self.memory_size = self.report(
+                head.prompt, list(head.predicted), head.reward, head.app, head.request_id
+            )
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in DOWN_CODES:
+                self._backoff = min(max(2 * self._backoff, 0.2), self.retry_max_s)
+                self.metrics.event("outcome_retry")
+                log.warning("outcome_report_retry", request_id=head.request_id,
+                            code=code.name, retry_in_s=round(self._backoff, 2),
+                            queued=len(self))  # fmt: skip
+                return False
+            self._pop()
+            self.metrics.outcome("refused_by_rapp")
+            log.error("outcome_refused_by_rapp", request_id=head.request_id, code=code.name,
+                      detail=exc.details())  # fmt: skip
+            return True
+        self._pop()
+        self._backoff = 0.0
+        self.metrics.outcome("relayed")
+        return True
+
+    def _pop(self) -> None:
+        with self._cond:
+            self._queue.popleft()
+            self.metrics.outcome_queue.set(len(self._queue))
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until ``stop`` is set."""
+        while not stop.is_set():
+            if not self.run_once(TICK_S) and self._backoff and len(self):
+                stop.wait(self._backoff)
+
+    def drain(self, timeout: float) -> int:
+        """Report what can be reported within ``timeout``; count the rest as dropped.
+
+        Returns:
+            Outcomes left unreported.
+        """
+        deadline = time.monotonic() + timeout
+        while len(self) and time.monotonic() < deadline:
+            if not self.run_once(0.0) and self._backoff:
+                break  # the rApp is down: no point in waiting for it at shutdown
+        with self._cond:
+            left = len(self._queue)
+            self._queue.clear()
+        if left:
+            self.metrics.outcome("dropped_shutdown")
+            log.warning("outcomes_unreported_at_shutdown", count=left)
+        return left
+
+
+class XappService:
+    """The xApp: MQTT in and out, the rApp over gRPC, the decision core in between.
+
+    Args:
+        settings: the service settings.
+        core: the decision core (policy, translator, metrics).
+        rapp: the rApp client (health checks, outcome reports).
+        client: an MQTT client made with ``manual_ack=True`` (not started).
+        loader: builds a verified policy runtime from a path (hot reload).
+    """
+
+    def __init__(
+        self,
+        settings: XappSettings,
+        core: ControlCore,
+        rapp: RappClient,
+        client: MqttClient,
+        loader: Callable[[Path], PolicyRuntime],
+    ):
+        if not client.manual_ack:
+            raise ValueError("the xApp's MQTT client needs manual_ack=True")
+        self.settings = settings
+        self.core = core
+        self.rapp = rapp
+        self.client = client
+        self.metrics = core.metrics
+        self.topics = Topics.for_network(settings.network)
+        self.inbound: queue.Queue[tuple[Delivery, float] | None] = queue.Queue(
+            maxsize=settings.inbound_queue
+        )
+        self.relay = OutcomeRelay(
+            rapp.report_outcome,
+            self.metrics,
+            capacity=settings.outcome_queue,
+            retry_max_s=settings.outcome_retry_max,
+        )
+        self.watcher = PolicyWatcher(settings.policy, core, loader, self.metrics)
+        self._state_lock = threading.Lock()
+        self._latest_state: bytes | None = None
+        self._state_event = threading.Event()
+        self._stopping = threading.Event()  # no new requests are taken
+        self._done = threading.Event()  # background loops end
+        self._threads: list[threading.Thread] = []
+        self.health: HealthServer | None = None
+        client.subscribe(self.topics.requests, self._on_request, qos=1, ack="manual")
+        client.subscribe(self.topics.state, self._on_state, qos=1)
+        client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
+
+    # ---- paho thread: hand over only ------------------------------------------------------
+    def _on_request(self, delivery: Delivery) -> None:
+        if self._stopping.is_set():
+            # Not acknowledged: the broker keeps it for the next session of this client id.
+            self.metrics.event("request_deferred_shutdown")
+            return
+        try:
+            self.inbound.put_nowait((delivery, time.perf_counter()))
+        except queue.Full:
+            # Not acknowledged either: redelivered after the next reconnect.
+            self.metrics.drop("queue_full")
+            log.error("request_queue_full", size=self.inbound.maxsize, dup=delivery.dup)
+
+    def _on_state(self, topic: str, payload: bytes) -> None:
+        with self._state_lock:
+            self._latest_state = payload  # the latest wins; older unprocessed ones are moot
+        self._state_event.set()
+
+    def _on_outcome(self, topic: str, payload: bytes) -> None:
+        try:
+            out = codec.decode_outcome(payload)
+        except codec.DecodeError as exc:
+            self.metrics.outcome(f"malformed_{exc.code}")
+            log.warning("outcome_malformed", code=exc.code, reason=exc.reason)
+            return
+        if out.code != "served":
+            self.metrics.outcome(f"ignored_{out.code or 'none'}")
+            return
+        mine = self.core.decided(out.request_id)
+        if mine is None:
+            self.metrics.outcome("ignored_not_ours")
+            return
+        if mine.fallback:
+            # The memory calibrates translations (eq. 46); a fallback vector is not one.
+            self.metrics.outcome("ignored_fallback")
+            return
+        if not out.prompt or len(out.predicted) != 4:
+            self.metrics.outcome("ignored_incomplete")
+            return
+        self.relay.offer(out)
+
+    # ---- decider -------------------------------------------------------------------------
+    def decide_one(self, delivery: Delivery, received: float) -> Result:
+        """Decide, publish and acknowledge one request delivery."""
+        try:
+            result = self.core.handle_request(delivery.payload)
+        except Exception as exc:  # a bug, not bad input: still answer the request
+            log.exception("request_handling_failed", bytes=len(delivery.payload))
+            result = self.core.reject_internal(delivery.payload, exc)
+        if result.decision is not None:
+            self.core.commit(result)  # before the publish: its outcome may come back fast
+            t0 = time.perf_counter()
+            ok = self.client.publish(self.topics.control, codec.encode(result.decision), qos=1)
+            t1 = time.perf_counter()
+            if not ok:
+                self.core.forget(result.request_id)
+                self.metrics.drop("publish_failed")
+                log.error("decision_not_published", request_id=result.request_id)
+                return result  # not acknowledged: decided again when redelivered
+            self.core.published(result)
+            self.metrics.observe("publish", t1 - t0)
+            self.metrics.observe("end_to_end", t1 - received)
+            for stage, seconds in result.timings.items():
+                self.metrics.observe(stage, seconds)
+            log.debug("decision_published", request_id=result.request_id,
+                      status=result.status, chain=list(result.decision.chain),
+                      fallback=result.decision.fallback, ms=round((t1 - received) * 1e3, 3))  # fmt: skip
+        self.client.ack(delivery)
+        return result
+
+    def _decider(self) -> None:
+        while True:
+            item = self.inbound.get()
+            if item is None:
+                return
+            self.decide_one(*item)
+            self.metrics.inbound_queue.set(self.inbound.qsize())
+
+    # ---- state ---------------------------------------------------------------------------
+    def _state_loop(self) -> None:
+        while not self._done.is_set():
+            if not self._state_event.wait(TICK_S):
+                continue
+            self._state_event.clear()
+            with self._state_lock:
+                payload, self._latest_state = self._latest_state, None
+            if payload is None:
+                continue
+            try:
+                live = self.core.on_state(payload)
+            except Exception:
+                self.metrics.state("internal_error")
+                log.exception("state_handling_failed", bytes=len(payload))
+                continue
+            if live is not None:
+                log.debug("state_installed", seq=live.seq, agents=live.net.n_agents)
+
+    # ---- housekeeping --------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        s = self.settings
+        next_health = 0.0
+        next_policy = time.monotonic() + s.policy_reload_period
+        while not self._done.wait(TICK_S):
+            now = time.monotonic()
+            if now >= next_health:
+                self.metrics.rapp_reachable.set(int(self.rapp.check_health(timeout=1.0)))
+                next_health = now + s.rapp_health_period
+            if s.policy_reload_period and now >= next_policy:
+                try:
+                    self.watcher.poll()
+                except Exception:
+                    log.exception("policy_watch_failed")
+                next_policy = time.monotonic() + s.policy_reload_period
+            self.metrics.mqtt_connected.set(int(self.client.connected))
+            self.metrics.inbound_queue.set(self.inbound.qsize())
+
+    def readiness(self) -> dict[str, bool]:
+        """The checks of ``/ric/v1/health/ready``."""
+        return {
+            "broker": self.client.connected,
+            "rapp": self.rapp.reachable,
+            "policy": self.core.runtime is not None,
+            "accepting": not self._stopping.is_set(),
+        }
+
+    # ---- life cycle ----------------------------------------------------------------------
+    def start_health(self) -> HealthServer:
+        """Serve the health paths and metrics (before :meth:`run`, so probes answer early)."""
+        s = self.settings
+        self.health = HealthServer(
+            s.health_host,
+            s.health_port,
+            self.readiness,
+            self.metrics.registry,
+            alive=lambda: not self._done.is_set(),
+        ).start()
+        return self.health
+
+    def run(self, stop: threading.Event) -> int:
+        """Serve until ``stop`` is set.
+
+        Returns:
+            A process exit code: 0, or 3 when the broker refuses the credentials.
+        """
+        s = self.settings
+        self.rapp.check_health(timeout=min(1.0, s.connect_timeout))
+        self.metrics.rapp_reachable.set(int(self.rapp.reachable))
+        for name, target in (
+            ("xapp-decider", self._decider),
+            ("xapp-state", self._state_loop),
+            ("xapp-relay", lambda: self.relay.run(self._done)),
+            ("xapp-housekeeping", self._housekeeping),
+        ):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.client.start()
+        if not self.client.wait_connected(s.connect_timeout):
+            if self.client.counters["connect_refused"]:
+                log.error("broker_refused_connection", error=self.client.last_error,
+                          broker=self.client.url.redacted())  # fmt: skip
+                self._shutdown("broker_refused")
+                return EXIT_BROKER_REFUSED
+            log.warning("broker_unreachable_retrying", broker=self.client.url.redacted(),
+                        waited_s=s.connect_timeout)  # fmt: skip
+        log.info(
+            "xapp_started",
+            policy=self.core.runtime.version,
+            provider=self.core.runtime.provider,
+            rapp=self.rapp.target,
+            rapp_reachable=self.rapp.reachable,
+            topics=[self.topics.state, self.topics.requests, self.topics.control,
+                    self.topics.outcomes],
+            health_port=self.health.port if self.health else None,
+        )  # fmt: skip
+        stop.wait()
+        self._shutdown("signal")
+        return 0
+
+    def _shutdown(self, reason: str) -> None:
+        s = self.settings
+        self._stopping.set()
+        log.info("xapp_stopping", reason=reason, queued=self.inbound.qsize())
+        self.inbound.put(None)  # after every request already taken
+        decider = next((t for t in self._threads if t.name == "xapp-decider"), None)
+        if decider is not None:
+            decider.join(s.shutdown_grace)
+            if decider.is_alive():
+                log.warning("requests_unfinished_at_shutdown", queued=self.inbound.qsize())
+        self._done.set()
+        self.relay.drain(min(2.0, s.shutdown_grace))
+        for t in self._threads:
+            if t is not decider:
+                t.join(2.0)
+        self.client.stop(timeout=5.0)
+        if self.health is not None:
+            self.health.stop()
+        self.rapp.close()
+        log.info("xapp_stopped", **{k: v for k, v in sorted(self.metrics.snapshot().items())})
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def build_service(settings: XappSettings) -> XappService:
+    """Everything ``xapp-composer run`` wires together, from the settings.
+
+    Raises:
+        FileNotFoundError: the policy or its card is missing.
+        PolicyIntegrityError: the policy does not match its card.
+        OSError: the health port cannot be bound.
+    """
+
+    def loader(path: Path) -> PolicyRuntime:
+        return PolicyRuntime(path, prefer_gpu=settings.prefer_gpu, threads=settings.onnx_threads)
+
+    if not settings.policy.exists():
+        raise FileNotFoundError(
+            f"policy {settings.policy} not found: train and export one "
+            "(xapp-composer train ... && xapp-composer export) or pass --policy"
+        )
+    runtime = loader(settings.policy)
+    rapp = RappClient(
+        settings.rapp,
+        deadline_s=settings.rapp_deadline_ms / 1e3,
+        report_deadline_s=settings.rapp_report_deadline_ms / 1e3,
+        retry_after_s=settings.rapp_retry_after,
+        tls_ca=settings.rapp_tls_ca,
+        tls_cert=settings.rapp_tls_cert,
+        tls_key=settings.rapp_tls_key,
+    )
+    core = ControlCore(
+        runtime,
+        rapp,
+        metrics=XappMetrics(),
+        max_state_age_s=settings.max_state_age,
+        fallback_window=settings.fallback_window,
+        dedup_capacity=settings.dedup_capacity,
+        repair_infeasible=settings.repair_infeasible,
+    )
+    client = MqttClient(
+        settings.broker,
+        COMPONENT,
+        client_id=settings.client_id,
+        protocol=settings.mqtt_protocol,
+        persistent_session=settings.mqtt_persistent_session,
+        session_expiry_s=settings.mqtt_session_expiry,
+        keepalive_s=settings.mqtt_keepalive,
+        reconnect_min_delay_s=settings.reconnect_min_delay,
+        reconnect_max_delay_s=settings.reconnect_max_delay,
+        tls=settings.tls_options(),
+        manual_ack=True,
+    )
+    return XappService(settings, core, rapp, client, loader)
+
+
+def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Run the xApp for ``xapp-composer run`` (flags override ``XAPP_*`` settings).
+
+    Args:
+        args: the parsed ``xapp-composer run`` flags.
+        stop: set it to stop the service (default: SIGTERM/SIGINT set it).
+
+    Returns:
+        The process exit code: 0, 2 (bad settings, policy or port), 3 (broker refused us).
+    """
+    try:
+        settings = XappSettings.from_cli(args)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"xapp-composer run: invalid settings: {errors}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        service = build_service(settings)
+    except (FileNotFoundError, PolicyIntegrityError) as exc:
+        log.error("policy_unavailable", error=str(exc))
+        print(f"xapp-composer run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        service.start_health()
+    except OSError as exc:
+        log.error("health_port_unavailable", error=str(exc), port=settings.health_port)
+        print(f"xapp-composer run: health port {settings.health_port}: {exc}", file=sys.stderr)
+        service.rapp.close()
+        return EXIT_CONFIG
+    stop = stop or threading.Event()
+    with _stop_on_signals(stop):
+        return service.run(stop)
