@@ -12,7 +12,7 @@ for debugging (``google.protobuf.json_format``; infinities and NaNs become the s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError as _ProtobufDecodeError
 from google.protobuf.message import Message
 
 from lameta_proto.v1 import network_pb2
+from sim_ric.config import DEFAULT, ModelConfig
 from sim_ric.network import Network
 
 SCHEMA = 1
@@ -383,6 +384,82 @@ class StateArrays:
             edges=edges,
             ber=np.fromiter((link.ber for link in m.links), dtype=float, count=len(m.links)),
         )
+
+
+def network_from_state(m: network_pb2.NetworkState, cfg: ModelConfig = DEFAULT) -> Network:
+    """Rebuild a :class:`~sim_ric.network.Network` from a (validated) state message: the
+    inverse of :func:`state_message`, as a policy on the far side of MQTT needs it.
+
+    What the message does not carry is derived: the hardware speed h_i from mu_i
+    (MODEL.md: E[S_i] = t0 (N_OP,i / 1e9)^gamma / h_i), link lengths from the positions,
+    and the links' E[BER] is set as observed (no shadowing model on this side). C_th and
+    L_max come from the message.
+
+    Args:
+        m: the state message (run it through :func:`decode_state` first).
+        cfg: model constants the message does not carry (t0, gamma, ...).
+
+    Raises:
+        DecodeError: ``invalid_field`` for values no network can have (a non-positive
+            service rate or observation count, a capability outside (0, 1], more
+            failures than observations, a link E[BER] of 1).
+    """
+    a = StateArrays.from_proto(m)
+
+    def bad(what: str, mask: np.ndarray) -> None:
+        if np.any(mask):
+            i = int(np.flatnonzero(mask)[0])
+            raise DecodeError("invalid_field", f"invalid field: state.agents[{i}].{what}", m)
+
+    bad("mu (must be positive and finite)", ~(np.isfinite(a.mu) & (a.mu > 0)))
+    bad("cv (must be finite, >= 0)", ~(np.isfinite(a.cv) & (a.cv >= 0)))
+    bad("capability (must lie in (0, 1])", ~((a.capability > 0) & (a.capability <= 1)))
+    bad("observations (must be positive)", ~(np.isfinite(a.observations) & (a.observations > 0)))
+    bad(
+        "failures (must lie in [0, observations])",
+        ~((a.failures >= 0) & (a.failures <= a.observations)),
+    )
+    bad("n_params (must be positive)", ~(np.isfinite(a.n_params) & (a.n_params > 0)))
+    if np.any(a.ber >= 1.0):
+        j = int(np.flatnonzero(a.ber >= 1.0)[0])
+        raise DecodeError("invalid_field", f"invalid field: state.links[{j}].ber is 1", m)
+    over = {}
+    if m.c_th > 0 and math.isfinite(m.c_th):
+        over["c_th"] = m.c_th
+    if m.l_max > 0 and math.isfinite(m.l_max):
+        over["l_max"] = m.l_max
+    net_cfg = replace(cfg, n_agents=a.n_agents, **over)
+    points = np.stack([a.x, a.y], axis=1)
+    length = (
+        np.linalg.norm(points[a.edges[:, 0]] - points[a.edges[:, 1]], axis=1)
+        if len(a.edges)
+        else np.zeros(0)
+    )
+    speed = a.mu * cfg.t0 * np.power(a.n_params / 1e9, cfg.gamma)
+    net = Network(
+        cfg=net_cfg,
+        seed=int(a.topology_seed),
+        types=a.types,
+        cloud=a.cloud,
+        x=a.x,
+        y=a.y,
+        compute=a.compute_flops,
+        speed=speed,
+        n_params=a.n_params,
+        p_success=a.capability,
+        mu=a.mu,
+        cv=a.cv,
+        observations=a.observations,
+        failures=a.failures,
+        available=a.available,
+        edges=a.edges,
+        length=length,
+        ref_length=float(np.median(length)) if len(length) else 1.0,
+        shadowing_db=np.zeros(len(a.edges)),
+        arrival_rate=a.arrival_rate,
+    )
+    net.set_link_ber(a.ber)
+    return net
 
 
 # --------------------------------------------------------------------------------------

@@ -44,6 +44,32 @@ Handler = Callable[[str, bytes], None]
 """A message handler: ``handler(topic, payload)``."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A message for a handler that acknowledges it itself (:meth:`MqttClient.subscribe`
+    with ``ack="manual"`` on a client made with ``manual_ack=True``).
+
+    Attributes:
+        topic: the topic it was published on.
+        payload: its bytes.
+        mid: the packet id to acknowledge.
+        qos: the QoS it was delivered with.
+        dup: the broker marked it as a redelivery.
+        connection: number of the connection it arrived on (see :meth:`MqttClient.ack`).
+    """
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    dup: bool
+    connection: int
+
+
+DeliveryHandler = Callable[[Delivery], None]
+"""A handler that acknowledges with :meth:`MqttClient.ack` once it is done."""
+
+
 # --------------------------------------------------------------------------------------
 # URLs and topics
 # --------------------------------------------------------------------------------------
@@ -182,6 +208,10 @@ class MqttClient:
             broker's "session present" flag.
         on_disconnected: called on paho's thread after a connection loss, with the
             reason.
+        manual_ack: acknowledge QoS > 0 messages of ``ack="manual"`` subscriptions only
+            when their handler calls :meth:`ack` (paho's ``manual_ack``), e.g. after the
+            work they ask for is done; other subscriptions are acknowledged when their
+            handler returns, as usual.
     """
 
     def __init__(
@@ -201,6 +231,7 @@ class MqttClient:
         max_inflight_messages: int = 100,
         on_connected: Callable[[bool], None] | None = None,
         on_disconnected: Callable[[str], None] | None = None,
+        manual_ack: bool = False,
     ):
         self.url = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
         self.component = component
@@ -229,7 +260,9 @@ class MqttClient:
             clean_session=None if v5 else not persistent_session,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             reconnect_on_failure=True,
+            manual_ack=manual_ack,
         )
+        self.manual_ack = manual_ack
         c = self._client
         if self.url.username is not None:
             c.username_pw_set(self.url.username, self.url.password)
@@ -254,7 +287,8 @@ class MqttClient:
         c.on_subscribe = self._handle_subscribe
         c.on_publish = self._handle_publish
 
-        self._subs: dict[str, tuple[int, Handler]] = {}
+        self._subs: dict[str, tuple[int, Any, bool]] = {}  # topic -> (qos, handler, manual)
+        self._connection = 0
         self._sub_lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = False
@@ -266,7 +300,8 @@ class MqttClient:
         self.counters: Counter[str] = Counter()
         """connects, connect_failures, connect_refused, disconnects, published,
         published_offline (queued while disconnected), publish_dropped, acked, received,
-        unhandled, handler_errors, subscribe_failures."""
+        unhandled, handler_errors, subscribe_failures; with ``manual_ack``: acks_sent,
+        acks_stale (the message came on an earlier connection)."""
         self.last_error: str = ""
         """The last connect refusal or connection loss, for diagnostics."""
 
@@ -394,12 +429,51 @@ class MqttClient:
         )
         return False
 
-    def subscribe(self, topic: str, handler: Handler, *, qos: int = 1) -> None:
-        """Subscribe ``handler`` to a topic filter, now and after every reconnect."""
+    def subscribe(
+        self,
+        topic: str,
+        handler: Handler | DeliveryHandler,
+        *,
+        qos: int = 1,
+        ack: Literal["auto", "manual"] = "auto",
+    ) -> None:
+        """Subscribe ``handler`` to a topic filter, now and after every reconnect.
+
+        Args:
+            topic: the topic filter.
+            handler: ``handler(topic, payload)``; with ``ack="manual"``,
+                ``handler(delivery)``, which must call :meth:`ack` when done.
+            qos: the subscription's QoS.
+            ack: ``"manual"`` needs a client made with ``manual_ack=True``.
+        """
+        if ack == "manual" and not self.manual_ack:
+            raise ValueError('ack="manual" needs a client made with manual_ack=True')
         with self._sub_lock:
-            self._subs[topic] = (qos, handler)
+            self._subs[topic] = (qos, handler, ack == "manual")
         if self.connected:
             self._client.subscribe(topic, qos=qos)
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Acknowledge a message of an ``ack="manual"`` subscription (any thread).
+
+        A message that arrived on an earlier connection is not acknowledged (its packet
+        id may name another message now): the broker delivers it again on the new
+        connection of a persistent session, marked as a duplicate.
+
+        Returns:
+            True if the acknowledgement was sent (or none was needed, QoS 0).
+        """
+        if delivery.qos == 0 or not self.manual_ack:
+            return True
+        if delivery.connection != self._connection or not self.connected:
+            self._inc("acks_stale")
+            return False
+        rc = self._client.ack(delivery.mid, delivery.qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._inc("acks_stale")
+            return False
+        self._inc("acks_sent")
+        return True
 
     # ---- paho callbacks (network thread) ---------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -409,11 +483,12 @@ class MqttClient:
             self.log.error("mqtt_connect_refused", reason=str(reason_code))
             return
         self._inc("connects")
+        self._connection += 1
         # Retained "online" replaces the retained will of a previous connection. Queued
         # before `connected` is set, so a flush() after wait_connected() covers it.
         self.publish(self.status_topic, b"online", qos=1, retain=True)
         with self._sub_lock:
-            subs = [(t, q) for t, (q, _) in self._subs.items()]
+            subs = [(t, q) for t, (q, _, _) in self._subs.items()]
         if subs:
             client.subscribe(subs)
         self._connected.set()
@@ -478,14 +553,28 @@ class MqttClient:
         self._inc("received")
         with self._sub_lock:
             handlers = [
-                h for t, (_, h) in self._subs.items() if paho.topic_matches_sub(t, msg.topic)
+                (h, manual)
+                for t, (_, h, manual) in self._subs.items()
+                if paho.topic_matches_sub(t, msg.topic)
             ]
-        if not handlers:
-            self._inc("unhandled")
-            return
-        for handler in handlers:
+        deferred = False  # a manual handler took the message and will acknowledge it
+        for handler, manual in handlers:
+            if manual and deferred:
+                continue  # one manual handler per message: one acknowledgement
             try:
-                handler(msg.topic, msg.payload)
+                if manual:
+                    handler(
+                        Delivery(
+                            msg.topic, msg.payload, msg.mid, msg.qos, msg.dup, self._connection
+                        )
+                    )
+                    deferred = True
+                else:
+                    handler(msg.topic, msg.payload)
             except Exception:
                 self._inc("handler_errors")
                 self.log.exception("mqtt_handler_failed", topic=msg.topic)
+        if not handlers:
+            self._inc("unhandled")
+        if self.manual_ack and msg.qos and not deferred:
+            client.ack(msg.mid, msg.qos)

@@ -479,6 +479,12 @@ class ControlCore:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         prep = live.inputs(types)
+        empty = [k for k in range(len(types)) if not prep.state.usable[0, k].any()]
+        if empty:  # checked first: the policy's lookahead needs candidates at every step
+            k = empty[0]
+            return self._reject(
+                rid, NO_FEASIBLE_CHAIN, f"no usable agent of type {types[k]} for step {k + 1}"
+            )
         text = F.text_features(prompt)[None, :]
         k = runtime.choose_elam(prep, app, prompt, text)
         t1 = time.perf_counter()

@@ -60,6 +60,10 @@ EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
 TICK_S = 0.25
 """Housekeeping period; also bounds how long the loops take to notice a stop."""
+FIRST_STATE_WAIT_S = 2.0
+"""A request that comes before any state was installed, while one is being prepared (at
+start, the retained state and the first requests arrive together), waits this long for
+it rather than being rejected for want of a state."""
 
 log = structlog.get_logger("xapp_composer.loop")
 
@@ -302,6 +306,7 @@ class XappService:
         self._state_lock = threading.Lock()
         self._latest_state: bytes | None = None
         self._state_event = threading.Event()
+        self._state_pending = threading.Event()  # received, not yet handled
         self._stopping = threading.Event()  # no new requests are taken
         self._done = threading.Event()  # background loops end
         self._threads: list[threading.Thread] = []
@@ -326,6 +331,7 @@ class XappService:
     def _on_state(self, topic: str, payload: bytes) -> None:
         with self._state_lock:
             self._latest_state = payload  # the latest wins; older unprocessed ones are moot
+            self._state_pending.set()
         self._state_event.set()
 
     def _on_outcome(self, topic: str, payload: bytes) -> None:
@@ -354,6 +360,14 @@ class XappService:
     # ---- decider -------------------------------------------------------------------------
     def decide_one(self, delivery: Delivery, received: float) -> Result:
         """Decide, publish and acknowledge one request delivery."""
+        if self.core.state is None and self._state_pending.is_set():
+            deadline = time.monotonic() + FIRST_STATE_WAIT_S
+            while (
+                self.core.state is None
+                and self._state_pending.is_set()
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.005)
         try:
             result = self.core.handle_request(delivery.payload)
         except Exception as exc:  # a bug, not bad input: still answer the request
@@ -404,6 +418,10 @@ class XappService:
                 self.metrics.state("internal_error")
                 log.exception("state_handling_failed", bytes=len(payload))
                 continue
+            finally:
+                with self._state_lock:
+                    if self._latest_state is None:
+                        self._state_pending.clear()
             if live is not None:
                 log.debug("state_installed", seq=live.seq, agents=live.net.n_agents)
 

@@ -48,8 +48,8 @@ __all__ = [
     "Recorder",
     "ServiceProcess",
     "XappProcess",
-    "e2e_policy",
     "copy_policy",
+    "e2e_policy",
     "free_port",
     "perturbed_copy",
     "unit_policy",
@@ -95,8 +95,10 @@ def unit_policy(name: str = "srl-general") -> Path:
 
 def e2e_policy() -> Path:
     """The shipped policy if there is one, else :func:`unit_policy`."""
-    return SHIPPED if (SHIPPED.exists() and SHIPPED.with_suffix(".card.json").exists()) else (
-        unit_policy()
+    return (
+        SHIPPED
+        if (SHIPPED.exists() and SHIPPED.with_suffix(".card.json").exists())
+        else (unit_policy())
     )
 
 
