@@ -1,0 +1,1 @@
+"""The intent rApp: E-LAMs, in-context memory and the gRPC IntentService (issue 3)."""

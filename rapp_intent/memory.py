@@ -1,0 +1,237 @@
+"""In-context memory of the E-LAMs (paper section V-D, eqs. 44-46).
+
+The memory M = {<p_i, s_i, r_i>} (eq. 44) holds, per application, the prompts the xApp
+served, the vector used and the reward the emulator returned (``ReportOutcome``). For a new
+translation s_t of an application's request, the k most recent records of that
+application decide what is served (eq. 45):
+
+- history too short (fewer than ``min_records``) or inconsistent (its mean angular
+  distance to its own mean exceeds ``spread_max``: no single intent domain to lean on):
+  s_t is served as is;
+- otherwise the divergence d = Dis(s_t, s_bar) of eq. 24 (angle / pi, in [0, 0.5] for
+  non-negative vectors) sets the calibration factor
+
+      iota(d) = 1                                                   d <= low
+              = 1 - (1 - iota_min) * (d - low) / (high - low)       low < d < high
+              = iota_min                                            d >= high
+
+  and s_t is replaced by iota * s_t + (1 - iota) * s_bar (eq. 46) when iota < 1;
+- a failed translation falls back to s_bar for that request, or, with an empty memory, to
+  the application's typical profile (INTENTS.md), or to the even vector without an
+  application; the result is flagged ``fallback``.
+
+Defaults (settings ``RAPP_CALIB_*``): low = 0.08 (about 14 degrees), high = 0.25
+(45 degrees), iota_min = 0.3, spread_max = 0.15, min_records = 3, k = 8.
+
+Storage is SQLite (one file, WAL journal, ``synchronous=FULL``: a record acknowledged by
+ReportOutcome survives a crash or restart), bounded per application (oldest records are
+dropped first) and safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation, Vector
+from sim_ric.users import APP_PROFILES, EVEN
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    w_c REAL NOT NULL, w_b REAL NOT NULL, w_l REAL NOT NULL, w_p REAL NOT NULL,
+    reward REAL NOT NULL,
+    created REAL NOT NULL,
+    request_id TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS records_app_id ON records (app, id);
+"""
+
+
+def angular_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Dis(a, b) of eq. 24: arccos of the cosine similarity, divided by pi."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    if norm == 0.0:
+        raise ValueError("angular distance of a zero vector is undefined")
+    return math.acos(max(-1.0, min(1.0, dot / norm))) / math.pi
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Thresholds of the calibration (see the module docstring)."""
+
+    low: float = 0.08
+    high: float = 0.25
+    iota_min: float = 0.3
+    spread_max: float = 0.15
+    min_records: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low < self.high <= 0.5:
+            raise ValueError("need 0 <= low < high <= 0.5")
+        if not 0 <= self.iota_min <= 1:
+            raise ValueError("iota_min must be in [0, 1]")
+
+    def iota(self, divergence: float) -> float:
+        """Calibration factor iota of eq. 46, falling linearly from 1 to iota_min."""
+        if divergence <= self.low:
+            return 1.0
+        if divergence >= self.high:
+            return self.iota_min
+        frac = (divergence - self.low) / (self.high - self.low)
+        return 1.0 - (1.0 - self.iota_min) * frac
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the memory made of a translation.
+
+    Attributes:
+        vector: the vector to serve.
+        calibrated: eq. 46 moved it towards the recent mean.
+        fallback: the E-LAM failed; ``vector`` is the fallback.
+        iota: calibration factor applied (1 when not calibrated).
+        divergence: Dis(s_t, s_bar), None without a usable history.
+        source: ``elam``, ``calibrated``, ``recent_mean``, ``app_profile`` or ``even``.
+    """
+
+    vector: Vector
+    calibrated: bool = False
+    fallback: bool = False
+    iota: float = 1.0
+    divergence: float | None = None
+    source: str = "elam"
+
+
+def apply_memory(
+    translation: Translation, context: MemoryContext, cfg: CalibrationConfig
+) -> Served:
+    """Decide the vector served for one translation (eqs. 45, 46 and the fallback)."""
+    mean = context.mean
+    if not translation.ok:
+        if mean is not None:
+            return Served(mean, fallback=True, source="recent_mean")
+        if context.app in APP_PROFILES:
+            return Served(APP_PROFILES[context.app], fallback=True, source="app_profile")
+        return Served(EVEN, fallback=True, source="even")
+    s = translation.vector
+    assert s is not None
+    if mean is None or len(context.records) < cfg.min_records:
+        return Served(s)
+    spread = sum(angular_distance(r.vector, mean) for r in context.records) / len(context.records)
+    divergence = angular_distance(s, mean)
+    if spread > cfg.spread_max:
+        return Served(s, divergence=divergence)
+    iota = cfg.iota(divergence)
+    if iota >= 1.0:
+        return Served(s, divergence=divergence)
+    mixed = [iota * a + (1.0 - iota) * b for a, b in zip(s, mean, strict=True)]
+    total = sum(mixed)
+    vector = tuple(x / total for x in mixed)
+    return Served(
+        vector,  # type: ignore[arg-type]
+        calibrated=True,
+        iota=iota,
+        divergence=divergence,
+        source="calibrated",
+    )
+
+
+class Memory:
+    """Persistent, bounded, thread-safe store of memory records (eq. 44).
+
+    Args:
+        path: SQLite file (created with its folder when missing); ``":memory:"`` for a
+            throw-away store.
+        max_records: records kept per application.
+    """
+
+    def __init__(self, path: Path | str, max_records: int = 1000):
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
+        self.path = str(path)
+        self.max_records = max_records
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def append(self, record: MemoryRecord, request_id: str = "") -> int:
+        """Store a record (dropping the application's oldest beyond the bound).
+
+        Returns:
+            The number of records now held for the record's application.
+        """
+        if not math.isfinite(record.reward):
+            raise ValueError("reward must be finite")
+        created = record.created or time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO records (app, prompt, w_c, w_b, w_l, w_p, reward, created,"
+                    " request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.app, record.prompt, *record.vector, record.reward, created, request_id),
+                )
+                self._db.execute(
+                    "DELETE FROM records WHERE app = ? AND id NOT IN "
+                    "(SELECT id FROM records WHERE app = ? ORDER BY id DESC LIMIT ?)",
+                    (record.app, record.app, self.max_records),
+                )
+                (count,) = self._db.execute(
+                    "SELECT COUNT(*) FROM records WHERE app = ?", (record.app,)
+                ).fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(count)
+
+    def recent(self, app: str, k: int) -> tuple[MemoryRecord, ...]:
+        """The k most recent records of ``app``, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT prompt, w_c, w_b, w_l, w_p, reward, app, created FROM records "
+                "WHERE app = ? ORDER BY id DESC LIMIT ?",
+                (app, k),
+            ).fetchall()
+        return tuple(
+            MemoryRecord(
+                prompt=r[0], vector=(r[1], r[2], r[3], r[4]), reward=r[5], app=r[6], created=r[7]
+            )
+            for r in rows
+        )
+
+    def context(self, app: str | None, k: int) -> MemoryContext:
+        """Memory context of a request of ``app`` (no records without an application)."""
+        if not app:
+            return MemoryContext(app=None)
+        return MemoryContext(app=app, records=self.recent(app, k))
+
+    def size(self, app: str | None = None) -> int:
+        """Records held (for one application, or in total)."""
+        with self._lock:
+            if app is None:
+                (n,) = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+            else:
+                (n,) = self._db.execute(
+                    "SELECT COUNT(*) FROM records WHERE app = ?", (app,)
+                ).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,442 @@
+"""gRPC server of the intent rApp: ``lameta.v1.IntentService`` plus health and reflection.
+
+The servicer is thin: it turns protobuf messages into :mod:`rapp_intent.service` inputs,
+calls :class:`~rapp_intent.service.IntentTranslator`, and turns results and errors back
+into protobuf and status codes:
+
+============================  =====================
+InvalidInput (bad prompt...)  INVALID_ARGUMENT
+NotFound (unknown model)      NOT_FOUND
+Unavailable (loading/drain)   UNAVAILABLE
+DeadlineTooShort              DEADLINE_EXCEEDED
+too many concurrent calls     RESOURCE_EXHAUSTED
+anything unexpected           INTERNAL (with an error id that is logged with the traceback)
+============================  =====================
+
+A request whose bytes do not parse (for example a string field that is not UTF-8) is
+answered INVALID_ARGUMENT too: the request deserialisers keep the parse error instead of
+letting grpc answer INTERNAL.
+
+Lifecycle (:class:`RappServer`): the port opens at once with health NOT_SERVING; the E-LAMs
+load and warm up in the background, then health turns SERVING. On stop (SIGTERM in
+:func:`serve`) health turns NOT_SERVING, new IntentService calls get UNAVAILABLE, and
+in-flight calls get ``grace_s`` seconds to finish (``server.stop(grace)``).
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lameta_proto.v1 import intent_pb2
+from rapp_intent.elam.registry import Registry, load_registry
+from rapp_intent.memory import CalibrationConfig, Memory
+from rapp_intent.metrics import RappMetrics
+from rapp_intent.service import (
+    DeadlineTooShort,
+    IntentTranslator,
+    InvalidInput,
+    Limits,
+    NotFound,
+    TranslateInput,
+    TranslateOutput,
+    Unavailable,
+)
+from rapp_intent.settings import RappSettings
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = intent_pb2.DESCRIPTOR.services_by_name["IntentService"].full_name
+_CODES = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    DeadlineTooShort: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: str):
+        self.error = error
+
+
+def _lenient(message_cls: Any) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_cls.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return deserialize
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _rpc(method: str) -> Callable:
+    """Wrap a servicer method: admission, error mapping, metrics, logging."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self: IntentServicer, request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            message = ""
+            admitted = False
+            try:
+                if isinstance(request, _Undecodable):
+                    raise InvalidInput(f"malformed request: {request.error}")
+                translator = self.state.translator
+                if self.state.draining:
+                    raise Unavailable("the service is shutting down")
+                if translator is None:
+                    raise Unavailable("the E-LAMs are still loading; retry when health is SERVING")
+                admitted = self._slots.acquire(blocking=False)
+                if not admitted:
+                    raise _Abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"more than {self._max_concurrent} concurrent calls; retry later",
+                    )
+                self.metrics.in_flight.inc()
+                return fn(self, translator, request, context)
+            except _Abort as exc:
+                code, message = exc.code, exc.message
+            except tuple(_CODES) as exc:
+                code, message = _CODES[type(exc)], str(exc)
+            except Exception:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("rpc.internal_error", method=method, error_id=error_id)
+                code, message = grpc.StatusCode.INTERNAL, f"internal error (id {error_id})"
+            finally:
+                if admitted:
+                    self.metrics.in_flight.dec()
+                    self._slots.release()
+                if code is grpc.StatusCode.OK:
+                    self.metrics.requests.labels(method, code.name).inc()
+                    self.metrics.latency.labels(method).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(method, code.name).inc()
+            self.metrics.latency.labels(method).observe(time.perf_counter() - start)
+            log.info("rpc.refused", method=method, code=code.name, reason=message)
+            context.abort(code, message)
+
+        return wrapper
+
+    return decorate
+
+
+class ServiceState:
+    """What the servicer reads on every call: the translator once loaded, drain flag."""
+
+    def __init__(self) -> None:
+        self.translator: IntentTranslator | None = None
+        self.draining = False
+
+
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 1e8:  # no deadline set by the client
+        return None
+    return time.monotonic() + remaining
+
+
+def _response(out: TranslateOutput) -> intent_pb2.TranslateResponse:
+    return intent_pb2.TranslateResponse(
+        preference=list(out.preference),
+        model=out.model,
+        calibrated=out.calibrated,
+        fallback=out.fallback,
+        latency_ms=out.latency_ms,
+        request_id=out.request_id,
+        failure=out.failure,
+    )
+
+
+def _input(req: intent_pb2.TranslateRequest) -> TranslateInput:
+    return TranslateInput(
+        prompt=req.prompt, model=req.model, app=req.app, request_id=req.request_id
+    )
+
+
+class IntentServicer:
+    """``lameta.v1.IntentService``: protobuf in, :class:`IntentTranslator` call, protobuf out."""
+
+    def __init__(self, state: ServiceState, metrics: RappMetrics, max_concurrent: int):
+        self.state = state
+        self.metrics = metrics
+        self._max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    def _count(self, outputs: list[TranslateOutput]) -> None:
+        m = self.metrics
+        for out in outputs:
+            m.translations.labels(out.model).inc()
+            if out.fallback:
+                m.failures.labels(out.model, out.failure_reason or "error").inc()
+                m.fallbacks.labels(out.model, out.source).inc()
+            if out.calibrated:
+                m.calibrations.labels(out.model).inc()
+
+    @_rpc("Translate")
+    def Translate(self, translator, request, context):
+        out = translator.translate(_input(request), _deadline(context))
+        self._count([out])
+        return _response(out)
+
+    @_rpc("TranslateBatch")
+    def TranslateBatch(self, translator, request, context):
+        outs = translator.translate_batch([_input(r) for r in request.requests], _deadline(context))
+        self._count(outs)
+        return intent_pb2.TranslateBatchResponse(responses=[_response(o) for o in outs])
+
+    @_rpc("ReportOutcome")
+    def ReportOutcome(self, translator, request, context):
+        size = translator.report_outcome(
+            request.prompt,
+            list(request.preference),
+            request.reward,
+            request.app,
+            request.request_id,
+        )
+        self.metrics.memory_appends.labels(request.app).inc()
+        return intent_pb2.ReportOutcomeResponse(memory_size=size)
+
+    @_rpc("ListModels")
+    def ListModels(self, translator, request, context):
+        return intent_pb2.ListModelsResponse(
+            models=[
+                intent_pb2.ModelInfo(
+                    id=m.id,
+                    parameters=m.parameters,
+                    fee=m.fee,
+                    metrics=m.metrics,
+                    is_default=m.is_default,
+                    family=m.family,
+                    artefact=m.artefact,
+                )
+                for m in translator.list_models()
+            ]
+        )
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """Method handlers with lenient request deserialisers (see the module docstring)."""
+        methods = {
+            "Translate": (intent_pb2.TranslateRequest, intent_pb2.TranslateResponse),
+            "TranslateBatch": (intent_pb2.TranslateBatchRequest, intent_pb2.TranslateBatchResponse),
+            "ReportOutcome": (intent_pb2.ReportOutcomeRequest, intent_pb2.ReportOutcomeResponse),
+            "ListModels": (intent_pb2.ListModelsRequest, intent_pb2.ListModelsResponse),
+        }
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    getattr(self, name),
+                    request_deserializer=_lenient(req),
+                    response_serializer=resp.SerializeToString,
+                )
+                for name, (req, resp) in methods.items()
+            },
+        )
+
+
+def _read(path: Path | None) -> bytes | None:
+    return Path(path).read_bytes() if path is not None else None
+
+
+def server_credentials(settings: RappSettings) -> grpc.ServerCredentials | None:
+    """TLS (and mutual TLS when ``tls_client_ca`` is set) credentials, or None."""
+    if settings.tls_cert is None:
+        return None
+    client_ca = _read(settings.tls_client_ca)
+    return grpc.ssl_server_credentials(
+        [(_read(settings.tls_key), _read(settings.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+class RappServer:
+    """The rApp's gRPC server and its lifecycle.
+
+    Args:
+        settings: service settings.
+        registry: E-LAMs already loaded (tests share them); None loads them from the
+            settings in the background after the port opens.
+        memory: in-context memory (default: the SQLite file of the settings).
+    """
+
+    def __init__(
+        self,
+        settings: RappSettings,
+        registry: Registry | None = None,
+        memory: Memory | None = None,
+    ):
+        self.settings = settings
+        self.metrics = RappMetrics()
+        self.state = ServiceState()
+        self.health = health.HealthServicer()
+        self.memory = memory or Memory(settings.memory_path, settings.memory_max_records)
+        self._registry = registry
+        self._ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._server: grpc.Server | None = None
+        self._loader: threading.Thread | None = None
+        self._stopped = False
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def start(self) -> int:
+        """Open the port (health NOT_SERVING) and start loading; returns the bound port."""
+        s = self.settings
+        workers = s.max_concurrent_rpcs + 4  # room for health checks and refusals
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rapp-rpc"),
+            maximum_concurrent_rpcs=s.max_concurrent_rpcs + 16,
+            options=[("grpc.so_reuseport", 0)],
+        )
+        servicer = IntentServicer(self.state, self.metrics, s.max_concurrent_rpcs)
+        server.add_generic_rpc_handlers((servicer.handler(),))
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{s.host}:{s.port}"
+        creds = server_credentials(s)
+        port = (
+            server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+        )
+        if port == 0:
+            raise OSError(f"could not bind {address}")
+        server.start()
+        self._server, self.port = server, port
+        if s.metrics_port:
+            self.metrics_port = self.metrics.serve_http(s.metrics_host, s.metrics_port)
+        log.info(
+            "rapp.listening",
+            address=address,
+            tls=creds is not None,
+            port=port,
+            metrics_port=self.metrics_port,
+        )
+        self._loader = threading.Thread(target=self._load, name="rapp-loader", daemon=True)
+        self._loader.start()
+        return port
+
+    def _load(self) -> None:
+        try:
+            registry = self._registry or load_registry(self.settings)
+            registry.warmup()
+            s = self.settings
+            translator = IntentTranslator(
+                registry,
+                self.memory,
+                CalibrationConfig(
+                    low=s.calib_low,
+                    high=s.calib_high,
+                    iota_min=s.calib_iota_min,
+                    spread_max=s.calib_spread_max,
+                    min_records=s.memory_min_records,
+                ),
+                Limits(
+                    max_prompt_bytes=s.max_prompt_bytes,
+                    max_batch=s.max_batch,
+                    apps=tuple(s.apps),
+                    memory_k=s.memory_k,
+                ),
+            )
+        except BaseException as exc:  # reported by wait_ready / serve, never swallowed
+            self.load_error = exc
+            log.exception("rapp.load_failed")
+            self._ready.set()
+            return
+        if self._stopped:
+            self._ready.set()
+            return
+        self._registry = registry
+        self.state.translator = translator
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.metrics.ready.set(1)
+        log.info("rapp.serving", models=[e.id for e in registry], default=registry.default_id)
+        self._ready.set()
+
+    @property
+    def registry(self) -> Registry | None:
+        """The loaded E-LAMs (None while loading)."""
+        return self._registry if self.state.translator is not None else None
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until loaded (True) or timeout (False).
+
+        Raises:
+            RuntimeError: loading failed (the cause is chained).
+        """
+        if not self._ready.wait(timeout):
+            return False
+        if self.load_error is not None:
+            raise RuntimeError("the E-LAMs failed to load") from self.load_error
+        return True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, refuse new calls, let in-flight ones finish."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.grace_s if grace is None else grace
+        log.info("rapp.stopping", grace_s=grace)
+        self.health.enter_graceful_shutdown()
+        self.metrics.ready.set(0)
+        self.state.draining = True
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self.metrics.close()
+        self.memory.close()
+        log.info("rapp.stopped")
+
+
+def serve(settings: RappSettings) -> int:
+    """Run the rApp until SIGTERM or SIGINT; returns the process exit code."""
+    server = RappServer(settings)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("rapp.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server.start()
+    code = 0
+    while not stop.is_set():
+        if server._ready.is_set() and server.load_error is not None:
+            code = 1
+            break
+        stop.wait(0.2)
+    server.stop()
+    return code

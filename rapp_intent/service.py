@@ -1,0 +1,314 @@
+"""The intent rApp's domain logic: checked inputs in, served vectors out.
+
+The gRPC servicer (:mod:`rapp_intent.server`) is a thin adapter around
+:class:`IntentTranslator`: it converts protobuf messages to the dataclasses below, calls
+one method and maps :class:`RequestError` subclasses to status codes. Nothing here knows
+about gRPC, so the same logic runs behind the CLI and in tests without a server.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
+from rapp_intent.elam.registry import Registry, UnknownModel
+from rapp_intent.memory import CalibrationConfig, Memory, apply_memory
+from sim_ric.users import validate_vector
+
+MAX_REQUEST_ID = 128
+
+
+class RequestError(Exception):
+    """A request the service refuses; the message says why (shown to the caller)."""
+
+
+class InvalidInput(RequestError):
+    """Malformed input (gRPC INVALID_ARGUMENT)."""
+
+
+class NotFound(RequestError):
+    """An unknown E-LAM id (gRPC NOT_FOUND)."""
+
+
+class Unavailable(RequestError):
+    """The service cannot take requests now: loading or shutting down (UNAVAILABLE)."""
+
+
+class DeadlineTooShort(RequestError):
+    """The caller's deadline leaves too little time for the work (DEADLINE_EXCEEDED)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits (settings ``RAPP_MAX_*``) and the accepted application ids."""
+
+    max_prompt_bytes: int = 4096
+    max_batch: int = 256
+    apps: tuple[str, ...] = ("content", "qa", "immersive", "critical")
+    memory_k: int = 8
+
+
+@dataclass(frozen=True)
+class TranslateInput:
+    """One translation request (the fields of ``TranslateRequest``)."""
+
+    prompt: str
+    model: str = ""
+    app: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class TranslateOutput:
+    """One served translation (the fields of ``TranslateResponse``).
+
+    Attributes:
+        failure: why the E-LAM failed (with ``fallback``), else "".
+        failure_reason: failure category for metrics (``unparseable``, ...), else "".
+        source: where the vector came from (see :class:`rapp_intent.memory.Served`).
+    """
+
+    preference: Vector
+    model: str
+    calibrated: bool
+    fallback: bool
+    latency_ms: float
+    request_id: str = ""
+    failure: str = ""
+    failure_reason: str = ""
+    source: str = "elam"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of ListModels."""
+
+    id: str
+    parameters: int
+    fee: float
+    family: str
+    artefact: str
+    is_default: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _bad_characters(text: str) -> list[str]:
+    """Control characters (Unicode category Cc) other than tab, newline and return.
+
+    Format characters (Cf: zero-width spaces, direction marks) are legitimate in
+    multilingual text and are not refused.
+    """
+    return sorted(
+        {
+            f"U+{ord(ch):04X}"
+            for ch in text
+            if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"
+        }
+    )
+
+
+def check_prompt(prompt: str | bytes, max_bytes: int, where: str = "prompt") -> str:
+    """Validate a prompt: UTF-8 text, not blank, at most ``max_bytes``, no control characters.
+
+    Raises:
+        InvalidInput: with the reason.
+    """
+    if isinstance(prompt, bytes):
+        try:
+            prompt = prompt.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{where} is not valid UTF-8 (byte {exc.start})") from None
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prompt):
+        raise InvalidInput(f"{where} is not valid UTF-8 (lone surrogate)")
+    if not prompt.strip():
+        raise InvalidInput(f"{where} is empty or whitespace only")
+    size = len(prompt.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidInput(f"{where} is {size} bytes; the limit is {max_bytes}")
+    bad = _bad_characters(prompt)
+    if bad:
+        raise InvalidInput(f"{where} contains control characters ({', '.join(bad[:5])})")
+    return prompt
+
+
+def check_app(app: str, apps: Sequence[str], where: str = "app") -> str | None:
+    """Validate an application id ("" means none)."""
+    if not app:
+        return None
+    if app not in apps:
+        raise InvalidInput(f"{where} {app[:64]!r} is unknown; expected one of {', '.join(apps)}")
+    return app
+
+
+def check_request_id(request_id: str, where: str = "request_id") -> str:
+    """Validate a caller's request id (free text up to 128 characters, no controls)."""
+    if len(request_id) > MAX_REQUEST_ID:
+        raise InvalidInput(f"{where} is longer than {MAX_REQUEST_ID} characters")
+    if _bad_characters(request_id):
+        raise InvalidInput(f"{where} contains control characters")
+    return request_id
+
+
+def check_preference(values: Sequence[float], where: str = "preference") -> Vector:
+    """Validate a reported vector (MODEL.md rules) and renormalise it."""
+    try:
+        return validate_vector(values)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+
+
+class IntentTranslator:
+    """Translate requests with the registry's E-LAMs and the in-context memory.
+
+    Args:
+        registry: the loaded E-LAMs.
+        memory: the in-context memory store.
+        calibration: thresholds of eq. 46.
+        limits: input limits.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        memory: Memory,
+        calibration: CalibrationConfig | None = None,
+        limits: Limits | None = None,
+    ):
+        self.registry = registry
+        self.memory = memory
+        self.calibration = calibration or CalibrationConfig()
+        self.limits = limits or Limits()
+
+    # --- Translate / TranslateBatch -------------------------------------------------------
+    def _check_item(self, item: TranslateInput, where: str) -> tuple[str, ELam, str | None]:
+        prompt = check_prompt(item.prompt, self.limits.max_prompt_bytes, f"{where}prompt")
+        check_request_id(item.request_id, f"{where}request_id")
+        app = check_app(item.app, self.limits.apps, f"{where}app")
+        try:
+            elam = self.registry.get(item.model)
+        except UnknownModel as exc:
+            raise NotFound(f"{where}{exc}") from None
+        return prompt, elam, app
+
+    def translate(self, item: TranslateInput, deadline: float | None = None) -> TranslateOutput:
+        """Translate one request (see :meth:`translate_batch`)."""
+        return self.translate_batch([item], deadline, single=True)[0]
+
+    def translate_batch(
+        self,
+        items: Sequence[TranslateInput],
+        deadline: float | None = None,
+        *,
+        single: bool = False,
+    ) -> list[TranslateOutput]:
+        """Translate a batch: every item is checked first, then each E-LAM runs once.
+
+        Args:
+            items: the requests.
+            deadline: ``time.monotonic()`` by which the answer is due (None: no deadline).
+            single: label errors without an item index (the single-request RPC).
+
+        Raises:
+            InvalidInput: an item is malformed (the message names its index).
+            NotFound: an item names an unknown E-LAM.
+            DeadlineTooShort: the expected work does not fit before the deadline.
+        """
+        if not items:
+            raise InvalidInput("the batch is empty")
+        if len(items) > self.limits.max_batch:
+            raise InvalidInput(
+                f"the batch has {len(items)} requests; the limit is {self.limits.max_batch}"
+            )
+        checked = [
+            self._check_item(item, "" if single else f"requests[{i}].")
+            for i, item in enumerate(items)
+        ]
+        groups: dict[str, list[int]] = {}
+        for i, (_, elam, _) in enumerate(checked):
+            groups.setdefault(elam.id, []).append(i)
+        if deadline is not None:
+            expected = sum(
+                self.registry.get(mid).estimate_seconds(len(idx)) for mid, idx in groups.items()
+            )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or expected > remaining:
+                raise DeadlineTooShort(
+                    f"deadline leaves {max(remaining, 0) * 1000:.0f} ms; the work needs "
+                    f"about {expected * 1000:.0f} ms"
+                )
+        contexts: dict[str | None, MemoryContext] = {}
+        out: list[TranslateOutput | None] = [None] * len(items)
+        for model_id, idx in groups.items():
+            elam = self.registry.get(model_id)
+            ctx = []
+            for i in idx:
+                app = checked[i][2]
+                if app not in contexts:
+                    contexts[app] = self.memory.context(app, self.limits.memory_k)
+                ctx.append(contexts[app])
+            start = time.perf_counter()
+            results = elam.translate([checked[i][0] for i in idx], ctx, deadline=deadline)
+            per_item_ms = 1000.0 * (time.perf_counter() - start) / len(idx)
+            for i, context, result in zip(idx, ctx, results, strict=True):
+                served = apply_memory(result, context, self.calibration)
+                out[i] = TranslateOutput(
+                    preference=served.vector,
+                    model=elam.id,
+                    calibrated=served.calibrated,
+                    fallback=served.fallback,
+                    latency_ms=per_item_ms,
+                    request_id=items[i].request_id,
+                    failure=result.detail if served.fallback else "",
+                    failure_reason=(result.reason or "") if served.fallback else "",
+                    source=served.source,
+                )
+        return [o for o in out if o is not None]
+
+    # --- ReportOutcome ----------------------------------------------------------------
+    def report_outcome(
+        self,
+        prompt: str | bytes,
+        preference: Sequence[float],
+        reward: float,
+        app: str,
+        request_id: str = "",
+    ) -> int:
+        """Append <prompt, vector, reward> to the application's memory (eq. 44).
+
+        Returns:
+            The number of records now held for the application.
+
+        Raises:
+            InvalidInput: bad prompt, vector, reward or application.
+        """
+        text = check_prompt(prompt, self.limits.max_prompt_bytes)
+        vector = check_preference(preference)
+        if not math.isfinite(reward):
+            raise InvalidInput("reward must be a finite number (got NaN or infinity)")
+        checked_app = check_app(app, self.limits.apps)
+        if checked_app is None:
+            raise InvalidInput("app is required: the memory is kept per application")
+        check_request_id(request_id)
+        record = MemoryRecord(prompt=text, vector=vector, reward=float(reward), app=checked_app)
+        return self.memory.append(record, request_id=request_id)
+
+    # --- ListModels ----------------------------------------------------------------------
+    def list_models(self) -> list[ModelInfo]:
+        """The served E-LAMs, default first flagged."""
+        default = self.registry.default_id
+        return [
+            ModelInfo(
+                id=e.id,
+                parameters=e.n_parameters,
+                fee=e.fee,
+                family=e.family,
+                artefact=e.artefact,
+                is_default=e.id == default,
+                metrics=e.metrics(),
+            )
+            for e in self.registry
+        ]

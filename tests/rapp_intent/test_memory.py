@@ -1,0 +1,152 @@
+"""In-context memory: eq. 24 distance, eq. 46 calibration, fallback, SQLite persistence."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+
+import pytest
+
+from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation, validate_output
+from rapp_intent.memory import CalibrationConfig, Memory, angular_distance, apply_memory
+from sim_ric.users import APP_PROFILES, EVEN
+
+CFG = CalibrationConfig(low=0.08, high=0.25, iota_min=0.3, spread_max=0.15, min_records=3)
+
+
+def _ctx(vectors, app="qa"):
+    recs = tuple(
+        MemoryRecord(prompt=f"p{i}", vector=v, reward=1.0, app=app) for i, v in enumerate(vectors)
+    )
+    return MemoryContext(app=app, records=recs)
+
+
+def test_angular_distance_eq24():
+    assert angular_distance((1, 0, 0, 0), (0, 1, 0, 0)) == pytest.approx(0.5)
+    assert angular_distance((0.25,) * 4, (0.25,) * 4) == pytest.approx(0.0, abs=1e-7)
+    a, b = (0.4, 0.3, 0.15, 0.15), (0.2, 0.1, 0.5, 0.2)
+    cos = (
+        sum(x * y for x, y in zip(a, b, strict=True))
+        / math.dist(a, (0,) * 4)
+        / math.dist(b, (0,) * 4)
+    )
+    assert angular_distance(a, b) == pytest.approx(math.acos(cos) / math.pi)
+    with pytest.raises(ValueError):
+        angular_distance((0, 0, 0, 0), (1, 0, 0, 0))
+
+
+def test_iota_falls_linearly_between_thresholds():
+    assert CFG.iota(0.0) == 1.0 and CFG.iota(0.08) == 1.0
+    assert CFG.iota(0.25) == CFG.iota(0.5) == 0.3
+    mid = (0.08 + 0.25) / 2
+    assert CFG.iota(mid) == pytest.approx(1 - 0.7 / 2)
+    values = [CFG.iota(d / 100) for d in range(0, 51)]
+    assert all(x >= y for x, y in itertools.pairwise(values))
+
+
+def test_consistent_history_close_translation_is_used_as_is():
+    ctx = _ctx([(0.3, 0.1, 0.45, 0.15)] * 5)
+    s = validate_output([0.3, 0.15, 0.4, 0.15])
+    served = apply_memory(s, ctx, CFG)
+    assert served.vector == s.vector
+    assert not served.calibrated and not served.fallback
+    assert served.divergence is not None and served.divergence <= CFG.low
+
+
+def test_divergent_translation_is_calibrated_eq46():
+    history = [(0.3, 0.1, 0.45, 0.15), (0.25, 0.1, 0.5, 0.15), (0.3, 0.15, 0.4, 0.15)]
+    ctx = _ctx(history)
+    mean = ctx.mean
+    s = validate_output([0.05, 0.85, 0.05, 0.05])
+    served = apply_memory(s, ctx, CFG)
+    d = angular_distance(s.vector, mean)
+    iota = CFG.iota(d)
+    assert served.calibrated and not served.fallback and iota < 1
+    expected = [iota * a + (1 - iota) * b for a, b in zip(s.vector, mean, strict=True)]
+    assert served.vector == pytest.approx(expected)
+    assert served.iota == pytest.approx(iota)
+    assert angular_distance(served.vector, mean) < d
+
+
+def test_inconsistent_history_calibrates_nothing():
+    ctx = _ctx([(0.85, 0.05, 0.05, 0.05), (0.05, 0.85, 0.05, 0.05), (0.05, 0.05, 0.85, 0.05)])
+    s = validate_output([0.05, 0.05, 0.05, 0.85])
+    served = apply_memory(s, ctx, CFG)
+    assert served.vector == s.vector and not served.calibrated
+
+
+def test_short_history_calibrates_nothing():
+    ctx = _ctx([(0.3, 0.1, 0.45, 0.15)] * 2)
+    s = validate_output([0.05, 0.85, 0.05, 0.05])
+    assert apply_memory(s, ctx, CFG).vector == s.vector
+
+
+def test_failure_falls_back_to_recent_mean_then_profile_then_even():
+    failed = Translation.failure("bad_sum", "sums to 0.95")
+    ctx = _ctx([(0.4, 0.2, 0.2, 0.2), (0.2, 0.2, 0.4, 0.2)])
+    served = apply_memory(failed, ctx, CFG)
+    assert served.fallback and served.source == "recent_mean"
+    assert served.vector == pytest.approx((0.3, 0.2, 0.3, 0.2))
+    served = apply_memory(failed, MemoryContext(app="critical"), CFG)
+    assert served.fallback and served.vector == APP_PROFILES["critical"]
+    served = apply_memory(failed, MemoryContext(app=None), CFG)
+    assert served.fallback and served.vector == EVEN and served.source == "even"
+
+
+def _rec(i, app="qa"):
+    return MemoryRecord(prompt=f"prompt {i}", vector=(0.25,) * 4, reward=float(i), app=app)
+
+
+def test_memory_persists_across_reopen(tmp_path):
+    path = tmp_path / "sub" / "mem.sqlite3"
+    mem = Memory(path, max_records=100)
+    for i in range(5):
+        mem.append(_rec(i))
+    mem.append(_rec(9, app="content"))
+    mem.close()
+    mem = Memory(path, max_records=100)
+    assert mem.size("qa") == 5 and mem.size() == 6
+    recent = mem.recent("qa", 3)
+    assert [r.prompt for r in recent] == ["prompt 4", "prompt 3", "prompt 2"]
+    assert recent[0].reward == 4.0 and recent[0].vector == (0.25,) * 4
+    mem.close()
+
+
+def test_memory_is_bounded_per_app(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3", max_records=4)
+    for i in range(10):
+        size = mem.append(_rec(i))
+    mem.append(_rec(0, app="critical"))
+    assert size == 4 and mem.size("qa") == 4 and mem.size("critical") == 1
+    assert [r.prompt for r in mem.recent("qa", 10)] == [f"prompt {i}" for i in (9, 8, 7, 6)]
+
+
+def test_memory_rejects_non_finite_reward(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3")
+    with pytest.raises(ValueError):
+        mem.append(MemoryRecord(prompt="p", vector=(0.25,) * 4, reward=math.nan, app="qa"))
+    assert mem.size() == 0
+
+
+def test_memory_is_thread_safe(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3", max_records=10_000)
+
+    def worker(offset):
+        for i in range(50):
+            mem.append(_rec(offset + i))
+            mem.recent("qa", 8)
+
+    threads = [threading.Thread(target=worker, args=(k * 100,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mem.size("qa") == 200
+
+
+def test_context_without_app_has_no_records(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3")
+    mem.append(_rec(1))
+    assert mem.context(None, 8).records == ()
+    assert len(mem.context("qa", 8).records) == 1
