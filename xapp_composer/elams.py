@@ -83,13 +83,16 @@ def rapp_predictions(
     Returns:
         ``(predictions {id: (M, 4)}, n_parameters {id: count}, failed {id: (M,) bool})``.
     """
+    from rapp_intent.elam.base import MemoryContext
     from rapp_intent.elam.registry import load_elam  # the rApp's own models
+    from rapp_intent.settings import RappSettings
 
+    settings = RappSettings()
     preds: dict[str, np.ndarray] = {}
     params: dict[str, float] = {}
     failed: dict[str, np.ndarray] = {}
     for eid in elam_ids:
-        elam = load_elam(eid)
+        elam = load_elam(eid, settings)
         params[eid] = float(elam.n_parameters)
         cache = PredictionCache(eid, str(elam.artefact), cache_dir)
         todo = [i for i, it in enumerate(intents) if cache.get(it.prompt, it.app) == "missing"]
@@ -101,7 +104,9 @@ def rapp_predictions(
             it = tqdm(it, desc=f"translate {eid}", unit="batch")
         for start in it:
             chunk = [intents[i] for i in todo[start : start + batch]]
-            results = elam.translate_prompts([c.prompt for c in chunk], [c.app for c in chunk])
+            results = elam.translate(
+                [c.prompt for c in chunk], [MemoryContext(app=c.app) for c in chunk]
+            )
             for c, r in zip(chunk, results, strict=True):
                 cache.put(c.prompt, c.app, r.vector if r.ok else None)
             cache.save()
