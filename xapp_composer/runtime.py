@@ -157,17 +157,34 @@ class PolicyRuntime:
         return self.session.run(OUTPUT_NAMES, feeds)
 
     def choose_elam(
-        self, p: Prepared, app: str | int, prompt: str, text: np.ndarray | None = None
+        self,
+        p: Prepared,
+        app: str | int,
+        prompt: str,
+        text: np.ndarray | None = None,
+        served: set[str] | None = None,
     ) -> int:
-        """E-LAM index the policy picks before translation (network, app, text only)."""
+        """E-LAM index the policy picks before translation (network, app, text only).
+
+        Args:
+            served: E-LAM ids the rApp serves now (its ListModels); the policy picks
+                among those only. None: all of the policy's E-LAMs.
+
+        Returns:
+            The index into :attr:`elam_ids`, or -1 when no E-LAM is used (an ``even``
+            policy, or none of its E-LAMs is served).
+        """
         if self.mode == "even" or self.n_elams == 0:
+            return -1
+        allowed = np.array([served is None or e in served for e in self.elam_ids[: self.n_elams]])
+        if not allowed.any():
             return -1
         app_i = np.array([_app_index(app)])
         text = F.text_features(prompt)[None, :] if text is None else text
         prefix = F.Prefix.empty(1)
         ctx = F.context(None, None, self.n_elams, prefix, len(p.state.chain_types), app_i, text)
         (elam_logits,) = self.elam_session.run(["elam_logits"], {"h_graph": p.h_graph, "ctx": ctx})
-        return int(np.argmax(elam_logits[0]))
+        return int(np.argmax(np.where(allowed, elam_logits[0], -np.inf)))
 
     def compose(
         self,
@@ -208,6 +225,7 @@ class PolicyRuntime:
         app: str | int,
         prompt: str,
         translate: Callable[[str], Sequence[float]] | None = None,
+        served: set[str] | None = None,
     ) -> Decision:
         """The whole decision: pick the E-LAM, translate with it, compose the chain.
 
@@ -216,7 +234,7 @@ class PolicyRuntime:
                 called by an ``even`` policy.
         """
         text = F.text_features(prompt)[None, :]
-        k = self.choose_elam(p, app, prompt, text)
+        k = self.choose_elam(p, app, prompt, text, served)
         if k < 0 or translate is None:
             intent = EVEN
             elam = ""
