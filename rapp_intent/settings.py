@@ -46,7 +46,10 @@ class RappSettings(BaseSettings):
         16, ge=1, description="IntentService calls served at once; more get RESOURCE_EXHAUSTED"
     )
     grace_s: float = Field(
-        15.0, ge=0, description="seconds in-flight calls get to finish on shutdown"
+        25.0,
+        ge=0,
+        description="seconds in-flight calls get to finish on shutdown (below Kubernetes' "
+        "default 30 s termination grace period)",
     )
     max_prompt_bytes: int = Field(4096, ge=1, description="largest prompt accepted (UTF-8 bytes)")
     max_batch: int = Field(256, ge=1, description="largest TranslateBatch accepted")

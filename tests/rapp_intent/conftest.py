@@ -20,11 +20,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from rapp_intent.settings import RappSettings
 
 
-def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def free_port():
+    """Function returning a TCP port that is free right now on 127.0.0.1."""
+    return _free_port
 
 
 @pytest.fixture
