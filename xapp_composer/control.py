@@ -51,7 +51,7 @@ from lameta_proto.v1 import network_pb2
 from sim_ric import codec, qoe
 from sim_ric.chain import chain_factors
 from sim_ric.network import Network
-from sim_ric.optimum import OptimumUnavailable, greedy_chain
+from sim_ric.optimum import OptimumUnavailable, SearchSpace, build_search_space, greedy_chain
 from sim_ric.users import APP_PROFILES, APPS, EVEN, validate_vector
 from xapp_composer import features as F
 from xapp_composer.metrics import XappMetrics
@@ -65,6 +65,11 @@ NO_FEASIBLE_CHAIN = "no_feasible_chain"
 MALFORMED_REQUEST = "malformed_request"
 INTERNAL_ERROR = "internal_error"
 REJECTION_CODES = (NO_STATE, STALE_STATE, NO_FEASIBLE_CHAIN, MALFORMED_REQUEST, INTERNAL_ERROR)
+
+REPAIR_SEARCH_MAX = 200_000
+"""Largest number of chains searched exhaustively for a repair (81 agents: about 8,000;
+beyond the bound the greedy baseline repairs instead: the search's grids would cost
+hundreds of MB and seconds on the request path)."""
 
 MAX_CHAIN_STEPS = 16
 """Longest chain a request may ask for (the policy's context has room for any, but a
@@ -180,6 +185,7 @@ class LiveState:
     net: Network
     runtime: PolicyRuntime
     prepared: dict[tuple[int, ...], Prepared] = field(default_factory=dict)
+    spaces: dict[tuple[int, ...], SearchSpace | str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def inputs(self, chain_types: tuple[int, ...]) -> Prepared:
@@ -190,6 +196,24 @@ class LiveState:
                 p = self.runtime.prepare(self.net, chain_types)
                 self.prepared[chain_types] = p
             return p
+
+    def search_space(self, chain_types: tuple[int, ...]) -> SearchSpace | str:
+        """Every chain of usable agents with its factors (built on first use, only for
+        repairs), or why there is none to search (too many chains)."""
+        with self._lock:
+            space = self.spaces.get(chain_types)
+            if space is None:
+                sizes = [len(self.net.agents_of_type(t, usable=True)) for t in chain_types]
+                size = int(np.prod(sizes, dtype=np.float64))
+                if size > REPAIR_SEARCH_MAX:
+                    space = f"{size:,} chains exceed the repair search bound"
+                else:
+                    try:
+                        space = build_search_space(self.net, chain_types)
+                    except OptimumUnavailable as exc:
+                        space = str(exc)
+                self.spaces[chain_types] = space
+            return space
 
 
 def build_state(
@@ -500,7 +524,7 @@ class ControlCore:
             return self._reject(rid, NO_FEASIBLE_CHAIN, str(exc), timings)
         why = chain_feasible(live.net, chain, types)
         if why:
-            chain, why = self._repair(live.net, chain, why, tr.vector, types, rid)
+            chain, why = self._repair(live, chain, why, tr.vector, types, rid)
             if why:
                 timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
                 return self._reject(rid, NO_FEASIBLE_CHAIN, why, timings)
@@ -559,25 +583,40 @@ class ControlCore:
 
     def _repair(
         self,
-        net: Network,
+        live: LiveState,
         chain: tuple[int, ...],
         why: str,
         vector: Sequence[float],
         types: tuple[int, ...],
         rid: str,
     ) -> tuple[tuple[int, ...], str]:
+        """A feasible chain instead of the policy's infeasible one: the best feasible chain
+        for the predicted vector by exhaustive search when the network is small enough
+        (MODEL.md's optimum, the search space built once per state), else the greedy
+        baseline's chain if it is feasible."""
         if not self.repair_infeasible:
             return chain, f"the policy's chain {list(chain)} is infeasible: {why}"
-        try:
-            alt = greedy_chain(net, vector, types)
-        except OptimumUnavailable as exc:
-            return chain, str(exc)
-        alt_why = chain_feasible(net, alt, types)
-        if alt_why:
-            return chain, f"no feasible chain found ({why}; greedy: {alt_why})"
+        space = live.search_space(types)
+        if isinstance(space, SearchSpace):
+            if space.feasible_count == 0:
+                return chain, f"no chain meets the constraints of eq. 18 ({why})"
+            q = space.utilities @ np.asarray(vector, dtype=float)
+            flat = np.where(space.feasible, q, -np.inf).reshape(-1)
+            alt: tuple[int, ...] = space.chain_at(int(np.argmax(flat)))
+            how = "search"
+        else:
+            try:
+                alt = tuple(int(a) for a in greedy_chain(live.net, vector, types))
+            except OptimumUnavailable as exc:
+                return chain, str(exc)
+            alt_why = chain_feasible(live.net, alt, types)
+            if alt_why:
+                return chain, f"no feasible chain found ({why}; greedy: {alt_why})"
+            how = "greedy"
         self.metrics.event("repaired")
-        log.info("chain_repaired", request_id=rid, policy_chain=list(chain), why=why, chain=alt)
-        return tuple(int(a) for a in alt), ""
+        log.info("chain_repaired", request_id=rid, policy_chain=list(chain), why=why,
+                 chain=list(alt), how=how)  # fmt: skip
+        return alt, ""
 
     def _reject(
         self, rid: str, code: str, detail: str, timings: dict[str, float] | None = None
@@ -618,6 +657,7 @@ def _for_runtime(live: LiveState, runtime: PolicyRuntime) -> LiveState:
         received=live.received,
         net=live.net,
         runtime=runtime,
+        spaces=dict(live.spaces),
     )
     for types in list(live.prepared):
         fresh.inputs(types)

@@ -330,6 +330,8 @@ class XappService:
 
     def _on_state(self, topic: str, payload: bytes) -> None:
         with self._state_lock:
+            if self._latest_state is not None:
+                self.metrics.state("superseded")  # never prepared: a newer one came first
             self._latest_state = payload  # the latest wins; older unprocessed ones are moot
             self._state_pending.set()
         self._state_event.set()

@@ -43,7 +43,9 @@ _INTERFACE = ("policy.py", "export.py", "features.py", "runtime.py")
 
 __all__ = [
     "SHIPPED",
+    "DecisionRecorder",
     "Mosquitto",
+    "PersistentMosquitto",
     "RappProcess",
     "Recorder",
     "ServiceProcess",
@@ -62,6 +64,85 @@ def _interface_hash() -> str:
     for name in _INTERFACE:
         h.update((ROOT / "xapp_composer" / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+class DecisionRecorder:
+    """A test client recording every decision on a network's control topic (QoS 1,
+    persistent session: it misses nothing across a broker restart with persistence)."""
+
+    def __init__(self, url: str, network: str = "default", name: str = "decision-recorder"):
+        import threading
+
+        from sim_ric import codec
+        from sim_ric.mqtt import MqttClient, Topics
+
+        self.topics = Topics.for_network(network)
+        self.lock = threading.Lock()
+        self.decisions: list = []
+        self.received_ns: list[int] = []
+        self.errors: list[str] = []
+        self.status: list[bytes] = []
+        self.client = MqttClient(url, name, persistent_session=True,
+                                 reconnect_min_delay_s=0.2, reconnect_max_delay_s=1.0)  # fmt: skip
+        self._active = threading.Event()
+
+        def on_decision(topic: str, payload: bytes) -> None:
+            t = time.time_ns()
+            try:
+                d = codec.decode_decision(payload)
+            except codec.DecodeError as exc:
+                with self.lock:
+                    self.errors.append(str(exc))
+                return
+            with self.lock:
+                self.decisions.append(d)
+                self.received_ns.append(t)
+
+        def on_status(topic: str, payload: bytes) -> None:
+            with self.lock:
+                self.status.append(payload)
+
+        self.client.subscribe(self.topics.control, on_decision, qos=1)
+        self.client.subscribe("lameta/v1/status/xapp-composer", on_status, qos=1)
+        self.client.subscribe(self.client.status_topic, lambda t, p: self._active.set(), qos=1)
+
+    def start(self) -> DecisionRecorder:
+        self.client.start()
+        assert self.client.wait_connected(10) and self._active.wait(10), "recorder not ready"
+        return self
+
+    def stop(self) -> None:
+        self.client.stop(timeout=2.0)
+
+    def by_request(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        with self.lock:
+            for d in self.decisions:
+                out.setdefault(d.request_id, []).append(d)
+        return out
+
+    def wait_for(self, request_id: str, timeout: float = 10.0):
+        return wait_until(lambda: self.by_request().get(request_id), timeout,
+                          f"a decision for {request_id}")[0]  # fmt: skip
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.decisions)
+
+
+class PersistentMosquitto(Mosquitto):
+    """Mosquitto that keeps sessions and queued messages across a restart (it saves them
+    when stopped with SIGTERM), as a production broker is configured (deploy/mosquitto)."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        super().__init__(workdir, port)
+        store = workdir / f"mosquitto-{self.port}-store"
+        store.mkdir(exist_ok=True)
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {store}/\n"
+            "max_queued_messages 100000\n"
+        )
 
 
 def unit_policy(name: str = "srl-general") -> Path:
@@ -251,15 +332,17 @@ class RappProcess(_Process):
         wait_until(serving, timeout, "rapp-intent health SERVING", step=0.2)
         return self
 
-    def memory_rows(self) -> int:
-        """Records in the rApp's in-context memory (its SQLite file)."""
+    def memory_request_ids(self) -> list[str]:
+        """Request ids of the records in the rApp's in-context memory (its SQLite file)."""
         import sqlite3
 
         if not self.memory.exists():
-            return 0
-        with contextlib.closing(sqlite3.connect(self.memory)) as db:
-            tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
-            return sum(db.execute(f'select count(*) from "{t}"').fetchone()[0] for t in tables)
+            return []
+        with contextlib.closing(sqlite3.connect(self.memory, timeout=5.0)) as db:
+            try:
+                return [r[0] for r in db.execute("select request_id from records order by id")]
+            except sqlite3.OperationalError:  # not created yet
+                return []
 
 
 class XappProcess(_Process):

@@ -284,9 +284,14 @@ def _latency(net, chain) -> float:
     return qoe.chain_metrics(chain_factors(net, chain), net.cfg)["L"]
 
 
-@pytest.mark.parametrize("repair", [True, False])
-def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, repair) -> None:
+@pytest.mark.parametrize("mode", ["search", "greedy", "off"])
+def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, mode, monkeypatch) -> None:
     from sim_ric.optimum import greedy_chain
+    from xapp_composer import control
+
+    if mode == "greedy":  # beyond the search bound the greedy baseline repairs
+        monkeypatch.setattr(control, "REPAIR_SEARCH_MAX", 0)
+    repair = mode != "off"
 
     vec = (0.7, 0.1, 0.1, 0.1)  # capability first: the policy need not pick fast agents
     for seed in range(3, 40):  # a network where the policy's chain is not the fastest
@@ -311,6 +316,13 @@ def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, repair) -> 
         assert chain_feasible(core.state.net, res.decision.chain, (1, 2, 3)) == ""
         assert tuple(res.decision.chain) != tuple(policy_chain)
         assert core.metrics.snapshot()["repaired"] == 1
+        space = core.state.spaces[(1, 2, 3)]
+        if mode == "search":  # the best feasible chain for the predicted vector
+            q = np.where(space.feasible, space.utilities @ np.asarray(vec), -np.inf)
+            assert tuple(res.decision.chain) == space.chain_at(int(np.argmax(q)))
+        else:
+            assert isinstance(space, str)
+            assert tuple(res.decision.chain) == tuple(greedy_chain(core.state.net, vec))
     else:
         assert res.status == "rejected" and res.decision.rejection.startswith(NO_FEASIBLE_CHAIN)
         assert "latency" in res.decision.rejection
