@@ -510,9 +510,10 @@ class ControlCore:
                 rid, NO_FEASIBLE_CHAIN, f"no usable agent of type {types[k]} for step {k + 1}"
             )
         text = F.text_features(prompt)[None, :]
-        k = runtime.choose_elam(prep, app, prompt, text)
+        served = self.translator.served_models()
+        k = runtime.choose_elam(prep, app, prompt, text, served=served)
         t1 = time.perf_counter()
-        tr, cause = self._translate(runtime, k, req)
+        tr, cause = self._translate(runtime, k, req, served)
         t2 = time.perf_counter()
         timings["translate"] = t2 - t1
         elam_index = k
@@ -550,16 +551,22 @@ class ControlCore:
         return max(0.0, self.clock() - live.received)
 
     def _translate(
-        self, runtime: PolicyRuntime, k: int, req: network_pb2.ServiceRequest
+        self,
+        runtime: PolicyRuntime,
+        k: int,
+        req: network_pb2.ServiceRequest,
+        served: frozenset[str] | None,
     ) -> tuple[Translation, str]:
-        """The vector to decide with, and the fallback cause ("" when none)."""
-        if k < 0:  # a DRL (Even) policy: no E-LAM, no translation
+        """The vector to decide with, and the fallback cause ("" when none).
+
+        The policy picked E-LAM ``k`` among those the rApp serves (``served``, None when
+        not known yet); when it serves none of the policy's E-LAMs (``k < 0``), or the one
+        picked is not served after all, the rApp's default E-LAM translates.
+        """
+        if runtime.mode == "even" or runtime.n_elams == 0:  # DRL (Even): no translation
             return Translation(EVEN, ""), ""
-        wanted = runtime.elam_ids[k] if k < len(runtime.elam_ids) else ""
-        served = self.translator.served_models()
-        ask = wanted
-        if served is not None and wanted not in served:
-            # The rApp does not host the E-LAM the policy picked: its default translates.
+        ask = runtime.elam_ids[k] if 0 <= k < len(runtime.elam_ids) else ""
+        if not ask or (served is not None and ask not in served):
             ask = ""
             self.metrics.event("elam_substituted")
         try:

@@ -2,24 +2,67 @@
 
 Every field can be set from the environment with the prefix ``XAPP_`` (``XAPP_BROKER``,
 ``XAPP_RAPP``, ``XAPP_POLICY``, ``XAPP_RAPP_DEADLINE_MS``, ...); the flags of
-``xapp-composer run`` override the environment. Nothing below the service reads
-``os.environ``: the loop, the rApp client and the health server get plain values.
+``xapp-composer run`` override the environment. In a near-RT RIC the O-RAN SC xApp
+descriptor's ``controls`` section (``deploy/xapp/config-file.json``, mounted by the
+platform, its path in ``CONFIG_FILE``; or ``XAPP_CONFIG_FILE``) gives the lowest-priority
+values: flags > environment > descriptor controls > defaults. Nothing below the service
+reads ``os.environ``: the loop, the rApp client and the health server get plain values.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sim_ric.mqtt import TlsOptions, check_topic_level, parse_broker_url
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "policy" / "srl-general.onnx"
 COMPONENT = "xapp-composer"
+
+
+CONFIG_FILE_VARS = ("XAPP_CONFIG_FILE", "CONFIG_FILE")
+"""Environment variables naming the xApp descriptor (the second is O-RAN SC appmgr's)."""
+
+
+class DescriptorControls(PydanticBaseSettingsSource):
+    """Settings from the ``controls`` section of the O-RAN SC xApp descriptor."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            controls = json.loads(self.path.read_text()).get("controls", {})
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ValueError(f"xApp descriptor {self.path}: {exc}") from None
+        if not isinstance(controls, dict):
+            raise ValueError(f"xApp descriptor {self.path}: controls must be an object")
+        unknown = sorted(set(controls) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ValueError(f"xApp descriptor {self.path}: unknown controls {unknown}")
+        return controls
+
+
+def descriptor_path() -> Path | None:
+    """The descriptor named by ``XAPP_CONFIG_FILE`` or ``CONFIG_FILE``, if any."""
+    for var in CONFIG_FILE_VARS:
+        value = os.environ.get(var)
+        if value:
+            return Path(value)
+    return None
 
 
 class XappSettings(BaseSettings):
@@ -150,6 +193,24 @@ class XappSettings(BaseSettings):
         if self.rapp_tls_cert is not None and self.rapp_tls_ca is None:
             raise ValueError("mutual TLS to the rApp (rapp_tls_cert) needs rapp_tls_ca")
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) > environment > secrets > descriptor controls > defaults."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            DescriptorControls(settings_cls, descriptor_path()),
+        )
 
     # ---- derived values -----------------------------------------------------------------
     @classmethod

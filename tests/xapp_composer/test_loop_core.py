@@ -230,18 +230,23 @@ def test_fallback_vectors_even_for_an_unknown_app() -> None:
     assert src == "recent_mean" and np.allclose(vec, (0, 0.5, 0.5, 0))
 
 
-def test_an_elam_the_rapp_does_not_host_is_replaced_by_its_default(runtime) -> None:
+def test_the_policy_picks_among_the_elams_the_rapp_hosts(runtime) -> None:
     net = generate_network(3)
-    chosen = []
-    for served in (frozenset(runtime.elam_ids), frozenset({"other"})):
+    asked = {}
+    for name, served in (("all", frozenset(runtime.elam_ids)), ("none", frozenset({"other"})),
+                         *((e, frozenset({e})) for e in runtime.elam_ids)):  # fmt: skip
         rapp = StubRapp(models=served)
         core = make_core(runtime, rapp)
         core.on_state(state_payload(net))
-        core.handle_request(request("e"))
-        chosen.append(rapp.calls[-1][0])
-    assert chosen[0] in runtime.elam_ids  # hosted: asked for by name
-    assert chosen[1] == ""  # not hosted: the rApp's default
-    assert core.metrics.snapshot()["elam_substituted"] == 1
+        d = core.handle_request(request("e")).decision
+        asked[name] = rapp.calls[-1][0]
+        assert not d.rejection and not d.fallback
+        if name == "none":
+            assert core.metrics.snapshot()["elam_substituted"] == 1
+    assert asked["all"] in runtime.elam_ids  # asked for by name
+    assert asked["none"] == ""  # none of the policy's E-LAMs hosted: the rApp's default
+    for e in runtime.elam_ids:  # only one hosted: that one
+        assert asked[e] == e
 
 
 def test_duplicates_are_decided_once(runtime) -> None:

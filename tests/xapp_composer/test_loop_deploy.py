@@ -1,0 +1,276 @@
+"""The deploy/ artefacts, checked as far as this machine can (no Docker engine, no Helm):
+the O-RAN SC xApp descriptor against the onboarder's descriptor structure and its controls
+against deploy/xapp/schema.json and the xApp's settings; the compose file, Dockerfile and
+Helm chart against the code they start; the Mosquitto config by running Mosquitto on it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from loop_support import ROOT, Mosquitto, free_port, wait_until
+
+from rapp_intent.settings import RappSettings
+from sim_ric.mqtt import MqttClient
+from sim_ric.settings import SimSettings
+from xapp_composer.health import ALIVE_PATH, READY_PATH
+from xapp_composer.settings import XappSettings
+
+DEPLOY = ROOT / "deploy"
+DESCRIPTOR = DEPLOY / "xapp" / "config-file.json"
+CONTROLS_SCHEMA = DEPLOY / "xapp" / "schema.json"
+CHART = DEPLOY / "helm" / "lameta-ric"
+
+# The structure the O-RAN SC xApp onboarder requires of a descriptor (its root schema,
+# written out here for what this xApp uses; "controls" is checked by schema.json).
+PROBE = {
+    "type": "object",
+    "required": ["httpGet", "initialDelaySeconds", "periodSeconds"],
+    "properties": {
+        "httpGet": {
+            "type": "object",
+            "required": ["path", "port"],
+            "properties": {"path": {"type": "string"}, "port": {"type": "integer"}},
+        },
+        "initialDelaySeconds": {"type": "integer"},
+        "periodSeconds": {"type": "integer"},
+    },
+}
+DESCRIPTOR_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "required": [
+        "name",
+        "version",
+        "containers",
+        "messaging",
+        "controls",
+        "livenessProbe",
+        "readinessProbe",
+    ],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            "maxLength": 63,
+        },
+        "version": {"type": "string", "pattern": r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"},
+        "containers": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "image"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "image": {
+                        "type": "object",
+                        "required": ["registry", "name", "tag"],
+                        "properties": {
+                            "registry": {
+                                "type": "string",
+                                "pattern": r"^[A-Za-z0-9\.-]+\.[A-Za-z]+(?::\d+)?$",
+                            },
+                            "name": {"type": "string"},
+                            "tag": {"type": "string"},
+                        },
+                    },
+                    "command": {"type": "string"},
+                },
+            },
+        },
+        "livenessProbe": PROBE,
+        "readinessProbe": PROBE,
+        "messaging": {
+            "type": "object",
+            "required": ["ports"],
+            "properties": {
+                "ports": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "container", "port"],
+                        "properties": {"port": {"type": "integer"}},
+                    },
+                }
+            },
+        },
+        "metrics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["objectName", "objectInstance", "name", "type", "description"],
+            },
+        },
+        "controls": {"type": "object"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def descriptor() -> dict:
+    return json.loads(DESCRIPTOR.read_text())
+
+
+def test_descriptor_has_the_onboarders_structure(descriptor) -> None:
+    jsonschema.Draft7Validator.check_schema(DESCRIPTOR_SCHEMA)
+    jsonschema.validate(descriptor, DESCRIPTOR_SCHEMA)
+    container = descriptor["containers"][0]["name"]
+    assert all(p["container"] == container for p in descriptor["messaging"]["ports"])
+
+
+def test_descriptor_controls_validate_against_schema_json(descriptor) -> None:
+    schema = json.loads(CONTROLS_SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(descriptor["controls"], schema)
+    bad = {**descriptor["controls"], "rapp_deadline_ms": -1}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**descriptor["controls"], "no_such_control": 1}, schema)
+
+
+def test_controls_schema_describes_the_xapp_settings() -> None:
+    schema = json.loads(CONTROLS_SCHEMA.read_text())
+    fields = XappSettings.model_fields
+    assert set(schema["properties"]) <= set(fields), set(schema["properties"]) - set(fields)
+    kinds = {"string": str, "integer": int, "number": float, "boolean": bool}
+    for name, prop in schema["properties"].items():
+        default = fields[name].default
+        if default is not None and not callable(default) and prop["type"] != "string":
+            assert isinstance(default, kinds[prop["type"]]) or (
+                prop["type"] == "number" and isinstance(default, int)
+            ), (name, default)
+
+
+def test_the_xapp_reads_its_descriptor_controls(descriptor, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("CONFIG_FILE", str(DESCRIPTOR))
+    s = XappSettings()
+    for key, value in descriptor["controls"].items():
+        got = getattr(s, key)
+        assert (str(got) if isinstance(got, Path) else got) == value, key
+    # The environment overrides the descriptor; flags override both.
+    monkeypatch.setenv("XAPP_RAPP", "elsewhere:1234")
+    assert XappSettings().rapp == "elsewhere:1234"
+    assert XappSettings(rapp="flag:1").rapp == "flag:1"
+    # A typo in the controls is an error, not a silently ignored key.
+    typo = tmp_path / "config-file.json"
+    typo.write_text(json.dumps({**descriptor, "controls": {"rap": "x:1"}}))
+    monkeypatch.setenv("CONFIG_FILE", str(typo))
+    with pytest.raises(ValueError, match="unknown controls"):
+        XappSettings()
+
+
+def test_probes_use_the_paths_and_port_the_xapp_serves(descriptor) -> None:
+    port = descriptor["controls"]["health_port"]
+    for key, path in (("livenessProbe", ALIVE_PATH), ("readinessProbe", READY_PATH)):
+        probe = descriptor[key]["httpGet"]
+        assert "/" + probe["path"].lstrip("/") == path and probe["port"] == port
+    assert any(p["port"] == port for p in descriptor["messaging"]["ports"])
+    assert XappSettings.model_fields["health_port"].default == port
+
+
+def _env_names(service: dict) -> set[str]:
+    env = service.get("environment", {})
+    return set(env) if isinstance(env, dict) else {e.split("=", 1)[0] for e in env}
+
+
+def test_compose_file_wires_the_four_services() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"mosquitto", "sim-ric", "rapp", "xapp"} <= set(services)
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    for name in ("sim-ric", "rapp", "xapp"):
+        build = services[name]["build"]
+        assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
+            DEPLOY / "Dockerfile"
+        ).resolve()
+        assert re.search(rf"^FROM base AS {build['target']}$", dockerfile, re.M), build
+    prefixes = {"sim-ric": ("SIM_", SimSettings), "rapp": ("RAPP_", RappSettings),
+                "xapp": ("XAPP_", XappSettings)}  # fmt: skip
+    for name, (prefix, cls) in prefixes.items():
+        for var in _env_names(services[name]):
+            if var == "XAPP_CONFIG_FILE":
+                continue
+            assert var.startswith(prefix) and var[len(prefix) :].lower() in cls.model_fields, var
+    xapp = services["xapp"]
+    assert xapp["depends_on"]["rapp"]["condition"] == "service_healthy"
+    mounted = xapp["volumes"][0].split(":")
+    assert (DEPLOY / mounted[0]).resolve() == DESCRIPTOR.resolve()
+    assert xapp["environment"]["XAPP_CONFIG_FILE"] == mounted[1]
+    broker_mount = services["mosquitto"]["volumes"][0].split(":")
+    assert (DEPLOY / broker_mount[0]).resolve() == (DEPLOY / "mosquitto/mosquitto.conf").resolve()
+
+
+def test_dockerfile_targets_run_the_console_scripts() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    text = (DEPLOY / "Dockerfile").read_text()
+    for target in ("sim-ric", "rapp-intent", "xapp-composer"):
+        stage = text.split(f"AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", stage, re.M).group(1))
+        assert entry[0] in scripts, (target, entry)
+    # What the base stage copies exists, and the ignore file lets it through.
+    for src in re.findall(r"^COPY (\S+) ", text, re.M):
+        assert (ROOT / src).exists() or src == "models", src
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    for pkg in ("sim_ric", "rapp_intent", "xapp_composer", "proto", "models"):
+        assert f"!{pkg}/**" in ignore
+
+
+def test_helm_chart_is_consistent() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["name"] == "lameta-ric"
+    assert values["xapp"]["replicas"] == 1  # one persistent MQTT session per network
+    # The chart ships copies of the descriptor and the broker config: the same files.
+    assert (CHART / "files/config-file.json").read_text() == DESCRIPTOR.read_text()
+    assert (CHART / "files/mosquitto.conf").read_text() == (
+        DEPLOY / "mosquitto/mosquitto.conf"
+    ).read_text()
+    xapp = (CHART / "templates/xapp.yaml").read_text()
+    assert f"path: {ALIVE_PATH}" in xapp and f"path: {READY_PATH}" in xapp
+    for var in re.findall(r"name: (XAPP_[A-Z_]+)", xapp):
+        assert var[5:].lower() in XappSettings.model_fields, var
+    for path in (CHART / "templates").glob("*.yaml"):
+        for ref in re.findall(r"\.Values\.([A-Za-z.]+)", path.read_text()):
+            node = values
+            for part in ref.split("."):
+                assert isinstance(node, dict) and part in node, (path.name, ref)
+                node = node[part]
+
+
+def test_mosquitto_accepts_the_deploy_config(tmp_path) -> None:
+    """Run Mosquitto on deploy/mosquitto/mosquitto.conf (port and paths moved to a temp
+    directory): it starts, refuses anonymous clients, accepts the password file's user."""
+    port = free_port()
+    (tmp_path / "data").mkdir()
+    passwd = tmp_path / "passwd"
+    tool = Path("/usr/bin/mosquitto_passwd")
+    if not tool.exists():
+        pytest.skip("mosquitto_passwd is not installed")
+    subprocess.run([str(tool), "-c", "-b", str(passwd), "lameta", "s3cret-hex"], check=True)
+    conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/mosquitto/auth/passwd", str(passwd))
+    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/data/")
+    conf += "user root\n"  # tests may run as root: keep it able to read the temp files
+    broker = Mosquitto(tmp_path, port)
+    broker.conf.write_text(conf)
+    broker.start()
+    try:
+        ok = MqttClient(f"mqtt://lameta:s3cret-hex@127.0.0.1:{port}", "auth-ok")
+        ok.start()
+        assert ok.wait_connected(5), ok.last_error
+        ok.stop()
+        anon = MqttClient(f"mqtt://127.0.0.1:{port}", "anon")
+        anon.start()
+        wait_until(lambda: anon.counters["connect_refused"], 5, "anonymous refused")
+        anon.stop(timeout=0)
+    finally:
+        broker.stop()
