@@ -38,7 +38,7 @@ proto: $(STAMP)
 	$(PY) proto/codegen.py
 
 demo: $(STAMP)
-	$(PY) -m sim_ric.demo
+	$(PY) -m xapp_composer.demo
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

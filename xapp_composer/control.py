@@ -36,11 +36,12 @@ code                   cause
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -295,9 +296,9 @@ class ControlCore:
     """Decides requests on the latest state with the current policy.
 
     Thread-safety: :meth:`install_state`, :meth:`install_runtime` and the readers may run
-    on different threads (the state and the policy are swapped atomically); requests are
-    decided by one thread at a time (:meth:`handle_request` then :meth:`commit`), which is
-    what makes duplicate detection exact.
+    on different threads (the state and the policy are swapped atomically); requests may
+    be processed by several threads (:meth:`process`), one request id by one thread at a
+    time, which is what keeps duplicate detection exact.
 
     Args:
         runtime: the policy.
@@ -338,6 +339,8 @@ class ControlCore:
         self._swap = threading.Lock()
         self._decided: OrderedDict[str, Decided] = OrderedDict()
         self._decided_lock = threading.Lock()
+        self._claims: dict[str, threading.Event] = {}
+        self._claims_lock = threading.Lock()
         self.metrics.set_policy(runtime.version, runtime.provider)
 
     # ---- state and policy ---------------------------------------------------------------
@@ -363,6 +366,9 @@ class ControlCore:
         types = list(current.prepared) if current is not None else []
         t0 = time.perf_counter()
         live = build_state(msg, runtime, types, received=self.clock())
+        if self.repair_infeasible:  # off the request path: repairs then cost ~0.1 ms
+            for chain_types in list(live.prepared):
+                live.search_space(chain_types)
         self.metrics.observe("state_prepare", time.perf_counter() - t0)
         return live
 
@@ -459,6 +465,53 @@ class ControlCore:
             self.metrics.drop("internal_error")
             return Result("dropped", reason=f"internal error: {exc!r}")
         return self._reject(rid, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+    @contextlib.contextmanager
+    def _claim(self, rid: str) -> Iterator[None]:
+        """Hold a request id while it is decided and published: a redelivery of it that
+        arrives meanwhile (another decider thread) waits, then finds it decided."""
+        if not rid:
+            yield
+            return
+        with self._claims_lock:
+            while (busy := self._claims.get(rid)) is not None:
+                self._claims_lock.release()
+                try:
+                    busy.wait()
+                finally:
+                    self._claims_lock.acquire()
+            self._claims[rid] = threading.Event()
+        try:
+            yield
+        finally:
+            with self._claims_lock:
+                self._claims.pop(rid).set()
+
+    def process(
+        self, payload: bytes, publish: Callable[[network_pb2.ControlDecision], bool]
+    ) -> tuple[Result, bool]:
+        """The whole life of one request delivery: decide, record, publish (the transport's
+        ``publish``), undo the record if the publish failed. Safe to call from several
+        threads: one request id is processed by one of them at a time.
+
+        Returns:
+            ``(result, settled)``: settled is False when a decision could not be handed to
+            the broker (do not acknowledge the request: it must come again).
+        """
+        with self._claim(_request_id(payload)):
+            try:
+                result = self.handle_request(payload)
+            except Exception as exc:  # a bug, not bad input: the request is still answered
+                log.exception("request_handling_failed", bytes=len(payload))
+                result = self.reject_internal(payload, exc)
+            if result.decision is None:
+                return result, True
+            self.commit(result)  # before the publish: its outcome may come back at once
+            if not publish(result.decision):
+                self.forget(result.request_id)
+                return result, False
+            self.published(result)
+            return result, True
 
     def handle_request(self, payload: bytes) -> Result:
         """Decide one request payload (does not publish; see :meth:`commit`)."""
@@ -639,6 +692,14 @@ class ControlCore:
         )
         log.info("request_rejected", request_id=rid, code=code, detail=detail)
         return Result("rejected", rid, decision, code, timings or {})
+
+
+def _request_id(payload: bytes) -> str:
+    """The request id of a payload, or "" when it has none that can be read."""
+    try:
+        return codec.decode_request(payload).request_id
+    except codec.DecodeError as exc:
+        return getattr(exc.message, "request_id", "") if exc.message is not None else ""
 
 
 def _check_request(req: network_pb2.ServiceRequest, net: Network) -> str:

@@ -15,8 +15,9 @@ topic                             direction  what
 ================================  =========  ============================================
 
 Threads: paho's network thread only hands messages over (requests to a queue, the
-latest state to a slot, outcomes to the relay queue); one *decider* thread decides the
-requests in arrival order, publishes, then acknowledges (so a request whose decision was
+latest state to a slot, outcomes to the relay queue); *decider* threads (``XAPP_DECIDERS``, so that one request's
+translation overlaps another's composition; one request id is handled by one of them at a
+time) decide each request, publish, then acknowledge (so a request whose decision was
 not handed to the broker is redelivered on the next connection of the persistent
 session, and a redelivered one that was decided is recognised and only acknowledged);
 a *state* thread rebuilds and prepares each new state off the request path; a *relay*
@@ -370,29 +371,29 @@ class XappService:
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.005)
-        try:
-            result = self.core.handle_request(delivery.payload)
-        except Exception as exc:  # a bug, not bad input: still answer the request
-            log.exception("request_handling_failed", bytes=len(delivery.payload))
-            result = self.core.reject_internal(delivery.payload, exc)
-        if result.decision is not None:
-            self.core.commit(result)  # before the publish: its outcome may come back fast
+        published_at = 0.0
+
+        def publish(decision: network_pb2.ControlDecision) -> bool:
+            nonlocal published_at
             t0 = time.perf_counter()
-            ok = self.client.publish(self.topics.control, codec.encode(result.decision), qos=1)
-            t1 = time.perf_counter()
-            if not ok:
-                self.core.forget(result.request_id)
-                self.metrics.drop("publish_failed")
-                log.error("decision_not_published", request_id=result.request_id)
-                return result  # not acknowledged: decided again when redelivered
-            self.core.published(result)
-            self.metrics.observe("publish", t1 - t0)
-            self.metrics.observe("end_to_end", t1 - received)
+            ok = self.client.publish(self.topics.control, codec.encode(decision), qos=1)
+            published_at = time.perf_counter()
+            self.metrics.observe("publish", published_at - t0)
+            return ok
+
+        result, settled = self.core.process(delivery.payload, publish)
+        if not settled:
+            self.metrics.drop("publish_failed")
+            log.error("decision_not_published", request_id=result.request_id)
+            return result  # not acknowledged: decided again when redelivered
+        if result.decision is not None:
+            self.metrics.observe("end_to_end", published_at - received)
             for stage, seconds in result.timings.items():
                 self.metrics.observe(stage, seconds)
             log.debug("decision_published", request_id=result.request_id,
                       status=result.status, chain=list(result.decision.chain),
-                      fallback=result.decision.fallback, ms=round((t1 - received) * 1e3, 3))  # fmt: skip
+                      fallback=result.decision.fallback,
+                      ms=round((published_at - received) * 1e3, 3))  # fmt: skip
         self.client.ack(delivery)
         return result
 
@@ -477,8 +478,11 @@ class XappService:
         s = self.settings
         self.rapp.check_health(timeout=min(1.0, s.connect_timeout))
         self.metrics.rapp_reachable.set(int(self.rapp.reachable))
+        for i in range(s.deciders):
+            t = threading.Thread(target=self._decider, name=f"xapp-decider-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
         for name, target in (
-            ("xapp-decider", self._decider),
             ("xapp-state", self._state_loop),
             ("xapp-relay", lambda: self.relay.run(self._done)),
             ("xapp-housekeeping", self._housekeeping),
@@ -513,16 +517,18 @@ class XappService:
         s = self.settings
         self._stopping.set()
         log.info("xapp_stopping", reason=reason, queued=self.inbound.qsize())
-        self.inbound.put(None)  # after every request already taken
-        decider = next((t for t in self._threads if t.name == "xapp-decider"), None)
-        if decider is not None:
-            decider.join(s.shutdown_grace)
-            if decider.is_alive():
-                log.warning("requests_unfinished_at_shutdown", queued=self.inbound.qsize())
+        deciders = [t for t in self._threads if t.name.startswith("xapp-decider")]
+        for _ in deciders:
+            self.inbound.put(None)  # after every request already taken
+        deadline = time.monotonic() + s.shutdown_grace
+        for t in deciders:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in deciders):
+            log.warning("requests_unfinished_at_shutdown", queued=self.inbound.qsize())
         self._done.set()
         self.relay.drain(min(2.0, s.shutdown_grace))
         for t in self._threads:
-            if t is not decider:
+            if t not in deciders:
                 t.join(2.0)
         self.client.stop(timeout=5.0)
         if self.health is not None:

@@ -132,7 +132,10 @@ class XappSettings(BaseSettings):
     dedup_capacity: int = Field(
         100_000, ge=1, description="decided request ids remembered to recognise redeliveries"
     )
-    inbound_queue: int = Field(10_000, ge=1, description="requests buffered for the decider")
+    inbound_queue: int = Field(10_000, ge=1, description="requests buffered for the deciders")
+    deciders: int = Field(
+        4, ge=1, le=64, description="threads deciding requests concurrently (overlap rApp calls)"
+    )
     outcome_queue: int = Field(
         10_000, ge=1, description="outcomes buffered for the rApp; beyond: counted drops"
     )

@@ -267,6 +267,47 @@ def test_duplicates_are_decided_once(runtime) -> None:
     assert len(rapp.calls) == 3
 
 
+def test_concurrent_deliveries_of_one_request_are_decided_once(runtime) -> None:
+    import threading
+
+    class SlowRapp(StubRapp):
+        def translate(self, *a):
+            time.sleep(0.2)  # the first delivery is still being decided when the second comes
+            return super().translate(*a)
+
+    core = make_core(runtime, SlowRapp())
+    core.on_state(state_payload(generate_network(3)))
+    published: list[str] = []
+    results = []
+
+    def publish(d) -> bool:
+        published.append(d.request_id)
+        return True
+
+    def worker(payload: bytes) -> None:
+        results.append(core.process(payload, publish))
+
+    threads = [threading.Thread(target=worker, args=(request(rid),))
+               for rid in ("same", "same", "other")]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(published) == ["other", "same"]
+    assert sorted(r.status for r, settled in results if settled) == [
+        "decided", "decided", "duplicate"]  # fmt: skip
+
+
+def test_a_failed_publish_leaves_the_request_undecided(runtime) -> None:
+    core = make_core(runtime)
+    core.on_state(state_payload(generate_network(3)))
+    res, settled = core.process(request("pf"), lambda d: False)
+    assert res.status == "decided" and not settled and core.decided("pf") is None
+    res, settled = core.process(request("pf"), lambda d: True)
+    assert res.status == "decided" and settled and core.decided("pf") is not None
+    assert core.metrics.snapshot()["decisions"] == 1
+
+
 def test_the_dedup_memory_is_bounded(runtime) -> None:
     core = make_core(runtime, dedup_capacity=3)
     core.on_state(state_payload(generate_network(3)))

@@ -266,11 +266,11 @@ def test_mosquitto_accepts_the_deploy_config(tmp_path) -> None:
     try:
         ok = MqttClient(f"mqtt://lameta:s3cret-hex@127.0.0.1:{port}", "auth-ok")
         ok.start()
-        assert ok.wait_connected(5), ok.last_error
+        assert ok.wait_connected(10), ok.last_error
         ok.stop()
         anon = MqttClient(f"mqtt://127.0.0.1:{port}", "anon")
         anon.start()
-        wait_until(lambda: anon.counters["connect_refused"], 5, "anonymous refused")
+        wait_until(lambda: anon.counters["connect_refused"], 10, "anonymous refused")
         anon.stop(timeout=0)
     finally:
         broker.stop()

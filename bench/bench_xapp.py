@@ -1,0 +1,148 @@
+"""xApp benchmarks (issue 6): prints one JSON object.
+
+(a) whole-chain decision latency of the ONNX policy, ``xapp-composer bench --agents N
+    --decisions 1000 --json`` at N = 81 (target p50 <= 0.5 ms) and N = 2,000 (target p50
+    <= 10 ms);
+(b) the closed loop on loopback: emulator -> broker -> xApp -> rApp (minilm) -> decision
+    published, at 20 requests/s: request-to-decision latency seen by a subscriber
+    (target p99 <= 60 ms) and lost / duplicated decisions over N requests (target: none
+    over 10,000), with the xApp's own per-stage latencies.
+
+The shipped policy ``models/policy/srl-general.onnx`` unless ``--policy``. Runs under
+the shared heavy-job lock (``/tmp/lameta-heavy.lock``) so that no other heavy job shares
+the two cores meanwhile (``--no-lock`` when the caller holds it).
+
+Usage: ``python bench/bench_xapp.py [--requests 10000] [--rate 20] [--broker mosquitto]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from xapp_composer.demo import SHIPPED_POLICY, ClosedLoop
+
+LOCK = Path("/tmp/lameta-heavy.lock")
+TARGETS = {"p50_ms_81": 0.5, "p50_ms_2000": 10.0, "closed_loop_p99_ms": 60.0}
+
+
+@contextlib.contextmanager
+def heavy_lock(enabled: bool):
+    if not enabled:
+        yield 0.0
+        return
+    t = time.monotonic()
+    with LOCK.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - t
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def decision_bench(policy: Path, agents: int, decisions: int, networks: int) -> dict:
+    exe = Path(sys.executable).with_name("xapp-composer")
+    res = subprocess.run(
+        [str(exe), "bench", "--agents", str(agents), "--decisions", str(decisions),
+         "--networks", str(networks), "--policy", str(policy), "--json"],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    if res.returncode != 0:
+        return {"error": res.stderr.strip().splitlines()[-1:]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def stage_latencies(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Mean and bucket-interpolated p50/p99 (ms) of the xApp's stage histograms."""
+    out: dict[str, dict[str, float]] = {}
+    for fam in text_string_to_metric_families(metrics_text):
+        if fam.name != "xapp_stage_latency_seconds":
+            continue
+        by: dict[str, dict] = {}
+        for s in fam.samples:
+            d = by.setdefault(s.labels["stage"], {"buckets": []})
+            if s.name.endswith("_bucket"):
+                d["buckets"].append((float(s.labels["le"]), s.value))
+            elif s.name.endswith("_sum"):
+                d["sum"] = s.value
+            elif s.name.endswith("_count"):
+                d["count"] = s.value
+        for stage, d in by.items():
+            n = d.get("count", 0)
+            if not n:
+                continue
+            buckets = sorted(d["buckets"])
+
+            def quantile(q: float, buckets=buckets, n=n) -> float:
+                target, lo_edge, lo_count = q * n, 0.0, 0.0
+                for edge, count in buckets:
+                    if count >= target:
+                        if edge == float("inf"):
+                            return lo_edge * 1e3
+                        frac = (target - lo_count) / max(count - lo_count, 1e-12)
+                        return (lo_edge + frac * (edge - lo_edge)) * 1e3
+                    lo_edge, lo_count = edge, count
+                return lo_edge * 1e3
+
+            out[stage] = {"count": n, "mean_ms": round(d["sum"] / n * 1e3, 3),
+                          "p50_ms": round(quantile(0.5), 3), "p99_ms": round(quantile(0.99), 3)}  # fmt: skip
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--policy", type=Path, default=SHIPPED_POLICY)
+    p.add_argument("--requests", type=int, default=10_000, help="closed-loop requests")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    p.add_argument("--broker", default="mosquitto", help="mosquitto, embedded or mqtt://...")
+    p.add_argument("--decisions", type=int, default=1000)
+    p.add_argument("--skip-decision-bench", action="store_true")
+    p.add_argument("--skip-closed-loop", action="store_true")
+    p.add_argument("--no-lock", action="store_true", help="the caller holds the heavy lock")
+    p.add_argument("--logs", type=Path, default=None, help="keep the components' logs here")
+    args = p.parse_args()
+    if not (args.policy.exists() and args.policy.with_suffix(".card.json").exists()):
+        print(f"bench_xapp: no policy at {args.policy}; train and export one, or --policy",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out: dict = {"policy": str(args.policy), "targets": TARGETS}
+    with heavy_lock(not args.no_lock) as waited:
+        out["lock_wait_s"] = round(waited, 1)
+        if not args.skip_decision_bench:
+            d81 = decision_bench(args.policy, 81, args.decisions, 10)
+            d2k = decision_bench(args.policy, 2000, args.decisions, 2)
+            out["decision_81"] = d81
+            out["decision_2000"] = d2k
+            out["p50_ms_81"] = d81.get("p50_ms")
+            out["p50_ms_2000"] = d2k.get("p50_ms")
+        if not args.skip_closed_loop:
+            log_dir = args.logs or Path(tempfile.mkdtemp(prefix="bench-xapp-"))
+            with ClosedLoop(args.policy, log_dir, broker=args.broker) as loop:
+                summary = loop.run(args.requests, args.rate)
+                stages = stage_latencies(loop.xapp_metrics())
+            out["closed_loop"] = {**summary, "rate": args.rate, "broker": args.broker,
+                                  "xapp_stages": stages, "logs": str(log_dir)}  # fmt: skip
+            out["closed_loop_p99_ms"] = summary["latency_ms"]["p99"]
+            out["closed_loop_lost"] = summary["lost"]
+            out["closed_loop_duplicated"] = summary["duplicated"]
+    met = {k: (out.get(k) is not None and out[k] <= v) for k, v in TARGETS.items() if k in out}
+    if "closed_loop_lost" in out:
+        met["closed_loop_none_lost_or_duplicated"] = (
+            out["closed_loop_lost"] == 0 and out["closed_loop_duplicated"] == 0
+        )
+    out["targets_met"] = met
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
