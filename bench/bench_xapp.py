@@ -61,6 +61,62 @@ def decision_bench(policy: Path, agents: int, decisions: int, networks: int) -> 
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+class _TimedSession:
+    """An onnxruntime session that adds up the time of its ``run`` calls."""
+
+    def __init__(self, session):
+        self.session = session
+        self.seconds = 0.0
+        self.calls = 0
+
+    def run(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return self.session.run(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t
+            self.calls += 1
+
+
+def decision_profile(policy: Path, agents: int, decisions: int) -> dict:
+    """Where a whole-chain decision's time goes (ms per decision): the ONNX runs of the
+    step heads and of the E-LAM head, and the Python work around them."""
+    import numpy as np
+
+    from sim_ric.network import generate_network
+    from xapp_composer import features as F
+    from xapp_composer.runtime import PolicyRuntime
+
+    rt = PolicyRuntime(policy)
+    heads, elam = _TimedSession(rt.session), _TimedSession(rt.elam_session)
+    rt.session, rt.elam_session = heads, elam  # type: ignore[assignment]
+    prep = rt.prepare(generate_network(10_000, n_agents=agents))
+    prompt, vec = "render the scene for my headset, no lag", (0.2, 0.1, 0.5, 0.2)
+    for _ in range(20):  # warm-up
+        rt.compose(prep, vec, rt.choose_elam(prep, "immersive", prompt), "immersive", prompt)
+    heads.seconds = elam.seconds = 0.0
+    heads.calls = elam.calls = 0
+    total = []
+    for _ in range(decisions):
+        t = time.perf_counter()
+        text = F.text_features(prompt)[None, :]
+        k = rt.choose_elam(prep, "immersive", prompt, text)
+        rt.compose(prep, vec, k, "immersive", prompt, text)
+        total.append(time.perf_counter() - t)
+    whole = float(np.sum(total))
+    return {
+        "agents": agents,
+        "decision_p50_ms": round(float(np.median(total)) * 1e3, 4),
+        "step_head_runs_per_decision": heads.calls / decisions,
+        "step_head_ms_per_run": round(heads.seconds / max(heads.calls, 1) * 1e3, 4),
+        "elam_head_ms_per_run": round(elam.seconds / max(elam.calls, 1) * 1e3, 4),
+        "onnx_share": round((heads.seconds + elam.seconds) / whole, 3),
+        "python_ms_per_decision": round(
+            (whole - heads.seconds - elam.seconds) / decisions * 1e3, 4
+        ),
+    }
+
+
 def stage_latencies(metrics_text: str) -> dict[str, dict[str, float]]:
     """Mean and bucket-interpolated p50/p99 (ms) of the xApp's stage histograms."""
     out: dict[str, dict[str, float]] = {}
@@ -124,6 +180,9 @@ def main() -> int:
             out["decision_2000"] = d2k
             out["p50_ms_81"] = d81.get("p50_ms")
             out["p50_ms_2000"] = d2k.get("p50_ms")
+            out["decision_profile"] = [
+                decision_profile(args.policy, n, min(args.decisions, 300)) for n in (81, 2000)
+            ]
         if not args.skip_closed_loop:
             log_dir = args.logs or Path(tempfile.mkdtemp(prefix="bench-xapp-"))
             with ClosedLoop(args.policy, log_dir, broker=args.broker) as loop:

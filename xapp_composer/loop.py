@@ -402,7 +402,11 @@ class XappService:
             item = self.inbound.get()
             if item is None:
                 return
-            self.decide_one(*item)
+            try:
+                self.decide_one(*item)
+            except Exception:  # a bug in the transport path: keep the decider alive
+                self.metrics.event("decider_error")
+                log.exception("decider_failed", dup=item[0].dup)
             self.metrics.inbound_queue.set(self.inbound.qsize())
 
     # ---- state ---------------------------------------------------------------------------
