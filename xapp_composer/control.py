@@ -596,6 +596,11 @@ class ControlCore:
         )
         return Result("decided", rid, decision, cause, timings)
 
+    def usable_state(self) -> bool:
+        """A state is serving and is not too old to decide on."""
+        live = self.state
+        return live is not None and self._age(live) <= self.max_state_age_s
+
     # ---- helpers ------------------------------------------------------------------------
     def _age(self, live: LiveState) -> float:
         """Seconds since the state was made (its timestamp; reception when it has none)."""

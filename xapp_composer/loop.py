@@ -61,10 +61,10 @@ EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
 TICK_S = 0.25
 """Housekeeping period; also bounds how long the loops take to notice a stop."""
-FIRST_STATE_WAIT_S = 2.0
-"""A request that comes before any state was installed, while one is being prepared (at
-start, the retained state and the first requests arrive together), waits this long for
-it rather than being rejected for want of a state."""
+STATE_WAIT_S = 2.0
+"""A request that finds no usable state (none yet, or a stale one) while a new state is
+being prepared (at start, or after a broker outage, the retained state and the first
+requests arrive together) waits this long for it rather than being rejected."""
 
 log = structlog.get_logger("xapp_composer.loop")
 
@@ -363,11 +363,12 @@ class XappService:
     # ---- decider -------------------------------------------------------------------------
     def decide_one(self, delivery: Delivery, received: float) -> Result:
         """Decide, publish and acknowledge one request delivery."""
-        if self.core.state is None and self._state_pending.is_set():
-            deadline = time.monotonic() + FIRST_STATE_WAIT_S
+        if self._state_pending.is_set() and not self.core.usable_state():
+            # At start, or after a broker outage: a fresh state is being prepared.
+            deadline = time.monotonic() + STATE_WAIT_S
             while (
-                self.core.state is None
-                and self._state_pending.is_set()
+                self._state_pending.is_set()
+                and not self.core.usable_state()
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.005)
