@@ -89,7 +89,9 @@ class RappSettings(BaseSettings):
         description="constrained: only well-formed vectors of multiples of 0.05 summing to 1 "
         "can be generated (beam search); free: plain greedy decoding, answer parsed",
     )
-    smollm2_beams: int = Field(4, ge=1, le=32, description="beam width of constrained decoding")
+    smollm2_beams: int = Field(
+        1, ge=1, le=32, description="beam width of constrained decoding (1: greedy, fastest)"
+    )
 
     # --- in-context memory (paper eqs. 44-46) ----------------------------------------
     memory_path: Path = Field(

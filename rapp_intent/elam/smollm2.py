@@ -205,7 +205,7 @@ class SmolLM2ELam(ELam):
         max_new_tokens: int = 28,
         context_shots: int = 0,
         decoding: str = "constrained",
-        beams: int = 4,
+        beams: int = 1,
     ):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -371,29 +371,54 @@ class SmolLM2ELam(ELam):
         return text
 
     def _constrained(self, logits: torch.Tensor, cache: Any, deadline: float | None) -> list[int]:
-        """Beam search over the answer tree (all answers have the same token count).
+        """Beam search over the answer tree; the most likely allowed answer wins.
 
-        The beams advance in lockstep, one token per forward pass of the whole beam
-        batch; the answer with the largest total log-probability wins. With one beam
-        this is greedy decoding restricted to allowed tokens.
+        The beams advance in lockstep. At a choice (a digit with several allowed values)
+        every beam's allowed continuations are scored and the best ``self.beams`` kept;
+        tokens that are forced for every beam (separators, the last weight, which the
+        others determine) are then fed in one forward pass, and their log-probabilities
+        count towards the beam's score. With one beam this is greedy decoding restricted
+        to allowed tokens.
         """
-        beams: list[tuple[float, list[int], dict[int, Any]]] = [(0.0, [], self._trie)]
+        scores = [0.0]
+        tokens: list[list[int]] = [[]]
+        nodes: list[dict[int, Any]] = [self._trie]
         while True:
             logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
             candidates = []
-            for b, (score, _tokens, node) in enumerate(beams):
+            for b, node in enumerate(nodes):
                 allowed = list(node)
                 row = logp[b, allowed].tolist()
-                candidates += [(score + lp, b, tok) for lp, tok in zip(row, allowed, strict=True)]
+                candidates += [
+                    (scores[b] + lp, b, tok) for lp, tok in zip(row, allowed, strict=True)
+                ]
             candidates.sort(key=lambda c: c[0], reverse=True)
             chosen = candidates[: self.beams]
-            beams = [(sc, beams[b][1] + [tok], beams[b][2][tok]) for sc, b, tok in chosen]
-            if not beams[0][2]:  # every answer has the same length: all beams are done
-                return beams[0][1]
+            parents = [b for _, b, _ in chosen]
+            scores = [sc for sc, _, _ in chosen]
+            tokens = [tokens[b] + [tok] for _, b, tok in chosen]
+            nodes = [nodes[b][tok] for _, b, tok in chosen]
+            runs = [[tok] for _, _, tok in chosen]
+            while all(len(node) == 1 for node in nodes):  # forced for every beam
+                for k, node in enumerate(nodes):
+                    only = next(iter(node))
+                    runs[k].append(only)
+                    tokens[k].append(only)
+                    nodes[k] = node[only]
+            done = not nodes[0]  # all answers have the same token count
+            if done and len(nodes) == 1:
+                return tokens[0]
             _check(deadline)
-            cache.batch_select_indices(torch.tensor([b for _, b, _ in chosen]))
-            step = torch.tensor([[tok] for _, _, tok in chosen])
+            if parents != list(range(len(parents))):
+                cache.batch_select_indices(torch.tensor(parents))
+            step = torch.tensor(runs)
             logits = self.model(input_ids=step, past_key_values=cache, use_cache=True).logits
+            if step.shape[1] > 1:  # log-probabilities of the forced tokens
+                forced = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                gathered = forced.gather(-1, step[:, 1:].unsqueeze(-1)).squeeze(-1)
+                scores = [sc + float(x) for sc, x in zip(scores, gathered.sum(-1), strict=True)]
+            if done:
+                return tokens[max(range(len(scores)), key=scores.__getitem__)]
 
     def _translate(
         self,

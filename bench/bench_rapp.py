@@ -1,0 +1,183 @@
+"""Intent rApp benchmarks (issue rapp_intent): prints one JSON object.
+
+Starts ``rapp-intent serve`` as its own process (so client and server do not share an
+interpreter) and measures over gRPC on loopback:
+
+- ``minilm`` Translate latency of single prompts, p50 / p99 (target p50 <= 25 ms);
+- ``minilm`` TranslateBatch throughput, prompts per second (target >= 200);
+- ``smollm2`` Translate latency, p50 (target <= 2 s).
+
+Prompts are the project's labelled intents, each sent once (no embedding-cache hits).
+The run holds the shared heavy-job lock (``/tmp/lameta-heavy.lock``) so that other heavy
+jobs on the machine do not distort it; the load average is reported alongside.
+
+Usage: ``python bench/bench_rapp.py [--single N] [--batch B] [--batches K] [--smollm2 M]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+INTENTS = REPO / "rapp_intent" / "data" / "intents"
+
+
+def _prompts() -> list[tuple[str, str]]:
+    rows = []
+    for path in sorted(INTENTS.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            rows += [json.loads(line) for line in fh if line.strip()]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(rows))
+    return [(rows[i]["prompt"], rows[i]["app"]) for i in order]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _heavy_lock(path: str):
+    if not path:
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _server(models: str, tmp: Path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RAPP_PORT": str(port),
+        "RAPP_METRICS_PORT": "0",
+        "RAPP_MEMORY_PATH": str(tmp / "bench-memory.sqlite3"),
+        "RAPP_LOG_LEVEL": "WARNING",
+        "RAPP_MAX_CONCURRENT_RPCS": "64",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rapp_intent.cli", "serve", "--models", models],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        start = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rapp-intent serve exited with {proc.returncode}")
+            try:
+                if (
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    break
+            except grpc.RpcError:
+                pass
+            if time.monotonic() - start > 900:
+                raise RuntimeError("server not SERVING after 900 s")
+            time.sleep(0.2)
+        yield intent_pb2_grpc.IntentServiceStub(channel), time.monotonic() - start
+    finally:
+        channel.close()
+        proc.terminate()
+        proc.wait(120)
+
+
+def _single(stub, prompts, model: str) -> list[float]:
+    out = []
+    for prompt, app in prompts:
+        t = time.perf_counter()
+        resp = stub.Translate(
+            intent_pb2.TranslateRequest(prompt=prompt, app=app, model=model), timeout=120
+        )
+        out.append(time.perf_counter() - t)
+        assert len(resp.preference) == 4
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=200, help="minilm single calls")
+    parser.add_argument("--batch", type=int, default=64, help="prompts per TranslateBatch")
+    parser.add_argument("--batches", type=int, default=6, help="TranslateBatch calls")
+    parser.add_argument("--smollm2", type=int, default=15, help="smollm2 single calls")
+    parser.add_argument("--lock", default="/tmp/lameta-heavy.lock", help="'' for no lock")
+    args = parser.parse_args()
+    prompts = _prompts()
+    need = 10 + args.single + args.batch * args.batches
+    if need + args.smollm2 > len(prompts):
+        raise SystemExit(f"only {len(prompts)} distinct prompts; asked for {need + args.smollm2}")
+    warm, rest = prompts[:10], prompts[10:]
+    single, rest = rest[: args.single], rest[args.single :]
+    batched, rest = rest[: args.batch * args.batches], rest[args.batch * args.batches :]
+    smol = rest[: args.smollm2]
+    res: dict = {"torch_threads_env": os.environ.get("RAPP_TORCH_THREADS", "default")}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-rapp-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    with _heavy_lock(args.lock):
+        res["load_avg_1m_start"] = os.getloadavg()[0]
+        with _server("minilm,smollm2", tmp) as (stub, ready_s):
+            res["server_ready_s"] = round(ready_s, 2)
+            _single(stub, warm, "minilm")
+            lat = _single(stub, single, "minilm")
+            res["minilm_single_ms_p50"] = round(float(np.percentile(lat, 50)) * 1e3, 2)
+            res["minilm_single_ms_p99"] = round(float(np.percentile(lat, 99)) * 1e3, 2)
+            res["minilm_single_n"] = len(lat)
+            t = time.perf_counter()
+            for k in range(args.batches):
+                chunk = batched[k * args.batch : (k + 1) * args.batch]
+                resp = stub.TranslateBatch(
+                    intent_pb2.TranslateBatchRequest(
+                        requests=[
+                            intent_pb2.TranslateRequest(prompt=p, app=a, model="minilm")
+                            for p, a in chunk
+                        ]
+                    ),
+                    timeout=300,
+                )
+                assert len(resp.responses) == len(chunk)
+            elapsed = time.perf_counter() - t
+            res["minilm_batch_size"] = args.batch
+            res["minilm_batch_prompts_per_s"] = round(len(batched) / elapsed, 1)
+            _single(stub, warm[:2], "smollm2")
+            lat = _single(stub, smol, "smollm2")
+            res["smollm2_single_s_p50"] = round(float(np.percentile(lat, 50)), 3)
+            res["smollm2_single_s_max"] = round(float(np.max(lat)), 3)
+            res["smollm2_n"] = len(lat)
+        res["load_avg_1m_end"] = os.getloadavg()[0]
+    res["targets_met"] = {
+        "minilm_single_p50_le_25ms": res["minilm_single_ms_p50"] <= 25,
+        "minilm_batch_ge_200_per_s": res["minilm_batch_prompts_per_s"] >= 200,
+        "smollm2_p50_le_2s": res["smollm2_single_s_p50"] <= 2,
+    }
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
