@@ -8,6 +8,10 @@ import sys
 import structlog
 
 
+def _stderr_logger(*_args) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog once at a service's edge.
 
@@ -35,6 +39,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr is looked up at every log call, not captured once: a test runner (or
+        # a daemon) may replace it after configuration.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
