@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=_models, help="E-LAMs to score (default: RAPP_MODELS)")
     p.add_argument("--json", action="store_true", help="print the JSON object")
     p.set_defaults(fn=cmd_eval)
+
+    from rapp_intent.iokd.cli import add_subcommands  # issue 4: iokd-dataset, distill, iokd-report
+
+    add_subcommands(sub)
     return parser
 
 

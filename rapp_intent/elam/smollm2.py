@@ -220,6 +220,11 @@ class SmolLM2ELam(ELam):
         self.max_new_tokens = max_new_tokens
         self.context_shots = context_shots
         self.demonstrations = list(demonstrations or load_demonstrations())
+        # A distilled artefact's card may name its own prompt (IoKD: short, no few-shot).
+        card_prompt = self.card.get("prompt") or {}
+        self.system_prompt = str(card_prompt.get("system", SYSTEM_PROMPT))
+        if card_prompt.get("demonstrations") == 0:
+            self.demonstrations = []
         self._lock = threading.Lock()
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
@@ -249,7 +254,7 @@ class SmolLM2ELam(ELam):
     # --- prompt ------------------------------------------------------------------------
     def messages(self, prompt: str, context: MemoryContext | None = None) -> list[dict[str, str]]:
         """Chat messages for one request: system, demonstrations, memory shots, request."""
-        msgs = [{"role": "system", "content": SYSTEM_PROMPT}]
+        msgs = [{"role": "system", "content": self.system_prompt}]
         for demo in self.demonstrations:
             msgs.append({"role": "user", "content": user_turn(demo["prompt"], demo["app"])})
             msgs.append({"role": "assistant", "content": format_vector(demo["s"])})

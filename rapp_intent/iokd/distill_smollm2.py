@@ -1,0 +1,417 @@
+"""IoKD for the ``smollm2`` E-LAM: token-level weighted DPO with LoRA adapters (eqs. 27-32).
+
+The policy pi_theta(s | p) of a generative E-LAM is the probability of the answer text
+of s, ``format_vector(s)`` followed by the end-of-turn token, given the chat prompt:
+log pi(s | p) is the sum of the answer tokens' log-probabilities. Eq. 31 compares that
+for s_p and a contrastive s_c (eq. 25), relative to the reference policy, the raw
+SmolLM2-135M-Instruct (eq. 31: the E-LAM before distillation).
+
+- Only LoRA adapters (peft) on the top ``lora_layers`` decoder layers are trained, so
+  backward passes stop there and the artefact is a few MB; the base model is never
+  copied into ``models/``.
+- The reference log-probabilities are computed once, before training, with the same
+  prompts (the reference never changes).
+- The distilled model answers a short prompt (:data:`DISTILLED_SYSTEM` and the request),
+  without the raw model's few-shot demonstrations: the model card records the prompt
+  and the rApp builds the same one when it loads the adapters.
+- A prompt runs once per step and its key/value cache serves s_p and its contrastive
+  answers (:func:`group_logps`); every answer has the same token count, so they batch
+  without padding. The short prompt and the shared pass keep a step cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+
+from rapp_intent.iokd.data import Sample
+from rapp_intent.iokd.distill_minilm import dataset_means, dedupe
+from rapp_intent.iokd.loss import LossConfig, iokd_loss, sample_beta
+
+log = structlog.get_logger(__name__)
+
+DISTILLED_SYSTEM = "Answer with the preference vector [w_C, w_B, w_L, w_P] of the request."
+"""System message of the distilled model (recorded in its model card)."""
+
+
+@dataclass(frozen=True)
+class Smollm2DistillConfig:
+    """Distillation of SmolLM2-135M-Instruct with LoRA.
+
+    Attributes:
+        loss: eq. 31/32 configuration (kind, beta_base, lambda, auxiliary NLL weight).
+        steps: optimiser steps.
+        batch_items: prompts per step.
+        contrastive_per_item: contrastive answers s_c per prompt (each makes a pair
+            with s_p; the prompt's forward pass is shared by its answers).
+        lr: AdamW learning rate of the adapters.
+        warmup_steps: linear warm-up steps (then cosine decay to 10 %).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator.
+        lora_dropout: dropout on the LoRA input.
+        lora_layers: adapters on the top this many decoder layers (0: all layers).
+        target_modules: projections that get adapters.
+        max_minutes: wall-clock limit of the training loop (the run stops cleanly and
+            the card records the steps done).
+        seed: pair order, initialisation.
+    """
+
+    loss: LossConfig = field(
+        default_factory=lambda: LossConfig(beta_base=0.1, lam=1.5, nll_weight=1.0)
+    )
+    steps: int = 150
+    batch_items: int = 4
+    contrastive_per_item: int = 2
+    lr: float = 5e-4
+    warmup_steps: int = 10
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_layers: int = 12
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    max_minutes: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_items < 1 or self.contrastive_per_item < 1:
+            raise ValueError("steps, batch_items and contrastive_per_item must be positive")
+        if self.lora_r < 1 or self.lora_layers < 0:
+            raise ValueError("lora_r must be positive and lora_layers non-negative")
+
+
+class PromptBuilder:
+    """Token ids of the distilled prompt and of answers (ChatML, as the rApp builds them).
+
+    The request text is tokenised with ``split_special_tokens`` so that a request holding
+    ``<|im_start|>`` stays text, exactly as the serving E-LAM does.
+    """
+
+    def __init__(self, tokenizer: Any, system: str = DISTILLED_SYSTEM):
+        self.tok = tokenizer
+        self.system = system
+        self.im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+        self.im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def _ids(self, text: str, split: bool = False) -> list[int]:
+        return list(
+            self.tok(text, add_special_tokens=False, split_special_tokens=split)["input_ids"]
+        )
+
+    def turn(self, role: str, content: str) -> list[int]:
+        """One ChatML turn."""
+        return [
+            self.im_start,
+            *self._ids(f"{role}\n"),
+            *self._ids(content, split=True),
+            self.im_end,
+            *self._ids("\n"),
+        ]
+
+    def prompt(self, request: str, app: str | None) -> list[int]:
+        """System turn, user turn, and the opening of the assistant turn."""
+        from rapp_intent.elam.smollm2 import user_turn
+
+        return (
+            self.turn("system", self.system)
+            + self.turn("user", user_turn(request, app))
+            + [self.im_start]
+            + self._ids("assistant\n")
+        )
+
+    def answer(self, vector: Sequence[float]) -> list[int]:
+        """The answer text of a vector plus the end-of-turn token."""
+        from rapp_intent.elam.smollm2 import format_vector
+
+        return [*self._ids(format_vector(vector)), self.im_end]
+
+
+def group_logps(
+    model: torch.nn.Module, prompts: Sequence[list[int]], answers: Sequence[Sequence[list[int]]]
+) -> torch.Tensor:
+    """log pi(answer | prompt) for several answers per prompt, sharing the prompt's pass.
+
+    The prompts run once (left-padded, position ids skipping the padding); their key/value
+    cache is repeated for each answer, and all answers, which have the same token count
+    (every vector's text does), run in one batch. Gradients flow through the shared
+    prompt pass.
+
+    Args:
+        model: the causal language model.
+        prompts: token ids of each prompt.
+        answers: for each prompt, the same number of answers (token ids, equal lengths).
+
+    Returns:
+        Summed answer log-probabilities, shape (len(prompts), answers per prompt).
+    """
+    n_ans = len(answers[0])
+    length = len(answers[0][0])
+    if any(len(a) != n_ans for a in answers) or any(len(x) != length for a in answers for x in a):
+        raise ValueError("every prompt needs the same number of equally long answers")
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
+    )
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n_ans)
+    first = out.logits[:, -1].repeat_interleave(n_ans, dim=0)  # predicts answer token 0
+    rows = torch.tensor([x for a in answers for x in a])  # (B * n_ans, length)
+    mask2 = torch.cat(
+        [mask.repeat_interleave(n_ans, dim=0), torch.ones(len(rows), length, dtype=mask.dtype)],
+        dim=1,
+    )
+    pos2 = pos[:, -1:].repeat_interleave(n_ans, dim=0) + 1 + torch.arange(length)
+    logits = model(
+        input_ids=rows, attention_mask=mask2, position_ids=pos2, past_key_values=cache
+    ).logits
+    logits = torch.cat([first[:, None], logits[:, :-1]], dim=1).float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, rows[..., None])[..., 0].sum(-1)
+    return logp.view(len(prompts), n_ans)
+
+
+@dataclass
+class Items:
+    """Training items: a prompt, its answer s_p and m contrastive answers s_c (eq. 25).
+
+    Attributes:
+        prompts: prompt token ids per item.
+        answers: per item, [s_p, s_c1, ..., s_cm] answer token ids.
+        ref: log pi_ref of each answer, shape (n, 1 + m), computed once.
+        beta: beta of each item (eq. 32 or constant), shape (n,).
+    """
+
+    prompts: list[list[int]]
+    answers: list[list[list[int]]]
+    ref: torch.Tensor
+    beta: torch.Tensor
+
+
+def make_items(
+    samples: Sequence[Sample], n_items: int, config: Smollm2DistillConfig
+) -> list[tuple[Sample, list[tuple[float, ...]], float]]:
+    """Choose ``n_items`` (sample, [s_c ...], beta): every sample once before any twice.
+
+    Each visit of a sample takes its next ``contrastive_per_item`` contrastive vectors
+    (eq. 25 order, cycling).
+    """
+    means = dataset_means(samples)
+    data = dedupe(samples)
+    beta = sample_beta(
+        np.array([s.s for s in data]),
+        np.array([means[s.target_app or s.app] for s in data]),
+        config.loss,
+    )
+    m = config.contrastive_per_item
+    rng = np.random.default_rng(config.seed)
+    out = []
+    visit = 0
+    while len(out) < n_items:
+        for i in rng.permutation(len(data)):
+            s = data[int(i)]
+            k = len(s.contrastive)
+            cs = [s.contrastive[(visit * m + j) % k] for j in range(m)]
+            out.append((s, cs, float(beta[int(i)])))
+            if len(out) == n_items:
+                break
+        visit += 1
+    return out
+
+
+def reference_items(
+    model: torch.nn.Module,
+    builder: PromptBuilder,
+    chosen: Sequence[tuple[Sample, list[tuple[float, ...]], float]],
+    batch: int = 16,
+    progress: bool = False,
+) -> Items:
+    """Tokenise the items and compute log pi_ref once (no gradient)."""
+    from tqdm.auto import tqdm
+
+    prompts = [builder.prompt(s.prompt, s.app) for s, _, _ in chosen]
+    answers = [[builder.answer(s.s)] + [builder.answer(c) for c in cs] for s, cs, _ in chosen]
+    refs = []
+    model.eval()
+    with torch.no_grad():
+        for start in tqdm(
+            range(0, len(chosen), batch),
+            desc="smollm2: reference log-probs",
+            disable=not progress,
+            unit="batch",
+        ):
+            sl = slice(start, start + batch)
+            refs.append(group_logps(model, prompts[sl], answers[sl]))
+    return Items(
+        prompts=prompts,
+        answers=answers,
+        ref=torch.cat(refs),
+        beta=torch.tensor([b for _, _, b in chosen], dtype=torch.float32),
+    )
+
+
+def add_adapters(model: torch.nn.Module, config: Smollm2DistillConfig) -> torch.nn.Module:
+    """Wrap the model with fresh LoRA adapters on the top ``lora_layers`` layers."""
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = model.config.num_hidden_layers
+    layers = None
+    if config.lora_layers and config.lora_layers < n_layers:
+        layers = list(range(n_layers - config.lora_layers, n_layers))
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _lr_factor(step: int, config: Smollm2DistillConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / span
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_adapters(
+    model: torch.nn.Module,
+    items: Items,
+    config: Smollm2DistillConfig,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The training loop: eq. 31 (with the configured beta) on the adapters only.
+
+    Args:
+        model: the peft-wrapped model (only adapter parameters require gradients).
+        items: the items with reference log-probabilities.
+        config: hyper-parameters.
+        progress: tqdm bar.
+
+    Returns:
+        Training history (losses, pair accuracy, steps done, seconds).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable (adapter) parameters")
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
+    model.train()
+    start = time.perf_counter()
+    hist: dict[str, Any] = {"loss": [], "pairwise": [], "nll": [], "accuracy": []}
+    n = len(items.prompts)
+    bar = tqdm(range(config.steps), desc="smollm2: distil", disable=not progress, unit="step")
+    for step in bar:
+        idx = [(step * config.batch_items + j) % n for j in range(config.batch_items)]
+        logps = group_logps(
+            model, [items.prompts[i] for i in idx], [items.answers[i] for i in idx]
+        )  # (b, 1 + m)
+        ref = items.ref[idx]
+        m = logps.shape[1] - 1
+        n_tokens = torch.full((len(idx) * m,), float(len(items.answers[idx[0]][0])))
+        out = iokd_loss(
+            logps[:, :1].expand(-1, m).reshape(-1),
+            logps[:, 1:].reshape(-1),
+            ref[:, :1].expand(-1, m).reshape(-1),
+            ref[:, 1:].reshape(-1),
+            items.beta[idx].repeat_interleave(m),
+            nll_weight=config.loss.nll_weight,
+            nll_norm=n_tokens,
+        )
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        for key, value in (
+            ("loss", out.loss),
+            ("pairwise", out.pairwise),
+            ("nll", out.nll),
+            ("accuracy", out.accuracy),
+        ):
+            hist[key].append(round(float(value.detach()), 5))
+        bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", acc=f"{hist['accuracy'][-1]:.2f}")
+        if time.perf_counter() - start > 60 * config.max_minutes:
+            log.warning("smollm2.time_limit", steps_done=step + 1, minutes=config.max_minutes)
+            break
+    model.eval()
+    hist["steps_done"] = len(hist["loss"])
+    hist["seconds"] = round(time.perf_counter() - start, 1)
+    return hist
+
+
+def load_base(cache_dir: Path) -> tuple[torch.nn.Module, Any]:
+    """The raw SmolLM2-135M-Instruct (fp32) and its tokenizer, via the rApp's cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rapp_intent.elam.smollm2 import ensure_dequantised
+
+    folder = ensure_dequantised(cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    return model.eval(), tokenizer
+
+
+def distill_smollm2(
+    samples: Sequence[Sample],
+    cache_dir: Path,
+    config: Smollm2DistillConfig = Smollm2DistillConfig(),
+    progress: bool = False,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Distil D_IoKD into LoRA adapters of SmolLM2-135M-Instruct.
+
+    Args:
+        samples: D_IoKD with contrastive vectors.
+        cache_dir: the rApp's cache root (dequantised base model).
+        config: hyper-parameters.
+        progress: tqdm bars.
+
+    Returns:
+        The peft model (adapters trained; save with ``save_pretrained``) and a summary
+        for the model card.
+    """
+    start = time.perf_counter()
+    model, tokenizer = load_base(cache_dir)
+    builder = PromptBuilder(tokenizer)
+    chosen = make_items(samples, config.steps * config.batch_items, config)
+    items = reference_items(model, builder, chosen, progress=progress)  # pi_ref: raw model
+    peft_model = add_adapters(model, config)
+    hist = train_adapters(peft_model, items, config, progress)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    summary = {
+        "samples": len(dedupe(samples)),
+        "items": len(chosen),
+        "pairs": len(chosen) * config.contrastive_per_item,
+        "distinct_samples_used": len({s.id for s, _, _ in chosen}),
+        "beta_mean": float(items.beta.mean()),
+        "trainable_parameters": int(trainable),
+        "steps_done": hist["steps_done"],
+        "final_loss": float(np.mean(hist["loss"][-10:])),
+        "final_pair_accuracy": float(np.mean(hist["accuracy"][-10:])),
+        "loss_curve": hist["loss"],
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "config": asdict(config),
+    }
+    return peft_model, summary
