@@ -66,6 +66,13 @@ _META = (
     "would you like",
     "user:",
     "assistant:",
+    "a user of",
+    "this application",
+    "the application is",
+    "application:",
+    "requirement:",
+    "the request ",
+    "requests from",
 )
 """Phrases of a model talking about the task or to the user, not of a user's request."""
 _DIGITS = re.compile(r"\d+")
@@ -87,6 +94,8 @@ class AugmentConfig:
             drifted from the intent it was asked to keep.
         max_source_distance: largest angular distance (eq. 24) of a C-LAM label from its
             source's label.
+        max_length_ratio: most words of a candidate per word of its source (a request
+            with the same intent in other words is not three times as long); at least 12.
         max_tokens: generation budget of one candidate.
         temperature: sampling temperature.
         min_words: fewest words of a request.
@@ -102,6 +111,7 @@ class AugmentConfig:
     tau_topic: float = 0.55
     tau_source: float = 0.6
     max_source_distance: float = 0.1
+    max_length_ratio: float = 2.5
     max_tokens: int = 80
     temperature: float = 0.8
     min_words: int = 3
@@ -203,6 +213,7 @@ def parse_candidate(text: str) -> Parsed:
     if request is not None:
         request = request.strip().strip('"\u201c\u201d').strip()
         request = request.splitlines()[0].strip() if request else ""
+        request = re.sub(r"^(request|prompt)\s*:\s*", "", request, flags=re.I).strip()
     reasoning_match = _REASONING.search(text)
     reasoning = reasoning_match.group(1).strip() if reasoning_match else ""
     vec_match = _VECTOR.search(text)
@@ -385,6 +396,12 @@ def _check(
             f"the label contradicts the request: {p}" for p in label_problems(cand.request, label)
         ]
         problems += [f"unlike example 1, {p}" for p in cue_problems(source.prompt, cand.request)]
+        longest = max(config.max_length_ratio * len(source.prompt.split()), 12)
+        if len(cand.request.split()) > longest:
+            problems.append(
+                f"it is much longer than example 1 ({len(cand.request.split())} words, "
+                f"example 1 has {len(source.prompt.split())})"
+            )
         added = sorted(set(_DIGITS.findall(cand.request)) - set(_DIGITS.findall(source.prompt)))
         if added:
             problems.append(

@@ -51,6 +51,8 @@ _FACTOR_WORDS = {
 }
 _NEUTRAL_WORDS = r"neutral|even|no (stated |particular |specific )?preference|equal|balanced"
 _NUMBER = re.compile(r"\b0?\.\d+\b")
+_PERCENT = re.compile(r"\d\s*%")
+_UNITS = re.compile(r"\b0?\.\d+\s*(seconds|second|secs|ms|milliseconds|minutes)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,12 @@ def reasoning_problems(text: str, sample: Sample, config: CotConfig = CotConfig(
     if len(words) >= 12 and len({w.lower().strip(".,;:") for w in words}) < 0.5 * len(words):
         problems.append("it repeats itself")
     low = text.lower()
-    if "<|" in text or ("request:" in low and "vector" in low and len(words) < 12):
+    if "<|" in text or "vector [w_" in low or "rubric reading:" in low or "request:" in low:
         problems.append("it repeats the prompt instead of explaining it")
+    if _PERCENT.search(text):
+        problems.append("it quotes percentages; the weights are fractions")
+    if _UNITS.search(text):
+        problems.append("it gives a weight a unit; weights are shares of importance")
     top = max(sample.s)
     if top - min(sample.s) < 1e-9:
         if not re.search(_NEUTRAL_WORDS, low):
