@@ -331,6 +331,10 @@ def lookahead_candidates(s: BatchState, step: int, shared: bool) -> np.ndarray:
     if shared:
         return step_candidates(s, step + 1)
     cand = np.flatnonzero(s.usable[0, step + 1])
+    if len(cand) == 0:
+        # Nobody can follow: one placeholder, masked out by step_inputs (the chain cannot
+        # be completed, so every candidate's lookahead is infeasible).
+        return np.zeros(1, dtype=np.int64)
     if len(cand) <= K_LOOK:
         return cand
     orders = [np.argsort(-s.logp[0, cand]), np.argsort(s.lat[0, cand]),

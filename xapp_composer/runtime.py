@@ -71,6 +71,11 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if len(wanted) > 1:
+        # Trying CUDA on a machine without its libraries makes onnxruntime print a
+        # library-load error and fall back to the CPU; keep that attempt quiet and log
+        # what the session really got instead.
+        opts.log_severity_level = 4
     try:
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
     except Exception as exc:  # a broken CUDA install: fall back rather than die
@@ -206,6 +211,9 @@ class PolicyRuntime:
         elam = None if self.mode == "even" or elam_index < 0 else np.array([elam_index])
         app_i = np.array([_app_index(app)])
         text = F.text_features(prompt)[None, :] if text is None else text
+        for k in range(n):
+            if not s.usable[0, k].any():
+                raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
         prefix = F.Prefix.empty(1)
         chain: list[int] = []
         for k in range(n):

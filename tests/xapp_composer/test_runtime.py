@@ -68,3 +68,19 @@ def test_tampered_policy_is_refused(exported, tmp_path) -> None:
     with pytest.raises(PolicyIntegrityError, match="card"):
         PolicyRuntime(bad)
     assert card["name"] == "p"
+
+
+def test_no_usable_agent_is_a_clear_error_and_served_elams_are_respected(exported) -> None:
+    _, path = exported
+    rt = PolicyRuntime(path)
+    net = generate_network(11)
+    net.available[net.types == 3] = False
+    prep = rt.prepare(net)
+    with pytest.raises(ValueError, match="no usable agent of type 3"):
+        rt.compose(prep, (0.25, 0.25, 0.25, 0.25), 0, "qa", "x")
+    ok = rt.prepare(generate_network(12))
+    assert rt.choose_elam(ok, "qa", "x", served={"b"}) == 1
+    assert rt.choose_elam(ok, "qa", "x", served={"a"}) == 0
+    assert rt.choose_elam(ok, "qa", "x", served=set()) == -1
+    d = rt.decide(ok, "qa", "x", lambda e: (0.1, 0.2, 0.3, 0.4), served={"b"})
+    assert d.elam == "b" and len(d.chain) == 3
