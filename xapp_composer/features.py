@@ -54,6 +54,9 @@ CHAIN_COLUMNS = (
 LOOK_COLUMNS = ("logp", "keep", "lat", "lnc", "pover")
 K_LOOK = 64
 """Next-step agents the lookahead considers at most (a per-factor shortlist beyond that)."""
+K_CAND = 128
+"""Candidates a step scores at most at run time (a per-factor shortlist beyond that), so
+the per-step cost stops growing with N (networks of more than ~500 agents)."""
 TEXT_DIM = 8
 STEP_DIM = 3
 PREFIX_DIM = 4
@@ -335,7 +338,13 @@ def lookahead_candidates(s: BatchState, step: int, shared: bool) -> np.ndarray:
         # Nobody can follow: one placeholder, masked out by step_inputs (the chain cannot
         # be completed, so every candidate's lookahead is infeasible).
         return np.zeros(1, dtype=np.int64)
-    if len(cand) <= K_LOOK:
+    return shortlist(s, cand, K_LOOK)
+
+
+def shortlist(s: BatchState, cand: np.ndarray, k: int) -> np.ndarray:
+    """At most ``k`` of ``cand`` (one state), taking the best of each factor in turn
+    (capability, latency, crash rate, overload), so every trade-off stays represented."""
+    if len(cand) <= k:
         return cand
     orders = [np.argsort(-s.logp[0, cand]), np.argsort(s.lat[0, cand]),
               np.argsort(-s.lnc[0, cand]), np.argsort(s.pover[0, cand])]  # fmt: skip
@@ -343,9 +352,9 @@ def lookahead_candidates(s: BatchState, step: int, shared: bool) -> np.ndarray:
     for rank in range(len(cand)):
         for order in orders:
             picked.setdefault(int(cand[order[rank]]))
-            if len(picked) == K_LOOK:
-                return np.fromiter(picked, dtype=np.int64)
-    return np.fromiter(picked, dtype=np.int64)
+            if len(picked) == k:
+                return np.sort(np.fromiter(picked, dtype=np.int64))
+    return np.sort(np.fromiter(picked, dtype=np.int64))
 
 
 def step_inputs(
@@ -450,7 +459,8 @@ class StatePlan:
     At run time a decision step then only fills in the predecessor's route row and the
     prefix sums (:meth:`inputs`), instead of recomputing everything
     (:func:`step_inputs`, which it reproduces exactly). Candidates are the usable agents
-    of each step; the lookahead is :func:`lookahead_candidates` for one state.
+    of each step (shortlisted to :data:`K_CAND` on large networks); the lookahead is
+    :func:`lookahead_candidates` for one state.
     """
 
     def __init__(self, s: BatchState):
@@ -459,7 +469,7 @@ class StatePlan:
         self.s = s
         self.steps: list[_PlannedStep] = []
         for k in range(len(s.chain_types)):
-            cols = np.flatnonzero(s.usable[0, k])
+            cols = shortlist(s, np.flatnonzero(s.usable[0, k]), K_CAND)
             fake = Prefix.empty(1)
             fake.step = np.array([k])
             base = step_inputs(s, fake, cols, lookahead_candidates(s, k, shared=False))

@@ -110,3 +110,17 @@ def test_state_plan_reproduces_step_inputs() -> None:
         for a, b in zip(fast, ref, strict=True):
             np.testing.assert_array_equal(a, b)
         prefix.append(s, np.array([rng.choice(cols)]))
+
+
+def test_large_networks_shortlist_the_candidates_of_each_factor() -> None:
+    net = generate_network(9, n_agents=700)
+    s = F.batch_state([net])
+    plan = F.StatePlan(s)
+    cols = plan.steps[0].cols
+    usable = np.flatnonzero(s.usable[0, 0])
+    assert len(usable) > F.K_CAND and len(cols) == F.K_CAND
+    assert set(cols) <= set(usable)
+    lat = net.agent_latency()
+    assert usable[np.argmax(net.p_success[usable])] in cols
+    assert usable[np.argmin(lat[usable])] in cols
+    assert usable[np.argmin(net.outage_rate[usable])] in cols
