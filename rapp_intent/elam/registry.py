@@ -2,7 +2,8 @@
 
 Distilled artefacts live in ``<models_dir>/<id>/`` with a ``card.json`` (issue 4):
 ``minilm`` a ``head.safetensors``, ``smollm2`` LoRA adapters (``adapter_model.safetensors``).
-When present they are loaded instead of the raw form. The default E-LAM (used when a
+When present they are loaded instead of the raw form, unless the ``distilled`` setting is
+false (then the raw form is served whatever ``models_dir`` holds). The default E-LAM (used when a
 request names none) is, in order: the ``default_model`` setting; the distilled E-LAM with
 the lowest ``metrics.mse`` in its card (``metrics.heldout_mse`` also accepted); ``minilm``;
 the first loaded.
@@ -101,25 +102,37 @@ class Registry:
 
 
 def load_elam(model_id: str, settings: RappSettings) -> ELam:
-    """Load one E-LAM (distilled artefact when present) as the settings say."""
-    models_dir = Path(settings.models_dir)
+    """Load one E-LAM (distilled artefact when present and wanted) as the settings say."""
+    artefacts = Path(settings.models_dir) / model_id if settings.distilled else None
     start = time.perf_counter()
     if model_id == "minilm":
-        from rapp_intent.elam.encoder import OnnxEncoder, TorchEncoder
+        import torch
+
+        from rapp_intent.elam.encoder import (
+            Encoder,
+            HybridEncoder,
+            OnnxEncoder,
+            TorchEncoder,
+            bf16_fast,
+        )
         from rapp_intent.elam.minilm import MiniLMELam
 
-        encoder = (
-            OnnxEncoder(settings.cache_dir, threads=settings.torch_threads)
-            if settings.minilm_backend == "onnx"
-            else TorchEncoder()
-        )
-        elam: ELam = MiniLMELam(encoder, head_dir=models_dir / "minilm")
+        backend = settings.minilm_backend
+        encoder: Encoder
+        if backend in ("auto", "onnx"):
+            encoder = OnnxEncoder(settings.cache_dir, threads=settings.torch_threads)
+            if backend == "auto" and bf16_fast():
+                encoder = HybridEncoder(encoder, TorchEncoder(dtype=torch.bfloat16))
+        else:
+            dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
+            encoder = TorchEncoder(dtype=dtype)
+        elam: ELam = MiniLMELam(encoder, head_dir=artefacts)
     elif model_id == "smollm2":
         from rapp_intent.elam.smollm2 import SmolLM2ELam
 
         elam = SmolLM2ELam(
             settings.cache_dir,
-            adapter_dir=models_dir / "smollm2",
+            adapter_dir=artefacts,
             max_new_tokens=settings.smollm2_max_new_tokens,
             decoding=settings.smollm2_decoding,
             beams=settings.smollm2_beams,
@@ -129,7 +142,9 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
     log.info(
         "elam.loaded",
         model=model_id,
+        backend=getattr(getattr(elam, "encoder", None), "backend", ""),
         artefact=elam.artefact[:12],
+        distilled=elam.distilled,
         parameters=elam.n_parameters,
         seconds=round(time.perf_counter() - start, 2),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
@@ -59,6 +60,22 @@ def test_eval_prints_the_documented_json(small_data):
     assert out["even"]["overall"]["mse"] > 0
 
 
+def test_eval_raw_ignores_distilled_artefacts(small_data, tmp_path):
+    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.minilm import MiniLMELam
+
+    # a "distilled" head that pushes every vector towards latency: clearly worse
+    model = MiniLMELam(TorchEncoder())
+    with torch.no_grad():
+        model.head.net[2].bias.copy_(torch.tensor([0.0, 0.0, 4.0, 0.0, 0.0]))
+    model.save_head(tmp_path / "arts" / "minilm", {"metrics": {"mse": 0.5}})
+    env = {"RAPP_MODELS_DIR": str(tmp_path / "arts")}
+    args = ("eval", "--data", str(small_data), "--models", "minilm", "--json")
+    distilled = json.loads(_run(*args, env=env).stdout)["minilm"]["overall"]
+    raw = json.loads(_run(*args, "--raw", env=env).stdout)["minilm"]["overall"]
+    assert distilled["mse"] > raw["mse"] + 0.01
+
+
 def test_eval_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "s": [1, 1, 1, 1], "app": "qa"}\n')
@@ -78,6 +95,8 @@ def test_translate_prints_a_vector():
     assert out["model"] == "minilm" and out["fallback"] is False
     proc = _run("translate", "   ")
     assert proc.returncode == 2 and "empty" in proc.stderr
+    proc = _run("translate", "hello", "--raw", "--server", "127.0.0.1:1")
+    assert proc.returncode == 2 and "--raw applies to a local model" in proc.stderr
 
 
 def _free_port() -> int:

@@ -146,3 +146,65 @@ def test_embedding_cache_returns_same_rows(minilm):
     b = minilm.embed(texts[::-1])
     assert np.array_equal(a[0], a[2]) and np.array_equal(a[0], b[0])
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_hybrid_encoder_paths_agree(minilm):
+    from rapp_intent.elam.encoder import HybridEncoder, TorchEncoder, bf16_fast
+
+    large = TorchEncoder(dtype=torch.bfloat16 if bf16_fast() else torch.float32)
+    hybrid = HybridEncoder(minilm.encoder, large, threshold=2)
+    assert hybrid.backend == f"onnx+{large.backend}"
+    prompts = [f"request {i}: keep the figures exact and answer quickly" for i in range(6)]
+    small_path = np.concatenate([hybrid.encode([p]) for p in prompts])
+    large_path = hybrid.encode(prompts)
+    assert np.abs(small_path - large_path).max() < 5e-3
+    # pooling and normalisation run in fp32 even for bfloat16 weights: unit rows
+    assert np.allclose(np.linalg.norm(large_path, axis=1), 1.0, atol=1e-5)
+    assert (small_path * large_path).sum(1).min() > 0.9998
+
+
+def _distinct_head(out_dir):
+    """Save a head that moves weight to latency, so a loaded head is recognisable."""
+    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.minilm import MiniLMELam
+
+    model = MiniLMELam(TorchEncoder())
+    with torch.no_grad():
+        model.head.net[2].bias.copy_(torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0]))
+    model.save_head(out_dir / "minilm", {"metrics": {"mse": 0.01}})
+    return model.artefact
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"), [("onnx", "onnx"), ("torch", "torch"), ("torch-bf16", "torch-bf16")]
+)
+def test_registry_builds_the_configured_encoder(make_settings, backend, expected):
+    from rapp_intent.elam.registry import load_elam
+
+    elam = load_elam("minilm", make_settings(minilm_backend=backend))
+    assert elam.encoder.backend == expected
+    vec = elam.translate(["keep the call smooth"], [MemoryContext(app="qa")])[0].vector
+    assert vec is not None and abs(sum(vec) - 1) < 1e-6
+
+
+def test_registry_auto_backend_follows_the_cpu(make_settings):
+    from rapp_intent.elam.encoder import bf16_fast
+    from rapp_intent.elam.registry import load_elam
+
+    elam = load_elam("minilm", make_settings(minilm_backend="auto"))
+    assert elam.encoder.backend == ("onnx+torch-bf16" if bf16_fast() else "onnx")
+
+
+def test_distilled_setting_chooses_between_artefact_and_raw(make_settings, tmp_path):
+    from rapp_intent.elam.registry import load_elam
+
+    digest = _distinct_head(tmp_path / "arts")
+    settings = dict(models_dir=tmp_path / "arts", minilm_backend="torch")
+    distilled = load_elam("minilm", make_settings(**settings))
+    raw = load_elam("minilm", make_settings(distilled=False, **settings))
+    assert distilled.distilled and distilled.artefact == digest
+    assert not raw.distilled and raw.artefact == "raw"
+    prompt, ctx = ["stream the match in HD"], [MemoryContext(app="content")]
+    v_distilled = distilled.translate(prompt, ctx)[0].vector
+    v_raw = raw.translate(prompt, ctx)[0].vector
+    assert v_distilled[2] > v_raw[2] + 0.05  # the head's latency bias shows

@@ -22,6 +22,14 @@ def test_defaults():
     assert s.max_prompt_bytes == 4096
     assert s.models == ["minilm", "smollm2"]
     assert s.tls_cert is None
+    assert s.distilled is True and s.minilm_backend == "auto"
+
+
+def test_raw_and_backend_from_env(monkeypatch):
+    monkeypatch.setenv("RAPP_DISTILLED", "false")
+    monkeypatch.setenv("RAPP_MINILM_BACKEND", "torch-bf16")
+    s = RappSettings(_env_file=None)
+    assert s.distilled is False and s.minilm_backend == "torch-bf16"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +42,7 @@ def test_defaults():
         {"tls_client_ca": "/ca.pem"},
         {"default_model": "smollm2", "models": ["minilm"]},
         {"port": 70000},
+        {"minilm_backend": "tensorrt"},
     ],
 )
 def test_inconsistent_settings_are_refused(overrides):
