@@ -252,7 +252,9 @@ class Network:
 
     def route_ber_from(self, source: int) -> np.ndarray:
         """Route E[BER] from ``source`` to every agent, shape (N,) (MODEL.md)."""
-        if self.n_agents <= DENSE_ROUTE_LIMIT:
+        if self._dense is not None or (
+            self.n_agents <= DENSE_ROUTE_LIMIT and source not in self._routes
+        ):
             return self._dense_routes()[source]
         row = self._routes.get(source)
         if row is None:
@@ -269,9 +271,13 @@ class Network:
         """Route E[BER] matrix between ``sources`` (rows) and ``targets`` (columns)."""
         sources = np.asarray(sources, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.int64)
-        if self.n_agents <= DENSE_ROUTE_LIMIT:
+        unique = np.unique(sources)
+        # All pairs in one call when most rows are wanted anyway; else only the sources.
+        if self._dense is not None or (
+            self.n_agents <= DENSE_ROUTE_LIMIT and 2 * len(unique) >= self.n_agents
+        ):
             return self._dense_routes()[np.ix_(sources, targets)]
-        missing = [int(s) for s in np.unique(sources) if int(s) not in self._routes]
+        missing = [int(s) for s in unique if int(s) not in self._routes]
         if missing:
             dist = dijkstra(self._cost_graph(), directed=False, indices=missing)
             for s, d in zip(missing, np.atleast_2d(dist), strict=True):

@@ -205,8 +205,17 @@ def node_features(net: Network) -> np.ndarray:
     return np.concatenate([onehot, np.stack(cols, axis=1)], axis=1)
 
 
-def batch_state(nets: Sequence[Network], chain_types: Sequence[int] | None = None) -> BatchState:
-    """Stack the per-state arrays of networks that share N (one network: B = 1)."""
+def batch_state(
+    nets: Sequence[Network],
+    chain_types: Sequence[int] | None = None,
+    shortlist_k: int | None = None,
+) -> BatchState:
+    """Stack the per-state arrays of networks that share N (one network: B = 1).
+
+    With ``shortlist_k``, route rows are computed only from each step's
+    :func:`shortlist` of that size (what a :class:`StatePlan` with the same K scores);
+    rows of other agents stay zero.
+    """
     cfg = nets[0].cfg
     chain_types = tuple(cfg.chain_types if chain_types is None else chain_types)
     n = nets[0].n_agents
@@ -219,12 +228,6 @@ def batch_state(nets: Sequence[Network], chain_types: Sequence[int] | None = Non
     lnc = np.stack([np.log1p(-net.outage_rate) for net in nets])
     mu = np.stack([net.mu for net in nets])
     lam = np.array([net.arrival_rate for net in nets])
-    # Route E[BER] rows are only needed from agents that can precede another step.
-    route = np.zeros((b, n, n))
-    for i, net in enumerate(nets):
-        src = np.flatnonzero(np.isin(net.types, chain_types[:-1]))
-        if len(src):
-            route[i, src] = net.route_ber(src, np.arange(n))
     usable = np.zeros((b, steps, n), dtype=bool)
     step_set = np.zeros((b, steps, n), dtype=bool)
     for i, net in enumerate(nets):
@@ -241,6 +244,22 @@ def batch_state(nets: Sequence[Network], chain_types: Sequence[int] | None = Non
     # 11-13), and pdtrc(floor(mu), lambda) falls as mu grows: so P_over of a chain is the
     # largest P_over its agents would have alone.
     pover = pdtrc(np.floor(np.minimum(mu, 1e6)), lam[:, None])
+    # Route E[BER] rows are only needed from agents that can precede another step; with
+    # ``shortlist_k`` (one state, run time) only from the shortlisted candidates.
+    route = np.zeros((b, n, n))
+    for i, net in enumerate(nets):
+        if shortlist_k is None:
+            src = np.flatnonzero(np.isin(net.types, chain_types[:-1]))
+        else:
+            lists = [
+                _shortlist(
+                    logp[i], lat[i], lnc[i], pover[i], np.flatnonzero(usable[i, k]), shortlist_k
+                )
+                for k in range(steps - 1)
+            ]
+            src = np.unique(np.concatenate(lists)) if lists else np.zeros(0, dtype=np.int64)
+        if len(src):
+            route[i, src] = net.route_ber(src, np.arange(n))
     best_logp = masked(np.max, logp, -big)
     min_lat = masked(np.min, lat, big)
     best_lnc = masked(np.max, lnc, -big)
@@ -344,10 +363,14 @@ def lookahead_candidates(s: BatchState, step: int, shared: bool) -> np.ndarray:
 def shortlist(s: BatchState, cand: np.ndarray, k: int) -> np.ndarray:
     """At most ``k`` of ``cand`` (one state), taking the best of each factor in turn
     (capability, latency, crash rate, overload), so every trade-off stays represented."""
+    return _shortlist(s.logp[0], s.lat[0], s.lnc[0], s.pover[0], cand, k)
+
+
+def _shortlist(logp, lat, lnc, pover, cand: np.ndarray, k: int) -> np.ndarray:
     if len(cand) <= k:
         return cand
-    orders = [np.argsort(-s.logp[0, cand]), np.argsort(s.lat[0, cand]),
-              np.argsort(-s.lnc[0, cand]), np.argsort(s.pover[0, cand])]  # fmt: skip
+    orders = [np.argsort(-logp[cand], kind="stable"), np.argsort(lat[cand], kind="stable"),
+              np.argsort(-lnc[cand], kind="stable"), np.argsort(pover[cand], kind="stable")]  # fmt: skip
     picked: dict[int, None] = {}
     for rank in range(len(cand)):
         for order in orders:

@@ -142,7 +142,7 @@ class PolicyRuntime:
     # ---- per state ----------------------------------------------------------------------
     def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
         """Policy inputs of a network state, with the encoder run once."""
-        state = F.batch_state([net], chain_types)
+        state = F.batch_state([net], chain_types, shortlist_k=F.K_CAND)
         node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
         return Prepared(state, F.StatePlan(state), node_h, h_graph, net.n_agents)
 

@@ -124,3 +124,18 @@ def test_large_networks_shortlist_the_candidates_of_each_factor() -> None:
     assert usable[np.argmax(net.p_success[usable])] in cols
     assert usable[np.argmin(lat[usable])] in cols
     assert usable[np.argmin(net.outage_rate[usable])] in cols
+
+
+def test_shortlisted_route_rows_give_the_same_plan() -> None:
+    net = generate_network(10, n_agents=700)
+    full = F.StatePlan(F.batch_state([net]))
+    lean = F.StatePlan(F.batch_state([net], shortlist_k=F.K_CAND))
+    prefix = F.Prefix.empty(1)
+    s = F.batch_state([net])
+    for k in range(3):
+        cols_a, a = full.inputs(prefix)
+        cols_b, b = lean.inputs(prefix)
+        np.testing.assert_array_equal(cols_a, cols_b)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+        prefix.append(s, np.array([cols_a[k]]))
