@@ -45,6 +45,8 @@ from rapp_intent.iokd.cot import (
     _chat_in_chunks,
     feedback_turns,
     format_vector,
+    reasoning_problems,
+    rubric_reasoning,
 )
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.filtering import Embedder, cosine_matrix
@@ -341,22 +343,25 @@ def augment(
             accepted_prompts.append(cand.request)  # type: ignore[union-attr]
             accepted_emb.append(emb)
             sims = cosine_matrix(emb[None, :], embed([d.prompt for d in slot.demos]))[0]
-            out.append(
-                Sample(
-                    id=f"{slot.source.id}~syn{slot.number}",
-                    prompt=cand.request,  # type: ignore[union-attr,arg-type]
-                    s=label,
-                    app=app,
-                    split="synthetic",
-                    origin="synthetic",
-                    source_id=slot.source.id,
-                    reasoning=cand.reasoning,  # type: ignore[union-attr]
-                    reasoning_by="clam" if cand.reasoning else "",  # type: ignore[union-attr]
-                    target_app=app,
-                    role="synthetic",
-                    similarity=float(sims.max()),
-                )
+            sample = Sample(
+                id=f"{slot.source.id}~syn{slot.number}",
+                prompt=cand.request,  # type: ignore[union-attr,arg-type]
+                s=label,
+                app=app,
+                split="synthetic",
+                origin="synthetic",
+                source_id=slot.source.id,
+                reasoning=cand.reasoning,  # type: ignore[union-attr]
+                reasoning_by="clam",
+                target_app=app,
+                role="synthetic",
+                similarity=float(sims.max()),
             )
+            if not sample.reasoning or reasoning_problems(sample.reasoning, sample):
+                # Every sample keeps an explanation (eq. 22): the rubric's when the C-LAM's
+                # own is missing or fails the checks of the chain-of-thought step.
+                sample = sample.with_(reasoning=rubric_reasoning(sample), reasoning_by="rubric")
+            out.append(sample)
         report.rounds.append(
             {
                 "round": round_no,

@@ -228,12 +228,13 @@ def test_augmentation_with_clam_labels_checks_the_vector_against_its_source() ->
             "Request: asap, I am on a call, tell me the capital of Peru\nVector: [0.6, 0.1, 0.1, 0.2]",
             "Request: asap, I am on a call, tell me the capital of Peru\nVector: [0.2, 0.2]",
             "Request: asap, I am on a call, tell me the capital of Peru\n"
-            "Reasoning: on a call, latency\nVector: [0.15, 0.15, 0.55, 0.15]",
+            "Reasoning: The user is on a call and needs the answer now, so latency weighs most."
+            "\nVector: [0.15, 0.15, 0.55, 0.15]",
         ]
     )
     out, report, _ = _augment(lambda conv: next(texts), labels="clam")
     assert len(out) == 1 and out[0].s == (0.15, 0.15, 0.55, 0.15)
-    assert out[0].reasoning == "on a call, latency" and out[0].reasoning_by == "clam"
+    assert out[0].reasoning.startswith("The user is on a call") and out[0].reasoning_by == "clam"
     reasons = [r for rnd in report.rounds for r in rnd["reasons"]]
     assert any("does not match the intent of example 1" in r for r in reasons)
     assert any("missing or invalid" in r for r in reasons)
@@ -352,3 +353,15 @@ def test_shipped_dataset_is_train_only_and_valid() -> None:
             assert not format_problems(r.s) and not label_problems(r.prompt, r.s), r.id
         assert r.contrastive and r.reasoning
     assert sum(r.origin == "synthetic" for r in rows) > 0
+
+
+@pytest.mark.parametrize("reasoning", ["", "Reasoning: latency\n"])
+def test_synthetic_sample_without_a_usable_explanation_gets_the_rubric_one(reasoning) -> None:
+    reply = (
+        "Request: asap, I am on a call, tell me the capital of Peru\n"
+        + reasoning
+        + "Vector: [0.15, 0.15, 0.55, 0.15]"
+    )
+    out, _, _ = _augment(lambda conv: reply, labels="clam")
+    assert len(out) == 1 and out[0].reasoning_by == "rubric"
+    assert "latency" in out[0].reasoning and len(out[0].reasoning.split()) > 3
