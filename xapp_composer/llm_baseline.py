@@ -88,29 +88,59 @@ def parse_chain(text: str, net: Network) -> tuple[int, ...] | None:
     return chain
 
 
+SMOLLM2_PARAMETERS = 134_515_008
+"""Parameters of the local C-LAM (SmolLM2-135M-Instruct): its fee when it understood the intent."""
+
+MAX_TOKENS = 24
+"""Enough for three agent ids and separators."""
+
+
 def run_llm(
     ev, pairs: Sequence[int], *, backend: str = "local", chat: ChatFn | None = None,
     progress: bool = False,
 ) -> tuple[list, list, dict[str, float]]:  # fmt: skip
-    """Ask the C-LAM for each pair's chain. Returns (chains, elam labels, fee table)."""
-    if chat is None:
-        from rapp_intent.iokd.clam import make_clam
+    """Ask the C-LAM for each pair's chain. Returns (chains, elam labels, fee table).
 
-        clam = make_clam(backend)
-        chat = clam.chat
-        label = f"llm:{clam.model_id}"
-        fee = elam_fee(float(getattr(clam, "n_parameters", 0) or 0))
-    else:
-        label, fee = "llm", 0.0
-    chains: list[tuple[int, ...] | None] = []
-    it = pairs
-    if progress:
-        from tqdm import tqdm
+    Args:
+        ev: the evaluation set (networks and requests).
+        pairs: indices of the (network, request) pairs to decide.
+        backend: ``local`` (SmolLM2-135M-Instruct offline) or ``openai`` (settings from
+            ``RAPP_CLAM_*``); ignored when ``chat`` is given.
+        chat: one conversation in, the answer's text out (tests, custom models).
+        progress: a progress bar over the batches.
 
-        it = tqdm(pairs, desc="LLM zero-shot", unit="req")
-    for p in it:
+    A failed call or an answer that is not a valid chain gives ``None`` (an infeasible
+    decision when scored).
+    """
+    conversations = []
+    for p in pairs:
         net = ev.nets[ev.net_idx[p]]
         r = int(ev.req_idx[p])
         messages, _ = build_prompt(net, ev.requests.prompts[r], APPS[int(ev.requests.app[r])])
-        chains.append(parse_chain(chat(messages), net))
+        conversations.append(messages)
+    if chat is not None:
+        texts: list[str | None] = [chat(m) for m in conversations]
+        label, fee = "llm", 0.0
+    else:
+        from rapp_intent.iokd.clam import ClamSettings, make_clam
+        from rapp_intent.settings import RappSettings
+
+        clam = make_clam(ClamSettings(backend=backend), RappSettings().cache_dir)
+        texts = []
+        step = max(1, int(getattr(clam, "batch_size", 8)))
+        batches = range(0, len(conversations), step)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="LLM zero-shot", unit="batch")
+        for i in batches:
+            answers = clam.chat(conversations[i : i + step], max_tokens=MAX_TOKENS, temperature=0.0)
+            texts.extend(a.text if a.ok else None for a in answers)
+        label = f"llm:{clam.name}"
+        n_params = SMOLLM2_PARAMETERS if backend == "local" else 0
+        fee = elam_fee(float(n_params))
+    chains = [
+        parse_chain(text, ev.nets[ev.net_idx[p]]) if text else None
+        for p, text in zip(pairs, texts, strict=True)
+    ]
     return chains, [label] * len(chains), {label: fee}
