@@ -200,11 +200,13 @@ def _evaluation_sets(dev: Path | None) -> dict[str, list]:
 def card_metrics(elam: Any, sets: dict[str, list]) -> tuple[dict[str, float], dict[str, Any]]:
     """Flat card metrics (``heldout_mse`` ...) and the full per-app reports."""
     from rapp_intent.evaluate import predict, report
+    from rapp_intent.iokd.report import set_digest
 
     flat: dict[str, float] = {}
     full: dict[str, Any] = {}
     for name, samples in sets.items():
         rep = report(predict(elam, samples), samples)
+        rep["sha256"] = set_digest(samples)  # lets iokd-report reuse this evaluation
         full[name] = rep
         for key in ("mse", "mae", "failure_rate"):
             value = rep["overall"][key]
@@ -391,6 +393,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         families=tuple(args.families.split(",")),
         fig7=not args.no_fig7,
         progress=not args.no_progress,
+        fresh=args.fresh,
     )
     result = make_report(config, settings)
     print(json.dumps(result["fig6_summary"], indent=2))
@@ -452,6 +455,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-readme", action="store_true")
     p.add_argument("--families", default="minilm,smollm2", help="families to evaluate")
     p.add_argument("--no-fig7", action="store_true", help="skip the sample-size study")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="re-evaluate every artefact (default: reuse a card's evaluation of the same set)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=cmd_report)
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ class MinilmDistillConfig:
             zero-shot logits always see the clean embedding).
         ema: decay of an exponential moving average of the head's weights, per step
             (0: none); the average is what gets evaluated and saved.
+        ensemble: heads trained with different seeds (initialisation, dropout, order)
+            on the same pairs for the chosen number of epochs, then merged into one
+            head that averages their outputs (:func:`merge_heads`; exact, since the
+            head is a one-hidden-layer MLP). 1: a single head.
         seed: initialisation, shuffling and validation split.
     """
 
@@ -76,6 +80,7 @@ class MinilmDistillConfig:
     refit: bool = True
     embed_dropout: float = 0.6
     ema: float = 0.95
+    ensemble: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +90,8 @@ class MinilmDistillConfig:
             raise ValueError("val_fraction must be in [0, 1)")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
+        if self.ensemble < 1:
+            raise ValueError("ensemble must be at least 1")
 
 
 @dataclass
@@ -317,6 +324,33 @@ def train_head(
     return average.eval(), history
 
 
+def merge_heads(heads: Sequence[DirichletHead]) -> DirichletHead:
+    """One head whose outputs are the mean of the given heads' outputs, exactly.
+
+    A :class:`DirichletHead` is ``W2 gelu(W1 x + b1) + b2``: stacking the hidden units of
+    K heads and scaling the output layer by 1/K gives ``mean_k(W2_k gelu(W1_k x + b1_k) +
+    b2_k)``, i.e. the average of their logit offsets and log-concentrations. The result
+    loads in the rApp like any head (its card records the wider hidden size).
+    """
+    if not heads:
+        raise ValueError("no heads to merge")
+    if len(heads) == 1:
+        return heads[0]
+    first = heads[0]
+    if any((h.embed_dim, h.n_apps) != (first.embed_dim, first.n_apps) for h in heads):
+        raise ValueError("heads differ in input size")
+    merged = DirichletHead(
+        embed_dim=first.embed_dim, hidden=sum(h.hidden for h in heads), n_apps=first.n_apps
+    )
+    k = len(heads)
+    with torch.no_grad():
+        merged.net[0].weight.copy_(torch.cat([h.net[0].weight for h in heads], dim=0))
+        merged.net[0].bias.copy_(torch.cat([h.net[0].bias for h in heads]))
+        merged.net[2].weight.copy_(torch.cat([h.net[2].weight for h in heads], dim=1) / k)
+        merged.net[2].bias.copy_(torch.stack([h.net[2].bias for h in heads]).mean(0))
+    return merged.eval()
+
+
 def distill_minilm(
     elam: MiniLMELam,
     samples: Sequence[Sample],
@@ -383,8 +417,15 @@ def distill_minilm(
         )
     else:
         head, hist = train_head(elam, pairs, config, epochs, None, progress)
-    if config.refit and val_mask.any():
-        head, hist = train_head(elam, pairs, config, epochs, None, progress, "minilm: refit")
+    if (config.refit and val_mask.any()) or config.ensemble > 1:
+        members = []
+        for j in range(config.ensemble):
+            member_config = replace(config, seed=config.seed + j)
+            desc = "minilm: refit" + (f" {j + 1}/{config.ensemble}" if config.ensemble > 1 else "")
+            member, hist = train_head(elam, pairs, member_config, epochs, None, progress, desc)
+            members.append(member)
+        head = merge_heads(members)
+        summary["ensemble"] = config.ensemble
     summary.update(
         {
             "epochs": epochs,

@@ -21,6 +21,8 @@ SmolLM2-135M-Instruct (eq. 31: the E-LAM before distillation).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -67,7 +69,7 @@ class Smollm2DistillConfig:
     loss: LossConfig = field(
         default_factory=lambda: LossConfig(beta_base=0.1, lam=1.5, nll_weight=1.0)
     )
-    steps: int = 150
+    steps: int = 300
     batch_items: int = 4
     contrastive_per_item: int = 2
     lr: float = 5e-4
@@ -266,6 +268,91 @@ def reference_items(
     )
 
 
+def sample_reference(
+    model: torch.nn.Module,
+    builder: PromptBuilder,
+    data: Sequence[Sample],
+    batch: int = 16,
+    progress: bool = False,
+    cache_dir: Path | None = None,
+) -> dict[str, np.ndarray]:
+    """log pi_ref of every sample's s_p and all of its contrastive answers, once per sample.
+
+    Items that visit a sample again (another epoch, other contrastive answers) reuse
+    these numbers, so the reference costs one pass per distinct sample instead of one per
+    item. The numbers only depend on the raw model, the prompt and the answers, so they
+    are cached on disk (``<cache_dir>/iokd/``) and an ablation run on the same data (DPO:
+    same reference) skips this pass.
+
+    Returns:
+        ``{sample id: log-probs of [s_p, s_c1, ..., s_ck]}``.
+    """
+    from tqdm.auto import tqdm
+
+    prompts = [builder.prompt(s.prompt, s.app) for s in data]
+    answers = [[builder.answer(s.s)] + [builder.answer(c) for c in s.contrastive] for s in data]
+    key = hashlib.sha256(
+        json.dumps([_model_fingerprint(model), prompts, answers]).encode()
+    ).hexdigest()[:24]
+    path = Path(cache_dir) / "iokd" / f"smollm2-ref-{key}.npz" if cache_dir else None
+    if path is not None and path.exists():
+        with np.load(path) as stored:
+            table = {sid: stored[f"r{i}"] for i, sid in enumerate(stored["ids"].tolist())}
+        if all(s.id in table for s in data):
+            log.info("smollm2.reference_cached", path=str(path), samples=len(data))
+            return {s.id: table[s.id] for s in data}
+    groups: dict[int, list[int]] = {}  # a batch needs the same answer count per prompt
+    for i, a in enumerate(answers):
+        groups.setdefault(len(a), []).append(i)
+    batches = [g[k : k + batch] for g in groups.values() for k in range(0, len(g), batch)]
+    out: dict[str, np.ndarray] = {}
+    model.eval()
+    with torch.no_grad():
+        for rows in tqdm(
+            batches, desc="smollm2: reference log-probs", disable=not progress, unit="batch"
+        ):
+            lp = group_logps(model, [prompts[i] for i in rows], [answers[i] for i in rows])
+            for i, row in zip(rows, lp.numpy(), strict=True):
+                out[data[i].id] = row.astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        ids = list(out)
+        np.savez(tmp, ids=np.array(ids), **{f"r{i}": out[sid] for i, sid in enumerate(ids)})
+        tmp.replace(path)
+    return out
+
+
+def _model_fingerprint(model: torch.nn.Module) -> list[Any]:
+    """What identifies the reference model's numbers: its config and a weight checksum."""
+    first = next(iter(model.parameters()))
+    return [
+        model.config.to_json_string(use_diff=False),
+        float(first.detach().double().sum()),
+        float(first.detach().double().abs().sum()),
+    ]
+
+
+def items_from_reference(
+    builder: PromptBuilder,
+    chosen: Sequence[tuple[Sample, list[tuple[float, ...]], float]],
+    reference: dict[str, np.ndarray],
+) -> Items:
+    """The training items with log pi_ref looked up in :func:`sample_reference`'s table."""
+    prompts, answers, refs = [], [], []
+    for s, cs, _ in chosen:
+        cols = [0] + [1 + s.contrastive.index(c) for c in cs]
+        prompts.append(builder.prompt(s.prompt, s.app))
+        answers.append([builder.answer(s.s)] + [builder.answer(c) for c in cs])
+        refs.append(reference[s.id][cols])
+    return Items(
+        prompts=prompts,
+        answers=answers,
+        ref=torch.from_numpy(np.stack(refs)).float(),
+        beta=torch.tensor([b for _, _, b in chosen], dtype=torch.float32),
+    )
+
+
 def add_adapters(model: torch.nn.Module, config: Smollm2DistillConfig) -> torch.nn.Module:
     """Wrap the model with fresh LoRA adapters on the top ``lora_layers`` layers."""
     from peft import LoraConfig, get_peft_model
@@ -396,7 +483,11 @@ def distill_smollm2(
     model, tokenizer = load_base(cache_dir)
     builder = PromptBuilder(tokenizer)
     chosen = make_items(samples, config.steps * config.batch_items, config)
-    items = reference_items(model, builder, chosen, progress=progress)  # pi_ref: raw model
+    used = dedupe([s for s, _, _ in chosen])
+    reference = sample_reference(  # pi_ref: the raw model, before any adapter
+        model, builder, used, progress=progress, cache_dir=Path(cache_dir)
+    )
+    items = items_from_reference(builder, chosen, reference)
     peft_model = add_adapters(model, config)
     hist = train_adapters(peft_model, items, config, progress)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)

@@ -11,6 +11,12 @@ training samples, with and without the synthetic samples made from them. The sub
 nested, stratified by application and seeded; each point trains a fresh head (seconds
 each, so the study runs in minutes).
 
+A row whose artefact's model card already holds an evaluation of the same set (same
+sha256 of the set's prompts, applications and labels, and the card's sha256 matching the
+weights on disk) is taken from the card: ``rapp-intent distill`` evaluates every artefact
+it writes through the rApp's own class, with the same code as here. ``fresh=True``
+(``iokd-report --fresh``) re-evaluates everything.
+
 Outputs (``models/elam/report/``): ``fig6.json``, ``fig6.md``, ``fig7.json``,
 ``fig7.png``, and the README section "## IoKD: intent distillation".
 """
@@ -18,6 +24,7 @@ Outputs (``models/elam/report/``): ``fig6.json``, ``fig6.md``, ``fig7.json``,
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import re
 import time
@@ -36,6 +43,8 @@ from sim_ric.users import APPS, EVEN
 log = structlog.get_logger(__name__)
 
 README_HEADING = "## IoKD: intent distillation"
+README_AFTER = "## Intent rApp"
+"""The IoKD section goes after this one when the README has it."""
 FIG7_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
@@ -62,6 +71,9 @@ class ReportConfig:
         fig7: run the sample-size study.
         progress: progress bars.
         data_dir: the IoKD dataset (Fig. 7 and the build statistics).
+        fresh: re-evaluate every artefact even when its card holds the evaluation.
+        fig7_ensemble: heads per Fig. 7 point (1: a single head, the study's default;
+            the shipped head may average more, see its card).
     """
 
     models_dir: Path
@@ -72,6 +84,39 @@ class ReportConfig:
     fig7: bool = True
     progress: bool = False
     data_dir: Path | None = None
+    fresh: bool = False
+    fig7_ensemble: int = 1
+
+
+def set_digest(samples: Sequence[Sample]) -> str:
+    """sha256 of an evaluation set's content: prompts, applications and labels, in order."""
+    rows = [[s.prompt, s.app, [round(x, 6) for x in s.s]] for s in samples]
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+
+
+def card_evaluation(path: Path, sets: dict[str, list[Sample]]) -> dict[str, Any] | None:
+    """The evaluation stored in an artefact's card, if it covers exactly these sets.
+
+    The card must name the sha256 of its weights, which must match the file on disk, and
+    hold, for every set, a report whose ``sha256`` is the set's :func:`set_digest`.
+    """
+    from rapp_intent.elam.base import sha256_file
+
+    card_path = path / "card.json"
+    if not card_path.exists():
+        return None
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    weights = path / str(card.get("artefact", ""))
+    if not card.get("sha256") or not weights.is_file() or sha256_file(weights) != card["sha256"]:
+        return None
+    stored = card.get("evaluation") or {}
+    out = {}
+    for name, samples in sets.items():
+        rep = stored.get(name)
+        if not rep or rep.get("sha256") != set_digest(samples):
+            return None
+        out[name] = {"overall": rep["overall"], "per_app": rep["per_app"]}
+    return {"card": card, "reports": out}
 
 
 def variants(models_dir: Path, families: Sequence[str]) -> list[Variant]:
@@ -147,6 +192,20 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
         disable=not config.progress,
         unit="model",
     ):
+        stored = None
+        if v.path is not None and not config.fresh:
+            stored = card_evaluation(v.path, sets)
+        if stored is not None:
+            for name in sets:
+                result[name][v.label] = stored["reports"][name]
+            info[v.label] = {
+                "family": v.family,
+                "variant": v.name,
+                "artefact": str(v.path),
+                "sha256": stored["card"]["sha256"],
+                "evaluated": "card",
+            }
+            continue
         if v.family == "minilm" and encoder is None:
             from rapp_intent.elam.encoder import TorchEncoder
 
@@ -161,6 +220,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
             "artefact": str(v.path) if v.path is not None else "raw",
             "sha256": elam.artefact,
             "parameters": elam.n_parameters,
+            "evaluated": "loaded",
             "eval_seconds": round(time.perf_counter() - start, 1),
         }
         del elam
@@ -209,6 +269,8 @@ def _subset(samples: Sequence[Sample], fraction: float, seed: int = 0) -> list[S
 
 def fig7(config: ReportConfig, settings: Any) -> dict[str, Any]:
     """MSE of IoKD-distilled ``minilm`` against the number of labelled training samples."""
+    from dataclasses import asdict, replace
+
     from tqdm.auto import tqdm
 
     from rapp_intent.elam.encoder import TorchEncoder
@@ -219,15 +281,14 @@ def fig7(config: ReportConfig, settings: Any) -> dict[str, Any]:
     data = load_dataset(APPS, config.data_dir or DATA_DIR)
     sets = evaluation_sets(config.dev)
     raw = MiniLMELam(TorchEncoder())
+    study = replace(MinilmDistillConfig(), ensemble=config.fig7_ensemble)
     points = []
     runs = [(f, aug) for f in FIG7_FRACTIONS for aug in (False, True)]
     for fraction, aug in tqdm(runs, desc="Fig. 7", disable=not config.progress, unit="run"):
         subset = _subset(data, fraction)
         if not aug:
             subset = [s for s in subset if s.origin != "synthetic"]
-        head, _ = distill_minilm(
-            raw, subset, MinilmDistillConfig(), Path(settings.cache_dir), progress=False
-        )
+        head, _ = distill_minilm(raw, subset, study, Path(settings.cache_dir), progress=False)
         trained = MiniLMELam(raw.encoder)
         trained.head = head
         point = {
@@ -239,7 +300,11 @@ def fig7(config: ReportConfig, settings: Any) -> dict[str, Any]:
         for name, samples in sets.items():
             point[f"{name}_mse"] = report(predict(trained, samples), samples)["overall"]["mse"]
         points.append(point)
-    return {"points": points, "config": "MinilmDistillConfig() defaults (IoKD loss)"}
+    return {
+        "points": points,
+        "config": asdict(study),
+        "note": "the shipped minilm configuration, with fig7_ensemble heads per point",
+    }
 
 
 def fig7_plot(data: dict[str, Any], path: Path) -> Path:
@@ -421,14 +486,28 @@ def readme_section(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _section(heading: str) -> re.Pattern[str]:
+    """A level-2 section whose heading starts with ``heading``, up to the next one or the end."""
+    return re.compile(rf"^{re.escape(heading)}[^\n]*(?:\n|\Z).*?(?=^## |\Z)", re.M | re.S)
+
+
 def update_readme(path: Path, section: str) -> None:
-    """Replace (or append) the IoKD section of a README, leaving the others alone."""
+    """Write the IoKD section into a README, leaving every other section as it is.
+
+    An existing IoKD section is replaced in place. Otherwise the section goes right after
+    the ``## Intent rApp`` section when there is one, else at the end.
+    """
+    section = section.rstrip("\n") + "\n"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(rf"^{re.escape(README_HEADING)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    own = _section(README_HEADING)
+    anchor = _section(README_AFTER).search(text)
+    if own.search(text):
+        text = own.sub(lambda _: section + "\n", text, count=1)
+    elif anchor is not None:
+        before, after = text[: anchor.end()].rstrip("\n"), text[anchor.end() :]
+        text = before + "\n\n" + section + ("\n" + after if after else "")
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section
     path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 

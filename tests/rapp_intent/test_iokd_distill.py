@@ -122,6 +122,42 @@ def test_distill_minilm_end_to_end_on_tiny_data(raw_minilm) -> None:
         dm.distill_minilm(distilled, SAMPLES, config)
 
 
+def test_merged_heads_output_the_mean_of_their_members() -> None:
+    torch.manual_seed(0)
+    heads = [DirichletHead(hidden=h) for h in (8, 16, 8)]
+    for h in heads:  # fresh heads output zeros; give them something to average
+        torch.nn.init.normal_(h.net[2].weight)
+        torch.nn.init.normal_(h.net[2].bias)
+    merged = dm.merge_heads(heads)
+    assert merged.hidden == 32 and merged.config()["hidden"] == 32
+    x, app = torch.randn(6, 384), torch.tensor([0, 1, 2, 3, 4, 0])
+    with torch.no_grad():
+        outs = [h(x, app) for h in heads]
+        delta, log_c = merged(x, app)
+    assert torch.allclose(delta, torch.stack([o[0] for o in outs]).mean(0), atol=1e-5)
+    assert torch.allclose(log_c, torch.stack([o[1] for o in outs]).mean(0), atol=1e-5)
+    assert dm.merge_heads(heads[:1]) is heads[0]
+    with pytest.raises(ValueError):
+        dm.merge_heads([])
+    with pytest.raises(ValueError):
+        dm.merge_heads([heads[0], DirichletHead(n_apps=3)])
+
+
+def test_an_ensemble_is_one_wider_head_that_the_rapp_loads(raw_minilm, tmp_path) -> None:
+    config = dm.MinilmDistillConfig(epochs=2, patience=2, val_fraction=0.34, ensemble=3, hidden=16)
+    head, summary = dm.distill_minilm(raw_minilm, SAMPLES, config)
+    assert head.hidden == 48 and summary["ensemble"] == 3
+    distilled = type(raw_minilm)(raw_minilm.encoder)
+    distilled.head = head
+    distilled.save_head(tmp_path, {"loss": "iokd"})
+    served = type(raw_minilm)(raw_minilm.encoder, head_dir=tmp_path)
+    prompts, apps = [s.prompt for s in SAMPLES], [s.app for s in SAMPLES]
+    assert served.head.hidden == 48
+    assert (served.predict_mean(prompts, apps) == distilled.predict_mean(prompts, apps)).all()
+    with pytest.raises(ValueError):
+        dm.MinilmDistillConfig(ensemble=0)
+
+
 # --- smollm2 --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_smollm2():
@@ -156,6 +192,28 @@ def test_items_cycle_through_samples_and_contrastive_vectors() -> None:
         assert len(cs) == 2 and all(c in s.contrastive for c in cs) and beta > 0
     first = [cs for s, cs, _ in items if s.id == "qa-1"]
     assert first[0] == list(SAMPLES[0].contrastive)
+
+
+def test_per_sample_reference_gives_the_items_reference_and_is_cached(
+    base_smollm2, tmp_path, monkeypatch
+) -> None:
+    model, tok = base_smollm2
+    b = ds.PromptBuilder(tok)
+    config = ds.Smollm2DistillConfig(contrastive_per_item=1)
+    chosen = ds.make_items(SAMPLES, 6, config)  # some samples twice, other s_c
+    data = dm.dedupe([s for s, _, _ in chosen])
+    table = ds.sample_reference(model, b, data, batch=3, cache_dir=tmp_path)
+    assert set(table) == {s.id for s in SAMPLES}
+    assert [len(table[s.id]) for s in SAMPLES] == [3, 2, 2, 2]  # s_p and every s_c
+    looked_up = ds.items_from_reference(b, chosen, table)
+    direct = ds.reference_items(model, b, chosen)
+    assert looked_up.prompts == direct.prompts and looked_up.answers == direct.answers
+    assert torch.allclose(looked_up.ref, direct.ref, atol=1e-3)
+    assert torch.equal(looked_up.beta, direct.beta)
+    # The same data again (e.g. the DPO ablation): read from disk, no forward pass.
+    monkeypatch.setattr(ds, "group_logps", lambda *a, **k: pytest.fail("recomputed"))
+    again = ds.sample_reference(model, b, data, cache_dir=tmp_path)
+    assert all(np.array_equal(again[k], table[k]) for k in table)
 
 
 def test_one_training_step_changes_the_adapters(base_smollm2) -> None:

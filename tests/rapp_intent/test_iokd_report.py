@@ -1,0 +1,165 @@
+"""The IoKD report: README placement, Fig. 6 table and targets, card reuse, Fig. 7 plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from iokd_support import sample
+
+from rapp_intent.elam.base import sha256_file
+from rapp_intent.iokd import report as rp
+from sim_ric.users import APPS
+
+SECTION = rp.README_HEADING + "\n\nnumbers\n"
+
+
+# --- README ---------------------------------------------------------------------------------
+def test_section_goes_right_after_the_intent_rapp_section(tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n\nintro\n\n## Intent rApp\n\nrapp text\n\n## Deploy\n\nd\n")
+    rp.update_readme(readme, SECTION)
+    text = readme.read_text()
+    assert text.index("## Intent rApp") < text.index(rp.README_HEADING) < text.index("## Deploy")
+    assert "rapp text\n\n" + rp.README_HEADING in text and "d\n" in text
+    # A second run replaces the section in place and leaves the others alone.
+    rp.update_readme(readme, rp.README_HEADING + "\n\nnew numbers\n")
+    again = readme.read_text()
+    assert again.count(rp.README_HEADING) == 1 and "new numbers" in again
+    assert "numbers\n" not in again.replace("new numbers\n", "")
+    assert again.replace("new numbers", "numbers") == text
+
+
+def test_section_is_appended_without_the_anchor_and_kept_when_last(tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n\n## Other\n\no\n")
+    rp.update_readme(readme, SECTION)
+    assert readme.read_text() == "# P\n\n## Other\n\no\n\n" + SECTION
+    rp.update_readme(readme, SECTION)  # idempotent
+    assert readme.read_text() == "# P\n\n## Other\n\no\n\n" + SECTION
+    empty = tmp_path / "NEW.md"
+    rp.update_readme(empty, SECTION)
+    assert empty.read_text() == SECTION
+    # Only a level-2 heading that starts the line counts as the anchor.
+    odd = tmp_path / "ODD.md"
+    odd.write_text("# P\n\nsee ## Intent rApp below\n\n### Intent rApp notes\n")
+    rp.update_readme(odd, SECTION)
+    assert odd.read_text().endswith("### Intent rApp notes\n\n" + SECTION)
+
+
+# --- Fig. 6 ---------------------------------------------------------------------------------
+def _rep(mse: float, fail: float = 0.0) -> dict:
+    one = {"mse": mse, "mae": mse * 10, "failure_rate": fail, "n": 12}
+    return {"overall": {**one, "n": 48}, "per_app": {a: dict(one) for a in APPS}}
+
+
+def _fig6(**rows: float) -> dict:
+    return {"sets": {"dev": {k.replace("_", " "): _rep(v) for k, v in rows.items()}}}
+
+
+def test_targets_compare_the_measured_numbers() -> None:
+    data = _fig6(even=0.015, minilm_IoKD=0.006, minilm_DPO=0.0061)
+    data["sets"]["dev"]["smollm2 raw"] = _rep(0.024)
+    data["sets"]["dev"]["smollm2 IoKD"] = _rep(0.020, fail=0.03)
+    data["sets"]["dev"]["smollm2 DPO"] = _rep(0.019)
+    got = {t["target"]: t["met"] for t in rp.targets(data)}
+    assert got == {
+        "IoKD minilm MSE <= 40% of the even baseline's": True,
+        "IoKD better than plain DPO (minilm)": True,
+        "IoKD better than plain DPO (smollm2)": False,
+        "distilled smollm2 failure rate <= 2%": False,
+        "distilled smollm2 MSE below the raw model's": True,
+    }
+    assert rp.targets(_fig6(even=0.015, minilm_IoKD=0.0062))[0]["met"] is False
+    md = rp.fig6_markdown(data)
+    assert "| smollm2 IoKD | 0.0200 | 0.0200 | 0.0200 | 0.0200 | 0.02000 | 0.2000 | 3.0% |" in md
+
+
+def _write_artefact(folder: Path, sets: dict, reports: dict) -> dict:
+    folder.mkdir(parents=True)
+    (folder / "w.bin").write_bytes(b"weights")
+    card = {
+        "artefact": "w.bin",
+        "sha256": sha256_file(folder / "w.bin"),
+        "evaluation": {
+            name: {**reports[name], "sha256": rp.set_digest(samples)}
+            for name, samples in sets.items()
+        },
+    }
+    (folder / "card.json").write_text(json.dumps(card))
+    return card
+
+
+def test_a_cards_evaluation_is_reused_only_for_the_same_sets_and_weights(tmp_path) -> None:
+    sets = {"heldout": [sample("qa-1", "quick, 2+2?", [0.2, 0.15, 0.5, 0.15], split="heldout")]}
+    folder = tmp_path / "minilm"
+    _write_artefact(folder, sets, {"heldout": _rep(0.005)})
+    got = rp.card_evaluation(folder, sets)
+    assert got is not None and got["reports"]["heldout"]["overall"]["mse"] == 0.005
+    relabelled = {"heldout": [sample("qa-1", "quick, 2+2?", [0.25] * 4, split="heldout")]}
+    assert rp.card_evaluation(folder, relabelled) is None  # another set: evaluate again
+    assert rp.card_evaluation(folder, {**sets, "dev": sets["heldout"]}) is None
+    (folder / "w.bin").write_bytes(b"retrained")
+    assert rp.card_evaluation(folder, sets) is None  # weights no longer match the card
+    assert rp.card_evaluation(tmp_path / "missing", sets) is None
+
+
+def test_fig6_takes_card_rows_and_evaluates_the_raw_elam(tmp_path) -> None:
+    from rapp_intent.iokd.data import heldout, load_labelled
+    from rapp_intent.settings import RappSettings
+
+    sets = {"heldout": heldout(load_labelled())}
+    models = tmp_path / "elam"
+    _write_artefact(models / "minilm", sets, {"heldout": _rep(0.0042)})
+    config = rp.ReportConfig(
+        models_dir=models, out_dir=tmp_path / "out", dev=None, readme=None, families=("minilm",)
+    )
+    data = rp.fig6(config, RappSettings(_env_file=None))
+    rows = data["sets"]["heldout"]
+    assert list(rows) == ["even", "minilm raw", "minilm IoKD"]  # no DPO artefact here
+    assert rows["minilm IoKD"]["overall"]["mse"] == 0.0042
+    assert data["models"]["minilm IoKD"]["evaluated"] == "card"
+    assert data["models"]["minilm raw"]["evaluated"] == "loaded"
+    raw = rows["minilm raw"]["overall"]
+    assert raw["n"] == len(sets["heldout"]) and 0 < raw["mse"] < rows["even"]["overall"]["mse"]
+
+
+# --- Fig. 7 ---------------------------------------------------------------------------------
+def test_fig7_subsets_are_nested_stratified_and_keep_synthetic_children() -> None:
+    data = [
+        sample(f"{a}-{i:03d}", f"request {a} {i}", [0.25] * 4, app=a)
+        for a in APPS
+        for i in range(8)
+    ]
+    data.append(
+        sample(
+            "qa-000~syn1",
+            "x",
+            [0.25] * 4,
+            split="synthetic",
+            origin="synthetic",
+            source_id="qa-000",
+        )
+    )
+    small, large = rp._subset(data, 0.25), rp._subset(data, 0.5)
+    assert {s.id for s in small} <= {s.id for s in large}
+    for app in APPS:
+        assert sum(s.app == app and s.origin == "labelled" for s in small) == 2
+    children = [s for s in large if s.origin == "synthetic"]
+    assert all(c.source_id in {s.id for s in large} for c in children)
+
+
+def test_fig7_plot_writes_a_png(tmp_path) -> None:
+    points = [
+        {"fraction": f, "augmented": aug, "labelled": n, "synthetic": 0, "heldout_mse": m}
+        for f, n, m in ((0.5, 10, 0.01), (1.0, 20, 0.008))
+        for aug in (False, True)
+    ]
+    path = rp.fig7_plot({"points": points}, tmp_path / "fig7.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("value", [None, float("nan")])
+def test_missing_numbers_print_as_a_dash(value) -> None:
+    assert rp._fmt(value) == "-"
