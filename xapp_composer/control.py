@@ -539,18 +539,20 @@ class ControlCore:
         rid = req.request_id
         with self._swap:
             live, runtime = self.state, self.runtime
+        seen = live, runtime
         if live is None:
-            return self._reject(rid, NO_STATE, "no network state received yet")
+            return self._reject(rid, NO_STATE, "no network state received yet", seen=seen)
         age = self._age(live)
         if age > self.max_state_age_s:
             return self._reject(
                 rid,
                 STALE_STATE,
                 f"state {live.seq} is {age:.1f} s old (limit {self.max_state_age_s:g} s)",
+                seen=seen,
             )
         problem = _check_request(req, live.net)
         if problem:
-            return self._reject(rid, MALFORMED_REQUEST, problem)
+            return self._reject(rid, MALFORMED_REQUEST, problem, seen=seen)
         types = tuple(int(t) for t in req.chain_types)
         app, prompt = req.app, req.prompt
         timings: dict[str, float] = {}
@@ -560,7 +562,10 @@ class ControlCore:
         if empty:  # checked first: the policy's lookahead needs candidates at every step
             k = empty[0]
             return self._reject(
-                rid, NO_FEASIBLE_CHAIN, f"no usable agent of type {types[k]} for step {k + 1}"
+                rid,
+                NO_FEASIBLE_CHAIN,
+                f"no usable agent of type {types[k]} for step {k + 1}",
+                seen=seen,
             )
         text = F.text_features(prompt)[None, :]
         served = self.translator.served_models()
@@ -575,13 +580,13 @@ class ControlCore:
         try:
             chain = runtime.compose(prep, tr.vector, elam_index, app, prompt, text)
         except ValueError as exc:
-            return self._reject(rid, NO_FEASIBLE_CHAIN, str(exc), timings)
+            return self._reject(rid, NO_FEASIBLE_CHAIN, str(exc), timings, seen=seen)
         why = chain_feasible(live.net, chain, types)
         if why:
             chain, why = self._repair(live, chain, why, tr.vector, types, rid)
             if why:
                 timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
-                return self._reject(rid, NO_FEASIBLE_CHAIN, why, timings)
+                return self._reject(rid, NO_FEASIBLE_CHAIN, why, timings, seen=seen)
         timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
         decision = network_pb2.ControlDecision(
             request_id=rid,
@@ -684,10 +689,20 @@ class ControlCore:
         return alt, ""
 
     def _reject(
-        self, rid: str, code: str, detail: str, timings: dict[str, float] | None = None
+        self,
+        rid: str,
+        code: str,
+        detail: str,
+        timings: dict[str, float] | None = None,
+        *,
+        seen: tuple[LiveState | None, PolicyRuntime] | None = None,
     ) -> Result:
-        with self._swap:
-            live, runtime = self.state, self.runtime
+        """A rejection, labelled with the state and policy the request was decided on
+        (``seen``; default: the serving ones), not with ones swapped in meanwhile."""
+        if seen is None:
+            with self._swap:
+                seen = self.state, self.runtime
+        live, runtime = seen
         decision = network_pb2.ControlDecision(
             request_id=rid,
             policy_version=runtime.version,

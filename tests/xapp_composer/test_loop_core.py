@@ -390,3 +390,90 @@ def test_policy_swap_prepares_the_state_first(runtime, tmp_path) -> None:
         "xapp_policy_info", {"version": other.version, "provider": other.provider}
     )
     assert snap == 1.0
+
+
+def _perturb_encoder(path, seed: int = 0):
+    """Also change the GCN encoder of an exported policy (noise on its weight matrices; its
+    card updated), so that a state prepared for one policy decides differently with the
+    other's heads."""
+    import json
+
+    import onnx
+    from onnx import numpy_helper
+
+    from xapp_composer.export import encoder_path, sha256_file
+
+    enc = encoder_path(path)
+    model = onnx.load(str(enc))
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.ndim == 2:
+            noise = rng.normal(0.0, float(arr.std()) or 1.0, arr.shape).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(arr + noise, init.name))
+    onnx.save(model, str(enc))
+    card_path = path.with_suffix(".card.json")
+    card = json.loads(card_path.read_text())
+    card["encoder"]["sha256"] = sha256_file(enc)
+    card_path.write_text(json.dumps(card, indent=2))
+    return path
+
+
+def test_hot_swaps_under_load_drop_no_request_and_mix_no_policies(runtime, tmp_path) -> None:
+    """Requests decided by four threads while the policy is swapped back and forth: every
+    request gets exactly one answer, and each is wholly one policy's: what that policy
+    answers on its own for the same request and state. Repair is off, so an infeasible
+    chain shows up as a rejection that names the policy's own chain."""
+    import threading
+
+    def answer(d) -> tuple:
+        return tuple(d.chain), d.elam, d.rejection
+
+    other = PolicyRuntime(_perturb_encoder(perturbed_copy(unit_policy(), tmp_path / "v2")))
+    payload = state_payload(generate_network(7), seq=2)
+    expected = {}
+    for rt in (runtime, other):
+        alone = make_core(rt, repair_infeasible=False)
+        alone.on_state(payload)
+        expected[rt.version] = answer(alone.handle_request(request("alone")).decision)
+    assert expected[runtime.version] != expected[other.version]
+    core = make_core(runtime, repair_infeasible=False)
+    core.on_state(payload)
+    published: list[network_pb2.ControlDecision] = []
+    lock = threading.Lock()
+
+    def publish(d) -> bool:
+        with lock:
+            published.append(d)
+        return True
+
+    n_threads, per_thread = 4, 60
+    results: list[tuple] = []
+
+    def worker(w: int) -> None:
+        for i in range(per_thread):
+            results.append(core.process(request(f"w{w}-{i}"), publish))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(n_threads)]
+    for t in threads:
+        t.start()
+    swaps = 0
+    while any(t.is_alive() for t in threads):
+        core.install_runtime(other if core.runtime is runtime else runtime)
+        swaps += 1
+        time.sleep(0.002)
+    for t in threads:
+        t.join(30)
+    n = n_threads * per_thread
+    assert swaps >= 4
+    assert len(results) == n and all(settled for _, settled in results)
+    assert sorted(d.request_id for d in published) == sorted(
+        f"w{w}-{i}" for w in range(n_threads) for i in range(per_thread)
+    )
+    versions = {d.policy_version for d in published}
+    assert versions == {runtime.version, other.version}  # both served during the run
+    for d in published:
+        assert answer(d) == expected[d.policy_version], d.request_id
+    snap = core.metrics.snapshot()
+    assert snap.get("decisions", 0) + snap.get("rejections", 0) == n
+    assert "internal_error" not in snap
