@@ -4,7 +4,8 @@ Subcommands (names are an interface: other tools call them):
 
 - ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2] [--raw]``
 - ``translate "text" [--model ID] [--app APP] [--server HOST:PORT] [--raw] [--json]``
-- ``eval --data FILE.jsonl [--models minilm,smollm2] [--raw] [--json]``
+- ``eval --data FILE.jsonl [FILE.jsonl ...] [--split train|heldout] [--models ...] [--raw]
+  [--json]``
 
 ``--raw`` serves (scores) the raw E-LAMs, ignoring distilled artefacts in ``models/``.
 
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rapp_intent.evaluate import SPLITS
 from rapp_intent.settings import KNOWN_MODELS, RappSettings
 
 _EVAL_HELP = """\
@@ -31,7 +33,9 @@ keys are the model ids plus "even" (the constant [0.25]*4 baseline); each value 
 MSE (MAE) is the mean over requests of the mean squared (absolute) error over the 4
 components; requests without a valid vector are excluded from MSE and MAE and counted in
 failure_rate. Each prompt is translated with its application as context, without the
-in-context memory."""
+in-context memory. --split keeps the records whose "split" key has that value, e.g. the
+project's held-out split:
+  rapp-intent eval --data rapp_intent/data/intents/*.jsonl --split heldout --json"""
 
 
 _RAW_HELP = "raw E-LAMs: ignore distilled artefacts in models_dir (RAPP_DISTILLED=false)"
@@ -181,14 +185,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from rapp_intent.elam.registry import load_elam
-    from rapp_intent.evaluate import evaluate
-    from sim_ric.users import IntentFormatError, load_intents
+    from rapp_intent.evaluate import evaluate, load_labelled
+    from sim_ric.users import IntentFormatError
 
     settings = _settings(args)
     try:
-        intents = load_intents(args.data)
+        intents = load_labelled(args.data, args.split)
     except (OSError, IntentFormatError) as exc:
-        print(f"rapp-intent: cannot read {args.data}: {exc}", file=sys.stderr)
+        names = " ".join(map(str, args.data))
+        print(f"rapp-intent: cannot read {names}: {exc}", file=sys.stderr)
         return 2
     _prepare_runtime(settings, quiet=True)
     elams = [load_elam(m, settings) for m in settings.models]
@@ -233,7 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=_EVAL_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", type=Path, required=True, help="labelled intents (JSON Lines)")
+    p.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="labelled intents (JSON Lines files)"
+    )
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="score only the records of this split (the project's data/intents files)",
+    )
     p.add_argument("--models", type=_models, help="E-LAMs to score (default: RAPP_MODELS)")
     p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.add_argument("--json", action="store_true", help="print the JSON object")

@@ -85,6 +85,12 @@ def test_eval_refuses_a_bad_file(tmp_path):
     assert proc.returncode == 2 and "cannot read" in proc.stderr
     proc = _run("eval", "--data", str(bad), "--models", "gpt9")
     assert proc.returncode == 2 and "unknown model" in proc.stderr
+    no_split = tmp_path / "dev-like.jsonl"
+    no_split.write_text('{"prompt": "x", "s": [1, 0, 0, 0], "app": "qa"}\n')
+    proc = _run("eval", "--data", str(no_split), "--split", "heldout", "--json")
+    assert proc.returncode == 2 and "no intents with split 'heldout'" in proc.stderr
+    proc = _run("eval", "--data", str(no_split), "--split", "dev")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
 def test_translate_prints_a_vector():
