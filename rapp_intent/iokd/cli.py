@@ -264,6 +264,8 @@ def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[s
     config = MinilmDistillConfig(loss=loss, seed=args.seed or 0)
     if args.epochs:
         config = replace(config, epochs=args.epochs)
+    if args.ensemble:
+        config = replace(config, ensemble=args.ensemble)
     encoder = TorchEncoder()
     raw = MiniLMELam(encoder)
     head, summary = distill_minilm(
@@ -307,6 +309,8 @@ def distill_smollm2_cmd(args, apps, samples, out: Path, settings, sets) -> dict[
         config = replace(config, steps=args.steps)
     if args.max_minutes:
         config = replace(config, max_minutes=args.max_minutes)
+    if args.lr:
+        config = replace(config, lr=args.lr)
     peft_model, summary = distill_smollm2(
         samples, Path(settings.cache_dir), config, not args.no_progress
     )
@@ -439,8 +443,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nll-weight", type=float, help=f"auxiliary NLL weight (default {DEFAULT_NLL})")
     p.add_argument("--no-augment", action="store_true", help="train on labelled samples only")
     p.add_argument("--epochs", type=int, help="minilm: most epochs")
+    p.add_argument("--ensemble", type=int, help="minilm: heads averaged into the shipped one")
     p.add_argument("--steps", type=int, help="smollm2: optimiser steps")
     p.add_argument("--max-minutes", type=float, help="smollm2: wall-clock limit of training")
+    p.add_argument("--lr", type=float, help="smollm2: learning rate of the adapters")
     p.add_argument("--data", help="dataset directory (default models/elam/data)")
     p.add_argument("--out", help="artefact directory (default: see docs)")
     p.add_argument("--dev", help="dev set for the card's metrics (evaluation only)")

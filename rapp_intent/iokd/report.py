@@ -394,8 +394,49 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def artefact_lines(cards: dict[str, dict[str, Any]]) -> list[str]:
+    """One Markdown bullet per shipped artefact: size, training configuration and time."""
+    lines = []
+    for fam, card in cards.items():
+        train = card.get("training", {})
+        cfg = train.get("config", {})
+        loss = cfg.get("loss", {})
+        size = card.get("size_bytes")
+        what = (
+            f"loss `{loss.get('kind')}` (beta_base {loss.get('beta_base')}, lambda "
+            f"{loss.get('lam')}, auxiliary NLL weight {loss.get('nll_weight')})"
+        )
+        if fam == "minilm":
+            k = cfg.get("ensemble", 1)
+            heads = f"{k} heads averaged into one" if k > 1 else "one head"
+            what += (
+                f"; {heads} ({cfg.get('hidden')} hidden units each), {train.get('epochs')} "
+                f"epochs (chosen on a validation part of the train split), "
+                f"{train.get('pairs')} pairs"
+            )
+        else:
+            what += (
+                f"; LoRA r={cfg.get('lora_r')} on the top {cfg.get('lora_layers')} layers, "
+                f"{train.get('steps_done')} steps of {cfg.get('batch_items')} prompts x "
+                f"{cfg.get('contrastive_per_item')} contrastive answers, lr {cfg.get('lr')}"
+            )
+        secs = train.get("train_seconds")
+        lines.append(
+            f"- `{fam}`: `models/elam/{fam}/`"
+            + (f", {size / 2**20:.1f} MB" if size else "")
+            + f"; {what}"
+            + (f"; trained in {secs / 60:.1f} min on this machine (2 CPU cores)" if secs else "")
+            + f"; weights sha256 `{str(card.get('sha256', ''))[:12]}...`"
+        )
+    return lines
+
+
 def readme_section(
-    f6: dict[str, Any], f7: dict[str, Any] | None, build: dict[str, Any] | None, out_rel: str
+    f6: dict[str, Any],
+    f7: dict[str, Any] | None,
+    build: dict[str, Any] | None,
+    out_rel: str,
+    cards: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The README section (Markdown), generated from the report's numbers."""
     lines = [
@@ -454,10 +495,16 @@ def readme_section(
                 f"({rounds}); |D_IoKD| = {rep.get('d_iokd')}"
             )
         lines.append("")
+    if cards:
+        lines += ["Shipped artefacts (model cards: data sha256s, configuration, metrics):", ""]
+        lines += artefact_lines(cards)
+        lines.append("")
     lines += [
-        'Fig. 6 (precision of intent translation). "eq. 31 only": the paper\'s loss '
-        "without the auxiliary NLL term (see `rapp_intent/iokd/loss.py`); the shipped "
-        "artefacts use it.",
+        "Fig. 6 (precision of intent translation). DPO: the same configuration with a "
+        'constant beta = beta_base. "eq. 31 only": the paper\'s loss without the auxiliary '
+        "NLL term of `rapp_intent/iokd/loss.py` (the shipped artefacts add it: eq. 31 alone "
+        "only ranks s_p above s_c and stops pulling the prediction onto s_p once the margin "
+        "is large).",
         "",
         fig6_markdown(f6),
     ]
@@ -527,12 +574,21 @@ def make_report(config: ReportConfig, settings: Any) -> dict[str, Any]:
         fig7_plot(f7, out / "fig7.png")
     build_path = Path(config.data_dir or DATA_DIR) / BUILD_FILE
     build = json.loads(build_path.read_text(encoding="utf-8")) if build_path.exists() else None
+    cards = {}
+    for fam in config.families:
+        card_path = config.models_dir / fam / "card.json"
+        if card_path.exists():
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+            card["size_bytes"] = sum(
+                f.stat().st_size for f in (config.models_dir / fam).iterdir() if f.is_file()
+            )
+            cards[fam] = card
     if config.readme is not None:
         try:
             rel = str(out.resolve().relative_to(config.readme.resolve().parent))
         except ValueError:
             rel = str(out)
-        update_readme(config.readme, readme_section(f6, f7, build, rel))
+        update_readme(config.readme, readme_section(f6, f7, build, rel, cards))
     summary = {
         s: {label: rep["overall"] for label, rep in rows.items()} for s, rows in f6["sets"].items()
     }

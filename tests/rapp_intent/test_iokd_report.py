@@ -163,3 +163,27 @@ def test_fig7_plot_writes_a_png(tmp_path) -> None:
 @pytest.mark.parametrize("value", [None, float("nan")])
 def test_missing_numbers_print_as_a_dash(value) -> None:
     assert rp._fmt(value) == "-"
+
+
+def test_readme_section_holds_the_table_targets_and_shipped_configuration() -> None:
+    data = _fig6(even=0.015, minilm_raw=0.012, minilm_IoKD=0.006, minilm_DPO=0.0061)
+    card = {
+        "sha256": "ab" * 32,
+        "size_bytes": 3 << 20,
+        "training": {
+            "epochs": 90,
+            "pairs": 2228,
+            "train_seconds": 120.0,
+            "config": {
+                "loss": {"kind": "iokd", "beta_base": 0.1, "lam": 1.5, "nll_weight": 1.0},
+                "ensemble": 5,
+                "hidden": 256,
+            },
+        },
+    }
+    text = rp.readme_section(data, None, None, "models/elam/report", {"minilm": card})
+    assert text.startswith(rp.README_HEADING + "\n")
+    assert "| minilm IoKD | 0.0060 |" in text
+    assert "| IoKD better than plain DPO (minilm) | MSE 0.00600 vs 0.00610 | yes |" in text
+    assert "5 heads averaged into one (256 hidden units each), 90 epochs" in text
+    assert "3.0 MB" in text and "2.0 min" in text and "`abababababab...`" in text
