@@ -3,7 +3,8 @@
 Subcommands (names are an interface: other tools call them):
 
 - ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2] [--raw]``
-- ``translate "text" [--model ID] [--app APP] [--server HOST:PORT] [--raw] [--json]``
+- ``translate "text" [--model ID] [--app APP] [--server HOST:PORT [--ca F [--cert F --key F]]]
+  [--raw] [--json]``
 - ``eval --data FILE.jsonl [FILE.jsonl ...] [--split train|heldout] [--models ...] [--raw]
   [--json]``
 
@@ -113,7 +114,23 @@ def _translate_remote(args: argparse.Namespace, settings: RappSettings) -> dict:
 
     from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
 
-    with grpc.insecure_channel(args.server) as channel:
+    if args.cert is not None and args.ca is None:
+        raise SystemExit("rapp-intent: --cert/--key (mutual TLS) need --ca")
+    if (args.cert is None) != (args.key is None):
+        raise SystemExit("rapp-intent: --cert and --key go together")
+    if args.ca is not None:
+        try:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=args.ca.read_bytes(),
+                private_key=args.key.read_bytes() if args.key else None,
+                certificate_chain=args.cert.read_bytes() if args.cert else None,
+            )
+        except OSError as exc:
+            raise SystemExit(f"rapp-intent: cannot read a TLS file: {exc}") from None
+        channel = grpc.secure_channel(args.server, creds)
+    else:
+        channel = grpc.insecure_channel(args.server)
+    with channel:
         stub = intent_pb2_grpc.IntentServiceStub(channel)
         try:
             resp = stub.Translate(
@@ -134,6 +151,9 @@ def _translate_remote(args: argparse.Namespace, settings: RappSettings) -> dict:
 
 def cmd_translate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if not args.server and any(x is not None for x in (args.ca, args.cert, args.key)):
+        print("rapp-intent: --ca/--cert/--key apply to --server calls", file=sys.stderr)
+        return 2
     if args.server and args.raw:
         print(
             "rapp-intent: --raw applies to a local model; a server serves what it loaded",
@@ -228,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", default="", help="application id (content, qa, immersive, critical)")
     p.add_argument("--server", help="ask a running server at HOST:PORT instead of loading")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline of --server calls (s)")
+    p.add_argument(
+        "--ca", type=Path, help="with --server: CA bundle (PEM) of its certificate (TLS)"
+    )
+    p.add_argument("--cert", type=Path, help="with --server: client certificate (mutual TLS)")
+    p.add_argument("--key", type=Path, help="with --server: client private key (mutual TLS)")
     p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_translate)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -148,3 +151,29 @@ def test_mutual_tls_refuses_a_client_without_certificate(tls_server, certs):
         with pytest.raises(grpc.RpcError) as info:
             _translate(server.port, creds)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _cli_translate(port: int, *tls: str) -> subprocess.CompletedProcess:
+    cli = (sys.executable, "-m", "rapp_intent.cli", "translate")
+    server = ("--server", f"localhost:{port}", "--timeout", "10")
+    return subprocess.run(
+        [*cli, "exact figures, no rush", "--app", "critical", *server, "--json", *tls],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAPP_MODELS": "minilm"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_cli_translate_over_mutual_tls(tls_server, certs):
+    server = tls_server(mutual=True)
+    ca, cert, key = (str(certs / f) for f in ("ca.pem", "client.pem", "client.key"))
+    proc = _cli_translate(server.port, "--ca", ca, "--cert", cert, "--key", key)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["preference"]) == 4 and out["model"] == "minilm"
+    refused = _cli_translate(server.port, "--ca", ca)  # no client certificate
+    assert refused.returncode != 0 and "UNAVAILABLE" in refused.stderr
+    half = _cli_translate(server.port, "--ca", ca, "--cert", cert)
+    assert half.returncode != 0 and "go together" in half.stderr
