@@ -59,34 +59,58 @@ class Decision:
     intent: tuple[float, float, float, float]
 
 
+_PROVIDERS: dict[bool, list[str]] = {}
+"""The execution providers chosen by the first session of the process, per ``prefer_gpu``:
+CUDA is probed once (at start), and every later session (the other graphs, a hot-reloaded
+policy) uses what that probe found."""
+
+ORT_DEFAULT_LOG_SEVERITY = 2
+"""onnxruntime's default logger severity (warning), restored after the CUDA probe."""
+
+
 def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
-    """An onnxruntime session on CUDA when it really is available, else CPU."""
+    """An onnxruntime session on CUDA when it really is available, else CPU.
+
+    The first call of the process chooses (and logs) the providers; later calls reuse
+    the choice.
+    """
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    wanted = ["CPUExecutionProvider"]
-    if prefer_gpu and "CUDAExecutionProvider" in available:
-        wanted.insert(0, "CUDAExecutionProvider")
+    chosen = _PROVIDERS.get(prefer_gpu)
+    probing = chosen is None
+    if chosen is None:
+        chosen = ["CPUExecutionProvider"]
+        if prefer_gpu and "CUDAExecutionProvider" in available:
+            chosen.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if len(wanted) > 1:
-        # Trying CUDA on a machine without its libraries makes onnxruntime print a
-        # library-load error and fall back to the CPU; keep that attempt quiet and log
-        # what the session really got instead.
+    quiet = probing and len(chosen) > 1
+    if quiet:
+        # Trying CUDA on a machine without its libraries makes onnxruntime print
+        # library-load errors (its default logger) and fall back to the CPU; keep that one
+        # attempt quiet and log what the session really got instead.
         opts.log_severity_level = 4
+        ort.set_default_logger_severity(4)
     try:
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
     except Exception as exc:  # a broken CUDA install: fall back rather than die
-        if wanted[0] == "CPUExecutionProvider":
+        if chosen[0] == "CPUExecutionProvider":
             raise
         log.warning("cuda_session_failed", error=str(exc))
-        sess = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        chosen = ["CPUExecutionProvider"]
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+    finally:
+        if quiet:
+            ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
     got = sess.get_providers()
-    log.info("onnx_session", path=str(path), requested=wanted, providers=got, available=available)
+    if probing:
+        _PROVIDERS[prefer_gpu] = [p for p in chosen if p in got] or ["CPUExecutionProvider"]
+        log.info("onnx_providers_chosen", providers=_PROVIDERS[prefer_gpu], requested=chosen,
+                 available=available)  # fmt: skip
+    log.info("onnx_session", path=str(path), providers=got)
     return sess
 
 

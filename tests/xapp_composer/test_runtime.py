@@ -84,3 +84,25 @@ def test_no_usable_agent_is_a_clear_error_and_served_elams_are_respected(exporte
     assert rt.choose_elam(ok, "qa", "x", served=set()) == -1
     d = rt.decide(ok, "qa", "x", lambda e: (0.1, 0.2, 0.3, 0.4), served={"b"})
     assert d.elam == "b" and len(d.chain) == 3
+
+
+def test_providers_are_chosen_once_quietly_and_reused(exported, monkeypatch, capfd) -> None:
+    import onnxruntime as ort
+
+    from xapp_composer import runtime as R
+
+    monkeypatch.setattr(R, "_PROVIDERS", {})
+    _, path = exported
+    capfd.readouterr()
+    first = PolicyRuntime(path)
+    chosen = R._PROVIDERS[True]
+    assert chosen[-1] == "CPUExecutionProvider"
+    assert set(chosen) <= set(ort.get_available_providers())
+    assert first.provider == chosen[0]
+    # CUDA listed without its libraries (this machine) falls back to the CPU silently:
+    # the probe's library-load errors are not printed.
+    assert "Failed to load library" not in capfd.readouterr().err
+    second = PolicyRuntime(path)  # a hot reload: no new probe
+    assert second.provider == first.provider and R._PROVIDERS[True] is chosen
+    assert PolicyRuntime(path, prefer_gpu=False).provider == "CPUExecutionProvider"
+    assert R._PROVIDERS[False] == ["CPUExecutionProvider"]
