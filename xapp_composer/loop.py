@@ -63,8 +63,11 @@ TICK_S = 0.25
 """Housekeeping period; also bounds how long the loops take to notice a stop."""
 STATE_WAIT_S = 2.0
 """A request that finds no usable state (none yet, or a stale one) while a new state is
-being prepared (at start, or after a broker outage, the retained state and the first
-requests arrive together) waits this long for it rather than being rejected."""
+being prepared, or within this long of a (re)connection, waits up to this long for one
+rather than being rejected: at start, or after a broker outage, the retained state and the
+first requests arrive together, and the requests a persistent session kept while the xApp
+was away are delivered right after the CONNACK, before the retained state that the
+resubscription brings."""
 
 log = structlog.get_logger("xapp_composer.loop")
 
@@ -308,15 +311,21 @@ class XappService:
         self._latest_state: bytes | None = None
         self._state_event = threading.Event()
         self._state_pending = threading.Event()  # received, not yet handled
+        self._connected_at = -float("inf")  # monotonic time of the last (re)connection
         self._stopping = threading.Event()  # no new requests are taken
         self._done = threading.Event()  # background loops end
         self._threads: list[threading.Thread] = []
         self.health: HealthServer | None = None
+        client.on_connected = self._on_connected
         client.subscribe(self.topics.requests, self._on_request, qos=1, ack="manual")
         client.subscribe(self.topics.state, self._on_state, qos=1)
         client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
 
     # ---- paho thread: hand over only ------------------------------------------------------
+    def _on_connected(self, session_present: bool) -> None:
+        # Runs before any message of the new connection is handed over.
+        self._connected_at = time.monotonic()
+
     def _on_request(self, delivery: Delivery) -> None:
         if self._stopping.is_set():
             # Not acknowledged: the broker keeps it for the next session of this client id.
@@ -363,12 +372,13 @@ class XappService:
     # ---- decider -------------------------------------------------------------------------
     def decide_one(self, delivery: Delivery, received: float) -> Result:
         """Decide, publish and acknowledge one request delivery."""
-        if self._state_pending.is_set() and not self.core.usable_state():
-            # At start, or after a broker outage: a fresh state is being prepared.
+        if not self.core.usable_state() and self._state_may_come():
+            # At start, or after a broker outage: a fresh state is being prepared, or the
+            # retained one is on its way (see STATE_WAIT_S).
             deadline = time.monotonic() + STATE_WAIT_S
             while (
-                self._state_pending.is_set()
-                and not self.core.usable_state()
+                not self.core.usable_state()
+                and self._state_may_come()
                 and time.monotonic() < deadline
             ):
                 time.sleep(0.005)
@@ -397,6 +407,11 @@ class XappService:
                       ms=round((published_at - received) * 1e3, 3))  # fmt: skip
         self.client.ack(delivery)
         return result
+
+    def _state_may_come(self) -> bool:
+        """A state is being prepared, or the connection is too young for the retained one
+        to have arrived."""
+        return self._state_pending.is_set() or time.monotonic() - self._connected_at < STATE_WAIT_S
 
     def _decider(self) -> None:
         while True:

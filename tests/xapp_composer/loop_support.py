@@ -138,8 +138,12 @@ class PersistentMosquitto(Mosquitto):
         super().__init__(workdir, port)
         store = workdir / f"mosquitto-{self.port}-store"
         store.mkdir(exist_ok=True)
+        # Started as root, Mosquitto drops to the "mosquitto" user, which cannot write a
+        # store under pytest's private (0700) temporary directory: it would then keep
+        # nothing across the restart. Stay root in that case (a test broker only).
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{user}"
             f"persistence true\npersistence_location {store}/\n"
             "max_queued_messages 100000\n"
         )
