@@ -80,7 +80,7 @@ class MinilmDistillConfig:
     refit: bool = True
     embed_dropout: float = 0.6
     ema: float = 0.95
-    ensemble: int = 1
+    ensemble: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:

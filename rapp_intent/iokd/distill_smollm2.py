@@ -69,10 +69,10 @@ class Smollm2DistillConfig:
     loss: LossConfig = field(
         default_factory=lambda: LossConfig(beta_base=0.1, lam=1.5, nll_weight=1.0)
     )
-    steps: int = 300
+    steps: int = 160
     batch_items: int = 4
     contrastive_per_item: int = 2
-    lr: float = 5e-4
+    lr: float = 1e-3
     warmup_steps: int = 10
     lora_r: int = 8
     lora_alpha: int = 16

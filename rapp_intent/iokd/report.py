@@ -431,12 +431,41 @@ def artefact_lines(cards: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def config_notes(info: dict[str, Any], models_dir: Path) -> list[str]:
+    """Rows whose training configuration differs from the shipped IoKD artefact's beyond
+    the loss (e.g. an ablation kept from an earlier configuration), one line each."""
+
+    def config(path: Path) -> dict[str, Any] | None:
+        card_path = Path(path) / "card.json"
+        if not card_path.exists():
+            return None
+        cfg = json.loads(card_path.read_text(encoding="utf-8")).get("training", {})
+        out = {k: v for k, v in cfg.get("config", {}).items() if k not in ("loss", "seed")}
+        return {"ensemble": 1, **out} if "epochs" in out else out  # minilm before ensembles
+
+    lines = []
+    for label, row in info.items():
+        if row.get("variant") in (None, "even", "raw", "iokd") or not row.get("artefact"):
+            continue
+        shipped, own = config(models_dir / row["family"]), config(Path(row["artefact"]))
+        if shipped is None or own is None or own == shipped:
+            continue
+        diff = ", ".join(
+            f"{k} {own.get(k)} (shipped: {shipped.get(k)})"
+            for k in sorted(set(own) | set(shipped))
+            if own.get(k) != shipped.get(k)
+        )
+        lines.append(f"- {label}: trained with {diff}")
+    return lines
+
+
 def readme_section(
     f6: dict[str, Any],
     f7: dict[str, Any] | None,
     build: dict[str, Any] | None,
     out_rel: str,
     cards: dict[str, dict[str, Any]] | None = None,
+    models_dir: Path | None = None,
 ) -> str:
     """The README section (Markdown), generated from the report's numbers."""
     lines = [
@@ -508,6 +537,10 @@ def readme_section(
         "",
         fig6_markdown(f6),
     ]
+    notes = config_notes(f6.get("models", {}), models_dir) if models_dir else []
+    if notes:
+        lines += ["Rows trained with another configuration than the shipped artefact:", ""]
+        lines += [*notes, ""]
     tgt = targets(f6)
     if tgt:
         lines += ["Targets on `dev_intents.jsonl`:", ""]
@@ -516,7 +549,8 @@ def readme_section(
         lines.append("")
     if f7:
         lines += [
-            f"Fig. 7 (MSE against the number of labelled training samples, `minilm` IoKD): "
+            f"Fig. 7 (MSE against the number of labelled training samples, `minilm` IoKD, "
+            f"{f7.get('config', {}).get('ensemble', 1)} head(s) per point): "
             f"![Fig. 7]({out_rel}/fig7.png)",
             "",
         ]
@@ -588,7 +622,8 @@ def make_report(config: ReportConfig, settings: Any) -> dict[str, Any]:
             rel = str(out.resolve().relative_to(config.readme.resolve().parent))
         except ValueError:
             rel = str(out)
-        update_readme(config.readme, readme_section(f6, f7, build, rel, cards))
+        section = readme_section(f6, f7, build, rel, cards, config.models_dir)
+        update_readme(config.readme, section)
     summary = {
         s: {label: rep["overall"] for label, rep in rows.items()} for s, rows in f6["sets"].items()
     }

@@ -187,3 +187,29 @@ def test_readme_section_holds_the_table_targets_and_shipped_configuration() -> N
     assert "| IoKD better than plain DPO (minilm) | MSE 0.00600 vs 0.00610 | yes |" in text
     assert "5 heads averaged into one (256 hidden units each), 90 epochs" in text
     assert "3.0 MB" in text and "2.0 min" in text and "`abababababab...`" in text
+
+
+def test_rows_from_another_configuration_are_named(tmp_path) -> None:
+    def card(folder: Path, loss: str, **config) -> str:
+        folder.mkdir(parents=True)
+        cfg = {"loss": {"kind": loss}, "seed": 0, "epochs": 300, "hidden": 256, **config}
+        (folder / "card.json").write_text(json.dumps({"training": {"config": cfg}}))
+        return str(folder)
+
+    card(tmp_path / "minilm", "iokd", ensemble=5)
+    info = {
+        "minilm IoKD": {"family": "minilm", "variant": "iokd", "artefact": "x"},
+        "minilm DPO": {
+            "family": "minilm",
+            "variant": "dpo",
+            "artefact": card(tmp_path / "ablation" / "minilm-dpo", "dpo", ensemble=5),
+        },
+        "minilm IoKD, eq. 31 only": {
+            "family": "minilm",
+            "variant": "iokd-nll0",
+            "artefact": card(tmp_path / "ablation" / "minilm-iokd-nll0", "iokd"),
+        },
+    }
+    assert rp.config_notes(info, tmp_path) == [
+        "- minilm IoKD, eq. 31 only: trained with ensemble 1 (shipped: 5)"
+    ]
