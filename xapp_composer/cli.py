@@ -94,7 +94,7 @@ def cmd_train(args) -> int:
     name = args.name or default_name(args.app, args.mode)
     elams = [e for e in args.elams.split(",") if e]
     cfg = TrainConfig(name=name, app=args.app, mode=args.mode, minutes=args.minutes, seed=args.seed)
-    for key in ("batch_episodes", "pool_size", "eval_every", "hidden"):
+    for key in ("batch_episodes", "pool_size", "eval_every", "hidden", "init", "lr", "ent_coef"):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, key, value)
@@ -327,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-size", dest="pool_size", type=int, default=None)
     p.add_argument("--eval-every", dest="eval_every", type=int, default=None)
     p.add_argument("--hidden", type=int, default=None)
+    p.add_argument("--init", default=None,
+                   help="warm start from a checkpoint (.pt), e.g. runs/policy/srl-general.pt")  # fmt: skip
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-4)")
+    p.add_argument("--ent-coef", dest="ent_coef", type=float, default=None,
+                   help="entropy bonus, annealed to 0 (default 0.01)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -394,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xapp-composer``."""
     args = build_parser().parse_args(argv)
+    if args.command != "run":  # ``run`` configures its own logging from its settings
+        from sim_ric.logs import configure_logging
+
+        # Logs go to stderr so that ``--json`` output on stdout stays one parseable object.
+        configure_logging("WARNING" if getattr(args, "json", False) else "INFO")
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

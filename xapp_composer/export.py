@@ -175,6 +175,7 @@ def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path, Path]:
           "look_keep": {0: b, 1: m, 2: m2}, "look_mask": {0: b, 1: m2}, "ctx": {0: b}}, path),
     ]  # fmt: skip
     for module, args, inputs, outputs, dynamic, out in jobs:
+        module.eval()  # the wrappers hold no dropout or norm layers; this only states it
         program = torch.onnx.export(
             module,
             args,

@@ -65,6 +65,10 @@ class TrainConfig:
     )
     eval_every: int = field(default=20, metadata={"help": "iterations between validations"})
     seed: int = field(default=0, metadata={"help": "random seed"})
+    init: str | None = field(
+        default=None,
+        metadata={"help": "warm start from this checkpoint (.pt), e.g. the general policy"},
+    )
 
     def to_dict(self) -> dict:
         """JSON-friendly."""
@@ -156,6 +160,19 @@ def train(
     torch.set_num_threads(cfg.threads)
     pcfg = PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
     policy = GCNActorCritic(pcfg)
+    if cfg.init:
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if ckpt["policy"] != pcfg.to_dict():
+            raise ValueError(
+                f"--init {cfg.init}: its policy shape {ckpt['policy']} differs from "
+                f"this run's {pcfg.to_dict()}"
+            )
+        if list(ckpt["summary"]["elam_ids"]) != list(requests.elam_ids):
+            raise ValueError(
+                f"--init {cfg.init}: trained for E-LAMs {ckpt['summary']['elam_ids']}, "
+                f"this run picks among {requests.elam_ids}"
+            )
+        policy.load_state_dict(ckpt["state_dict"])
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     pool = NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
     val = EvalSet.build(
@@ -169,6 +186,11 @@ def train(
     ]  # fmt: skip
     best = {"val_normalized_score": -math.inf, "iteration": -1}
     best_state = None
+    if cfg.init:
+        # A warm start competes as iteration 0: fine-tuning never ships worse weights
+        # (on the validation pairs) than the ones it started from.
+        best = {**validate(policy, val, cfg.mode), "iteration": 0}
+        best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
     start = time.monotonic()
     budget = cfg.minutes * 60.0
     bar = tqdm(total=int(budget), disable=not progress, unit="s", desc=cfg.name)

@@ -19,7 +19,8 @@ TINY = ["--predictions", "synthetic", "--steps", "1500", "--minutes", "1", "--po
 def run(*args: str) -> dict:
     res = subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    # stdout holds exactly one JSON object (logs and progress go to stderr)
+    return json.loads(res.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,23 @@ def test_bench_prints_latency(models: Path) -> None:
               "--policy", str(models / "srl-general.onnx"), "--json")  # fmt: skip
     assert out["provider"] == "CPUExecutionProvider"
     assert 0 < out["p50_ms"] <= out["p99_ms"]
+
+
+def test_warm_start_from_the_general_policy(models: Path, tmp_path: Path) -> None:
+    runs = models.parent
+    init = runs / "srl-general.pt"
+    out = run("train", "--app", "qa", "--init", str(init), *TINY, "--out", str(tmp_path))
+    assert out["name"] == "srl-qa"
+    summary = json.loads((tmp_path / "srl-qa.train.json").read_text())
+    assert summary["config"]["init"] == str(init)
+    # the starting weights were validated first and compete as iteration 0
+    assert summary["best"]["iteration"] >= 0 and np.isfinite(
+        summary["best"]["val_normalized_score"]
+    )
+    # a checkpoint of another shape is a clear error, not a crash
+    res = subprocess.run(
+        [*EXE, "train", "--app", "qa", "--init", str(init), *TINY[:-3], "--hidden", "8",
+         "--quiet", "--out", str(tmp_path / "bad")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 2 and "policy shape" in res.stderr
