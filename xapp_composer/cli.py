@@ -200,6 +200,14 @@ def cmd_eval(args) -> int:
         results["srl_general"] = E.score_decisions(
             ev, pairs, *E.run_policy(ev, pairs, lambda a: general), fee_of
         )
+    # References (not methods): the exact best chain for the vector each policy decides on.
+    results["ref_best_for_even"] = E.score_decisions(
+        ev, pairs, *E.run_best_for(ev, pairs, None), fee_of
+    )
+    for e in elam_ids:
+        results[f"ref_best_for_{e}"] = E.score_decisions(
+            ev, pairs, *E.run_best_for(ev, pairs, e), fee_of
+        )
     out = {k: v.summary(elam_ids) for k, v in results.items()}
     out["_meta"] = {
         "intents": str(args.intents),

@@ -157,3 +157,27 @@ def run_policy(
         chains.append(d.chain)
         elams.append(d.elam)
     return chains, elams
+
+
+def run_best_for(ev: EvalSet, pairs: np.ndarray, elam: str | None) -> tuple[list, list]:
+    """Reference, not a method: the exact best chain for the vector a policy decides on.
+
+    ``elam=None`` takes the even vector [0.25] * 4 (no E-LAM called), the bound of what
+    DRL (Even) can reach; an E-LAM id takes that E-LAM's predicted vector, the bound of
+    what SRL can reach when it picks that E-LAM. Both are scored, like every method,
+    under the TRUE vector, so the distance from 1 is the price of deciding on the
+    wrong vector, and a policy's distance from its bound is what its optimisation loses.
+    """
+    spaces: dict[int, object] = {}
+    even = np.full(4, 0.25)
+    k = None if elam is None else ev.requests.elam_ids.index(elam)
+    chains = []
+    for p in pairs:
+        j, r = int(ev.net_idx[p]), int(ev.req_idx[p])
+        if j not in spaces:
+            spaces[j] = build_search_space(ev.nets[j])
+        space = spaces[j]
+        s = even if k is None else ev.requests.preds[r, k]
+        flat = np.where(space.feasible, space.utilities @ s, -np.inf).reshape(-1)
+        chains.append(space.chain_at(int(np.argmax(flat))))
+    return chains, [elam] * len(pairs)

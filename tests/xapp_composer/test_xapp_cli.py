@@ -50,6 +50,8 @@ def test_eval_reports_every_method(models: Path) -> None:
         assert m["n"] == 24 and np.isfinite(m["normalized_score"])
     assert abs(out["random"]["normalized_score"]) < 0.6  # random sits near the floor
     assert out["drl_even"]["elam_share"].get("none") == 1.0
+    for ref in ("ref_best_for_even", "ref_best_for_minilm", "ref_best_for_smollm2"):
+        assert out[ref]["feasible"] == 1.0 and out[ref]["n"] == 24
 
 
 def test_bench_prints_latency(models: Path) -> None:
