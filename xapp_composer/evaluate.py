@@ -162,7 +162,7 @@ def run_policy(
 def run_best_for(ev: EvalSet, pairs: np.ndarray, elam: str | None) -> tuple[list, list]:
     """Reference, not a method: the exact best chain for the vector a policy decides on.
 
-    ``elam=None`` takes the even vector [0.25] * 4 (no E-LAM called), the bound of what
+    ``elam=None`` takes the even vector [0.25] * 4 (no E-LAM called, labelled ""), the bound of what
     DRL (Even) can reach; an E-LAM id takes that E-LAM's predicted vector, the bound of
     what SRL can reach when it picks that E-LAM. Both are scored, like every method,
     under the TRUE vector, so the distance from 1 is the price of deciding on the
@@ -180,4 +180,4 @@ def run_best_for(ev: EvalSet, pairs: np.ndarray, elam: str | None) -> tuple[list
         s = even if k is None else ev.requests.preds[r, k]
         flat = np.where(space.feasible, space.utilities @ s, -np.inf).reshape(-1)
         chains.append(space.chain_at(int(np.argmax(flat))))
-    return chains, [elam] * len(pairs)
+    return chains, [elam or ""] * len(pairs)
