@@ -208,7 +208,7 @@ def cmd_eval(args) -> int:
         results[f"ref_best_for_{e}"] = E.score_decisions(
             ev, pairs, *E.run_best_for(ev, pairs, e), fee_of
         )
-    out = {k: v.summary(elam_ids) for k, v in results.items()}
+    out = {k: {**v.summary(elam_ids), "per_app": v.per_app(ev)} for k, v in results.items()}
     out["_meta"] = {
         "intents": str(args.intents),
         "seeds": args.seeds,

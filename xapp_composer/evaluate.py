@@ -69,6 +69,20 @@ class MethodResult:
             "n": len(self.pairs),
         }
 
+    def per_app(self, ev: EvalSet) -> dict:
+        """Normalised score and episode bonus per application (the paper compares per app)."""
+        app = ev.requests.app[ev.req_idx[self.pairs]]
+        out = {}
+        for i, name in enumerate(APPS):
+            sel = app == i
+            if sel.any():
+                out[name] = {
+                    "normalized_score": float(self.normalized[sel].mean()),
+                    "score": float(self.score[sel].mean()),
+                    "n": int(sel.sum()),
+                }
+        return out
+
 
 def score_decisions(
     ev: EvalSet,

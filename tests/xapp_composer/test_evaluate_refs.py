@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sim_ric.users import LabelledIntent
 from xapp_composer import evaluate as E
@@ -45,3 +46,15 @@ def test_best_chain_for_another_vector_is_feasible_and_not_above_the_optimum() -
     assert (even.score <= opt[pairs] + ev.requests.fees.min() + 1e-9).all()
     # skewed true vectors: the even vector's chain is not the best for all of them
     assert even.normalized.mean() < 1.0 - 1e-6
+
+
+def test_per_app_breakdown_partitions_the_pairs() -> None:
+    ev = _evalset()
+    pairs = np.arange(len(ev))
+    fee = dict(zip(ev.requests.elam_ids, ev.requests.fees.tolist(), strict=True))
+    res = E.score_decisions(ev, pairs, *E.run_best_for(ev, pairs, None), fee)
+    per_app = res.per_app(ev)
+    assert set(per_app) == {"immersive", "critical", "qa", "content"}
+    assert sum(a["n"] for a in per_app.values()) == len(pairs)
+    weighted = sum(a["normalized_score"] * a["n"] for a in per_app.values()) / len(pairs)
+    assert weighted == pytest.approx(res.normalized.mean())

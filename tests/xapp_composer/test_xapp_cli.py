@@ -48,6 +48,7 @@ def test_eval_reports_every_method(models: Path) -> None:
         m = out[method]
         assert set(m) >= {"normalized_score", "score", "Q", "C", "B", "L", "P_outage", "elam_share"}
         assert m["n"] == 24 and np.isfinite(m["normalized_score"])
+        assert sum(a["n"] for a in m["per_app"].values()) == 24
     assert abs(out["random"]["normalized_score"]) < 0.6  # random sits near the floor
     assert out["drl_even"]["elam_share"].get("none") == 1.0
     for ref in ("ref_best_for_even", "ref_best_for_minilm", "ref_best_for_smollm2"):
