@@ -113,9 +113,16 @@ class TorchEncoder:
     Args:
         path: model folder (default: the packaged one).
         dtype: ``torch.float32`` or ``torch.bfloat16`` weights and activations.
+        warm_lengths: :meth:`warmup` runs every quantised sub-batch shape of up to this
+            many tokens once (bfloat16 only; 0: none).
     """
 
-    def __init__(self, path: Path | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        path: Path | None = None,
+        dtype: torch.dtype = torch.float32,
+        warm_lengths: int = 0,
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(path or model_path())
@@ -126,6 +133,7 @@ class TorchEncoder:
         self.dtype = dtype
         self.backend = "torch-bf16" if dtype == torch.bfloat16 else "torch"
         self.module = _Pooled(bert).eval().to(dtype)
+        self.warm_lengths = warm_lengths
 
     def tokenize(self, texts: Sequence[str], tensors: str = "pt"):
         """Tokenise with padding and truncation to 256 tokens."""
@@ -146,6 +154,29 @@ class TorchEncoder:
         """
         quantise = self.dtype == torch.bfloat16
         return encode_planned(self.tokenizer, texts, self._forward, quantise=quantise)
+
+    def warmup(self) -> list[tuple[int, int]]:
+        """Run each quantised shape (rows x tokens) up to ``warm_lengths`` tokens once.
+
+        oneDNN builds and caches its bfloat16 kernels per shape, so without this the first
+        batches after a start pay for building them. Only bfloat16 quantises shapes; other
+        dtypes warm nothing.
+
+        Returns:
+            The shapes run.
+        """
+        if self.dtype != torch.bfloat16 or self.warm_lengths <= 0:
+            return []
+        shapes = [
+            (rows, length)
+            for length in range(LENGTH_STEP, min(self.warm_lengths, MAX_TOKENS) + 1, LENGTH_STEP)
+            for rows in ROW_SIZES
+        ]
+        pad = self.tokenizer.pad_token_id or 0
+        for rows, length in shapes:
+            ids = np.full((rows, length), pad, dtype=np.int64)
+            self._forward(ids, np.ones_like(ids))
+        return shapes
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
@@ -246,6 +277,13 @@ class HybridEncoder:
         """Embed texts (see :class:`Encoder`)."""
         path = self.small if len(texts) <= self.threshold else self.large
         return path.encode(texts)
+
+    def warmup(self) -> None:
+        """Warm the paths that have a ``warmup`` (see :meth:`TorchEncoder.warmup`)."""
+        for path in (self.small, self.large):
+            warm = getattr(path, "warmup", None)
+            if warm is not None:
+                warm()
 
 
 def export_onnx(encoder: TorchEncoder, onnx_path: Path) -> Path:

@@ -266,6 +266,13 @@ class MiniLMELam(ELam):
             return mean.numpy().astype(np.float64)
 
     # --- the ELam interface ------------------------------------------------------------
+    def warmup(self) -> None:
+        """Translate a few prompts, then warm the encoder's per-shape kernels if it has any."""
+        super().warmup()
+        warm = getattr(self.encoder, "warmup", None)
+        if warm is not None:
+            self._worker.submit(warm).result()
+
     def _translate(
         self,
         prompts: list[str],

@@ -122,10 +122,13 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
         if backend in ("auto", "onnx"):
             encoder = OnnxEncoder(settings.cache_dir, threads=settings.torch_threads)
             if backend == "auto" and bf16_fast():
-                encoder = HybridEncoder(encoder, TorchEncoder(dtype=torch.bfloat16))
+                large = TorchEncoder(
+                    dtype=torch.bfloat16, warm_lengths=settings.minilm_warm_lengths
+                )
+                encoder = HybridEncoder(encoder, large)
         else:
             dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
-            encoder = TorchEncoder(dtype=dtype)
+            encoder = TorchEncoder(dtype=dtype, warm_lengths=settings.minilm_warm_lengths)
         elam: ELam = MiniLMELam(encoder, head_dir=artefacts)
     elif model_id == "smollm2":
         from rapp_intent.elam.smollm2 import SmolLM2ELam

@@ -17,6 +17,19 @@ from rapp_intent.elam.encoder import (
 )
 
 
+def _spy_forward(encoder, monkeypatch) -> list[tuple[int, int]]:
+    """Record the input shape of every forward pass ``encoder`` runs from now on."""
+    shapes: list[tuple[int, int]] = []
+    forward = encoder._forward
+
+    def spy(input_ids, attention_mask):
+        shapes.append(input_ids.shape)
+        return forward(input_ids, attention_mask)
+
+    monkeypatch.setattr(encoder, "_forward", spy)
+    return shapes
+
+
 def _cost(plan) -> int:
     return sum(FORWARD_COST + sub.rows * sub.length for sub in plan)
 
@@ -89,15 +102,7 @@ def test_a_translate_batch_of_similar_prompts_is_one_forward_pass(minilm, monkey
     from rapp_intent.memory import Memory
     from rapp_intent.service import IntentTranslator, TranslateInput
 
-    encoder = minilm.encoder
-    shapes = []
-    forward = encoder._forward
-
-    def spy(input_ids, attention_mask):
-        shapes.append(input_ids.shape)
-        return forward(input_ids, attention_mask)
-
-    monkeypatch.setattr(encoder, "_forward", spy)
+    shapes = _spy_forward(minilm.encoder, monkeypatch)
     translator = IntentTranslator(Registry([minilm]), Memory(tmp_path / "memory.sqlite3"))
     items = [
         TranslateInput(prompt=f"batch test {i}: keep my video call smooth", app=app, model="minilm")
@@ -119,3 +124,33 @@ def test_prompts_past_max_tokens_are_truncated_not_refused(minilm):
     assert np.abs(ea - eb).max() < 1e-5
     out = minilm.translate([a, b])
     assert all(t.ok for t in out)
+
+
+def test_bf16_warmup_runs_every_quantised_shape_once(monkeypatch):
+    import torch
+
+    from rapp_intent.elam.encoder import TorchEncoder
+
+    encoder = TorchEncoder(dtype=torch.bfloat16, warm_lengths=20)
+    seen = _spy_forward(encoder, monkeypatch)
+    shapes = encoder.warmup()
+    assert sorted(shapes) == sorted((r, n) for r in ROW_SIZES for n in (8, 16))
+    assert seen == shapes
+    # the shapes a planned batch then uses are among the warmed ones
+    seen.clear()
+    encoder.encode([f"warm {i}: keep the call smooth" for i in range(12)])
+    assert all(shape in shapes for shape in seen)
+    encoder.dtype = torch.float32  # fp32 kernels are not built per shape: nothing to warm
+    assert encoder.warmup() == []
+
+
+def test_warm_lengths_setting_reaches_the_encoder(make_settings, monkeypatch):
+    from rapp_intent.elam.registry import load_elam
+
+    monkeypatch.setenv("RAPP_MINILM_WARM_LENGTHS", "0")
+    assert make_settings().minilm_warm_lengths == 0
+    elam = load_elam("minilm", make_settings(minilm_backend="torch-bf16", minilm_warm_lengths=8))
+    assert elam.encoder.warm_lengths == 8
+    elam.warmup()
+    vec = elam.translate(["keep the call smooth"])[0].vector
+    assert vec is not None and abs(sum(vec) - 1) < 1e-6
