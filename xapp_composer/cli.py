@@ -115,7 +115,13 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     import shutil
 
-    from xapp_composer.export import export_onnx, load_checkpoint, parity_check, write_card
+    from xapp_composer.export import (
+        attach_tree,
+        export_onnx,
+        load_checkpoint,
+        parity_check,
+        write_card,
+    )
 
     src = Path(args.runs)
     names = args.name or sorted(p.stem for p in src.glob("*.pt"))
@@ -141,7 +147,13 @@ def cmd_export(args) -> int:
             if (src / f"{name}{ext}").exists():
                 shutil.copy(src / f"{name}{ext}", out / f"{name}{ext}")
         card = write_card(path, policy, summary, parity)
-        report[name] = {"onnx": str(path), "card": str(card), "parity_max_abs_error": worst}
+        try:
+            tree = attach_tree(policy, path)
+        except ValueError as exc:
+            print(f"xapp-composer export: {name}: {exc}", file=sys.stderr)
+            return 1
+        report[name] = {"onnx": str(path), "card": str(card), "parity_max_abs_error": worst,
+                        "tabulated_parity": tree["parity"]}  # fmt: skip
     print(json.dumps(report))
     return 0
 
@@ -296,6 +308,7 @@ def cmd_bench(args) -> int:
         "decisions": args.decisions,
         "networks": args.networks,
         "prepare_state_ms": prep_ms,
+        "tabulated_steps": preps[0].tree_levels,
         "policy": str(args.policy),
     }
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))

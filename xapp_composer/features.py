@@ -520,6 +520,37 @@ class StatePlan:
         b = st.base
         return st.cols, StepInputs(raw, b.mask, chain, b.look_raw, b.look_keep, b.look_mask)
 
+    def inputs_rows(self, step: int, prefix: Prefix) -> StepInputs:
+        """:meth:`inputs` for R chains at the same ``step`` at once (``prefix`` has R
+        rows), with the same values row by row; the step's candidates are
+        ``self.steps[step].cols`` and the lookahead arrays are repeated per row."""
+        st = self.steps[step]
+        rows = len(prefix.step)
+        if np.any(prefix.step != step):
+            raise ValueError("inputs_rows needs every chain at the given step")
+        b = st.base
+        raw = np.repeat(b.raw, rows, axis=0)
+        if step > 0:
+            hop = self.s.route[0][prefix.last[:, None], st.cols[None, :]]
+            hop_keep = np.log1p(-hop)
+            raw[:, :, 8] = hop_keep
+            raw[:, :, 1] = hop_keep + st.next_keep[0]
+            raw[:, :, 5] = np.log10(np.maximum(hop, BER_FLOOR)) / 8.0 + 1.0
+        chain = np.repeat(b.chain, rows, axis=0)
+        chain[:, 0] = prefix.logp
+        chain[:, 1] = prefix.keep
+        chain[:, 2] = np.minimum(prefix.lat, LAT_CAP)
+        chain[:, 3] = prefix.lnc
+        chain[:, 4] = prefix.pover
+        return StepInputs(
+            raw,
+            np.repeat(b.mask, rows, axis=0),
+            chain,
+            np.repeat(b.look_raw, rows, axis=0),
+            np.repeat(b.look_keep, rows, axis=0),
+            np.repeat(b.look_mask, rows, axis=0),
+        )
+
 
 def step_candidates(s: BatchState, step: int) -> np.ndarray:
     """Ids (M,) of the agents a step chooses among, shared by the batch: those of the

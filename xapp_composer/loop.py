@@ -586,7 +586,13 @@ def build_service(settings: XappSettings) -> XappService:
     """
 
     def loader(path: Path) -> PolicyRuntime:
-        return PolicyRuntime(path, prefer_gpu=settings.prefer_gpu, threads=settings.onnx_threads)
+        return PolicyRuntime(
+            path,
+            prefer_gpu=settings.prefer_gpu,
+            threads=settings.onnx_threads,
+            tree=settings.tabulate,
+            tree_max_rows=settings.tabulate_max_rows,
+        )
 
     if not settings.policy.exists():
         raise FileNotFoundError(

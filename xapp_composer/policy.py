@@ -133,11 +133,30 @@ class CandidateFeatures(nn.Module):
         look_keep: torch.Tensor,
         look_mask: torch.Tensor,
     ) -> torch.Tensor:
+        return self.combine(*self.static(raw, chain, look_raw, look_keep, look_mask), intent)
+
+    def static(
+        self,
+        raw: torch.Tensor,
+        chain: torch.Tensor,
+        look_raw: torch.Tensor,
+        look_keep: torch.Tensor,
+        look_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The parts of the features that do not depend on the intent.
+
+        Returns:
+            ``head`` (B, M, 5): the four utilities and feasibility of candidate +
+            optimistic completion; ``tail`` (B, M, 10): scaled logs, the candidate's own
+            terms and the last-step flag; ``u2`` (B, M, M2, 4) and ``feas2`` (B, M, M2):
+            utilities and feasibility of each (candidate, next agent) pair of the
+            lookahead; ``has_look`` (B, 1): whether there is a next step.
+        """
         pre, rest, rest2 = chain[:, None, 0:4], chain[:, None, 5:9], chain[:, None, 10:14]
         inv_n, c_th, l_max = chain[:, 16:17], chain[:, 17:18], chain[:, 18:19]
         log_th = torch.cat([torch.log(c_th), torch.log(l_max)], dim=-1)[:, None, :]
         w, b = self._affine(c_th, l_max)
-        w, b, s4 = w[:, None, :], b[:, None, :], intent[:, None, :]
+        w, b = w[:, None, :], b[:, None, :]
         # Candidate + optimistic completion.
         logs = self._factors(
             pre + raw[..., 0:4] + rest,
@@ -146,7 +165,6 @@ class CandidateFeatures(nn.Module):
         )
         u = torch.clamp(logs * w + b, 0.0, 1.0)
         feasible = (logs[..., 0] >= log_th[..., 0]) & (logs[..., 2] <= log_th[..., 1])
-        score = torch.where(feasible, (u * s4).sum(-1), torch.full_like(u[..., 0], -1.0))
         # One-step lookahead over the next step's agents (pairs candidate x next agent).
         own = raw[..., None, 0:4] + torch.stack(
             [torch.zeros_like(look_keep), look_keep - raw[..., 1:2] + raw[..., 8:9],
@@ -164,30 +182,47 @@ class CandidateFeatures(nn.Module):
             & (logs2[..., 2] <= log_th[..., None, 1])
             & look_mask[:, None, :]
         )
-        sc2 = torch.where(
-            feas2, (u2 * s4[:, :, None, :]).sum(-1), torch.full_like(u2[..., 0], -1.0)
-        )
-        best, arg = sc2.max(dim=-1)
-        u_best = torch.gather(u2, 2, arg[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
-        has_look = chain[:, None, 19] > 0.5
-        look_score = torch.where(has_look, best, score)
-        look_u = torch.where(has_look[..., None], u_best, u)
         scaled = (torch.maximum(logs, self.log_floor) * self.log_scale) + self.log_shift
-        last = chain[:, None, 15].expand_as(score)
+        last = chain[:, None, 15].expand_as(feasible).to(u.dtype)
         own_terms = torch.cat(
             [raw[..., 0:1], torch.log(raw[..., 2:3]) / 3.0, raw[..., 5:8]], dim=-1
         )
-        return torch.cat(
-            [
-                u,
-                torch.stack([feasible.to(u.dtype), score], dim=-1),
-                scaled,
-                own_terms,
-                torch.stack([last, look_score], dim=-1),
-                look_u,
-            ],
-            dim=-1,
-        )
+        head = torch.cat([u, feasible.to(u.dtype)[..., None]], dim=-1)
+        tail = torch.cat([scaled, own_terms, last[..., None]], dim=-1)
+        return head, tail, u2, feas2, chain[:, 19:20] > 0.5
+
+    @staticmethod
+    def combine(
+        head: torch.Tensor,
+        tail: torch.Tensor,
+        u2: torch.Tensor | None,
+        feas2: torch.Tensor | None,
+        has_look: torch.Tensor | None,
+        intent: torch.Tensor,
+    ) -> torch.Tensor:
+        """The candidate features (B, M, CAND_DIM) from :meth:`static` and the intent:
+        the score s . u (eq. 34's utility under the predicted vector; -1 if infeasible),
+        and the best lookahead score with its utilities.
+
+        ``has_look`` None: every chain has a next step (the lookahead is used as is);
+        ``u2`` and ``feas2`` None: none has (the lookahead is the candidate itself).
+        """
+        u, feasible = head[..., 0:4], head[..., 4] > 0.5
+        s4 = intent[:, None, :]
+        minus_one = u.new_tensor(-1.0)
+        score = torch.where(feasible, (u * s4).sum(-1), minus_one)
+        if u2 is None or feas2 is None:
+            return torch.cat([head, score[..., None], tail, score[..., None], u], dim=-1)
+        sc2 = torch.where(feas2, (u2 * s4[:, :, None, :]).sum(-1), minus_one)
+        best, arg = sc2.max(dim=-1)
+        u_best = torch.gather(u2, 2, arg[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
+        if has_look is None:
+            look_score, look_u = best, u_best
+        else:
+            look = has_look[:, :, None]
+            look_score = torch.where(look[..., 0], best, score)
+            look_u = torch.where(look, u_best, u)
+        return torch.cat([head, score[..., None], tail, look_score[..., None], look_u], dim=-1)
 
 
 class DenseGCNLayer(nn.Module):

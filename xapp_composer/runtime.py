@@ -9,8 +9,9 @@ logged and exposed as :attr:`PolicyRuntime.provider`.
 from __future__ import annotations
 
 import json
+import queue
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,20 @@ import structlog
 from sim_ric.network import Network
 from sim_ric.users import APPS
 from xapp_composer import features as F
+from xapp_composer import tree as T
 from xapp_composer.export import (
     ENCODER_OUTPUTS,
     HEAD_INPUTS,
     OUTPUT_NAMES,
+    PLAN_OUTPUTS,
+    PREFIX_LEVELS,
+    TREE_STEPS,
     card_path_for,
+    decide_path,
     elam_path,
     encoder_path,
+    plan_path,
+    prefix_path,
     sha256_file,
 )
 
@@ -47,6 +55,19 @@ class Prepared:
     node_h: np.ndarray
     h_graph: np.ndarray
     n_agents: int
+    tables: dict[str, np.ndarray] | None = None
+    """Tabulated-decision feeds of this state (:mod:`xapp_composer.tree`), or None when
+    the state is decided step by step."""
+    cols: tuple[np.ndarray, ...] = ()
+    """Candidate ids of each tabulated step, in the order of the tables' columns."""
+    tree_levels: int = 0
+    """Steps the tables cover: all (one call of the whole-decision graph), the first one
+    or two (a prefix graph, then the step graph), or 0 (step by step)."""
+    bindings: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, compare=False,
+                                        repr=False)  # fmt: skip
+    """onnxruntime I/O bindings with this state's tables bound, reused by the requests
+    (one per concurrent decider): binding 20 tables at every call would cost about a
+    third of a decision."""
 
 
 @dataclass(frozen=True)
@@ -130,21 +151,48 @@ class PolicyRuntime:
         verify: check the file's sha256 against the card before use.
         prefer_gpu: use CUDA when onnxruntime really has it.
         threads: intra-op threads of the session.
+        tree: use the card's tabulated-decision graphs (``tree`` in the card) when the
+            policy has them: one call for a whole chain when the state's tables stay
+            within ``tree_max_rows``, else one call for all steps but the last and the
+            step graph for the last (:mod:`xapp_composer.tree`); else step by step. All
+            give the same chains.
+        tree_max_rows: the largest table (prefixes x candidates of a step) to build.
+        tree_max_pairs: the largest lookahead table (prefixes x candidates x next agents)
+            of a step to build.
     """
 
     def __init__(
-        self, path: Path, *, verify: bool = True, prefer_gpu: bool = True, threads: int = 1
+        self,
+        path: Path,
+        *,
+        verify: bool = True,
+        prefer_gpu: bool = True,
+        threads: int = 1,
+        tree: bool = True,
+        tree_max_rows: int = T.DEFAULT_MAX_ROWS,
+        tree_max_pairs: int = T.DEFAULT_MAX_PAIRS,
     ):
         self.path = Path(path)
         self.card = read_card(self.path)
         self.encoder_path = encoder_path(self.path)
         self.elam_path = elam_path(self.path)
+        tree_card = self.card.get("tree") if tree else None
+        files = [
+            (self.path, self.card.get("sha256")),
+            (self.encoder_path, self.card.get("encoder", {}).get("sha256")),
+            (self.elam_path, self.card.get("elam", {}).get("sha256")),
+        ]
+        if tree_card:
+            files += [
+                (plan_path(self.path), tree_card.get("plan", {}).get("sha256")),
+                (decide_path(self.path), tree_card.get("decide", {}).get("sha256")),
+                *(
+                    (prefix_path(self.path, k), tree_card.get(f"prefix{k}", {}).get("sha256"))
+                    for k in PREFIX_LEVELS
+                ),
+            ]
         if verify:
-            for file, want in (
-                (self.path, self.card.get("sha256")),
-                (self.encoder_path, self.card.get("encoder", {}).get("sha256")),
-                (self.elam_path, self.card.get("elam", {}).get("sha256")),
-            ):
+            for file, want in files:
                 if not file.exists():
                     raise PolicyIntegrityError(f"{file} is missing")
                 digest = sha256_file(file)
@@ -156,6 +204,18 @@ class PolicyRuntime:
         self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
         self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
         self.elam_session = make_session(self.elam_path, prefer_gpu=prefer_gpu, threads=threads)
+        self.plan_session = self.decide_session = None
+        self.prefix_sessions: dict[int, object] = {}
+        self.tree_max_rows = tree_max_rows
+        self.tree_max_pairs = tree_max_pairs
+        if tree_card and int(tree_card.get("steps", 0)) == TREE_STEPS:
+
+            def session(file):
+                return make_session(file, prefer_gpu=prefer_gpu, threads=threads)
+
+            self.plan_session = session(plan_path(self.path))
+            self.decide_session = session(decide_path(self.path))
+            self.prefix_sessions = {k: session(prefix_path(self.path, k)) for k in PREFIX_LEVELS}
         self.provider = self.session.get_providers()[0]
         self.elam_ids: list[str] = list(self.card.get("elam_ids", []))
         self.fees: list[float] = list(self.card.get("fees", []))
@@ -168,7 +228,22 @@ class PolicyRuntime:
         """Policy inputs of a network state, with the encoder run once."""
         state = F.batch_state([net], chain_types, shortlist_k=F.K_CAND)
         node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
-        return Prepared(state, F.StatePlan(state), node_h, h_graph, net.n_agents)
+        plan = F.StatePlan(state)
+        tables, cols, levels = None, (), []
+        if self.plan_session is not None and len(plan.steps) == TREE_STEPS:
+            for count in (TREE_STEPS, *sorted(PREFIX_LEVELS, reverse=True)):
+                levels = T.build_levels(
+                    plan, self.n_elams, self.tree_max_rows, count, self.tree_max_pairs
+                )
+                if levels:
+                    break
+            if levels:
+                session = self.plan_session
+                tables = T.plan_tables(
+                    lambda feeds: session.run(PLAN_OUTPUTS, feeds), levels, node_h[0]
+                )
+                cols = tuple(lv.cols for lv in levels)
+        return Prepared(state, plan, node_h, h_graph, net.n_agents, tables, cols, len(levels))
 
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: F.StepInputs, ctx: np.ndarray):
@@ -208,12 +283,14 @@ class PolicyRuntime:
         allowed = np.array([served is None or e in served for e in self.elam_ids[: self.n_elams]])
         if not allowed.any():
             return -1
-        app_i = np.array([_app_index(app)])
         text = F.text_features(prompt)[None, :] if text is None else text
-        prefix = F.Prefix.empty(1)
-        ctx = F.context(None, None, self.n_elams, prefix, len(p.state.chain_types), app_i, text)
+        ctx = T.elam_context(self.n_elams, len(p.state.chain_types), _app_index(app), text)
         (elam_logits,) = self.elam_session.run(["elam_logits"], {"h_graph": p.h_graph, "ctx": ctx})
         return int(np.argmax(np.where(allowed, elam_logits[0], -np.inf)))
+
+    def tree_session(self, levels: int):
+        """The graph that walks ``levels`` tabulated steps (all: the whole decision)."""
+        return self.decide_session if levels == TREE_STEPS else self.prefix_sessions[levels]
 
     def compose(
         self,
@@ -233,14 +310,40 @@ class PolicyRuntime:
         n = len(s.chain_types)
         seen = np.asarray(EVEN if self.mode == "even" else intent, dtype=float)[None, :]
         elam = None if self.mode == "even" or elam_index < 0 else np.array([elam_index])
-        app_i = np.array([_app_index(app)])
         text = F.text_features(prompt)[None, :] if text is None else text
-        for k in range(n):
-            if not s.usable[0, k].any():
-                raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
-        prefix = F.Prefix.empty(1)
         chain: list[int] = []
-        for k in range(n):
+        prefix = F.Prefix.empty(1)
+        if p.tables is not None and self.decide_session is not None:
+            # Every step has candidates (else the state has no tables).
+            feeds = T.request_feeds(seen, None if elam is None else elam_index, self.n_elams,
+                                    _app_index(app), text)  # fmt: skip
+            session = self.tree_session(p.tree_levels)
+            try:
+                binding = p.bindings.get_nowait()
+            except queue.Empty:
+                binding = session.io_binding()
+                binding.bind_cpu_input("h_graph", p.h_graph)
+                for name, table in p.tables.items():
+                    binding.bind_cpu_input(name, table)
+                binding.bind_output("picks")
+            try:
+                for name, value in feeds.items():
+                    binding.bind_cpu_input(name, value)
+                session.run_with_iobinding(binding)
+                picks = binding.copy_outputs_to_cpu()[0]
+            finally:
+                p.bindings.put(binding)
+            chain = [int(c[i]) for c, i in zip(p.cols, picks, strict=True)]
+            if p.tree_levels == n:
+                return tuple(chain)
+            for agent in chain:
+                prefix.append(s, np.array([agent]))
+        else:
+            for k in range(n):
+                if not s.usable[0, k].any():
+                    raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
+        app_i = np.array([_app_index(app)])
+        for k in range(len(chain), n):
             idx, step = p.plan.inputs(prefix)
             if len(idx) == 0:
                 raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")

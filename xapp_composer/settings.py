@@ -121,6 +121,14 @@ class XappSettings(BaseSettings):
     )
     prefer_gpu: bool = Field(True, description="CUDA when onnxruntime really has it")
     onnx_threads: int = Field(1, ge=1, description="intra-op threads of the ONNX sessions")
+    tabulate: bool = Field(
+        True,
+        description="decide with the policy's tabulated graphs (one call per chain) when its "
+        "card has them; false: one step graph call per agent (same chains, slower)",
+    )
+    tabulate_max_rows: int = Field(
+        20_000, ge=1, description="largest per-step table (prefixes x candidates) to tabulate"
+    )
 
     # ---- the loop -----------------------------------------------------------------------
     max_state_age: float = Field(

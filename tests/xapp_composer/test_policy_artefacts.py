@@ -27,6 +27,10 @@ def test_card_matches_the_graphs(name: str) -> None:
     for part in ("encoder", "elam"):
         assert card[part]["sha256"] == _sha(MODELS_DIR / card[part]["file"])
     assert max(card["parity_max_abs_error"].values()) < 1e-4
+    tree = card["tree"]
+    for part in ("plan", "decide", "prefix1", "prefix2"):
+        assert tree[part]["sha256"] == _sha(MODELS_DIR / tree[part]["file"])
+    assert tree["parity"]["same_chain"] == tree["parity"]["requests"] > 0
     cfg = card["training"]["config"]
     assert cfg["mode"] == ("even" if name == "drl-even" else "predicted")
     assert card["training"]["best"]["val_feasible"] == 1.0
@@ -48,6 +52,7 @@ def test_shipped_policy_decides_valid_chains(name: str) -> None:
     for seed, n in ((7, 50), (8, 81), (9, 200)):
         net = generate_network(seed, n_agents=n)
         prep = rt.prepare(net)
+        assert prep.tree_levels == (3 if n <= 81 else 2)
         d = rt.decide(prep, "critical", "keep it up, no outages", lambda e: np.full(4, 0.25))
         assert len(d.chain) == len(net.cfg.chain_types)
         for a, t in zip(d.chain, net.cfg.chain_types, strict=True):
