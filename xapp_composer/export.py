@@ -156,16 +156,20 @@ class _Heads(torch.nn.Module):
         )
 
 
+def companion_path(head_path: Path, part: str) -> Path:
+    """``<name>.<part>.onnx`` beside ``<name>.onnx``."""
+    head_path = Path(head_path)
+    return head_path.with_name(f"{head_path.stem}.{part}.onnx")
+
+
 def encoder_path(head_path: Path) -> Path:
     """``<name>.encoder.onnx`` beside ``<name>.onnx``."""
-    head_path = Path(head_path)
-    return head_path.with_name(head_path.stem + ".encoder.onnx")
+    return companion_path(head_path, "encoder")
 
 
 def elam_path(head_path: Path) -> Path:
     """``<name>.elam.onnx`` beside ``<name>.onnx``."""
-    head_path = Path(head_path)
-    return head_path.with_name(head_path.stem + ".elam.onnx")
+    return companion_path(head_path, "elam")
 
 
 def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path, Path]:
@@ -342,14 +346,12 @@ def decide_outputs(n_steps: int = TREE_STEPS, levels: int | None = None) -> list
 
 def plan_path(head_path: Path) -> Path:
     """``<name>.plan.onnx`` beside ``<name>.onnx``."""
-    head_path = Path(head_path)
-    return head_path.with_name(head_path.stem + ".plan.onnx")
+    return companion_path(head_path, "plan")
 
 
 def decide_path(head_path: Path) -> Path:
     """``<name>.decide.onnx`` beside ``<name>.onnx``."""
-    head_path = Path(head_path)
-    return head_path.with_name(head_path.stem + ".decide.onnx")
+    return companion_path(head_path, "decide")
 
 
 PREFIX_LEVELS = (1, 2)
@@ -360,8 +362,7 @@ tabulate every step (the step graph decides the rest)."""
 def prefix_path(head_path: Path, levels: int) -> Path:
     """``<name>.prefix<levels>.onnx`` beside ``<name>.onnx``: the walk over the first
     ``levels`` steps."""
-    head_path = Path(head_path)
-    return head_path.with_name(f"{head_path.stem}.prefix{levels}.onnx")
+    return companion_path(head_path, f"prefix{levels}")
 
 
 class _Plan(torch.nn.Module):
