@@ -208,6 +208,26 @@ def test_compose_file_wires_the_four_services() -> None:
     assert (DEPLOY / broker_mount[0]).resolve() == (DEPLOY / "mosquitto/mosquitto.conf").resolve()
 
 
+def _seconds(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m)", str(text))
+    assert m, text
+    return float(m.group(1)) * (60 if m.group(2) == "m" else 1)
+
+
+def test_containers_are_given_longer_to_stop_than_their_own_shutdown_grace() -> None:
+    """Docker and Kubernetes SIGKILL a container when their grace period runs out: it must
+    outlast the service's own drain (RAPP_GRACE_S, XAPP_SHUTDOWN_GRACE), or in-flight
+    calls are cut."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    own = {"rapp": RappSettings.model_fields["grace_s"].default,
+           "xapp": XappSettings.model_fields["shutdown_grace"].default}  # fmt: skip
+    for name, grace in own.items():
+        assert _seconds(services[name]["stop_grace_period"]) > grace, name
+        helm = (DEPLOY / "helm/lameta-ric/templates" / f"{name}.yaml").read_text()
+        period = re.search(r"terminationGracePeriodSeconds:\s*(\d+)", helm)
+        assert period and int(period.group(1)) > grace, name
+
+
 def test_dockerfile_targets_run_the_console_scripts() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     text = (DEPLOY / "Dockerfile").read_text()
