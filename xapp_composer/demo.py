@@ -182,6 +182,12 @@ class Observer:
         lat_ms = np.array(
             [(t - requests[rid]) / 1e6 for rid, (t, _) in firsts.items() if requests[rid] > 0]
         )
+        # When the xApp built each decision (its own clock, before publishing): the
+        # difference to the latency above is the broker hop to this subscriber.
+        made_ms = np.array(
+            [(d.timestamp_ns - requests[rid]) / 1e6 for rid, (_, d) in firsts.items()
+             if requests[rid] > 0 and d.timestamp_ns > 0]
+        )  # fmt: skip
         rejections = Counter(
             d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
         )
@@ -193,8 +199,8 @@ class Observer:
         ]
         codes = Counter(o.code for rid, o in outcomes.items() if rid in requests)
 
-        def pct(q: float) -> float | None:
-            return round(float(np.percentile(lat_ms, q)), 3) if len(lat_ms) else None
+        def pct(q: float, lat: np.ndarray = lat_ms) -> float | None:
+            return round(float(np.percentile(lat, q)), 3) if len(lat) else None
 
         return {
             "requests": len(requests),
@@ -212,6 +218,7 @@ class Observer:
                 "max": round(float(lat_ms.max()), 3) if len(lat_ms) else None,
                 "mean": round(float(lat_ms.mean()), 3) if len(lat_ms) else None,
             },
+            "decision_made_ms": {"p50": pct(50, made_ms), "p99": pct(99, made_ms)},
             "undecodable_messages": self.undecodable,
         }
 

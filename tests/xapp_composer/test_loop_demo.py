@@ -33,6 +33,8 @@ def test_demo_runs_the_closed_loop_and_summarises(tmp_path) -> None:
     assert s["decisions"] + s["rejections"] == 20
     assert s["outcomes"].get("served", 0) == s["decisions"]
     assert s["latency_ms"]["p50"] > 0 and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
+    made = s["decision_made_ms"]  # built by the xApp before the subscriber received it
+    assert 0 < made["p50"] <= s["latency_ms"]["p50"] and made["p99"] >= made["p50"]
     assert s["mean_normalized_score"] is not None
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert {"rapp-intent.log", "xapp-composer.log", "sim-ric.log"} <= logs
