@@ -1,8 +1,8 @@
 """Export the SRL policy to ONNX, with a model card, and check it against torch.
 
-The actor-critic of :mod:`xapp_composer.policy` is exported as two graphs with named
+The actor-critic of :mod:`xapp_composer.policy` is exported as three graphs with named
 inputs and dynamic sizes (batch B, agents N, candidates M), because the GCN encoder
-depends only on the network state while the heads run at every decision step:
+depends only on the network state while the heads run for every request:
 
 ``<name>.encoder.onnx`` (once per network state):
 

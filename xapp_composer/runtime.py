@@ -1,4 +1,9 @@
-"""Run the exported ONNX policy: one E-LAM choice, then one agent per step.
+"""Run the exported ONNX policy: one E-LAM choice, then the chain.
+
+The chain comes from one call of the whole-decision graph when the policy's card has the
+tabulated graphs and the state's tables fit (:mod:`xapp_composer.tree`), from a prefix
+graph and then the step graph for larger states, else from one step-graph call per agent;
+all three give the same chains (checked at export and in the tests).
 
 onnxruntime-gpu lists CUDA among its available providers even on a machine without
 CUDA, and then runs on the CPU. The session is therefore created with CUDA first when it
