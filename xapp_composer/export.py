@@ -62,6 +62,7 @@ random networks of several sizes (STYLE.md 6).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -320,8 +321,6 @@ chains of another length are decided step by step."""
 PLAN_INPUTS = ["raw", "chain", "look_raw", "look_keep", "look_mask"]
 PLAN_OUTPUTS = ["head", "tail", "u2", "feas2"]
 REQUEST_INPUTS = ["h_graph", "intent", "elam", "no_elam", "req"]
-ROW_CTX_DIM = F.STEP_DIM - 1 + F.PREFIX_DIM
-"""Per-chain context columns: step / n, last-step flag, the prefix summary."""
 
 
 def level_inputs(k: int, last: bool) -> list[str]:
@@ -389,13 +388,12 @@ class _Decide(torch.nn.Module):
     the row of the prefix chosen so far and runs the same actor as the step heads.
     """
 
-    def __init__(self, policy: GCNActorCritic, n_steps: int = TREE_STEPS):
+    levels = TREE_STEPS
+    """Steps the graph walks (its ``forward`` names their inputs: written for 3)."""
+
+    def __init__(self, policy: GCNActorCritic):
         super().__init__()
-        if n_steps != 3:
-            raise ValueError("the whole-decision graph is written for chains of 3 steps")
         self.policy = policy
-        self.n_steps = n_steps
-        self.levels = n_steps
 
     def forward(
         self, h_graph, intent, elam, no_elam, req,
@@ -411,7 +409,7 @@ class _Decide(torch.nn.Module):
         )  # fmt: skip
 
     def walk(self, h_graph, intent, elam, no_elam, req, *levels):
-        """The greedy walk over ``self.n_steps`` levels (inputs as :func:`decide_inputs`)."""
+        """The greedy walk over ``self.levels`` steps (inputs as :func:`decide_inputs`)."""
         p = self.policy
         fixed = torch.cat([h_graph, p.phi(intent), p.psi(elam)], dim=-1)  # (1, H + 2E)
         masked = h_graph.new_tensor(MASKED_LOGIT)
@@ -420,7 +418,7 @@ class _Decide(torch.nn.Module):
         logits_out = []
         i = 0
         for k in range(self.levels):
-            last = k == self.n_steps - 1
+            last = k == TREE_STEPS - 1
             tables = list(levels[i : i + (5 if last else 7)])
             i += len(tables)
             hc = tables.pop(0)
@@ -444,9 +442,7 @@ class _Decide(torch.nn.Module):
 class _DecidePrefix2(_Decide):
     """:class:`_Decide` over the first two of three steps."""
 
-    def __init__(self, policy: GCNActorCritic, n_steps: int = TREE_STEPS):
-        super().__init__(policy, n_steps)
-        self.levels = 2
+    levels = 2
 
     def forward(  # type: ignore[override]
         self, h_graph, intent, elam, no_elam, req,
@@ -463,9 +459,7 @@ class _DecidePrefix2(_Decide):
 class _DecidePrefix1(_Decide):
     """:class:`_Decide` over the first of three steps."""
 
-    def __init__(self, policy: GCNActorCritic, n_steps: int = TREE_STEPS):
-        super().__init__(policy, n_steps)
-        self.levels = 1
+    levels = 1
 
     def forward(  # type: ignore[override]
         self, h_graph, intent, elam, no_elam, req, hc0, head0, tail0, rowctx0, mask0, u20, feas20
@@ -474,18 +468,19 @@ class _DecidePrefix1(_Decide):
                          u20, feas20)  # fmt: skip
 
 
-def tree_example(policy_cfg: PolicyConfig, n_agents: int = 81, seed: int = 0, limit: int = 0):
-    """(plan feeds per level, decide feeds) of a generated network: real tables."""
+def tree_example(policy_cfg: PolicyConfig, n_agents: int = 50, seed: int = 0):
+    """(state, levels of every step, request feeds) of a generated network: the real
+    inputs the tabulated graphs are traced on."""
     from sim_ric.network import generate_network
     from xapp_composer.tree import build_levels, request_feeds
 
-    net = generate_network(seed, n_agents=n_agents)
-    s = F.batch_state([net], shortlist_k=F.K_CAND)
-    plan = F.StatePlan(s)
-    levels = build_levels(plan, policy_cfg.n_elams, max_rows=limit or 10**9)
+    s = F.batch_state([generate_network(seed, n_agents=n_agents)], shortlist_k=F.K_CAND)
+    levels = build_levels(F.StatePlan(s), policy_cfg.n_elams)
+    if len(levels) != TREE_STEPS:
+        raise ValueError(f"{n_agents} agents: the example state cannot tabulate every step")
     req = request_feeds(np.array([0.3, 0.2, 0.3, 0.2]), 0, policy_cfg.n_elams, "qa",
                         np.zeros(F.TEXT_DIM))  # fmt: skip
-    return s, plan, levels, req
+    return s, levels, req
 
 
 def export_tree(policy: GCNActorCritic, path: Path) -> list[Path]:
@@ -497,7 +492,7 @@ def export_tree(policy: GCNActorCritic, path: Path) -> list[Path]:
 
     path = Path(path)
     policy.eval()
-    s, _, levels, req = tree_example(policy.cfg, n_agents=50)
+    s, levels, req = tree_example(policy.cfg)
     with torch.no_grad():
         node_h, h_graph = policy.encode_graph(torch.from_numpy(s.node_x), torch.from_numpy(s.adj))
     plan_args = tuple(torch.from_numpy(x) for x in levels[0].inputs)
@@ -571,7 +566,7 @@ def tree_parity_check(
     per_size: dict[str, dict[str, Any]] = {}
     for i, n in enumerate(sizes):
         p = rt.prepare(generate_network(seed + 31 * i, n_agents=n))
-        step_p = p.__class__(p.state, p.plan, p.node_h, p.h_graph, p.n_agents)
+        step_p = dataclasses.replace(p, tables=None, cols=(), tree_levels=0)
         agree = 0
         for j in range(requests):
             intent = rng.dirichlet(np.ones(4))

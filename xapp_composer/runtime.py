@@ -157,10 +157,10 @@ class PolicyRuntime:
         prefer_gpu: use CUDA when onnxruntime really has it.
         threads: intra-op threads of the session.
         tree: use the card's tabulated-decision graphs (``tree`` in the card) when the
-            policy has them: one call for a whole chain when the state's tables stay
-            within ``tree_max_rows``, else one call for all steps but the last and the
-            step graph for the last (:mod:`xapp_composer.tree`); else step by step. All
-            give the same chains.
+            policy has them: one call for a whole chain when every step's table fits
+            ``tree_max_rows`` and ``tree_max_pairs``, else one call of a prefix graph for
+            the first two (or one) steps that fit and the step graph for the rest
+            (:mod:`xapp_composer.tree`); else step by step. All give the same chains.
         tree_max_rows: the largest table (prefixes x candidates of a step) to build.
         tree_max_pairs: the largest lookahead table (prefixes x candidates x next agents)
             of a step to build.

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sim_ric.mqtt import TlsOptions, check_topic_level, parse_broker_url
+from xapp_composer.tree import DEFAULT_MAX_ROWS
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "policy" / "srl-general.onnx"
 COMPONENT = "xapp-composer"
@@ -127,7 +128,9 @@ class XappSettings(BaseSettings):
         "card has them; false: one step graph call per agent (same chains, slower)",
     )
     tabulate_max_rows: int = Field(
-        20_000, ge=1, description="largest per-step table (prefixes x candidates) to tabulate"
+        DEFAULT_MAX_ROWS,
+        ge=1,
+        description="largest per-step table (prefixes x candidates) to tabulate",
     )
 
     # ---- the loop -----------------------------------------------------------------------

@@ -11,8 +11,9 @@ call, adding the request's part to the rows the walk reaches. The result is the 
 step decision of :meth:`runtime.PolicyRuntime.compose` (the same operations on the same
 numbers; tested), at about a fifth of its cost.
 
-States whose tables would be too large (more than ``max_rows`` candidate rows at some
-step: networks of a few hundred agents and more) are decided step by step.
+States whose tables would be too large (more than ``max_rows`` candidate rows or
+``max_pairs`` lookahead pairs at a step) tabulate only their first two steps (about 300
+agents) or first step (600 agents and more), and the step graph decides the rest.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Level:
 
     cols: np.ndarray  # (M,) candidate agent ids
     inputs: tuple[np.ndarray, ...]  # plan graph feeds (raw, chain, look_raw, look_keep, look_mask)
-    rowctx: np.ndarray  # (R, ROW_CTX_DIM) float32
+    rowctx: np.ndarray  # (R, 6) float32: step / n, last-step flag, prefix summary
     mask: np.ndarray  # (R, M) bool
     lookahead: bool  # the step has a next step (its table holds the lookahead pairs)
 
@@ -91,9 +92,8 @@ def build_levels(
     k0 = 4 + n_elams + 1  # ctx columns of step / n, last flag, prefix summary
     out = []
     for k in range(count):
-        prefix = _prefixes(plan, k)
+        prefix = _prefixes(plan, k)  # at step k: k agents appended
         r = len(prefix.step)
-        prefix.step = np.full(r, k, dtype=np.int64)
         step = plan.inputs_rows(k, prefix)
         ctx = F.context(None, None, n_elams, prefix, n, np.zeros(r, dtype=np.int64),
                         np.zeros((r, F.TEXT_DIM)))  # fmt: skip

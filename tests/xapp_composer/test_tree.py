@@ -78,6 +78,29 @@ def test_prefix_rows_are_in_walk_order() -> None:
     assert prefix.logp[r] == ref.logp[0] and prefix.keep[r] == ref.keep[0]
 
 
+def test_request_feeds_and_elam_context_are_the_context_vector() -> None:
+    """The fast builders lay out the same numbers as :func:`features.context`."""
+    rng = np.random.default_rng(3)
+    for n_elams, elam in ((2, 1), (2, None), (3, 0)):
+        for n_steps in (1, 3):
+            for app in APPS:
+                intent, text = rng.dirichlet(np.ones(4)), rng.normal(size=F.TEXT_DIM)
+                prefix = F.Prefix.empty(1)
+                ref = F.context(intent[None, :], None if elam is None else np.array([elam]),
+                                n_elams, prefix, n_steps, np.array([APPS.index(app)]),
+                                text[None, :])  # fmt: skip
+                got = T.request_feeds(intent, elam, n_elams, app, text)
+                k0 = 4 + n_elams
+                rest = F.STEP_DIM + F.PREFIX_DIM
+                assert np.array_equal(got["intent"], ref[:, :4])
+                assert np.array_equal(got["elam"], ref[:, 4:k0])
+                assert np.array_equal(got["no_elam"], ref[:, k0 : k0 + 1])
+                assert np.array_equal(got["req"], ref[:, k0 + rest :])
+                before = F.context(None, None, n_elams, prefix, n_steps,
+                                   np.array([APPS.index(app)]), text[None, :])  # fmt: skip
+                assert np.array_equal(T.elam_context(n_elams, n_steps, app, text), before)
+
+
 def _torch_tables(policy, levels, node_h):
     plan = _Plan(policy)
     with torch.no_grad():
