@@ -307,7 +307,7 @@ class ClosedLoop:
             conf = self.log_dir / "mosquitto.conf"
             conf.write_text(
                 f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                "max_queued_messages 100000\nmax_inflight_messages 100\n"
+                "max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true\n"
             )
             fh = (self.log_dir / "mosquitto.log").open("ab")
             proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=fh, stderr=fh)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -177,6 +178,12 @@ def test_last_will_marks_a_dead_client_offline(broker, tmp_path):
         wait_until(lambda: late == [b"offline"], WAIT, "retained offline")
 
 
+def _nodelay(c: MqttClient) -> bool:
+    sock = c._client.socket()
+    assert sock is not None, "not connected"
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
 def test_reconnect_resubscribes_and_delivers_queued_qos1(broker):
     got: list[bytes] = []
     own_status: list[bytes] = []
@@ -188,6 +195,7 @@ def test_reconnect_resubscribes_and_delivers_queued_qos1(broker):
     with sub, pub:
         wait_until(lambda: own_status.count(b"online") == 1, WAIT, "subscribed")
         assert pub.wait_connected(WAIT)
+        assert _nodelay(sub) and _nodelay(pub)  # Nagle off: no 40 ms PUBACK stalls
         broker.kill()
         wait_until(lambda: not pub.connected and not sub.connected, WAIT, "disconnects")
         # While the broker is down: QoS 1 is queued, QoS 0 is dropped and counted.
@@ -205,6 +213,7 @@ def test_reconnect_resubscribes_and_delivers_queued_qos1(broker):
         assert pub.publish("t/after", b"hello", qos=1)
         wait_until(lambda: got == [b"hello"], WAIT, "message on a resubscribed topic")
         assert sub.stats()["connects"] == 2 and sub.stats()["disconnects"] == 1
+        assert _nodelay(sub) and _nodelay(pub)  # and on the new connections
 
 
 def test_handler_errors_are_counted_not_fatal(broker):

@@ -145,7 +145,7 @@ class PersistentMosquitto(Mosquitto):
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{user}"
             f"persistence true\npersistence_location {store}/\n"
-            "max_queued_messages 100000\n"
+            "max_queued_messages 100000\nset_tcp_nodelay true\n"
         )
 
 

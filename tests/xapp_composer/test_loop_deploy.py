@@ -276,6 +276,9 @@ def test_mosquitto_accepts_the_deploy_config(tmp_path) -> None:
         pytest.skip("mosquitto_passwd is not installed")
     subprocess.run([str(tool), "-c", "-b", str(passwd), "lameta", "s3cret-hex"], check=True)
     conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    # Without it Nagle's algorithm holds a PUBACK written before a forwarded PUBLISH
+    # until the client's delayed ACK: up to 40 ms per hop.
+    assert "set_tcp_nodelay true" in conf.splitlines()
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
     conf = conf.replace("/mosquitto/auth/passwd", str(passwd))
     conf = conf.replace("/mosquitto/data/", f"{tmp_path}/data/")
