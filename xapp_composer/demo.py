@@ -191,6 +191,18 @@ class Observer:
         rejections = Counter(
             d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
         )
+        # The same latency over consecutive tenths of the run (by request time): shows
+        # whether it drifts as the run goes on (memory growth, queues) or is steady.
+        ordered = sorted(
+            ((requests[rid], (t - requests[rid]) / 1e6) for rid, (t, _) in firsts.items()
+             if requests[rid] > 0)
+        )  # fmt: skip
+        windows = []
+        for part in np.array_split(np.array([x for _, x in ordered]), 10) if ordered else []:
+            if len(part):
+                windows.append({"requests": len(part),
+                                "p50": round(float(np.percentile(part, 50)), 3),
+                                "p99": round(float(np.percentile(part, 99)), 3)})  # fmt: skip
         chains = [d for _, d in firsts.values() if not d.rejection]
         scores = [
             o.normalized_score
@@ -219,6 +231,7 @@ class Observer:
                 "mean": round(float(lat_ms.mean()), 3) if len(lat_ms) else None,
             },
             "decision_made_ms": {"p50": pct(50, made_ms), "p99": pct(99, made_ms)},
+            "latency_by_tenth_ms": windows,
             "undecodable_messages": self.undecodable,
         }
 

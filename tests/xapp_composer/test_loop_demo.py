@@ -35,6 +35,9 @@ def test_demo_runs_the_closed_loop_and_summarises(tmp_path) -> None:
     assert s["latency_ms"]["p50"] > 0 and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
     made = s["decision_made_ms"]  # built by the xApp before the subscriber received it
     assert 0 < made["p50"] <= s["latency_ms"]["p50"] and made["p99"] >= made["p50"]
+    tenths = s["latency_by_tenth_ms"]  # 20 requests: ten windows of two, in request order
+    assert [w["requests"] for w in tenths] == [2] * 10
+    assert max(w["p99"] for w in tenths) <= s["latency_ms"]["max"]
     assert s["mean_normalized_score"] is not None
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert {"rapp-intent.log", "xapp-composer.log", "sim-ric.log"} <= logs
