@@ -317,7 +317,6 @@ class PolicyRuntime:
         elam = None if self.mode == "even" or elam_index < 0 else np.array([elam_index])
         text = F.text_features(prompt)[None, :] if text is None else text
         chain: list[int] = []
-        prefix = F.Prefix.empty(1)
         if p.tables is not None and self.decide_session is not None:
             # Every step has candidates (else the state has no tables).
             feeds = T.request_feeds(seen, None if elam is None else elam_index, self.n_elams,
@@ -338,15 +337,17 @@ class PolicyRuntime:
                 picks = binding.copy_outputs_to_cpu()[0]
             finally:
                 p.bindings.put(binding)
-            chain = [int(c[i]) for c, i in zip(p.cols, picks, strict=True)]
+            chain = [int(c[i]) for c, i in zip(p.cols, picks.tolist(), strict=True)]
             if p.tree_levels == n:
                 return tuple(chain)
-            for agent in chain:
-                prefix.append(s, np.array([agent]))
         else:
             for k in range(n):
                 if not s.usable[0, k].any():
                     raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
+        # The step graph finishes what the tables did not (large states, XAPP_TABULATE off).
+        prefix = F.Prefix.empty(1)
+        for agent in chain:
+            prefix.append(s, np.array([agent]))
         app_i = np.array([_app_index(app)])
         for k in range(len(chain), n):
             idx, step = p.plan.inputs(prefix)

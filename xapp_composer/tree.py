@@ -148,9 +148,9 @@ def request_feeds(
     req[0, app_i] = 1.0
     req[0, len(APPS) :] = np.asarray(text, dtype=float).reshape(-1)
     return {
-        "intent": np.asarray(intent, dtype=float).reshape(1, 4).astype(np.float32),
+        "intent": np.asarray(intent, dtype=np.float64).astype(np.float32).reshape(1, 4),
         "elam": elam,
-        "no_elam": np.full((1, 1), 0.0 if elam_index is not None else 1.0, dtype=np.float32),
+        "no_elam": np.array([[0.0 if elam_index is not None else 1.0]], dtype=np.float32),
         "req": req,
     }
 
