@@ -37,7 +37,7 @@ import numpy as np
 from sim_ric import codec
 from sim_ric.emulator import Emulator, EmulatorConfig
 from sim_ric.logs import configure_logging
-from sim_ric.mqtt import MqttClient
+from sim_ric.mqtt import MqttClient, loopback_mosquitto_conf, status_topic
 from sim_ric.users import LabelledIntent
 
 TARGET_PER_S = 200.0
@@ -54,7 +54,7 @@ def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen, int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = _free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
+    conf.write_text(loopback_mosquitto_conf(port))
     proc = subprocess.Popen(
         [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -136,7 +136,7 @@ def _round_trip(url: str, payloads: list[bytes], rate: float, timeout: float) ->
     """Request -> answer through the broker, both QoS 1, requests paced at ``rate``/s."""
     back: dict[int, int] = {}
     done = threading.Event()
-    ready = threading.Event()
+    asker_ready, responder_ready = threading.Event(), threading.Event()
     responder = MqttClient(url, "bench-responder")
 
     def answer(topic: str, payload: bytes) -> None:  # on the responder's network thread
@@ -147,16 +147,18 @@ def _round_trip(url: str, payloads: list[bytes], rate: float, timeout: float) ->
         if len(back) >= len(payloads):
             done.set()
 
+    # Each client's own retained status arrives after the SUBACK of its last subscription,
+    # so its data subscription before it is active by then.
     responder.subscribe(TOPIC, answer, qos=1)
+    responder.subscribe(status_topic("bench-responder"), lambda t, p: responder_ready.set())
     asker = MqttClient(url, "bench-asker")
     asker.subscribe(TOPIC + "/answer", record, qos=1)
-    asker.subscribe("lameta/v1/status/bench-responder", lambda t, p: ready.set())
+    asker.subscribe(status_topic("bench-asker"), lambda t, p: asker_ready.set())
     pace = random.Random(0)
     sent: dict[int, int] = {}
     with responder, asker:
-        if not (responder.wait_connected(10) and asker.wait_connected(10) and ready.wait(10)):
-            raise RuntimeError("bench clients did not connect")
-        time.sleep(0.5)  # both subscriptions active
+        if not (responder_ready.wait(10) and asker_ready.wait(10)):
+            raise RuntimeError("bench clients did not subscribe")
         for i, payload in enumerate(payloads):
             time.sleep(pace.expovariate(rate))
             sent[i] = time.perf_counter_ns()

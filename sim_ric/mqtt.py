@@ -156,6 +156,14 @@ def check_topic_level(name: str, what: str = "network name") -> str:
     return name
 
 
+def loopback_mosquitto_conf(port: int, *extra: str) -> str:
+    """A Mosquitto configuration for a local, anonymous broker on ``127.0.0.1:port`` (demo,
+    tests, benchmarks), with ``set_tcp_nodelay`` (see the module docstring) and the
+    ``extra`` lines. Deployments use ``deploy/mosquitto/mosquitto.conf``."""
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "set_tcp_nodelay true"]
+    return "\n".join([*lines, *extra]) + "\n"
+
+
 def status_topic(component: str) -> str:
     """``lameta/v1/status/<component>``."""
     return f"{TOPIC_ROOT}/status/{check_topic_level(component, 'component')}"

@@ -43,7 +43,7 @@ import numpy as np
 
 from lameta_proto.v1 import network_pb2
 from sim_ric import codec
-from sim_ric.mqtt import MqttClient, Topics
+from sim_ric.mqtt import MqttClient, Topics, loopback_mosquitto_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
@@ -179,9 +179,13 @@ class Observer:
             decisions = {k: list(v) for k, v in self.decisions.items()}
             outcomes = dict(self.outcomes)
         firsts = {rid: ds[0] for rid, ds in decisions.items() if rid in requests}
-        lat_ms = np.array(
-            [(t - requests[rid]) / 1e6 for rid, (t, _) in firsts.items() if requests[rid] > 0]
+        # Request time and latency of each first decision, in request order.
+        ordered = sorted(
+            (requests[rid], (t - requests[rid]) / 1e6)
+            for rid, (t, _) in firsts.items()
+            if requests[rid] > 0
         )
+        lat_ms = np.array([x for _, x in ordered])
         # When the xApp built each decision (its own clock, before publishing): the
         # difference to the latency above is the broker hop to this subscriber.
         made_ms = np.array(
@@ -191,14 +195,10 @@ class Observer:
         rejections = Counter(
             d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
         )
-        # The same latency over consecutive tenths of the run (by request time): shows
-        # whether it drifts as the run goes on (memory growth, queues) or is steady.
-        ordered = sorted(
-            ((requests[rid], (t - requests[rid]) / 1e6) for rid, (t, _) in firsts.items()
-             if requests[rid] > 0)
-        )  # fmt: skip
+        # The same latency over consecutive tenths of the run: shows whether it drifts as
+        # the run goes on (memory growth, queues) or is steady.
         windows = []
-        for part in np.array_split(np.array([x for _, x in ordered]), 10) if ordered else []:
+        for part in np.array_split(lat_ms, 10) if len(lat_ms) else []:
             if len(part):
                 windows.append({"requests": len(part),
                                 "p50": round(float(np.percentile(part, 50)), 3),
@@ -319,8 +319,9 @@ class ClosedLoop:
             port = free_port()
             conf = self.log_dir / "mosquitto.conf"
             conf.write_text(
-                f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                "max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true\n"
+                loopback_mosquitto_conf(
+                    port, "max_queued_messages 100000", "max_inflight_messages 100"
+                )
             )
             fh = (self.log_dir / "mosquitto.log").open("ab")
             proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=fh, stderr=fh)

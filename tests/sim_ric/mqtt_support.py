@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sim_ric import codec
-from sim_ric.mqtt import MqttClient, Topics
+from sim_ric.mqtt import MqttClient, Topics, loopback_mosquitto_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -53,9 +53,7 @@ class Mosquitto:
         self.port = port or free_port()
         self.workdir = workdir
         self.conf = workdir / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        )
+        self.conf.write_text(loopback_mosquitto_conf(self.port))
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 

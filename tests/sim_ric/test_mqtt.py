@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from mqtt_support import MOSQUITTO, Mosquitto, wait_until
 
-from sim_ric.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics, parse_broker_url, status_topic
+from sim_ric.mqtt import (
+    BrokerUrl,
+    MqttClient,
+    TlsOptions,
+    Topics,
+    loopback_mosquitto_conf,
+    parse_broker_url,
+    status_topic,
+)
 
 WAIT = 20.0
 
@@ -176,6 +184,13 @@ def test_last_will_marks_a_dead_client_offline(broker, tmp_path):
     with _client(broker.url, "late") as c:
         c.subscribe("lameta/v1/status/doomed", lambda t, p: late.append(p))
         wait_until(lambda: late == [b"offline"], WAIT, "retained offline")
+
+
+def test_loopback_mosquitto_conf(broker):
+    conf = loopback_mosquitto_conf(1234, "persistence true").splitlines()
+    assert conf[0] == "listener 1234 127.0.0.1" and "allow_anonymous true" in conf
+    assert "set_tcp_nodelay true" in conf and conf[-1] == "persistence true"
+    assert broker.conf.read_text() == loopback_mosquitto_conf(broker.port)  # the brokers here
 
 
 def _nodelay(c: MqttClient) -> bool:

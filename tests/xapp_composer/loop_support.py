@@ -36,6 +36,8 @@ from mqtt_support import (  # noqa: E402
     wait_until,
 )
 
+from sim_ric.mqtt import loopback_mosquitto_conf  # noqa: E402
+
 SHIPPED = ROOT / "models" / "policy" / "srl-general.onnx"
 ELAM_IDS = ["minilm", "smollm2"]
 ELAM_FEES = [0.00227, 0.0135]
@@ -141,12 +143,12 @@ class PersistentMosquitto(Mosquitto):
         # Started as root, Mosquitto drops to the "mosquitto" user, which cannot write a
         # store under pytest's private (0700) temporary directory: it would then keep
         # nothing across the restart. Stay root in that case (a test broker only).
-        user = "user root\n" if os.geteuid() == 0 else ""
+        user = ["user root"] if os.geteuid() == 0 else []
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{user}"
-            f"persistence true\npersistence_location {store}/\n"
-            "max_queued_messages 100000\nset_tcp_nodelay true\n"
-        )
+            loopback_mosquitto_conf(self.port, *user, "persistence true",
+                                    f"persistence_location {store}/",
+                                    "max_queued_messages 100000")
+        )  # fmt: skip
 
 
 def unit_policy(name: str = "srl-general") -> Path:
