@@ -159,6 +159,10 @@ def cmd_export(args) -> int:
 
 
 # ---- eval ------------------------------------------------------------------------------------
+REFERENCE_MSES = (0.004, 0.008)
+"""MSEs of the noisy-true-vector references (MODEL.md's calibration points)."""
+
+
 def cmd_eval(args) -> int:
     from sim_ric.users import load_intents
     from xapp_composer import evaluate as E
@@ -219,6 +223,20 @@ def cmd_eval(args) -> int:
     for e in elam_ids:
         results[f"ref_best_for_{e}"] = E.score_decisions(
             ev, pairs, *E.run_best_for(ev, pairs, e), fee_of
+        )
+    # MODEL.md's calibration points of the objective: the chain best for the user's
+    # application-mean vector (means of the project's train split) and for the true vector
+    # corrupted to MSE 0.004 and 0.008; no E-LAM fee.
+    from xapp_composer.elams import load_split
+
+    train = load_split("train")
+    means = {a: np.mean([i.s for i in train if i.app == a], axis=0) for a in APPS}
+    vectors = {"app_mean": E.app_mean_vectors(ev, pairs, means)}
+    for mse in REFERENCE_MSES:
+        vectors[f"true_mse_{mse}"] = E.noisy_true_vectors(ev, pairs, mse, seed=args.seed)
+    for name, v in vectors.items():
+        results[f"ref_best_for_{name}"] = E.score_decisions(
+            ev, pairs, *E.run_best_for_vectors(ev, pairs, v), fee_of
         )
     out = {k: {**v.summary(elam_ids), "per_app": v.per_app(ev)} for k, v in results.items()}
     out["_meta"] = {

@@ -182,16 +182,86 @@ def run_best_for(ev: EvalSet, pairs: np.ndarray, elam: str | None) -> tuple[list
     under the TRUE vector, so the distance from 1 is the price of deciding on the
     wrong vector, and a policy's distance from its bound is what its optimisation loses.
     """
-    spaces: dict[int, object] = {}
     even = np.full(4, 0.25)
-    k = None if elam is None else ev.requests.elam_ids.index(elam)
+    if elam is None:
+        return run_best_for_vectors(ev, pairs, np.tile(even, (len(pairs), 1)), "")
+    k = ev.requests.elam_ids.index(elam)
+    vectors = ev.requests.preds[ev.req_idx[pairs], k]
+    return run_best_for_vectors(ev, pairs, vectors, elam)
+
+
+def run_best_for_vectors(
+    ev: EvalSet, pairs: np.ndarray, vectors: np.ndarray, label: str = ""
+) -> tuple[list, list]:
+    """The exact best chain of each pair for a given vector (row p of ``vectors``: pair p).
+
+    Args:
+        ev: the evaluation set.
+        pairs: indices into its pairs.
+        vectors: (len(pairs), 4) the vector each pair's chain is chosen for.
+        label: the E-LAM id recorded with the decisions ("" for none).
+    """
+    vectors = np.asarray(vectors, dtype=float)
+    if vectors.shape != (len(pairs), 4):
+        raise ValueError(f"vectors must have shape ({len(pairs)}, 4), got {vectors.shape}")
+    spaces: dict[int, object] = {}
     chains = []
-    for p in pairs:
-        j, r = int(ev.net_idx[p]), int(ev.req_idx[p])
+    for p, s in zip(pairs, vectors, strict=True):
+        j = int(ev.net_idx[p])
         if j not in spaces:
             spaces[j] = build_search_space(ev.nets[j])
         space = spaces[j]
-        s = even if k is None else ev.requests.preds[r, k]
         flat = np.where(space.feasible, space.utilities @ s, -np.inf).reshape(-1)
         chains.append(space.chain_at(int(np.argmax(flat))))
-    return chains, [elam or ""] * len(pairs)
+    return chains, [label] * len(pairs)
+
+
+def app_mean_vectors(ev: EvalSet, pairs: np.ndarray, means: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each pair's application-mean vector (``means[app]``), shape (len(pairs), 4)."""
+    return np.array([means[APPS[int(ev.requests.app[ev.req_idx[p]])]] for p in pairs], dtype=float)
+
+
+def noisy_true_vectors(
+    ev: EvalSet, pairs: np.ndarray, mse: float, seed: int = 0, tol: float = 1e-6
+) -> np.ndarray:
+    """The TRUE vectors of the pairs' requests, corrupted to a given mean squared error.
+
+    MODEL.md calibrates the objective by the score of the chain best for "a predicted
+    vector with MSE 0.004" (about 0.96) and "with MSE 0.008" (about 0.94). This makes
+    such vectors: zero-sum Gaussian noise is added to each request's true vector, the
+    result clipped at 0 and renormalised, with the noise scale found by bisection so
+    that the mean squared error over the distinct requests equals ``mse`` (to ``tol``).
+    One noisy vector per request, so a request keeps it on every network state.
+
+    Returns:
+        (len(pairs), 4) vectors on the simplex.
+    """
+    if not 0 < mse < 0.25:
+        raise ValueError(f"mse must be in (0, 0.25), got {mse}")
+    reqs = np.unique(ev.req_idx[pairs])
+    true = ev.requests.true_s[reqs].astype(float)
+    noise = np.random.default_rng(seed).normal(size=true.shape)
+    noise -= noise.mean(axis=1, keepdims=True)
+
+    def corrupt(scale: float) -> np.ndarray:
+        v = np.clip(true + scale * noise, 0.0, None)
+        total = v.sum(axis=1, keepdims=True)
+        return np.where(total > 0, v / np.where(total > 0, total, 1.0), 0.25)
+
+    def err(scale: float) -> float:
+        return float(((corrupt(scale) - true) ** 2).mean())
+
+    lo, hi = 0.0, 1.0
+    while err(hi) < mse and hi < 1e3:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if err(mid) < mse:
+            lo = mid
+        else:
+            hi = mid
+        if abs(err(mid) - mse) <= tol:
+            break
+    noisy = corrupt(0.5 * (lo + hi))
+    row = {int(r): i for i, r in enumerate(reqs)}
+    return noisy[[row[int(r)] for r in ev.req_idx[pairs]]]

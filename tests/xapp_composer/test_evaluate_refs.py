@@ -58,3 +58,40 @@ def test_per_app_breakdown_partitions_the_pairs() -> None:
     assert sum(a["n"] for a in per_app.values()) == len(pairs)
     weighted = sum(a["normalized_score"] * a["n"] for a in per_app.values()) / len(pairs)
     assert weighted == pytest.approx(res.normalized.mean())
+
+
+@pytest.mark.parametrize("mse", [0.004, 0.008, 0.02])
+def test_noisy_true_vectors_hit_the_asked_mse_on_the_simplex(mse: float) -> None:
+    ev = _evalset()
+    pairs = np.arange(len(ev))
+    v = E.noisy_true_vectors(ev, pairs, mse, seed=1)
+    assert v.shape == (len(pairs), 4)
+    assert (v >= 0).all()
+    np.testing.assert_allclose(v.sum(axis=1), 1.0, atol=1e-12)
+    # one noisy vector per request: the MSE over distinct requests is the one asked for
+    reqs, first = np.unique(ev.req_idx[pairs], return_index=True)
+    got = ((v[first] - ev.requests.true_s[reqs]) ** 2).mean()
+    assert got == pytest.approx(mse, abs=1e-5)
+    # the same request keeps its vector on every network state
+    for r in reqs:
+        rows = v[ev.req_idx[pairs] == r]
+        np.testing.assert_array_equal(rows, np.broadcast_to(rows[0], rows.shape))
+    with pytest.raises(ValueError, match="mse"):
+        E.noisy_true_vectors(ev, pairs, 0.0)
+
+
+def test_best_for_vectors_matches_the_elam_reference_and_degrades_with_noise() -> None:
+    ev = _evalset()
+    pairs = np.arange(len(ev))
+    fee = dict(zip(ev.requests.elam_ids, ev.requests.fees.tolist(), strict=True))
+    exact = E.run_best_for_vectors(ev, pairs, ev.requests.true_s[ev.req_idx[pairs]])[0]
+    assert exact == E.run_best_for(ev, pairs, "minilm")[0]  # minilm predicts the truth here
+    noisy = E.run_best_for_vectors(ev, pairs, E.noisy_true_vectors(ev, pairs, 0.05, seed=2))
+    res = E.score_decisions(ev, pairs, *noisy, fee)
+    assert res.feasible.all() and res.normalized.mean() < 1.0 - 1e-6
+    means = {"immersive": np.full(4, 0.25), "critical": np.full(4, 0.25),
+             "qa": np.full(4, 0.25), "content": np.full(4, 0.25)}  # fmt: skip
+    app_mean = E.run_best_for_vectors(ev, pairs, E.app_mean_vectors(ev, pairs, means))[0]
+    assert app_mean == E.run_best_for(ev, pairs, None)[0]
+    with pytest.raises(ValueError, match="shape"):
+        E.run_best_for_vectors(ev, pairs, np.full((1, 4), 0.25))

@@ -51,8 +51,14 @@ def test_eval_reports_every_method(models: Path) -> None:
         assert sum(a["n"] for a in m["per_app"].values()) == 24
     assert abs(out["random"]["normalized_score"]) < 0.6  # random sits near the floor
     assert out["drl_even"]["elam_share"].get("none") == 1.0
-    for ref in ("ref_best_for_even", "ref_best_for_minilm", "ref_best_for_smollm2"):
-        assert out[ref]["feasible"] == 1.0 and out[ref]["n"] == 24
+    refs = ("even", "minilm", "smollm2", "app_mean", "true_mse_0.004", "true_mse_0.008")
+    for ref in refs:
+        assert out[f"ref_best_for_{ref}"]["feasible"] == 1.0
+        assert out[f"ref_best_for_{ref}"]["n"] == 24
+    # a more precise vector never does worse on average than a less precise one here
+    assert out["ref_best_for_true_mse_0.004"]["normalized_score"] >= (
+        out["ref_best_for_true_mse_0.008"]["normalized_score"] - 0.05
+    )
 
 
 def test_bench_prints_latency(models: Path) -> None:
