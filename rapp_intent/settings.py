@@ -101,10 +101,11 @@ class RappSettings(BaseSettings):
     smollm2_max_new_tokens: int = Field(
         28, ge=4, le=256, description="generation budget of a SmolLM2 answer (free decoding)"
     )
-    smollm2_decoding: Literal["constrained", "free"] = Field(
+    smollm2_decoding: Literal["constrained", "expected", "free"] = Field(
         "constrained",
         description="constrained: only well-formed vectors of multiples of 0.05 summing to 1 "
-        "can be generated (beam search); free: plain greedy decoding, answer parsed",
+        "can be generated (beam search), the most likely wins; expected: the same beams' "
+        "probability-weighted mean vector; free: plain greedy decoding, answer parsed",
     )
     smollm2_beams: int = Field(
         1, ge=1, le=32, description="beam width of constrained decoding (1: greedy, fastest)"

@@ -115,6 +115,8 @@ class TorchEncoder:
         dtype: ``torch.float32`` or ``torch.bfloat16`` weights and activations.
         warm_lengths: :meth:`warmup` runs every quantised sub-batch shape of up to this
             many tokens once (bfloat16 only; 0: none).
+        adapter: a LoRA adapter file (:mod:`rapp_intent.elam.lora`) merged into the
+            weights once at load time (None: the base encoder).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class TorchEncoder:
         path: Path | None = None,
         dtype: torch.dtype = torch.float32,
         warm_lengths: int = 0,
+        adapter: Path | None = None,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -130,10 +133,15 @@ class TorchEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         bert = AutoModel.from_pretrained(str(path), attn_implementation="eager")
         self.n_parameters = sum(p.numel() for p in bert.parameters())
+        self.adapter, self.adapter_sha = _merge(bert, adapter)
         self.dtype = dtype
         self.backend = "torch-bf16" if dtype == torch.bfloat16 else "torch"
         self.module = _Pooled(bert).eval().to(dtype)
         self.warm_lengths = warm_lengths
+
+    def with_adapter(self, adapter: Path) -> TorchEncoder:
+        """The same runtime with a LoRA adapter merged into the base weights."""
+        return TorchEncoder(self.path, self.dtype, self.warm_lengths, adapter)
 
     def tokenize(self, texts: Sequence[str], tensors: str = "pt"):
         """Tokenise with padding and truncation to 256 tokens."""
@@ -189,20 +197,32 @@ class OnnxEncoder:
     """all-MiniLM-L6-v2 exported to ONNX and run by onnxruntime (CPU provider).
 
     Args:
-        cache_dir: where the exported model is kept (file name carries the source hash).
+        cache_dir: where the exported model is kept (file name carries the source hash,
+            and the adapter's when there is one).
         threads: intra-op threads of onnxruntime (0: its default).
         path: model folder (default: the packaged one).
+        adapter: a LoRA adapter merged before export (see :class:`TorchEncoder`).
     """
 
-    def __init__(self, cache_dir: Path, threads: int = 0, path: Path | None = None):
+    def __init__(
+        self,
+        cache_dir: Path,
+        threads: int = 0,
+        path: Path | None = None,
+        adapter: Path | None = None,
+    ):
         import onnxruntime as ort
 
-        self._torch = TorchEncoder(path)
+        self._torch = TorchEncoder(path, adapter=adapter)
+        self.cache_dir, self.threads = Path(cache_dir), threads
+        self.adapter, self.adapter_sha = self._torch.adapter, self._torch.adapter_sha
         self.backend = "onnx"
         self.n_parameters = self._torch.n_parameters
         self.tokenizer = self._torch.tokenizer
         source = self._torch.path / "model.safetensors"
         tag = sha256_file(source)[:16] if source.exists() else "unknown"
+        if self.adapter_sha:
+            tag += f"-lora-{self.adapter_sha[:16]}"
         onnx_path = Path(cache_dir) / "minilm" / f"encoder-{tag}.onnx"
         options = ort.SessionOptions()
         if threads:
@@ -228,6 +248,10 @@ class OnnxEncoder:
                 f"ONNX encoder {onnx_path} disagrees with torch (max abs error {err:.3g}); "
                 "delete it to re-export or use minilm_backend=torch"
             )
+
+    def with_adapter(self, adapter: Path) -> OnnxEncoder:
+        """The same runtime with a LoRA adapter merged (exported once, then cached)."""
+        return OnnxEncoder(self.cache_dir, self.threads, self._torch.path, adapter)
 
     def parity_error(self, texts: Sequence[str] | None = None) -> float:
         """Largest absolute difference between ONNX and torch embeddings on ``texts``."""
@@ -272,6 +296,15 @@ class HybridEncoder:
         self.small, self.large, self.threshold = small, large, threshold
         self.n_parameters = small.n_parameters
         self.backend = f"{small.backend}+{large.backend}"
+        self.adapter_sha = getattr(small, "adapter_sha", "")
+
+    def with_adapter(self, adapter: Path) -> HybridEncoder:
+        """Both paths with the same LoRA adapter merged."""
+        return HybridEncoder(
+            self.small.with_adapter(adapter),  # type: ignore[attr-defined]
+            self.large.with_adapter(adapter),  # type: ignore[attr-defined]
+            self.threshold,
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts (see :class:`Encoder`)."""
@@ -284,6 +317,19 @@ class HybridEncoder:
             warm = getattr(path, "warmup", None)
             if warm is not None:
                 warm()
+
+
+def _merge(bert: torch.nn.Module, adapter: Path | None) -> tuple[Path | None, str]:
+    """Merge a LoRA adapter file into ``bert`` in place; (path, sha256) or (None, "")."""
+    if adapter is None:
+        return None, ""
+    from rapp_intent.elam.lora import load_adapter, merge_adapter
+
+    adapter = Path(adapter)
+    state, spec = load_adapter(adapter)
+    merged = merge_adapter(bert, state, spec)
+    log.info("minilm.adapter_merged", path=str(adapter), modules=merged, r=spec.r)
+    return adapter, sha256_file(adapter)
 
 
 def export_onnx(encoder: TorchEncoder, onnx_path: Path) -> Path:

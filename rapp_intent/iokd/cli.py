@@ -252,7 +252,11 @@ def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[s
     """Train, save (head + card), reload through the rApp's class, evaluate."""
     from rapp_intent.elam.encoder import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
-    from rapp_intent.iokd.distill_minilm import MinilmDistillConfig, distill_minilm
+    from rapp_intent.iokd.distill_minilm import (
+        MinilmDistillConfig,
+        distill_minilm,
+        distill_minilm_encoder,
+    )
     from rapp_intent.iokd.loss import LossConfig
 
     loss = LossConfig(
@@ -266,22 +270,34 @@ def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[s
         config = replace(config, epochs=args.epochs)
     if args.ensemble:
         config = replace(config, ensemble=args.ensemble)
+    if args.encoder_lora_r is not None:
+        config = replace(config, encoder_lora_r=args.encoder_lora_r)
+    if args.encoder_epochs:
+        config = replace(config, encoder_epochs=args.encoder_epochs)
     encoder = TorchEncoder()
     raw = MiniLMELam(encoder)
-    head, summary = distill_minilm(
-        raw, samples, config, Path(settings.cache_dir), not args.no_progress
-    )
+    adapter = None
+    if config.encoder_lora_r > 0:
+        head, adapter, summary = distill_minilm_encoder(
+            raw, samples, config, Path(settings.cache_dir), not args.no_progress
+        )
+        what = "IoKD-distilled LoRA adapters of the minilm encoder and its Dirichlet head"
+    else:
+        head, summary = distill_minilm(
+            raw, samples, config, Path(settings.cache_dir), not args.no_progress
+        )
+        what = "IoKD-distilled Dirichlet head of the minilm E-LAM (frozen encoder)"
     raw.head = head
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     card = {
-        "what": "IoKD-distilled Dirichlet head of the minilm E-LAM (paper eqs. 27-32)",
+        "what": what + " (paper eqs. 27-32)",
         "loss": args.loss,
         "data": _data_card(samples, apps, Path(args.data)),
         "training": summary,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    raw.save_head(tmp, card)
+    raw.save_head(tmp, card, adapter)
     served = MiniLMELam(encoder, head_dir=tmp)
     metrics, full = card_metrics(served, sets)
     return _finish_card(tmp, out, metrics, full)
@@ -443,7 +459,15 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nll-weight", type=float, help=f"auxiliary NLL weight (default {DEFAULT_NLL})")
     p.add_argument("--no-augment", action="store_true", help="train on labelled samples only")
     p.add_argument("--epochs", type=int, help="minilm: most epochs")
-    p.add_argument("--ensemble", type=int, help="minilm: heads averaged into the shipped one")
+    p.add_argument(
+        "--ensemble", type=int, help="minilm, frozen encoder: heads averaged into the shipped one"
+    )
+    p.add_argument(
+        "--encoder-lora-r",
+        type=int,
+        help="minilm: LoRA rank on the encoder, trained with the head (default 8; 0: frozen)",
+    )
+    p.add_argument("--encoder-epochs", type=int, help="minilm: most epochs with the encoder")
     p.add_argument("--steps", type=int, help="smollm2: optimiser steps")
     p.add_argument("--max-minutes", type=float, help="smollm2: wall-clock limit of training")
     p.add_argument("--lr", type=float, help="smollm2: learning rate of the adapters")

@@ -6,9 +6,14 @@ The policy pi_theta(s | p) is the E-LAM's Dirichlet over the simplex
 zero-shot E-LAM (a fresh head, whose zero last layer leaves the zero-shot Dirichlet
 unchanged), as eq. 31 asks: the E-LAM before distillation.
 
-- The encoder stays frozen; embeddings and zero-shot logits are computed once and cached
-  (``<cache_dir>/iokd/``), so an epoch touches only the head (a few thousand
-  parameters' worth of matrix products).
+- :func:`distill_minilm` keeps the encoder frozen; embeddings and zero-shot logits are
+  computed once and cached (``<cache_dir>/iokd/``), so an epoch touches only the head.
+- :func:`distill_minilm_encoder` (the shipped configuration) trains LoRA adapters on
+  every linear layer of the encoder together with a head, on the same pairs and loss.
+  pi_ref stays the raw E-LAM (base encoder, zero head), whose log-densities are computed
+  once; the description sentences of the zero-shot logits keep their base embeddings.
+  An epoch runs the encoder forward and backward over every training prompt (about 40 s
+  for 470 prompts on 2 CPU cores).
 - Targets are smoothed away from the simplex boundary before any log-density:
   s' = (1 - eps) s + eps / 4, then floored by the E-LAM's ``prepare_targets``. A
   Dirichlet density at a weight of exactly 0 is infinite or zero, never useful.
@@ -33,9 +38,10 @@ import numpy as np
 import structlog
 import torch
 
+from rapp_intent.elam.lora import LoraSpec, adapter_state, add_adapters
 from rapp_intent.elam.minilm import DirichletHead, MiniLMELam, app_index, prepare_targets
 from rapp_intent.iokd.data import Sample
-from rapp_intent.iokd.loss import LossConfig, iokd_loss, mean_vector, sample_beta
+from rapp_intent.iokd.loss import LossConfig, LossOutput, iokd_loss, mean_vector, sample_beta
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +70,18 @@ class MinilmDistillConfig:
             head that averages their outputs (:func:`merge_heads`; exact, since the
             head is a one-hidden-layer MLP). 1: a single head.
         seed: initialisation, shuffling and validation split.
+        encoder_lora_r: rank of LoRA adapters on the encoder's linear layers, trained
+            together with the head by :func:`distill_minilm_encoder` (0: the encoder
+            stays frozen and only the head is trained, :func:`distill_minilm`).
+        encoder_lora_alpha: LoRA scaling numerator.
+        encoder_lora_dropout: dropout on the adapters' input while training.
+        encoder_lr: AdamW learning rate of the adapters (the head keeps ``lr``).
+        encoder_epochs: most epochs of the joint training.
+        encoder_patience: epochs without a better validation MSE before it stops.
+        encoder_batch: samples per step of the joint training (each with all of its
+            contrastive pairs).
+        encoder_head_dropout: dropout on the head's copy of the embedding in the joint
+            training.
     """
 
     loss: LossConfig = field(
@@ -82,8 +100,18 @@ class MinilmDistillConfig:
     ema: float = 0.95
     ensemble: int = 5
     seed: int = 0
+    encoder_lora_r: int = 8
+    encoder_lora_alpha: float = 16.0
+    encoder_lora_dropout: float = 0.1
+    encoder_lr: float = 5e-4
+    encoder_epochs: int = 10
+    encoder_patience: int = 3
+    encoder_batch: int = 16
+    encoder_head_dropout: float = 0.3
 
     def __post_init__(self) -> None:
+        if self.encoder_lora_r < 0 or self.encoder_epochs < 1 or self.encoder_batch < 1:
+            raise ValueError("encoder_lora_r must be >= 0, encoder epochs and batch positive")
         if not 0 <= self.smoothing < 1:
             raise ValueError("smoothing must be in [0, 1)")
         if not 0 <= self.val_fraction < 1:
@@ -152,7 +180,9 @@ def dataset_means(samples: Sequence[Sample]) -> dict[str, np.ndarray]:
 def embeddings(elam: MiniLMELam, prompts: Sequence[str], cache_dir: Path | None) -> torch.Tensor:
     """Prompt embeddings, cached on disk by the hash of the prompts and the encoder."""
     key = hashlib.sha256(
-        json.dumps([type(elam.encoder).__name__, list(prompts)]).encode()
+        json.dumps(
+            [type(elam.encoder).__name__, getattr(elam.encoder, "adapter_sha", ""), list(prompts)]
+        ).encode()
     ).hexdigest()[:24]
     path = Path(cache_dir) / "iokd" / f"minilm-emb-{key}.npy" if cache_dir else None
     if path is not None and path.exists():
@@ -229,6 +259,23 @@ def validation_groups(
     return ~(is_val | excluded), is_val
 
 
+def pair_loss(
+    dist: torch.distributions.Dirichlet,
+    pairs: PairTensors,
+    idx: torch.Tensor | Sequence[int],
+    config: MinilmDistillConfig,
+) -> LossOutput:
+    """Eq. 31 (+ auxiliary NLL) of the pairs ``idx``, ``dist`` being pi_theta of each."""
+    return iokd_loss(
+        dist.log_prob(pairs.chosen[idx]),
+        dist.log_prob(pairs.rejected[idx]),
+        pairs.ref_chosen[idx],
+        pairs.ref_rejected[idx],
+        pairs.beta[idx],
+        nll_weight=config.loss.nll_weight,
+    )
+
+
 class _InputDropout(torch.nn.Module):
     """The head with dropout on its embedding input (training only)."""
 
@@ -285,14 +332,7 @@ def train_head(
         for start in range(0, len(order), config.batch_size):
             b = order[start : start + config.batch_size]
             dist = elam.distribution_from(pairs.embedding[b], pairs.app_idx[b], trained)
-            out = iokd_loss(
-                dist.log_prob(pairs.chosen[b]),
-                dist.log_prob(pairs.rejected[b]),
-                pairs.ref_chosen[b],
-                pairs.ref_rejected[b],
-                pairs.beta[b],
-                nll_weight=config.loss.nll_weight,
-            )
+            out = pair_loss(dist, pairs, b, config)
             opt.zero_grad()
             out.loss.backward()
             opt.step()
@@ -351,6 +391,32 @@ def merge_heads(heads: Sequence[DirichletHead]) -> DirichletHead:
     return merged.eval()
 
 
+def _prepare(
+    elam: MiniLMELam,
+    samples: Sequence[Sample],
+    config: MinilmDistillConfig,
+    cache_dir: Path | None,
+) -> tuple[list[Sample], PairTensors, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Deduplicated samples, their pairs, the (train, validation) masks, a first summary."""
+    if elam.distilled:
+        raise ValueError("distil from the raw E-LAM: it is the reference policy")
+    means = dataset_means(samples)
+    data = dedupe(samples)
+    if not data:
+        raise ValueError("no training samples")
+    pairs = build_pairs(elam, data, config, means, cache_dir)
+    train_mask, val_mask = validation_groups(data, config.val_fraction, config.seed)
+    summary: dict[str, Any] = {
+        "samples": len(data),
+        "pairs": len(pairs),
+        "synthetic": sum(s.origin == "synthetic" for s in data),
+        "beta_mean": float(pairs.beta.mean()),
+        "beta_min": float(pairs.beta.min()),
+        "beta_max": float(pairs.beta.max()),
+    }
+    return data, pairs, train_mask, val_mask, summary
+
+
 def distill_minilm(
     elam: MiniLMELam,
     samples: Sequence[Sample],
@@ -370,23 +436,8 @@ def distill_minilm(
     Returns:
         The distilled head and a training summary (for the model card).
     """
-    if elam.distilled:
-        raise ValueError("distil from the raw E-LAM: its head is the reference policy")
     start = time.perf_counter()
-    means = dataset_means(samples)
-    data = dedupe(samples)
-    if not data:
-        raise ValueError("no training samples")
-    pairs = build_pairs(elam, data, config, means, cache_dir)
-    train_mask, val_mask = validation_groups(data, config.val_fraction, config.seed)
-    summary: dict[str, Any] = {
-        "samples": len(data),
-        "pairs": len(pairs),
-        "synthetic": sum(s.origin == "synthetic" for s in data),
-        "beta_mean": float(pairs.beta.mean()),
-        "beta_min": float(pairs.beta.min()),
-        "beta_max": float(pairs.beta.max()),
-    }
+    data, pairs, train_mask, val_mask, summary = _prepare(elam, samples, config, cache_dir)
     epochs = config.epochs
     if val_mask.any():
         val_idx = torch.from_numpy(np.flatnonzero(val_mask))
@@ -436,3 +487,172 @@ def distill_minilm(
         }
     )
     return head, summary
+
+
+def trainable_encoder(elam: MiniLMELam, spec: LoraSpec, dropout: float) -> torch.nn.Module:
+    """The base encoder of ``elam`` as a torch module with fresh LoRA adapters (fp32)."""
+    from transformers import AutoModel
+
+    from rapp_intent.elam.encoder import _Pooled, model_path
+
+    path = getattr(elam.base_encoder, "path", None) or model_path()
+    bert = AutoModel.from_pretrained(str(path), attn_implementation="eager")
+    add_adapters(bert, spec, dropout)
+    return _Pooled(bert)
+
+
+def _tokenizer(elam: MiniLMELam) -> Any:
+    tok = getattr(elam.base_encoder, "tokenizer", None)
+    if tok is None:
+        from transformers import AutoTokenizer
+
+        from rapp_intent.elam.encoder import model_path
+
+        tok = AutoTokenizer.from_pretrained(str(model_path()))
+    return tok
+
+
+def distill_minilm_encoder(
+    elam: MiniLMELam,
+    samples: Sequence[Sample],
+    config: MinilmDistillConfig = MinilmDistillConfig(),
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> tuple[DirichletHead, tuple[dict[str, torch.Tensor], LoraSpec], dict[str, Any]]:
+    """Distil D_IoKD into encoder LoRA adapters and a head, trained jointly (eq. 31/32).
+
+    Each step embeds a batch of training prompts with the adapted encoder, forms the
+    Dirichlet of each and scores every (s_p, s_c) pair of those prompts against the raw
+    E-LAM's precomputed log-densities; the loss is :func:`iokd_loss` with each pair's beta
+    (eq. 32, or constant for ``dpo``) plus the configured auxiliary NLL. A validation
+    subset of whole groups (:func:`validation_groups`) picks the epoch: the adapters and
+    head of the best epoch are returned. There is no refit on all the data: a second
+    pass of the encoder would double the training time.
+
+    Args:
+        elam: the raw ``minilm`` E-LAM (not modified).
+        samples: D_IoKD (with contrastive vectors).
+        config: hyper-parameters (``encoder_lora_r`` must be positive).
+        cache_dir: embedding cache root for the reference log-densities.
+        progress: tqdm bar over epochs.
+
+    Returns:
+        The head, the adapter (tensors and spec) and a training summary.
+    """
+    from tqdm.auto import tqdm
+
+    if config.encoder_lora_r < 1:
+        raise ValueError("encoder_lora_r must be positive to tune the encoder")
+    start = time.perf_counter()
+    data, pairs, train_mask, val_mask, summary = _prepare(elam, samples, config, cache_dir)
+    prompts = [s.prompt for s in data]
+    app_idx = torch.tensor([app_index(s.app) for s in data], dtype=torch.long)
+    targets = torch.tensor([s.s for s in data], dtype=torch.float32)
+    pairs_of = [[] for _ in data]
+    for j, i in enumerate(pairs.sample.tolist()):
+        pairs_of[i].append(j)
+
+    torch.manual_seed(config.seed)
+    gen = np.random.default_rng(config.seed)
+    spec = LoraSpec(config.encoder_lora_r, config.encoder_lora_alpha)
+    encoder = trainable_encoder(elam, spec, config.encoder_lora_dropout)
+    tok = _tokenizer(elam)
+    head = DirichletHead(hidden=config.hidden)
+    lora_params = [p for p in encoder.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        [
+            {"params": lora_params, "lr": config.encoder_lr, "weight_decay": 0.0},
+            {"params": head.parameters(), "lr": config.lr, "weight_decay": config.weight_decay},
+        ]
+    )
+
+    def embed(idx: Sequence[int], train: bool) -> torch.Tensor:
+        batch = tok(
+            [prompts[i] for i in idx],
+            padding=True,
+            truncation=True,
+            max_length=256,
+            return_tensors="pt",
+        )
+        encoder.train(train)
+        ids = batch["input_ids"]
+        return encoder(ids, batch["attention_mask"], torch.zeros_like(ids))
+
+    val_ids = np.flatnonzero(val_mask)
+
+    def val_mse() -> float:
+        head.eval()
+        with torch.no_grad():
+            means_ = [
+                elam.distribution_from(
+                    embed(val_ids[k : k + 64], False), app_idx[val_ids[k : k + 64]], head
+                ).mean
+                for k in range(0, len(val_ids), 64)
+            ]
+        return float(((torch.cat(means_) - targets[val_ids]) ** 2).mean())
+
+    train_ids = np.flatnonzero(train_mask if len(val_ids) else np.ones(len(data), bool))
+    summary["trained_on"] = len(train_ids)
+    summary["encoder_adapter_parameters"] = int(sum(p.numel() for p in lora_params))
+    curve: list[float] = []
+    losses: list[float] = []
+    accs: list[float] = []
+    best: tuple[float, int, Any] = (float("inf"), 0, None)
+    if len(val_ids):
+        summary["val_samples"] = len(val_ids)
+        summary["val_mse_raw"] = val_mse()  # fresh adapters and head: the raw E-LAM
+    bar = tqdm(range(config.encoder_epochs), desc="minilm: encoder+head", disable=not progress)
+    for epoch in bar:
+        order = gen.permutation(train_ids)
+        ep_loss, ep_acc = [], []
+        for k in range(0, len(order), config.encoder_batch):
+            b = order[k : k + config.encoder_batch].tolist()
+            sel = [j for i in b for j in pairs_of[i]]
+            if not sel:
+                continue
+            pos = {i: n for n, i in enumerate(b)}
+            rows = torch.tensor([pos[i] for i in pairs.sample[sel].tolist()])
+            emb = embed(b, True)
+            head.train()
+            head_in = torch.nn.functional.dropout(emb, config.encoder_head_dropout, True)
+            delta, log_c = head(head_in, app_idx[b])
+            mean = torch.softmax(elam.raw_logits(emb, app_idx[b]) + delta, dim=-1)
+            conc = elam.zeroshot.concentration * torch.exp(log_c)
+            alpha = (conc.unsqueeze(-1) * mean)[rows]
+            out = pair_loss(torch.distributions.Dirichlet(alpha), pairs, sel, config)
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+            ep_loss.append(float(out.loss.detach()))
+            ep_acc.append(float(out.accuracy))
+        losses.append(float(np.mean(ep_loss)))
+        accs.append(float(np.mean(ep_acc)))
+        if len(val_ids):
+            mse = val_mse()
+            curve.append(mse)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", val_mse=f"{mse:.5f}")
+            if mse < best[0] - 1e-7:
+                snapshot = (copy.deepcopy(head.state_dict()), adapter_state(encoder.bert))
+                best = (mse, epoch + 1, snapshot)
+            if epoch + 1 - best[1] >= config.encoder_patience:
+                break
+        else:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    if best[2] is not None:
+        head.load_state_dict(best[2][0])
+        adapter = best[2][1]
+        summary.update({"best_epoch": best[1], "val_mse": best[0]})
+    else:
+        adapter = adapter_state(encoder.bert)
+    summary.update(
+        {
+            "val_curve": [round(x, 6) for x in curve],
+            "loss_curve": [round(x, 5) for x in losses],
+            "epochs_run": len(losses),
+            "final_loss": losses[-1],
+            "final_pair_accuracy": accs[-1],
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "config": asdict(config),
+        }
+    )
+    return head.eval(), (adapter, spec), summary

@@ -39,11 +39,21 @@ def _check_card(folder: Path, weights: str) -> dict:
     return card
 
 
-def test_minilm_artefact_is_a_small_head_with_a_card() -> None:
-    _check_card(MINILM, "head.safetensors")
+def test_minilm_artefact_is_a_head_and_encoder_adapters_not_a_model_copy() -> None:
+    from rapp_intent.elam.lora import load_adapter
+
+    card = _check_card(MINILM, "head.safetensors")
     files = sorted(p.name for p in MINILM.iterdir())
-    assert files == ["card.json", "head.safetensors"]
-    assert (MINILM / "head.safetensors").stat().st_size < 5 * MB
+    assert files == ["card.json", "encoder_lora.safetensors", "head.safetensors"]
+    assert sum(p.stat().st_size for p in MINILM.iterdir()) < 5 * MB
+    adapter = card["encoder_adapter"]
+    assert adapter["sha256"] == sha256_file(MINILM / adapter["file"])
+    state, spec = load_adapter(MINILM / adapter["file"])
+    assert (
+        spec.r == adapter["r"] and sum(t.numel() for t in state.values()) == adapter["parameters"]
+    )
+    assert adapter["parameters"] < 0.05 * 22.7e6  # a few % of the encoder, never a copy
+    assert card["training"]["train_seconds"] < 600  # the 10-minute budget
 
 
 def test_smollm2_artefact_is_lora_adapters_not_a_model_copy() -> None:
