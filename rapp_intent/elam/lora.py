@@ -3,8 +3,8 @@
 Distillation of the ``minilm`` E-LAM can tune the sentence encoder as well as its head
 (:func:`rapp_intent.iokd.distill_minilm.distill_minilm_encoder`). Only rank-``r`` updates
 ``W + (alpha / r) B A`` of the encoder's linear layers are trained, so the artefact is the
-adapter (about 1.4 MB at r = 8 on every linear layer of all-MiniLM-L6-v2), never a copy
-of the 90 MB base model. Serving merges the update into the weights once
+adapter (1.3 MB, 331,776 parameters, at r = 8 on every linear layer of all-MiniLM-L6-v2
+but its pooler), never a copy of the 90 MB base model. Serving merges the update into the weights once
 (:func:`merge_adapter`), so a tuned encoder runs exactly as fast as the base one, on torch
 or exported to ONNX.
 

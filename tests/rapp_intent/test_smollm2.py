@@ -48,6 +48,41 @@ def test_constrained_decoding_yields_valid_vectors(smollm2):
         assert all(abs(v * 20 - round(v * 20)) < 1e-6 for v in t.vector)  # multiples of 0.05
 
 
+def test_expected_decoding_is_the_probability_weighted_mean_of_the_beams(smollm2):
+    import copy
+
+    import numpy as np
+    import torch
+
+    from rapp_intent.elam.smollm2 import parse_vector
+
+    prompt, ctx = "stream the final live for me, no lag", MemoryContext(app="immersive")
+    saved = (smollm2.decoding, smollm2.beams)
+    try:
+        smollm2.decoding, smollm2.beams = "expected", 4
+        (t,) = smollm2.translate([prompt], [ctx])
+        # The same beams by hand: their vectors weighted by their renormalised probabilities.
+        ids = torch.tensor([smollm2.token_ids(prompt, ctx)[1]])
+        with torch.inference_mode():
+            cache = copy.deepcopy(smollm2._prefix_cache)
+            logits = smollm2.model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+            beams = smollm2._constrained(logits, cache, None)
+    finally:
+        smollm2.decoding, smollm2.beams = saved
+    assert len(beams) == 4 and beams[0][0] >= beams[-1][0]
+    vectors = np.array(
+        [
+            parse_vector(smollm2.tokenizer.decode(tok, skip_special_tokens=True)).vector
+            for _, tok in beams
+        ]
+    )
+    w = np.exp(np.array([sc for sc, _ in beams]) - beams[0][0])
+    expected = (w / w.sum()) @ vectors
+    assert t.ok and math.isclose(sum(t.vector), 1.0, abs_tol=1e-9)
+    np.testing.assert_allclose(t.vector, expected, atol=2e-4)  # written with 4 decimals
+    assert len({tuple(v) for v in vectors}) == 4  # distinct answers, not one repeated
+
+
 def test_cached_prefix_gives_the_same_answer_as_a_full_forward(free_decoding):
     model = free_decoding
     prompt, ctx = "what's the capital of Peru, quick", MemoryContext(app="qa")
