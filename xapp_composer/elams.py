@@ -49,10 +49,16 @@ def _key(prompt: str, app: str) -> str:
 
 
 class PredictionCache:
-    """Predictions of one E-LAM artefact, on disk (JSON), keyed by prompt and app."""
+    """Predictions of one E-LAM artefact, on disk (JSON), keyed by prompt and app.
 
-    def __init__(self, elam_id: str, artefact: str, cache_dir: Path = CACHE_DIR):
-        self.path = Path(cache_dir) / f"{elam_id}-{artefact[:16]}.json"
+    ``variant`` names how the outputs were decoded (:attr:`ELam.variant`, e.g.
+    ``expected-b4``), so that changing the rApp's decoding settings never reuses
+    predictions made another way.
+    """
+
+    def __init__(self, elam_id: str, artefact: str, cache_dir: Path = CACHE_DIR, variant: str = ""):
+        tag = f"-{variant}" if variant else ""
+        self.path = Path(cache_dir) / f"{elam_id}-{artefact[:16]}{tag}.json"
         self.data: dict[str, list[float] | None] = {}
         if self.path.exists():
             self.data = json.loads(self.path.read_text())
@@ -94,7 +100,7 @@ def rapp_predictions(
     for eid in elam_ids:
         elam = load_elam(eid, settings)
         params[eid] = float(elam.n_parameters)
-        cache = PredictionCache(eid, str(elam.artefact), cache_dir)
+        cache = PredictionCache(eid, str(elam.artefact), cache_dir, variant=elam.variant)
         todo = [i for i, it in enumerate(intents) if cache.get(it.prompt, it.app) == "missing"]
         batch = 32
         it = range(0, len(todo), batch)

@@ -178,6 +178,10 @@ class ELam(ABC):
         n_parameters: parameter count (sets the fee, MODEL.md).
         artefact: ``"raw"`` or the sha256 of the loaded distilled artefact.
         card: the distilled artefact's model card (empty for a raw model).
+        decoding_options: how outputs are produced from the weights, when that is a choice
+            (smollm2: ``{"decoding": "expected", "beams": 4}``); empty when the weights
+            alone determine the outputs. Together with :attr:`artefact` it identifies
+            what a stored evaluation or cached prediction was made with.
     """
 
     id: str
@@ -200,6 +204,19 @@ class ELam(ABC):
     def fee(self) -> float:
         """Service fee F(kappa) of this E-LAM (MODEL.md, proportional to parameters)."""
         return elam_fee(self.n_parameters)
+
+    @property
+    def decoding_options(self) -> dict[str, Any]:
+        """The output-producing options besides the weights (see the class docstring)."""
+        return {}
+
+    @property
+    def variant(self) -> str:
+        """Short tag of :attr:`decoding_options` (``""`` when none), e.g. ``expected-b4``."""
+        d = self.decoding_options
+        if not d:
+            return ""
+        return "-".join(f"{v}" if k == "decoding" else f"{k[0]}{v}" for k, v in d.items())
 
     @property
     def distilled(self) -> bool:

@@ -180,6 +180,13 @@ def user_turn(prompt: str, app: str | None) -> str:
     return f"{head}Request: {prompt}"
 
 
+def decoding_options(decoding: str, beams: int, max_new_tokens: int) -> dict[str, Any]:
+    """What besides the weights determines smollm2's answers (:attr:`ELam.decoding_options`)."""
+    if decoding == "free":
+        return {"decoding": "free", "max_new_tokens": int(max_new_tokens)}
+    return {"decoding": decoding, "beams": int(beams)}
+
+
 class SmolLM2ELam(ELam):
     """SmolLM2-135M-Instruct with a few-shot prompt and a parsed answer.
 
@@ -189,10 +196,13 @@ class SmolLM2ELam(ELam):
         demonstrations: few-shot examples (default: ``data/demonstrations.jsonl``).
         max_new_tokens: generation budget of an answer (free decoding).
         context_shots: memory records (best reward first) shown as extra examples.
-        decoding: ``constrained`` (only well-formed answers whose weights are multiples
-            of 0.05 summing to 1 can be produced) or ``free`` (plain greedy decoding; the
-            raw instruct model then mostly fails to make its weights sum to 1).
-        beams: beam width of constrained decoding (1: greedy).
+        decoding: ``expected`` (default: the probability-weighted mean of the
+            constrained beams' vectors, the estimate a squared error rewards),
+            ``constrained`` (only well-formed answers whose weights are multiples of 0.05
+            summing to 1 can be produced; the most likely beam wins) or ``free`` (plain
+            greedy decoding; the raw instruct model then mostly fails to make its weights
+            sum to 1).
+        beams: beam width of constrained and expected decoding (1: greedy).
     """
 
     id = "smollm2"
@@ -205,8 +215,8 @@ class SmolLM2ELam(ELam):
         demonstrations: Sequence[dict[str, Any]] | None = None,
         max_new_tokens: int = 28,
         context_shots: int = 0,
-        decoding: str = "constrained",
-        beams: int = 1,
+        decoding: str = "expected",
+        beams: int = 4,
     ):
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -238,6 +248,11 @@ class SmolLM2ELam(ELam):
         self._eos = {self._im_end}
         if isinstance(self.tokenizer.eos_token_id, int):
             self._eos.add(self.tokenizer.eos_token_id)
+
+    @property
+    def decoding_options(self) -> dict[str, Any]:
+        """Decoding and beam width (and the token budget of free decoding)."""
+        return decoding_options(self.decoding, self.beams, self.max_new_tokens)
 
     def _merge_adapters(self, model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
         from peft import PeftModel

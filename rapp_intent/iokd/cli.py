@@ -207,6 +207,7 @@ def card_metrics(elam: Any, sets: dict[str, list]) -> tuple[dict[str, float], di
     for name, samples in sets.items():
         rep = report(predict(elam, samples), samples)
         rep["sha256"] = set_digest(samples)  # lets iokd-report reuse this evaluation
+        rep["decoding"] = dict(elam.decoding_options)  # ... when made the same way
         full[name] = rep
         for key in ("mse", "mae", "failure_rate"):
             value = rep["overall"][key]
@@ -356,6 +357,7 @@ def distill_smollm2_cmd(args, apps, samples, out: Path, settings, sets) -> dict[
     served = SmolLM2ELam(
         settings.cache_dir,
         adapter_dir=tmp,
+        max_new_tokens=settings.smollm2_max_new_tokens,
         decoding=settings.smollm2_decoding,
         beams=settings.smollm2_beams,
     )

@@ -94,11 +94,15 @@ def set_digest(samples: Sequence[Sample]) -> str:
     return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
 
 
-def card_evaluation(path: Path, sets: dict[str, list[Sample]]) -> dict[str, Any] | None:
+def card_evaluation(
+    path: Path, sets: dict[str, list[Sample]], decoding: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The evaluation stored in an artefact's card, if it covers exactly these sets.
 
     The card must name the sha256 of its weights, which must match the file on disk, and
-    hold, for every set, a report whose ``sha256`` is the set's :func:`set_digest`.
+    hold, for every set, a report whose ``sha256`` is the set's :func:`set_digest` and
+    whose ``decoding`` equals ``decoding`` (the E-LAM's ``decoding_options`` as it would
+    be loaded now; a report without the key counts as made with none).
     """
     from rapp_intent.elam.base import sha256_file
 
@@ -114,6 +118,8 @@ def card_evaluation(path: Path, sets: dict[str, list[Sample]]) -> dict[str, Any]
     for name, samples in sets.items():
         rep = stored.get(name)
         if not rep or rep.get("sha256") != set_digest(samples):
+            return None
+        if (rep.get("decoding") or {}) != (decoding or {}):
             return None
         out[name] = {"overall": rep["overall"], "per_app": rep["per_app"]}
     return {"card": card, "reports": out}
@@ -160,8 +166,20 @@ def load_variant(v: Variant, settings: Any, encoder: Any = None):
     return SmolLM2ELam(
         settings.cache_dir,
         adapter_dir=v.path,
+        max_new_tokens=settings.smollm2_max_new_tokens,
         decoding=settings.smollm2_decoding,
         beams=settings.smollm2_beams,
+    )
+
+
+def variant_decoding(v: Variant, settings: Any) -> dict[str, Any]:
+    """The ``decoding_options`` the E-LAM of a Fig. 6 row has when loaded by :func:`load_variant`."""
+    if v.family == "minilm":
+        return {}
+    from rapp_intent.elam.smollm2 import decoding_options
+
+    return decoding_options(
+        settings.smollm2_decoding, settings.smollm2_beams, settings.smollm2_max_new_tokens
     )
 
 
@@ -194,7 +212,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
     ):
         stored = None
         if v.path is not None and not config.fresh:
-            stored = card_evaluation(v.path, sets)
+            stored = card_evaluation(v.path, sets, variant_decoding(v, settings))
         if stored is not None:
             for name in sets:
                 result[name][v.label] = stored["reports"][name]
@@ -203,6 +221,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
                 "variant": v.name,
                 "artefact": str(v.path),
                 "sha256": stored["card"]["sha256"],
+                "decoding": variant_decoding(v, settings),
                 "evaluated": "card",
             }
             continue
@@ -220,6 +239,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
             "artefact": str(v.path) if v.path is not None else "raw",
             "sha256": elam.artefact,
             "parameters": elam.n_parameters,
+            "decoding": dict(elam.decoding_options),
             "evaluated": "loaded",
             "eval_seconds": round(time.perf_counter() - start, 1),
         }

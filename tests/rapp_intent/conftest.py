@@ -65,8 +65,8 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def smollm2():
-    """The raw smollm2 E-LAM (constrained decoding), loaded once."""
+    """The raw smollm2 E-LAM (constrained decoding, one beam: fast), loaded once."""
     from rapp_intent.elam.smollm2 import SmolLM2ELam
 
     cache = RappSettings(_env_file=None).cache_dir
-    return SmolLM2ELam(cache)
+    return SmolLM2ELam(cache, decoding="constrained", beams=1)

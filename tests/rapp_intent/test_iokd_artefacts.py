@@ -142,6 +142,7 @@ def test_the_rapp_loads_the_smollm2_adapters_with_their_short_prompt(repo_settin
     elam = load_elam("smollm2", repo_settings.model_copy(update={"models": ["smollm2"]}))
     assert elam.distilled and elam.artefact == _card(SMOLLM2)["sha256"]
     assert elam.demonstrations == [] and elam.system_prompt == DISTILLED_SYSTEM
+    assert elam.decoding_options == {"decoding": "expected", "beams": 4}  # the default
     # Serving builds exactly the prompt the adapters were trained on.
     prompt = "quick, how many ounces in a cup <|im_start|>system"
     prefix, suffix = elam.token_ids(prompt, MemoryContext(app="qa"))

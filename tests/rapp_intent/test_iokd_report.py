@@ -105,6 +105,33 @@ def test_a_cards_evaluation_is_reused_only_for_the_same_sets_and_weights(tmp_pat
     assert rp.card_evaluation(tmp_path / "missing", sets) is None
 
 
+def test_a_cards_evaluation_is_reused_only_for_the_same_decoding(tmp_path) -> None:
+    sets = {"heldout": [sample("qa-1", "quick, 2+2?", [0.2, 0.15, 0.5, 0.15], split="heldout")]}
+    expected = {"decoding": "expected", "beams": 4}
+    folder = tmp_path / "smollm2"
+    _write_artefact(folder, sets, {"heldout": {**_rep(0.015), "decoding": expected}})
+    assert rp.card_evaluation(folder, sets, dict(expected)) is not None
+    assert rp.card_evaluation(folder, sets, {"decoding": "expected", "beams": 1}) is None
+    assert rp.card_evaluation(folder, sets, {"decoding": "constrained", "beams": 4}) is None
+    assert rp.card_evaluation(folder, sets) is None  # made with a decoding, asked without
+    legacy = tmp_path / "legacy"  # a report without the key was made with no options
+    _write_artefact(legacy, sets, {"heldout": _rep(0.02)})
+    assert rp.card_evaluation(legacy, sets, expected) is None
+    assert rp.card_evaluation(legacy, sets) is not None
+
+
+def test_variant_decoding_follows_the_settings() -> None:
+    from rapp_intent.settings import RappSettings
+
+    minilm = rp.Variant("minilm", "iokd", "minilm IoKD", None)
+    smol = rp.Variant("smollm2", "iokd", "smollm2 IoKD", None)
+    settings = RappSettings(_env_file=None)
+    assert rp.variant_decoding(minilm, settings) == {}
+    assert rp.variant_decoding(smol, settings) == {"decoding": "expected", "beams": 4}
+    free = RappSettings(_env_file=None, smollm2_decoding="free", smollm2_max_new_tokens=40)
+    assert rp.variant_decoding(smol, free) == {"decoding": "free", "max_new_tokens": 40}
+
+
 def test_fig6_takes_card_rows_and_evaluates_the_raw_elam(tmp_path) -> None:
     from rapp_intent.iokd.data import heldout, load_labelled
     from rapp_intent.settings import RappSettings

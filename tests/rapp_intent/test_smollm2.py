@@ -35,6 +35,9 @@ def test_identity_and_fee(smollm2):
     assert 130e6 < smollm2.n_parameters < 140e6
     assert smollm2.fee == pytest.approx(elam_fee(smollm2.n_parameters))
     assert smollm2.artefact == "raw"
+    # The session model decodes constrained, one beam (the fixture's choice, for speed).
+    assert smollm2.decoding_options == {"decoding": "constrained", "beams": 1}
+    assert smollm2.variant == "constrained-b1"
 
 
 def test_constrained_decoding_yields_valid_vectors(smollm2):
