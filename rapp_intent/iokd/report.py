@@ -254,6 +254,30 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}f}"
 
 
+def decoding_lines(models: dict[str, Any]) -> list[str]:
+    """A sentence naming how the generative rows were decoded (empty when none are)."""
+    ways = sorted(
+        {
+            json.dumps(info["decoding"], sort_keys=True)
+            for info in models.values()
+            if info.get("decoding")
+        }
+    )
+    if not ways:
+        return []
+    named = []
+    for way in ways:
+        d = json.loads(way)
+        extra = ", ".join(f"{k} {v}" for k, v in d.items() if k != "decoding")
+        named.append(f"`{d['decoding']}`" + (f" ({extra})" if extra else ""))
+    return [
+        "",
+        "smollm2 rows decoded " + " and ".join(named) + " (`RAPP_SMOLLM2_DECODING`, "
+        "`RAPP_SMOLLM2_BEAMS`; `expected` is the probability-weighted mean vector of the "
+        "constrained beams, `constrained` the most likely beam).",
+    ]
+
+
 def fig6_markdown(data: dict[str, Any]) -> str:
     """Fig. 6 as Markdown tables, one per evaluation set."""
     lines = []
@@ -567,6 +591,7 @@ def readme_section(
         "NLL term of `rapp_intent/iokd/loss.py` (the shipped artefacts add it: eq. 31 alone "
         "only ranks s_p above s_c and stops pulling the prediction onto s_p once the margin "
         "is large).",
+        *decoding_lines(f6.get("models", {})),
         "",
         fig6_markdown(f6),
     ]

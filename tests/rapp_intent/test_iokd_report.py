@@ -240,3 +240,14 @@ def test_rows_from_another_configuration_are_named(tmp_path) -> None:
     assert rp.config_notes(info, tmp_path) == [
         "- minilm IoKD, eq. 31 only: trained with ensemble 1 (shipped: 5)"
     ]
+
+
+def test_the_section_names_how_the_generative_rows_were_decoded() -> None:
+    models = {
+        "even": {"family": "-"},
+        "minilm IoKD": {"family": "minilm", "decoding": {}},
+        "smollm2 IoKD": {"family": "smollm2", "decoding": {"decoding": "expected", "beams": 4}},
+    }
+    (line,) = [x for x in rp.decoding_lines(models) if x]
+    assert "`expected` (beams 4)" in line and "constrained`" in line
+    assert rp.decoding_lines({"minilm IoKD": {"decoding": {}}}) == []
