@@ -15,6 +15,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -248,6 +249,11 @@ def cmd_eval(args) -> int:
         "per_app_policies": sorted(per_app),
         "provider": general.provider,
         "predictions": args.predictions,
+        # which graphs produced the numbers: a stale report is detectable against the cards
+        "policies": {
+            p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in [srl_general, drl_even, *(models / f"srl-{a}.onnx" for a in sorted(per_app))]
+        },
     }
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return 0
