@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,3 +107,17 @@ def test_readme_quotes_the_shipped_fig8() -> None:
     }
     for key, row in rows.items():
         assert row.format(out[key]["normalized_score"]) in readme, key
+
+
+def test_readme_quotes_the_shipped_parity_error() -> None:
+    """The README's ONNX-vs-torch figure is the largest error over the shipped cards."""
+    readme = (MODELS_DIR.parent.parent / "README.md").read_text()
+    worst = max(
+        max(
+            json.loads((MODELS_DIR / f"{n}.card.json").read_text())["parity_max_abs_error"].values()
+        )
+        for n in NAMES
+    )
+    m = re.search(r"max ([0-9.]+e-0?[0-9]+) for the shipped policies", readme)
+    assert m is not None
+    assert float(m.group(1)) == pytest.approx(worst, rel=0.05)
