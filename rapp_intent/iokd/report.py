@@ -151,7 +151,44 @@ def variants(models_dir: Path, families: Sequence[str]) -> list[Variant]:
                 out.append(Variant(family, name, label, path))
             else:
                 log.warning("report.missing_artefact", variant=label, path=str(path))
+        known = {p.name for _, _, _, p in rows if p is not None}
+        for path in sorted((models_dir / "ablation").glob(f"{fam}-*")):
+            if path.name in known or not (path / "card.json").exists():
+                continue
+            label = extra_label(fam, path, models_dir / fam)
+            if label is not None:
+                out.append(Variant(fam, f"extra:{path.name}", label, path))
     return out
+
+
+def _loss_setup(card: dict[str, Any]) -> dict[str, Any]:
+    cfg = card.get("training", {}).get("config", {})
+    return {**cfg.get("loss", {}), "seed": cfg.get("seed", 0)}
+
+
+def extra_label(fam: str, path: Path, shipped: Path) -> str | None:
+    """The Fig. 6 label of a further ablation artefact (``ablation/<fam>-<anything>``):
+    its loss, then how its loss settings or seed differ from the shipped artefact's,
+    and its mean beta. None when the card cannot be read."""
+    try:
+        card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+        base = json.loads((shipped / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("report.unreadable_card", path=str(path))
+        return None
+    own, ref = _loss_setup(card), _loss_setup(base)
+    kind = own.get("kind", card.get("loss", "iokd"))
+    parts = [
+        f"{k} {own.get(k)}"
+        for k in ("beta_base", "lam", "nll_weight", "seed")
+        if own.get(k) != ref.get(k) and not (kind == "dpo" and k == "lam")
+    ]
+    beta = card.get("training", {}).get("beta_mean")
+    if beta is not None:
+        parts.append(f"mean beta {beta:.3f}")
+    return f"{fam} {'IoKD' if kind == 'iokd' else 'DPO'}" + (
+        f" ({', '.join(parts)})" if parts else f" ({path.name})"
+    )
 
 
 def load_variant(v: Variant, settings: Any, encoder: Any = None):
@@ -515,6 +552,20 @@ def config_notes(info: dict[str, Any], models_dir: Path) -> list[str]:
     return lines
 
 
+def extra_lines(models: dict[str, Any]) -> list[str]:
+    """What the further ablation rows (``models/elam/ablation/<family>-<name>/``) are."""
+    if not any(str(r.get("variant", "")).startswith("extra:") for r in models.values()):
+        return []
+    return [
+        "",
+        "Rows with settings in brackets are further ablations kept in "
+        "`models/elam/ablation/`: the same configuration as the row's shipped artefact "
+        "except the loss settings or seed named, with the mean per-sample beta over the "
+        "training items (eq. 32; plain DPO: beta_base). The targets compare the shipped "
+        "IoKD artefact with the plain DPO row only.",
+    ]
+
+
 def readme_section(
     f6: dict[str, Any],
     f7: dict[str, Any] | None,
@@ -592,6 +643,7 @@ def readme_section(
         "only ranks s_p above s_c and stops pulling the prediction onto s_p once the margin "
         "is large).",
         *decoding_lines(f6.get("models", {})),
+        *extra_lines(f6.get("models", {})),
         "",
         fig6_markdown(f6),
     ]

@@ -251,3 +251,41 @@ def test_the_section_names_how_the_generative_rows_were_decoded() -> None:
     (line,) = [x for x in rp.decoding_lines(models) if x]
     assert "`expected` (beams 4)" in line and "constrained`" in line
     assert rp.decoding_lines({"minilm IoKD": {"decoding": {}}}) == []
+
+
+def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
+    def card(folder: Path, beta_mean: float | None = None, **loss) -> None:
+        folder.mkdir(parents=True)
+        setup = {"kind": "iokd", "beta_base": 0.1, "lam": 1.5, "nll_weight": 1.0, **loss}
+        seed = setup.pop("seed", 0)
+        training = {"config": {"loss": setup, "seed": seed, "steps": 160}}
+        if beta_mean is not None:
+            training["beta_mean"] = beta_mean
+        (folder / "card.json").write_text(json.dumps({"training": training}))
+
+    card(tmp_path / "smollm2", 0.0803)
+    card(tmp_path / "ablation" / "smollm2-dpo", 0.1, kind="dpo")
+    card(tmp_path / "ablation" / "smollm2-iokd-matched", 0.1, beta_base=0.1246)
+    card(tmp_path / "ablation" / "smollm2-iokd-s1", 0.0803, seed=1)
+    card(tmp_path / "ablation" / "smollm2-dpo-s1", 0.1, kind="dpo", seed=1, lam=9.0)
+    card(tmp_path / "ablation" / "minilm-dpo", kind="dpo")  # another family: not a row here
+    (tmp_path / "ablation" / "smollm2-broken").mkdir()  # no card: skipped
+    labels = [v.label for v in rp.variants(tmp_path, ["smollm2"])]
+    assert labels == [
+        "smollm2 raw",
+        "smollm2 DPO",
+        "smollm2 IoKD",
+        "smollm2 DPO (seed 1, mean beta 0.100)",  # lambda means nothing to plain DPO
+        "smollm2 IoKD (beta_base 0.1246, mean beta 0.100)",
+        "smollm2 IoKD (seed 1, mean beta 0.080)",
+    ]
+    extra = rp.variants(tmp_path, ["smollm2"])[-1]
+    assert extra.name == "extra:smollm2-iokd-s1" and extra.family == "smollm2"
+    # The targets compare the shipped IoKD with the plain DPO row only.
+    data = _fig6(even=0.015, smollm2_raw=0.02, smollm2_IoKD=0.0148, smollm2_DPO=0.0144)
+    data["sets"]["dev"]["smollm2 IoKD (seed 1, mean beta 0.080)"] = _rep(0.0100)
+    (row,) = [t for t in rp.targets(data) if t["target"] == "IoKD better than plain DPO (smollm2)"]
+    assert row["met"] is False
+    models = {v.label: {"variant": v.name} for v in rp.variants(tmp_path, ["smollm2"])}
+    assert "further ablations" in " ".join(rp.extra_lines(models))
+    assert rp.extra_lines({"smollm2 DPO": {"variant": "dpo"}}) == []
