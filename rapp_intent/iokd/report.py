@@ -566,6 +566,69 @@ def extra_lines(models: dict[str, Any]) -> list[str]:
     ]
 
 
+def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
+    """IoKD against plain DPO averaged over the seeds both were trained with.
+
+    A row counts as a seed of a family's IoKD (or DPO) when its card's loss settings equal
+    those of the family's ``IoKD`` (``DPO``) row and only the seed differs. One entry per
+    family with at least two common seeds: the seeds and, per evaluation set, the mean
+    MSE of each loss."""
+    models = f6.get("models", {})
+    out = []
+    for fam in sorted({r.get("family") for r in models.values()} - {"-", None}):
+        setups: dict[str, dict[str, Any]] = {}
+        for label, row in models.items():
+            art = row.get("artefact")
+            if row.get("family") != fam or not art or art == "raw":
+                continue
+            try:
+                card = json.loads((Path(art) / "card.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            setups[label] = _loss_setup(card)
+        by_kind: dict[str, dict[int, str]] = {}
+        for kind, ref_label in (("iokd", f"{fam} IoKD"), ("dpo", f"{fam} DPO")):
+            ref = setups.get(ref_label)
+            if ref is None:
+                continue
+            keys = ("kind", "beta_base", "nll_weight") + (("lam",) if kind == "iokd" else ())
+            by_kind[kind] = {
+                int(setup["seed"]): label
+                for label, setup in setups.items()
+                if all(setup.get(k) == ref.get(k) for k in keys)
+            }
+        seeds = sorted(set(by_kind.get("iokd", {})) & set(by_kind.get("dpo", {})))
+        if len(seeds) < 2:
+            continue
+        means = {}
+        for set_name in f6.get("sets", {}):
+            vals = {
+                kind: [_overall(f6, set_name, by_kind[kind][sd]) for sd in seeds]
+                for kind in ("iokd", "dpo")
+            }
+            if all(v is not None for vs in vals.values() for v in vs):
+                means[set_name] = {k: sum(vs) / len(vs) for k, vs in vals.items()}
+        out.append({"family": fam, "seeds": seeds, "mse": means})
+    return out
+
+
+def seed_lines(f6: dict[str, Any]) -> list[str]:
+    """One sentence per family for :func:`seed_means`."""
+    lines = []
+    for entry in seed_means(f6):
+        per_set = "; ".join(
+            f"{name}: IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f}"
+            for name, m in entry["mse"].items()
+        )
+        seeds = ", ".join(str(s) for s in entry["seeds"])
+        lines += [
+            f"Mean MSE over seeds {seeds} (`{entry['family']}`, the shipped configuration "
+            f"otherwise): {per_set}.",
+            "",
+        ]
+    return lines
+
+
 def readme_section(
     f6: dict[str, Any],
     f7: dict[str, Any] | None,
@@ -657,6 +720,7 @@ def readme_section(
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else 'no'} |" for t in tgt]
         lines.append("")
+    lines += seed_lines(f6)
     if f7:
         lines += [
             f"Fig. 7 (MSE against the number of labelled training samples, `minilm` IoKD, "
@@ -715,6 +779,7 @@ def make_report(config: ReportConfig, settings: Any) -> dict[str, Any]:
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     f6 = fig6(config, settings)
+    f6["seed_means"] = seed_means(f6)
     (out / "fig6.json").write_text(json.dumps(f6, indent=2) + "\n", encoding="utf-8")
     (out / "fig6.md").write_text(fig6_markdown(f6), encoding="utf-8")
     f7 = None

@@ -289,3 +289,38 @@ def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
     models = {v.label: {"variant": v.name} for v in rp.variants(tmp_path, ["smollm2"])}
     assert "further ablations" in " ".join(rp.extra_lines(models))
     assert rp.extra_lines({"smollm2 DPO": {"variant": "dpo"}}) == []
+
+
+def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
+    def card(folder: Path, **loss) -> str:
+        folder.mkdir(parents=True)
+        setup = {"kind": "iokd", "beta_base": 0.1, "lam": 1.5, "nll_weight": 1.0, **loss}
+        seed = setup.pop("seed", 0)
+        cfg = {"loss": setup, "seed": seed}
+        (folder / "card.json").write_text(json.dumps({"training": {"config": cfg}}))
+        return str(folder)
+
+    ab = tmp_path / "ablation"
+    arts = {
+        "smollm2 IoKD": card(tmp_path / "smollm2"),
+        "smollm2 DPO": card(ab / "smollm2-dpo", kind="dpo"),
+        "s1 iokd": card(ab / "smollm2-iokd-s1", seed=1),
+        "s1 dpo": card(ab / "smollm2-dpo-s1", kind="dpo", seed=1),
+        "s2 dpo": card(ab / "smollm2-dpo-s2", kind="dpo", seed=2),  # no IoKD seed 2
+        "matched": card(ab / "smollm2-iokd-m", beta_base=0.125, seed=1),  # another setting
+    }
+    mse = {"smollm2 IoKD": 0.0148, "smollm2 DPO": 0.0144, "s1 iokd": 0.0128, "s1 dpo": 0.0150}
+    mse |= {"s2 dpo": 0.0001, "matched": 0.0001}
+    f6 = {
+        "sets": {"dev": {k: _rep(v) for k, v in mse.items()}},
+        "models": {k: {"family": "smollm2", "artefact": a} for k, a in arts.items()},
+    }
+    (entry,) = rp.seed_means(f6)
+    assert entry["family"] == "smollm2" and entry["seeds"] == [0, 1]
+    assert entry["mse"]["dev"]["iokd"] == pytest.approx((0.0148 + 0.0128) / 2)
+    assert entry["mse"]["dev"]["dpo"] == pytest.approx((0.0144 + 0.0150) / 2)
+    (line, _) = rp.seed_lines(f6)
+    assert "seeds 0, 1" in line and "IoKD 0.01380 vs DPO 0.01470" in line
+    # With one common seed there is nothing to average.
+    del f6["models"]["s1 dpo"]
+    assert rp.seed_means(f6) == [] and rp.seed_lines(f6) == []
