@@ -608,6 +608,7 @@ def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
             }
             if all(v is not None for vs in vals.values() for v in vs):
                 means[set_name] = {k: sum(vs) / len(vs) for k, vs in vals.items()}
+                means[set_name] |= {f"{k}_range": max(vs) - min(vs) for k, vs in vals.items()}
         out.append({"family": fam, "seeds": seeds, "mse": means})
     return out
 
@@ -617,7 +618,9 @@ def seed_lines(f6: dict[str, Any]) -> list[str]:
     lines = []
     for entry in seed_means(f6):
         per_set = "; ".join(
-            f"{name}: IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f}"
+            f"{name}: IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f} (difference "
+            f"{m['dpo'] - m['iokd']:+.5f}; between seeds IoKD moves {m['iokd_range']:.5f}, "
+            f"DPO {m['dpo_range']:.5f})"
             for name, m in entry["mse"].items()
         )
         seeds = ", ".join(str(s) for s in entry["seeds"])

@@ -153,3 +153,28 @@ def test_the_rapp_loads_the_smollm2_adapters_with_their_short_prompt(repo_settin
     )
     assert out.model == "smollm2" and not out.fallback
     assert abs(sum(out.preference) - 1) < 1e-6
+
+
+def test_the_shipped_fig6_rows_are_those_of_the_shipped_cards() -> None:
+    """Every Fig. 6 row taken from a card is that card's evaluation of those weights, the
+    README holds the generated table, and every ablation folder is a row."""
+    report = REPO_MODELS_DIR / "report"
+    f6 = json.loads((report / "fig6.json").read_text(encoding="utf-8"))
+    readme = (REPO_MODELS_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert (report / "fig6.md").read_text(encoding="utf-8").strip() in readme
+    rows = {}
+    for label, row in f6["models"].items():
+        if row.get("evaluated") != "card":
+            continue
+        rel = Path(row["artefact"]).parts
+        folder = REPO_MODELS_DIR.joinpath(*rel[rel.index("elam") + 1 :])
+        card = _card(folder)
+        assert card["sha256"] == row["sha256"] == sha256_file(folder / card.get("artefact", ""))
+        for set_name, rep in card["evaluation"].items():
+            assert f6["sets"][set_name][label]["overall"]["mse"] == rep["overall"]["mse"]
+        rows[folder.name] = label
+    ablations = {p.name for p in ABLATION.iterdir() if (p / "card.json").exists()}
+    assert ablations <= set(rows)
+    for entry in f6["seed_means"]:
+        for m in entry["mse"].values():
+            assert f"IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f}" in readme

@@ -320,7 +320,9 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     assert entry["mse"]["dev"]["iokd"] == pytest.approx((0.0148 + 0.0128) / 2)
     assert entry["mse"]["dev"]["dpo"] == pytest.approx((0.0144 + 0.0150) / 2)
     (line, _) = rp.seed_lines(f6)
-    assert "seeds 0, 1" in line and "IoKD 0.01380 vs DPO 0.01470" in line
+    assert entry["mse"]["dev"]["iokd_range"] == pytest.approx(0.0020)
+    assert "seeds 0, 1" in line and "IoKD 0.01380 vs DPO 0.01470 (difference +0.00090" in line
+    assert "IoKD moves 0.00200, DPO 0.00060" in line
     # With one common seed there is nothing to average.
     del f6["models"]["s1 dpo"]
     assert rp.seed_means(f6) == [] and rp.seed_lines(f6) == []
