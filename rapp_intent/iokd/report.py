@@ -29,7 +29,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Variant:
     name: str
     label: str
     path: Path | None  # None: the raw E-LAM
+    # loss settings, seed and mean beta from the artefact's card (None: raw or unreadable)
+    setup: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -147,47 +149,52 @@ def variants(models_dir: Path, families: Sequence[str]) -> list[Variant]:
             ),
         ]
         for family, name, label, path in rows:
-            if path is None or (path / "card.json").exists():
+            if path is None:
                 out.append(Variant(family, name, label, path))
+            elif (path / "card.json").exists():
+                out.append(Variant(family, name, label, path, card_setup(path)))
             else:
                 log.warning("report.missing_artefact", variant=label, path=str(path))
+        shipped = next((v.setup for v in out if v.family == fam and v.name == "iokd"), None)
         known = {p.name for _, _, _, p in rows if p is not None}
         for path in sorted((models_dir / "ablation").glob(f"{fam}-*")):
             if path.name in known or not (path / "card.json").exists():
                 continue
-            label = extra_label(fam, path, models_dir / fam)
-            if label is not None:
-                out.append(Variant(fam, f"extra:{path.name}", label, path))
+            setup = card_setup(path)
+            if setup is None or shipped is None:
+                log.warning("report.unreadable_card", path=str(path))
+                continue
+            label = extra_label(fam, path.name, setup, shipped)
+            out.append(Variant(fam, f"extra:{path.name}", label, path, setup))
     return out
 
 
-def _loss_setup(card: dict[str, Any]) -> dict[str, Any]:
-    cfg = card.get("training", {}).get("config", {})
-    return {**cfg.get("loss", {}), "seed": cfg.get("seed", 0)}
-
-
-def extra_label(fam: str, path: Path, shipped: Path) -> str | None:
-    """The Fig. 6 label of a further ablation artefact (``ablation/<fam>-<anything>``):
-    its loss, then how its loss settings or seed differ from the shipped artefact's,
-    and its mean beta. None when the card cannot be read."""
+def card_setup(path: Path) -> dict[str, Any] | None:
+    """An artefact's loss settings, seed and mean beta, read once from its card."""
     try:
         card = json.loads((path / "card.json").read_text(encoding="utf-8"))
-        base = json.loads((shipped / "card.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        log.warning("report.unreadable_card", path=str(path))
         return None
-    own, ref = _loss_setup(card), _loss_setup(base)
-    kind = own.get("kind", card.get("loss", "iokd"))
+    training = card.get("training", {})
+    cfg = training.get("config", {})
+    loss = {"kind": card.get("loss", "iokd"), **cfg.get("loss", {})}
+    return {**loss, "seed": cfg.get("seed", 0), "beta_mean": training.get("beta_mean")}
+
+
+def extra_label(fam: str, name: str, own: dict[str, Any], shipped: dict[str, Any]) -> str:
+    """The Fig. 6 label of a further ablation artefact (``ablation/<fam>-<name>``): its
+    loss, then how its loss settings or seed differ from the shipped artefact's, and its
+    mean beta."""
+    kind = own["kind"]
     parts = [
         f"{k} {own.get(k)}"
         for k in ("beta_base", "lam", "nll_weight", "seed")
-        if own.get(k) != ref.get(k) and not (kind == "dpo" and k == "lam")
+        if own.get(k) != shipped.get(k) and not (kind == "dpo" and k == "lam")
     ]
-    beta = card.get("training", {}).get("beta_mean")
-    if beta is not None:
-        parts.append(f"mean beta {beta:.3f}")
+    if own.get("beta_mean") is not None:
+        parts.append(f"mean beta {own['beta_mean']:.3f}")
     return f"{fam} {'IoKD' if kind == 'iokd' else 'DPO'}" + (
-        f" ({', '.join(parts)})" if parts else f" ({path.name})"
+        f" ({', '.join(parts)})" if parts else f" ({name})"
     )
 
 
@@ -260,6 +267,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
                 "sha256": stored["card"]["sha256"],
                 "decoding": variant_decoding(v, settings),
                 "evaluated": "card",
+                "setup": v.setup,
             }
             continue
         if v.family == "minilm" and encoder is None:
@@ -279,6 +287,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
             "decoding": dict(elam.decoding_options),
             "evaluated": "loaded",
             "eval_seconds": round(time.perf_counter() - start, 1),
+            "setup": v.setup,
         }
         del elam
         gc.collect()
@@ -569,23 +578,18 @@ def extra_lines(models: dict[str, Any]) -> list[str]:
 def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
     """IoKD against plain DPO averaged over the seeds both were trained with.
 
-    A row counts as a seed of a family's IoKD (or DPO) when its card's loss settings equal
-    those of the family's ``IoKD`` (``DPO``) row and only the seed differs. One entry per
-    family with at least two common seeds: the seeds and, per evaluation set, the mean
-    MSE of each loss."""
+    A row counts as a seed of a family's IoKD (or DPO) when its loss settings (``setup``,
+    from its card) equal those of the family's ``IoKD`` (``DPO``) row and only the seed
+    differs. One entry per family with at least two common seeds: the seeds and, per
+    evaluation set, the mean MSE of each loss and its range over the seeds."""
     models = f6.get("models", {})
     out = []
     for fam in sorted({r.get("family") for r in models.values()} - {"-", None}):
-        setups: dict[str, dict[str, Any]] = {}
-        for label, row in models.items():
-            art = row.get("artefact")
-            if row.get("family") != fam or not art or art == "raw":
-                continue
-            try:
-                card = json.loads((Path(art) / "card.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            setups[label] = _loss_setup(card)
+        setups = {
+            label: row["setup"]
+            for label, row in models.items()
+            if row.get("family") == fam and row.get("setup")
+        }
         by_kind: dict[str, dict[int, str]] = {}
         for kind, ref_label in (("iokd", f"{fam} IoKD"), ("dpo", f"{fam} DPO")):
             ref = setups.get(ref_label)

@@ -313,7 +313,9 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     mse |= {"s2 dpo": 0.0001, "matched": 0.0001}
     f6 = {
         "sets": {"dev": {k: _rep(v) for k, v in mse.items()}},
-        "models": {k: {"family": "smollm2", "artefact": a} for k, a in arts.items()},
+        "models": {
+            k: {"family": "smollm2", "setup": rp.card_setup(Path(a))} for k, a in arts.items()
+        },
     }
     (entry,) = rp.seed_means(f6)
     assert entry["family"] == "smollm2" and entry["seeds"] == [0, 1]
