@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -466,6 +467,23 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": a < b,
                 }
             )
+    # The same comparison over every seed both losses were trained with (one seed's gap can
+    # be smaller than the seed-to-seed spread): met when IoKD's mean MSE is lower by more
+    # than one standard error of the seed-paired difference.
+    for entry in seed_means(data):
+        m = entry["mse"].get(s)
+        if m is None:
+            continue
+        n = len(entry["seeds"])
+        out.append(
+            {
+                "target": f"IoKD better than plain DPO ({entry['family']}, mean of {n} seeds)",
+                "value": f"MSE {m['iokd']:.5f} vs {m['dpo']:.5f} (DPO - IoKD "
+                f"{m['dpo'] - m['iokd']:+.5f} +- {m['paired_diff_se']:.5f}); IoKD lower in "
+                f"{m['iokd_wins']} of {n} seeds",
+                "met": m["dpo"] - m["iokd"] > m["paired_diff_se"],
+            }
+        )
     fail = _overall(data, s, "smollm2 IoKD", "failure_rate")
     if fail is not None:
         out.append(
@@ -570,8 +588,10 @@ def extra_lines(models: dict[str, Any]) -> list[str]:
         "Rows with settings in brackets are further ablations kept in "
         "`models/elam/ablation/`: the same configuration as the row's shipped artefact "
         "except the loss settings or seed named, with the mean per-sample beta over the "
-        "training items (eq. 32; plain DPO: beta_base). The targets compare the shipped "
-        "IoKD artefact with the plain DPO row only.",
+        "training items (eq. 32; plain DPO: beta_base). The single-seed targets compare "
+        'the shipped IoKD artefact with the plain DPO row; the rows "mean of N seeds" '
+        "compare the two losses over every seed both were trained with, paired by seed, and "
+        "count as met only when IoKD is ahead by more than one standard error.",
     ]
 
 
@@ -581,7 +601,8 @@ def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
     A row counts as a seed of a family's IoKD (or DPO) when its loss settings (``setup``,
     from its card) equal those of the family's ``IoKD`` (``DPO``) row and only the seed
     differs. One entry per family with at least two common seeds: the seeds and, per
-    evaluation set, the mean MSE of each loss and its range over the seeds."""
+    evaluation set, the mean MSE of each loss, its range over the seeds, and the paired
+    comparison (DPO minus IoKD per seed, its standard error, how many seeds IoKD wins)."""
     models = f6.get("models", {})
     out = []
     for fam in sorted({r.get("family") for r in models.values()} - {"-", None}):
@@ -611,8 +632,18 @@ def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
                 for kind in ("iokd", "dpo")
             }
             if all(v is not None for vs in vals.values() for v in vs):
-                means[set_name] = {k: sum(vs) / len(vs) for k, vs in vals.items()}
-                means[set_name] |= {f"{k}_range": max(vs) - min(vs) for k, vs in vals.items()}
+                m = {k: sum(vs) / len(vs) for k, vs in vals.items()}
+                m |= {f"{k}_range": max(vs) - min(vs) for k, vs in vals.items()}
+                # Paired by seed (same seed: same initialisation and data order).
+                diffs = [d - i for i, d in zip(vals["iokd"], vals["dpo"], strict=True)]
+                mean_diff = sum(diffs) / len(diffs)
+                var = sum((x - mean_diff) ** 2 for x in diffs) / (len(diffs) - 1)
+                m |= {
+                    "paired_diff": diffs,
+                    "paired_diff_se": math.sqrt(var / len(diffs)),
+                    "iokd_wins": sum(x > 0 for x in diffs),
+                }
+                means[set_name] = m
         out.append({"family": fam, "seeds": seeds, "mse": means})
     return out
 
@@ -624,7 +655,8 @@ def seed_lines(f6: dict[str, Any]) -> list[str]:
         per_set = "; ".join(
             f"{name}: IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f} (difference "
             f"{m['dpo'] - m['iokd']:+.5f}; between seeds IoKD moves {m['iokd_range']:.5f}, "
-            f"DPO {m['dpo_range']:.5f})"
+            f"DPO {m['dpo_range']:.5f}; paired by seed, IoKD lower in {m['iokd_wins']} of "
+            f"{len(entry['seeds'])}, standard error of the difference {m['paired_diff_se']:.5f})"
             for name, m in entry["mse"].items()
         )
         seeds = ", ".join(str(s) for s in entry["seeds"])

@@ -281,7 +281,7 @@ def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
     ]
     extra = rp.variants(tmp_path, ["smollm2"])[-1]
     assert extra.name == "extra:smollm2-iokd-s1" and extra.family == "smollm2"
-    # The targets compare the shipped IoKD with the plain DPO row only.
+    # The single-seed targets compare the shipped IoKD with the plain DPO row only.
     data = _fig6(even=0.015, smollm2_raw=0.02, smollm2_IoKD=0.0148, smollm2_DPO=0.0144)
     data["sets"]["dev"]["smollm2 IoKD (seed 1, mean beta 0.080)"] = _rep(0.0100)
     (row,) = [t for t in rp.targets(data) if t["target"] == "IoKD better than plain DPO (smollm2)"]
@@ -325,6 +325,23 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     assert entry["mse"]["dev"]["iokd_range"] == pytest.approx(0.0020)
     assert "seeds 0, 1" in line and "IoKD 0.01380 vs DPO 0.01470 (difference +0.00090" in line
     assert "IoKD moves 0.00200, DPO 0.00060" in line
+    # Paired by seed: DPO - IoKD is -0.0004 (seed 0) and +0.0022 (seed 1).
+    dev = entry["mse"]["dev"]
+    assert dev["paired_diff"] == pytest.approx([-0.0004, 0.0022])
+    assert dev["iokd_wins"] == 1
+    assert dev["paired_diff_se"] == pytest.approx(
+        0.0013
+    )  # sd of the two differences 0.00184, / sqrt(2)
+    assert "IoKD lower in 1 of 2, standard error of the difference 0.00130" in line
+    # The seed-mean target: IoKD ahead by 0.0009 but the standard error is 0.0013, not met.
+    (row,) = [t for t in rp.targets(f6) if "mean of" in t["target"]]
+    assert row["target"] == "IoKD better than plain DPO (smollm2, mean of 2 seeds)"
+    assert row["met"] is False and "+0.00090 +- 0.00130" in row["value"]
+    assert "IoKD lower in 1 of 2 seeds" in row["value"]
+    f6["sets"]["dev"]["smollm2 IoKD"] = _rep(0.0140)  # differences +0.0004, +0.0022
+    (row,) = [t for t in rp.targets(f6) if "mean of" in t["target"]]
+    assert row["met"] is True and "+0.00130 +- 0.00090" in row["value"]
+    f6["sets"]["dev"]["smollm2 IoKD"] = _rep(0.0148)
     # With one common seed there is nothing to average.
     del f6["models"]["s1 dpo"]
     assert rp.seed_means(f6) == [] and rp.seed_lines(f6) == []
