@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import re
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -161,8 +162,11 @@ def variants(models_dir: Path, families: Sequence[str]) -> list[Variant]:
         for path in sorted((models_dir / "ablation").glob(f"{fam}-*")):
             if path.name in known or not (path / "card.json").exists():
                 continue
+            if shipped is None:
+                log.warning("report.ablation_without_shipped", path=str(path), family=fam)
+                continue
             setup = card_setup(path)
-            if setup is None or shipped is None:
+            if setup is None:
                 log.warning("report.unreadable_card", path=str(path))
                 continue
             label = extra_label(fam, path.name, setup, shipped)
@@ -636,11 +640,9 @@ def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
                 m |= {f"{k}_range": max(vs) - min(vs) for k, vs in vals.items()}
                 # Paired by seed (same seed: same initialisation and data order).
                 diffs = [d - i for i, d in zip(vals["iokd"], vals["dpo"], strict=True)]
-                mean_diff = sum(diffs) / len(diffs)
-                var = sum((x - mean_diff) ** 2 for x in diffs) / (len(diffs) - 1)
                 m |= {
                     "paired_diff": diffs,
-                    "paired_diff_se": math.sqrt(var / len(diffs)),
+                    "paired_diff_se": statistics.stdev(diffs) / math.sqrt(len(diffs)),
                     "iokd_wins": sum(x > 0 for x in diffs),
                 }
                 means[set_name] = m

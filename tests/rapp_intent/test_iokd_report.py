@@ -329,9 +329,8 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     dev = entry["mse"]["dev"]
     assert dev["paired_diff"] == pytest.approx([-0.0004, 0.0022])
     assert dev["iokd_wins"] == 1
-    assert dev["paired_diff_se"] == pytest.approx(
-        0.0013
-    )  # sd of the two differences 0.00184, / sqrt(2)
+    # sd of the two differences 0.00184, divided by sqrt(2)
+    assert dev["paired_diff_se"] == pytest.approx(0.0013)
     assert "IoKD lower in 1 of 2, standard error of the difference 0.00130" in line
     # The seed-mean target: IoKD ahead by 0.0009 but the standard error is 0.0013, not met.
     (row,) = [t for t in rp.targets(f6) if "mean of" in t["target"]]
