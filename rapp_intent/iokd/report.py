@@ -636,7 +636,7 @@ def seed_means(f6: dict[str, Any]) -> list[dict[str, Any]]:
                 for kind in ("iokd", "dpo")
             }
             if all(v is not None for vs in vals.values() for v in vs):
-                m = {k: sum(vs) / len(vs) for k, vs in vals.items()}
+                m = {k: statistics.fmean(vs) for k, vs in vals.items()}
                 m |= {f"{k}_range": max(vs) - min(vs) for k, vs in vals.items()}
                 # Paired by seed (same seed: same initialisation and data order).
                 diffs = [d - i for i, d in zip(vals["iokd"], vals["dpo"], strict=True)]
