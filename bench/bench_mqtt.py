@@ -1,7 +1,7 @@
 """Network-state messages per second through a real Mosquitto, N = 81 (target >= 200/s).
 
 Starts a private Mosquitto on a free loopback port, then a publisher and a subscriber
-(both ``sim_ric.mqtt.MqttClient``, QoS 1 like the service). Two runs:
+(both ``servicekit.mqtt.MqttClient``, QoS 1 like the service). Two runs:
 
 - ``transport``: pre-encoded state envelopes published back to back; the subscriber
   decodes every one (``codec.decode_state``). Rate = messages / (first publish -> last
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sim_ric import codec
+from agentnet.intents import LabelledIntent
+from servicekit import codec
+from servicekit.logs import configure_logging
+from servicekit.mqtt import MqttClient, loopback_mosquitto_conf, status_topic
 from sim_ric.emulator import Emulator, EmulatorConfig
-from sim_ric.logs import configure_logging
-from sim_ric.mqtt import MqttClient, loopback_mosquitto_conf, status_topic
-from sim_ric.users import LabelledIntent
 
 TARGET_PER_S = 200.0
 TOPIC = "lameta/v1/bench/state"

@@ -34,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[1]
-INTENTS = REPO / "rapp_intent" / "data" / "intents"
+INTENTS = REPO / "agentnet" / "data" / "intents"
 
 
 def _prompts() -> list[tuple[str, str]]:

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
+from agentnet.network import generate_network
+from agentnet.optimum import build_search_space, exact_optimum
 from sim_ric.env import AgenticNetworkEnv
-from sim_ric.network import generate_network
-from sim_ric.optimum import build_search_space, exact_optimum
 
 
 def timed(fn, repeat: int) -> list[float]:

@@ -93,7 +93,7 @@ def decision_profile(policy: Path, agents: int, decisions: int) -> dict:
     head, and the Python work around them."""
     import numpy as np
 
-    from sim_ric.network import generate_network
+    from agentnet.network import generate_network
     from xapp_composer import features as F
     from xapp_composer.runtime import PolicyRuntime
 
@@ -183,7 +183,7 @@ def main() -> int:
     p.add_argument("--no-lock", action="store_true", help="the caller holds the heavy lock")
     p.add_argument("--logs", type=Path, default=None, help="keep the components' logs here")
     args = p.parse_args()
-    from sim_ric.logs import configure_logging
+    from servicekit.logs import configure_logging
 
     configure_logging("WARNING")  # to stderr: stdout is the one JSON object
     if not (args.policy.exists() and args.policy.with_suffix(".card.json").exists()):

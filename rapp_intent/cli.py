@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rapp_intent.evaluate import SPLITS
+from agentnet.intents import SPLITS
 from rapp_intent.settings import KNOWN_MODELS, RappSettings
 
 _EVAL_HELP = """\
@@ -36,7 +36,7 @@ components; requests without a valid vector are excluded from MSE and MAE and co
 failure_rate. Each prompt is translated with its application as context, without the
 in-context memory. --split keeps the records whose "split" key has that value, e.g. the
 project's held-out split:
-  rapp-intent eval --data rapp_intent/data/intents/*.jsonl --split heldout --json"""
+  rapp-intent eval --data agentnet/data/intents/*.jsonl --split heldout --json"""
 
 
 _RAW_HELP = "raw E-LAMs: ignore distilled artefacts in models_dir (RAPP_DISTILLED=false)"
@@ -82,7 +82,7 @@ def _prepare_runtime(settings: RappSettings, quiet: bool) -> None:
     import torch
     import transformers
 
-    from sim_ric.logs import configure_logging
+    from servicekit.logs import configure_logging
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -204,13 +204,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from agentnet.intents import IntentFormatError, load_intents
     from rapp_intent.elam.registry import load_elam
-    from rapp_intent.evaluate import evaluate, load_labelled
-    from sim_ric.users import IntentFormatError
+    from rapp_intent.evaluate import evaluate
 
     settings = _settings(args)
     try:
-        intents = load_labelled(args.data, args.split)
+        intents = load_intents(args.data, args.split)
     except (OSError, IntentFormatError) as exc:
         names = " ".join(map(str, args.data))
         print(f"rapp-intent: cannot read {names}: {exc}", file=sys.stderr)
@@ -227,6 +227,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             mse = "-" if o["mse"] is None else f"{o['mse']:.5f}"
             mae = "-" if o["mae"] is None else f"{o['mae']:.4f}"
             print(f"{model:<10} {mse:>8} {mae:>8} {o['failure_rate']:>6.1%} {o['n']:>5}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from agentnet.intents import IntentFormatError, load_intents
+    from rapp_intent.predict import write_predictions
+
+    settings = _settings(args)
+    try:
+        intents = load_intents(args.intents, args.split)
+    except (OSError, IntentFormatError) as exc:
+        print(f"rapp-intent predict: {exc}", file=sys.stderr)
+        return 2
+    _prepare_runtime(settings, quiet=True)
+    summary = write_predictions(
+        settings.models, intents, args.out, settings, progress=not args.no_progress
+    )
+    print(json.dumps(summary))
     return 0
 
 
@@ -276,7 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON object")
     p.set_defaults(fn=cmd_eval)
 
-    from rapp_intent.iokd.cli import add_subcommands  # issue 4: iokd-dataset, distill, iokd-report
+    p = sub.add_parser(
+        "predict",
+        help="write the E-LAMs' predictions of labelled intents to files (for SRL)",
+    )
+    p.add_argument(
+        "--intents", type=Path, nargs="+", required=True, help="labelled intents (JSON Lines)"
+    )
+    p.add_argument("--split", choices=SPLITS, help="only the records of this split")
+    p.add_argument("--models", type=_models, help="E-LAMs (default: RAPP_MODELS)")
+    p.add_argument("--out", type=Path, required=True, help="directory of the <elam>.json files")
+    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_predict)
+
+    from rapp_intent.iokd.cli import add_subcommands
 
     add_subcommands(sub)
     return parser

@@ -15,58 +15,12 @@ in-context memory (which depends on the service's history).
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from agentnet.intents import APPS, EVEN, LabelledIntent
 from rapp_intent.elam.base import ELam, MemoryContext, Vector
-from sim_ric.users import APPS, EVEN, IntentFormatError, LabelledIntent, parse_intent
-
-SPLITS = ("train", "heldout")
-"""Values of the ``split`` key of the project's labelled intents (rapp_intent/data/intents)."""
-
-
-def load_labelled(
-    paths: str | Path | Iterable[str | Path], split: str | None = None
-) -> list[LabelledIntent]:
-    """Read labelled intents (INTENTS.md JSON Lines), optionally one ``split`` only.
-
-    Args:
-        paths: one or more JSON Lines files.
-        split: keep only the records whose ``split`` key equals this (records without
-            the key, such as those of ``dev_intents.jsonl``, are then left out); None
-            keeps every record.
-
-    Raises:
-        IntentFormatError: a line is not valid JSON or not a valid record (the message
-            names file and line), or no record is left.
-        OSError: a file cannot be read.
-    """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    paths = [Path(p) for p in paths]
-    out: list[LabelledIntent] = []
-    for path in paths:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}: "
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise IntentFormatError(f"{where}invalid JSON: {exc}") from None
-                if not isinstance(obj, dict):
-                    raise IntentFormatError(f"{where}expected a JSON object")
-                intent = parse_intent(obj, where)
-                if split is None or obj.get("split") == split:
-                    out.append(intent)
-    if not out:
-        which = f" with split {split!r}" if split is not None else ""
-        raise IntentFormatError(f"no intents{which} in {[str(p) for p in paths]}")
-    return out
 
 
 def score(predictions: Sequence[Vector | None], intents: Sequence[LabelledIntent]) -> dict:

@@ -38,8 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentnet.intents import APP_PROFILES, EVEN
 from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation, Vector
-from sim_ric.users import APP_PROFILES, EVEN
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

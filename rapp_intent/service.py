@@ -14,10 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agentnet.intents import validate_vector
 from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
 from rapp_intent.elam.registry import Registry, UnknownModel
 from rapp_intent.memory import CalibrationConfig, Memory, apply_memory
-from sim_ric.users import validate_vector
 
 MAX_REQUEST_ID = 128
 

@@ -17,8 +17,8 @@ import math
 import sys
 from collections.abc import Sequence
 
-from sim_ric.config import DEFAULT
-from sim_ric.users import validate_vector
+from agentnet.config import DEFAULT
+from agentnet.intents import validate_vector
 
 
 def _floats(text: str) -> list[float]:
@@ -64,7 +64,7 @@ def _print(obj, as_json: bool) -> None:
 
 
 def _network(args):
-    from sim_ric.network import generate_network
+    from agentnet.network import generate_network
 
     return generate_network(args.seed, DEFAULT, n_agents=args.agents)
 
@@ -78,7 +78,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from sim_ric.chain import evaluate_chain
+    from agentnet.chain import evaluate_chain
 
     net = _network(args)
     results = []
@@ -96,7 +96,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_optimum(args) -> int:
-    from sim_ric.optimum import OptimumUnavailable, build_search_space, exact_optimum
+    from agentnet.optimum import OptimumUnavailable, build_search_space, exact_optimum
 
     net = _network(args)
     try:

@@ -1,7 +1,7 @@
 """Time dynamics of the live emulator: arrival rate, AR(1) shadowing, crashes and recoveries.
 
 All randomness comes from one numpy Generator, so a seeded run is reproducible. The
-dynamics mutate a :class:`~sim_ric.network.Network` in place through its update methods.
+dynamics mutate a :class:`~agentnet.network.Network` in place through its update methods.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim_ric.network import Network
+from agentnet.network import Network
 
 
 @dataclass(frozen=True)

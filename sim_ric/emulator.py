@@ -20,7 +20,7 @@ code                     cause                                                re
 ``unsupported_schema``   an envelope of another schema version                no
 ``wrong_message_type``   e.g. a network state on the control topic            no
 ``missing_field``        no request id, or neither chain nor rejection        no
-``invalid_field``        a field the codec rejects (see ``sim_ric.codec``)    no
+``invalid_field``        a field the codec rejects (see ``servicekit.codec``)    no
 ``unknown_request``      a request id the emulator never issued               no
 ``duplicate``            a second decision for an already decided request     no
 ``late``                 a decision for a request that already expired        no
@@ -45,33 +45,32 @@ current state (NaN when the optimum is unavailable); a decision made without an 
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from lameta_proto.v1 import network_pb2
-from sim_ric import codec
-from sim_ric.chain import evaluate_chain
-from sim_ric.config import DEFAULT, ModelConfig, elam_fee
-from sim_ric.dynamics import Dynamics, DynamicsConfig
-from sim_ric.env import DEFAULT_ELAMS
-from sim_ric.network import generate_network
-from sim_ric.optimum import (
+from agentnet.chain import evaluate_chain
+from agentnet.config import DEFAULT, ModelConfig, elam_fee
+from agentnet.intents import LabelledIntent, validate_vector
+from agentnet.network import generate_network
+from agentnet.optimum import (
     OptimumUnavailable,
     SearchSpace,
     build_search_space,
     exact_optimum,
     normalized_score,
 )
-from sim_ric.qoe import Objective
-from sim_ric.users import IntentFormatError, LabelledIntent, UserPool, parse_intent, validate_vector
+from agentnet.qoe import Objective
+from lameta_proto.v1 import network_pb2
+from servicekit import codec
+from sim_ric.dynamics import Dynamics, DynamicsConfig
+from sim_ric.env import DEFAULT_ELAMS
+from sim_ric.users import UserPool
 
 NAN = float("nan")
 
@@ -94,45 +93,6 @@ REFUSAL_CODES: tuple[str, ...] = (
 
 RESOLVING_CODES: tuple[str, ...] = ("served", "rejected_by_xapp", "expired", "shutdown")
 """Codes of outcomes that settle a request."""
-
-
-def load_user_intents(
-    paths: str | Path | Iterable[str | Path], split: str | None = "heldout"
-) -> list[LabelledIntent]:
-    """Read labelled intents (INTENTS.md JSON Lines), keeping one split.
-
-    Args:
-        paths: one or more JSON Lines files.
-        split: keep records whose ``"split"`` equals this; ``None`` keeps every record.
-
-    Returns:
-        The intents, in file order.
-
-    Raises:
-        IntentFormatError: a malformed line, or no intent of the split in the files.
-        OSError: a file cannot be read.
-    """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    paths = [Path(p) for p in paths]
-    out: list[LabelledIntent] = []
-    for path in paths:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}: "
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise IntentFormatError(f"{where}invalid JSON: {exc}") from None
-                if split is not None and (not isinstance(obj, dict) or obj.get("split") != split):
-                    continue
-                out.append(parse_intent(obj, where))
-    if not out:
-        which = "" if split is None else f' of split "{split}"'
-        raise IntentFormatError(f"no labelled intents{which} in {[str(p) for p in paths]}")
-    return out
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim_ric import qoe
-from sim_ric.chain import evaluate_chain, step_indicators
-from sim_ric.config import DEFAULT, ModelConfig, elam_fee
-from sim_ric.network import Network, generate_network
-from sim_ric.users import APP_PROFILES, APPS
+from agentnet import qoe
+from agentnet.chain import evaluate_chain, step_indicators
+from agentnet.config import DEFAULT, ModelConfig, elam_fee
+from agentnet.intents import APP_PROFILES, APPS
+from agentnet.network import Network, generate_network
 
 NODE_FEATURES = (
     "type",
@@ -70,7 +70,7 @@ class EnvRequest:
 
     Attributes:
         true_s: the user's true vector (scores rewards; never observed).
-        app: application index into :data:`~sim_ric.users.APPS`.
+        app: application index into :data:`~agentnet.intents.APPS`.
         predictions: (K, 4) vector each E-LAM predicts for this prompt.
         text: (TEXT_FEATURES,) cheap features of the prompt, known before translation.
     """

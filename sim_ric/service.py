@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -39,15 +38,15 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from sim_ric import codec
-from sim_ric.broker import EmbeddedBroker, EmbeddedBrokerError, quiet_amqtt_logs
-from sim_ric.emulator import Emulator, load_user_intents
-from sim_ric.logs import configure_logging
-from sim_ric.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url
+from agentnet.intents import IntentFormatError, load_intents
+from servicekit import codec
+from servicekit.broker import EmbeddedBroker, EmbeddedBrokerError, quiet_amqtt_logs
+from servicekit.logs import configure_logging
+from servicekit.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url
+from servicekit.signals import stop_on_signals
+from sim_ric.emulator import Emulator
 from sim_ric.settings import SimSettings
-from sim_ric.users import IntentFormatError
 
-COMPONENT = "sim-ric"
 EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
 MAX_WAIT_S = 0.5
@@ -346,22 +345,6 @@ class _Collector:
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """Run the service for ``sim-ric run`` (flags override ``SIM_*`` settings).
 
@@ -385,7 +368,7 @@ def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> i
     log = structlog.get_logger("sim_ric.service")
     try:
         files = settings.intent_files()
-        intents = load_user_intents(files, settings.split)
+        intents = load_intents(files, settings.split)
     except (FileNotFoundError, IntentFormatError, OSError) as exc:
         log.error("intents_unavailable", error=str(exc))
         print(f"sim-ric run: {exc}", file=sys.stderr)
@@ -393,7 +376,7 @@ def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> i
     log.info("intents_loaded", files=[str(f) for f in files], split=settings.split, n=len(intents))
     emulator = Emulator(intents, settings.emulator_config())
     stop = stop or threading.Event()
-    with _stop_on_signals(stop), contextlib.ExitStack() as stack:
+    with stop_on_signals(stop), contextlib.ExitStack() as stack:
         if settings.broker == "embedded":
             password = settings.embedded_password
             broker = EmbeddedBroker(
@@ -420,18 +403,7 @@ def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> i
             url: BrokerUrl = broker.broker_url
         else:
             url = parse_broker_url(settings.broker)
-        client = MqttClient(
-            url,
-            COMPONENT,
-            client_id=settings.client_id,
-            protocol=settings.mqtt_protocol,
-            persistent_session=settings.mqtt_persistent_session,
-            session_expiry_s=settings.mqtt_session_expiry,
-            keepalive_s=settings.mqtt_keepalive,
-            reconnect_min_delay_s=settings.reconnect_min_delay,
-            reconnect_max_delay_s=settings.reconnect_max_delay,
-            tls=settings.tls_options(),
-        )
+        client = settings.mqtt_client(url)
         service = SimService(settings, emulator, client)
         if settings.metrics_port:
             service.serve_metrics(settings.metrics_host, settings.metrics_port)

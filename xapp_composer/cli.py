@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim_ric.config import DEFAULT
-from sim_ric.users import APPS
+from agentnet.config import DEFAULT
+from agentnet.intents import APPS
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "policy"
 RUNS_DIR = Path(__file__).resolve().parent.parent / "runs" / "policy"
@@ -165,7 +165,7 @@ REFERENCE_MSES = (0.004, 0.008)
 
 
 def cmd_eval(args) -> int:
-    from sim_ric.users import load_intents
+    from agentnet.intents import load_intents
     from xapp_composer import evaluate as E
     from xapp_composer.data import evaluation_requests
     from xapp_composer.runtime import PolicyRuntime
@@ -228,9 +228,9 @@ def cmd_eval(args) -> int:
     # MODEL.md's calibration points of the objective: the chain best for the user's
     # application-mean vector (means of the project's train split) and for the true vector
     # corrupted to MSE 0.004 and 0.008; no E-LAM fee.
-    from xapp_composer.elams import load_split
+    from agentnet.intents import project_intents
 
-    train = load_split("train")
+    train = project_intents("train")
     means = {a: np.mean([i.s for i in train if i.app == a], axis=0) for a in APPS}
     vectors = {"app_mean": E.app_mean_vectors(ev, pairs, means)}
     for mse in REFERENCE_MSES:
@@ -259,54 +259,9 @@ def cmd_eval(args) -> int:
     return 0
 
 
-# ---- report ----------------------------------------------------------------------------------
-def cmd_report(args) -> int:
-    from sim_ric.users import load_intents
-    from xapp_composer import report as R
-    from xapp_composer.data import evaluation_requests
-    from xapp_composer.elams import load_split
-    from xapp_composer.runtime import PolicyRuntime
-    from xapp_composer.scoring import EvalSet
-
-    models = Path(args.models)
-    out_dir = models / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    general = PolicyRuntime(models / "srl-general.onnx")
-    even = PolicyRuntime(models / "drl-even.onnx")
-    per_app = {
-        a: PolicyRuntime(models / f"srl-{a}.onnx")
-        for a in APPS
-        if (models / f"srl-{a}.onnx").exists()
-    }
-    elam = args.elam or general.elam_ids[0]
-    intents = load_intents(args.intents)
-    req = evaluation_requests(intents, general.elam_ids, args.predictions, seed=args.seed)
-    result: dict = {"intents": str(args.intents), "seeds": args.seeds, "elam": elam}
-    curves = {p.stem.replace(".curve", ""): p for p in sorted(models.glob("*.curve.csv"))}
-    if curves:
-        result["fig9_final_factors"] = R.fig9(curves, out_dir / "fig9_factors.png")
-    ev = EvalSet.build(args.seeds, req, n_agents=args.agents)
-    pairs = np.arange(len(ev))
-    if len(per_app) == len(APPS):
-        means = R.app_mean_vectors(load_split("train"))
-        result["fig10_policy_selection"] = R.fig10(ev, pairs, per_app, means, elam)
-    result["fig11_icl_ablation"] = R.fig11(
-        ev, lambda a: per_app.get(a, general), elam, seed=args.seed
-    )
-    result["generalisation"] = R.generalisation(
-        req, args.seeds, args.sizes,
-        {"srl": lambda a: per_app.get(a, general), "srl_general": lambda a: general,
-         "drl_even": lambda a: even},
-        elam,
-    )  # fmt: skip
-    R.write_json(out_dir / "srl_report.json", result)
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-    return 0
-
-
 # ---- bench -----------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
-    from sim_ric.network import generate_network
+    from agentnet.network import generate_network
     from xapp_composer.runtime import PolicyRuntime
 
     rt = PolicyRuntime(Path(args.policy))
@@ -401,18 +356,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("report", help="paper Figs. 9-11 and the generalisation study")
-    p.add_argument("--intents", required=True, help="labelled intents (JSON Lines)")
-    p.add_argument("--seeds", type=_ints, default=[101, 102, 103])
-    p.add_argument("--sizes", type=_ints, default=[50, 200], help="N for generalisation")
-    p.add_argument("--agents", type=int, default=DEFAULT.n_agents)
-    p.add_argument("--models", default=str(MODELS_DIR))
-    p.add_argument("--predictions", choices=("rapp", "synthetic"), default="rapp")
-    p.add_argument("--elam", default=None, help="E-LAM whose predictions Figs. 10-11 use")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_report)
-
     p = sub.add_parser("bench", help="whole-decision latency of the ONNX policy")
     p.add_argument("--agents", type=int, default=81)
     p.add_argument("--decisions", type=int, default=1000)
@@ -445,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``xapp-composer``."""
     args = build_parser().parse_args(argv)
     if args.command != "run":  # ``run`` configures its own logging from its settings
-        from sim_ric.logs import configure_logging
+        from servicekit.logs import configure_logging
 
         # Logs go to stderr so that ``--json`` output on stdout stays one parseable object.
         configure_logging("WARNING" if getattr(args, "json", False) else "INFO")

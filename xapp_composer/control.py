@@ -9,7 +9,7 @@ exactly once: again if its decision never went out, never twice otherwise.
 
 One decision (ARCHITECTURE.md "Data flow of one request"):
 
-1. the latest state, rebuilt as a :class:`~sim_ric.network.Network` and prepared once per
+1. the latest state, rebuilt as a :class:`~agentnet.network.Network` and prepared once per
    state (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare` runs the GCN encoder);
    no state yet, or a state older than ``max_state_age_s`` -> rejection;
 2. the policy picks the E-LAM (``choose_elam``) and the translator (the rApp) maps the
@@ -48,12 +48,13 @@ from typing import Protocol
 import numpy as np
 import structlog
 
+from agentnet import qoe
+from agentnet.chain import chain_factors
+from agentnet.intents import APP_PROFILES, APPS, EVEN, validate_vector
+from agentnet.network import Network
+from agentnet.optimum import OptimumUnavailable, SearchSpace, build_search_space, greedy_chain
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec, qoe
-from sim_ric.chain import chain_factors
-from sim_ric.network import Network
-from sim_ric.optimum import OptimumUnavailable, SearchSpace, build_search_space, greedy_chain
-from sim_ric.users import APP_PROFILES, APPS, EVEN, validate_vector
+from servicekit import codec
 from xapp_composer import features as F
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.runtime import PolicyRuntime, Prepared

@@ -7,14 +7,13 @@ from typing import Literal
 
 import numpy as np
 
-from sim_ric.users import APPS, LabelledIntent
-from xapp_composer.elams import (
+from agentnet.intents import APPS, LabelledIntent, project_intents
+from xapp_composer.episodes import RequestSet, synthetic_predictions
+from xapp_composer.predictions import (
     ELAM_PARAMS,
-    load_split,
     rapp_predictions,
     residual_predictions,
 )
-from xapp_composer.episodes import RequestSet, synthetic_predictions
 
 PredictionSource = Literal["rapp", "synthetic"]
 SYNTHETIC_NOISE = {"minilm": 0.07, "smollm2": 0.09}
@@ -58,13 +57,13 @@ def training_sets(
     """(training requests, validation requests) from the project's labelled intents.
 
     Training: the train split (of ``app`` if given), each intent repeated ``draws`` times
-    with predictions drawn from each E-LAM's held-out errors (:mod:`xapp_composer.elams`).
+    with predictions drawn from each E-LAM's held-out errors (:mod:`xapp_composer.predictions`).
     Validation: the held-out split with the E-LAMs' real predictions. dev_intents.jsonl
     is never used here.
     """
     rng = np.random.default_rng(seed)
-    train = _filter(load_split("train"), app)
-    heldout_all = load_split("heldout")
+    train = _filter(project_intents("train"), app)
+    heldout_all = project_intents("heldout")
     heldout = _filter(heldout_all, app)
     hp, params = predictions_for(heldout_all, elam_ids, source, rng, progress=progress)
     train_preds = {e: residual_predictions(train, heldout_all, hp[e], draws, rng) for e in elam_ids}

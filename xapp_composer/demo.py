@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec
-from sim_ric.mqtt import MqttClient, Topics, loopback_mosquitto_conf
+from servicekit import codec
+from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
@@ -310,7 +310,7 @@ class ClosedLoop:
 
     def _start_broker(self) -> str:
         if self.broker_kind == "embedded":
-            from sim_ric.broker import EmbeddedBroker, quiet_amqtt_logs
+            from servicekit.broker import EmbeddedBroker, quiet_amqtt_logs
 
             quiet_amqtt_logs()
             broker = self._stack.enter_context(EmbeddedBroker())

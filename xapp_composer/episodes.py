@@ -3,7 +3,7 @@
 The Gymnasium env (:mod:`sim_ric.env`) is the reference contract; this module runs B
 episodes at once on stacked arrays (:class:`~xapp_composer.features.BatchState`) so that
 training sees hundreds of thousands of episodes within the time budget. Its rewards are
-tested against :func:`sim_ric.chain.evaluate_chain` (same equations, same numbers).
+tested against :func:`agentnet.chain.evaluate_chain` (same equations, same numbers).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import pdtrc
 
-from sim_ric import qoe
-from sim_ric.config import DEFAULT, ModelConfig, elam_fee
-from sim_ric.network import Network, generate_network
-from sim_ric.users import APP_PROFILES, APPS, LabelledIntent
+from agentnet import qoe
+from agentnet.config import DEFAULT, ModelConfig, elam_fee
+from agentnet.intents import APP_PROFILES, APPS, LabelledIntent
+from agentnet.network import Network, generate_network
 from xapp_composer.features import BatchState, Prefix, batch_state, text_features
 
 

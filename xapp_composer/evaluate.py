@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_ric.chain import evaluate_chain
-from sim_ric.optimum import build_search_space, greedy_chain, random_chain
-from sim_ric.users import APPS
+from agentnet.chain import evaluate_chain
+from agentnet.intents import APPS
+from agentnet.optimum import build_search_space, greedy_chain, random_chain
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.scoring import EvalSet
 
@@ -91,7 +91,7 @@ def score_decisions(
     elams: Sequence[str],
     fee_of: Mapping[str, float],
 ) -> MethodResult:
-    """Score decisions with :func:`sim_ric.chain.evaluate_chain` (the reference model).
+    """Score decisions with :func:`agentnet.chain.evaluate_chain` (the reference model).
 
     A missing chain (the method gave no valid answer) scores as an infeasible chain.
     """

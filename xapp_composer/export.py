@@ -63,7 +63,6 @@ random networks of several sizes (STYLE.md 6).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -73,25 +72,30 @@ import numpy as np
 import torch
 
 from xapp_composer import features as F
+from xapp_composer.artefacts import (
+    ELAM_INPUTS,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+    HEAD_INPUTS,
+    INPUT_NAMES,
+    OPSET,
+    OUTPUT_NAMES,
+    PLAN_INPUTS,
+    PLAN_OUTPUTS,
+    PREFIX_LEVELS,
+    REQUEST_INPUTS,
+    TREE_STEPS,
+    card_path_for,
+    decide_inputs,
+    decide_outputs,
+    decide_path,
+    elam_path,
+    encoder_path,
+    plan_path,
+    prefix_path,
+    sha256_file,
+)
 from xapp_composer.policy import MASKED_LOGIT, GCNActorCritic, PolicyConfig
-
-STEP_INPUTS = ["cand_idx", "raw", "mask", "chain", "look_raw", "look_keep", "look_mask"]
-INPUT_NAMES = ["x", "adj", *STEP_INPUTS, "ctx"]
-ENCODER_INPUTS = ["x", "adj"]
-ENCODER_OUTPUTS = ["node_h", "h_graph"]
-ELAM_INPUTS = ["h_graph", "ctx"]
-HEAD_INPUTS = ["node_h", *STEP_INPUTS, "ctx"]
-OUTPUT_NAMES = ["logits", "elam_logits", "value"]
-OPSET = 18
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_checkpoint(path: Path) -> tuple[GCNActorCritic, dict]:
@@ -107,7 +111,7 @@ def example_inputs(
     policy_cfg: PolicyConfig, n_agents: int = 81, batch: int = 1, seed: int = 0
 ) -> tuple[torch.Tensor, ...]:
     """Real policy inputs on a generated network (a step with candidates)."""
-    from sim_ric.network import generate_network
+    from agentnet.network import generate_network
 
     nets = [generate_network(seed + i, n_agents=n_agents) for i in range(batch)]
     s = F.batch_state(nets)
@@ -155,22 +159,6 @@ class _Heads(torch.nn.Module):
         return self.policy.heads(
             node_h, cand_idx, raw, mask, chain, look_raw, look_keep, look_mask, ctx
         )
-
-
-def companion_path(head_path: Path, part: str) -> Path:
-    """``<name>.<part>.onnx`` beside ``<name>.onnx``."""
-    head_path = Path(head_path)
-    return head_path.with_name(f"{head_path.stem}.{part}.onnx")
-
-
-def encoder_path(head_path: Path) -> Path:
-    """``<name>.encoder.onnx`` beside ``<name>.onnx``."""
-    return companion_path(head_path, "encoder")
-
-
-def elam_path(head_path: Path) -> Path:
-    """``<name>.elam.onnx`` beside ``<name>.onnx``."""
-    return companion_path(head_path, "elam")
 
 
 def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path, Path]:
@@ -247,12 +235,6 @@ def parity_check(
     return worst
 
 
-def card_path_for(onnx_path: Path) -> Path:
-    """``<name>.card.json`` beside ``<name>.onnx``."""
-    onnx_path = Path(onnx_path)
-    return onnx_path.with_name(onnx_path.stem + ".card.json")
-
-
 def write_card(
     onnx_path: Path,
     policy: GCNActorCritic,
@@ -315,55 +297,6 @@ def write_card(
 
 
 # ---- the whole-decision graphs (run time fast path) -----------------------------------------
-TREE_STEPS = 3
-"""Chain length the whole-decision graph is exported for (the emulator's chains 1->2->3);
-chains of another length are decided step by step."""
-PLAN_INPUTS = ["raw", "chain", "look_raw", "look_keep", "look_mask"]
-PLAN_OUTPUTS = ["head", "tail", "u2", "feas2"]
-REQUEST_INPUTS = ["h_graph", "intent", "elam", "no_elam", "req"]
-
-
-def level_inputs(k: int, last: bool) -> list[str]:
-    """Input names of level (step) ``k`` of the whole-decision graph."""
-    names = [f"hc{k}", f"head{k}", f"tail{k}", f"rowctx{k}", f"mask{k}"]
-    return names if last else [*names, f"u2{k}", f"feas2{k}"]
-
-
-def decide_inputs(n_steps: int = TREE_STEPS, levels: int | None = None) -> list[str]:
-    """Input names of the whole-decision graph (or of the prefix graph, which walks the
-    first ``levels`` steps), in order."""
-    names = list(REQUEST_INPUTS)
-    for k in range(n_steps if levels is None else levels):
-        names += level_inputs(k, k == n_steps - 1)
-    return names
-
-
-def decide_outputs(n_steps: int = TREE_STEPS, levels: int | None = None) -> list[str]:
-    """Output names: ``picks`` (levels,) and each level's masked logits."""
-    return ["picks", *(f"logits{k}" for k in range(n_steps if levels is None else levels))]
-
-
-def plan_path(head_path: Path) -> Path:
-    """``<name>.plan.onnx`` beside ``<name>.onnx``."""
-    return companion_path(head_path, "plan")
-
-
-def decide_path(head_path: Path) -> Path:
-    """``<name>.decide.onnx`` beside ``<name>.onnx``."""
-    return companion_path(head_path, "decide")
-
-
-PREFIX_LEVELS = (1, 2)
-"""Prefix graphs exported: the walk over the first 1 or 2 steps, for states too large to
-tabulate every step (the step graph decides the rest)."""
-
-
-def prefix_path(head_path: Path, levels: int) -> Path:
-    """``<name>.prefix<levels>.onnx`` beside ``<name>.onnx``: the walk over the first
-    ``levels`` steps."""
-    return companion_path(head_path, f"prefix{levels}")
-
-
 class _Plan(torch.nn.Module):
     """The intent-independent candidate features of many chains (per network state)."""
 
@@ -471,7 +404,7 @@ class _DecidePrefix1(_Decide):
 def tree_example(policy_cfg: PolicyConfig, n_agents: int = 50, seed: int = 0):
     """(state, levels of every step, request feeds) of a generated network: the real
     inputs the tabulated graphs are traced on."""
-    from sim_ric.network import generate_network
+    from agentnet.network import generate_network
     from xapp_composer.tree import build_levels, request_feeds
 
     s = F.batch_state([generate_network(seed, n_agents=n_agents)], shortlist_k=F.K_CAND)
@@ -552,8 +485,8 @@ def tree_parity_check(
     same chain for ``requests`` random requests (intent, E-LAM, app, text) on a fresh
     network of each size (small ones take the whole-decision graph, larger ones a
     prefix graph), and the largest first-step logit difference."""
-    from sim_ric.network import generate_network
-    from sim_ric.users import APPS
+    from agentnet.intents import APPS
+    from agentnet.network import generate_network
     from xapp_composer import tree as T
     from xapp_composer.runtime import PolicyRuntime
 

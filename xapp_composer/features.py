@@ -32,9 +32,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import pdtrc
 
-from sim_ric.config import ModelConfig
-from sim_ric.network import Network
-from sim_ric.users import APPS
+from agentnet.config import ModelConfig
+from agentnet.intents import APPS
+from agentnet.network import Network
 
 N_TYPES = 4
 NODE_DIM = N_TYPES + 9

@@ -2,9 +2,9 @@
 
 The model gets the system description, the user's request and a table of candidate
 agents per step (capability, latency, outage rate, and route BER to the next step's best
-link), and must answer with one agent id per step. It runs through the C-LAM backend of
-IoKD (``local``: SmolLM2-135M-Instruct offline; ``openai``: any OpenAI-compatible
-endpoint). An answer that is not a valid chain counts as a failed decision (scored as an
+link), and must answer with one agent id per step. It runs on a chat model of
+:mod:`llmkit.chat` (``local``: SmolLM2-135M-Instruct offline; ``openai``: any
+OpenAI-compatible endpoint, settings ``XAPP_LLM_*``). An answer that is not a valid chain counts as a failed decision (scored as an
 infeasible chain). The fee is that of the model that understood the intent.
 """
 
@@ -14,10 +14,13 @@ import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from pydantic_settings import SettingsConfigDict
 
-from sim_ric.config import elam_fee
-from sim_ric.network import Network
-from sim_ric.users import APPS
+from agentnet.config import elam_fee
+from agentnet.intents import APPS
+from agentnet.network import Network
+from llmkit.chat import ChatSettings
+from llmkit.smollm2 import PARAMETERS as SMOLLM2_PARAMETERS
 
 MAX_CANDIDATES = 8
 """Candidates listed per step (the best by capability, latency and outage, in turn), to keep
@@ -32,6 +35,12 @@ SYSTEM = (
 )
 
 ChatFn = Callable[[list[dict[str, str]]], str]
+
+
+class BaselineLlmSettings(ChatSettings):
+    """The baseline's chat model (environment prefix ``XAPP_LLM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="XAPP_LLM_", env_file=".env", extra="ignore")
 
 
 def shortlist(net: Network, step_type: int, k: int = MAX_CANDIDATES) -> np.ndarray:
@@ -88,7 +97,6 @@ def parse_chain(text: str, net: Network) -> tuple[int, ...] | None:
     return chain
 
 
-SMOLLM2_PARAMETERS = 134_515_008
 """Parameters of the local C-LAM (SmolLM2-135M-Instruct): its fee when it understood the intent."""
 
 MAX_TOKENS = 24
@@ -105,7 +113,7 @@ def run_llm(
         ev: the evaluation set (networks and requests).
         pairs: indices of the (network, request) pairs to decide.
         backend: ``local`` (SmolLM2-135M-Instruct offline) or ``openai`` (settings from
-            ``RAPP_CLAM_*``); ignored when ``chat`` is given.
+            ``XAPP_LLM_*``); ignored when ``chat`` is given.
         chat: one conversation in, the answer's text out (tests, custom models).
         progress: a progress bar over the batches.
 
@@ -122,10 +130,9 @@ def run_llm(
         texts: list[str | None] = [chat(m) for m in conversations]
         label, fee = "llm", 0.0
     else:
-        from rapp_intent.iokd.clam import ClamSettings, make_clam
-        from rapp_intent.settings import RappSettings
+        from llmkit.chat import make_chat
 
-        clam = make_clam(ClamSettings(backend=backend), RappSettings().cache_dir)
+        clam = make_chat(BaselineLlmSettings(backend=backend))
         texts = []
         step = max(1, int(getattr(clam, "batch_size", 8)))
         batches = range(0, len(conversations), step)

@@ -32,14 +32,12 @@ client flushes before it disconnects.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import queue
-import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -47,15 +45,17 @@ import structlog
 from pydantic import ValidationError
 
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec
-from sim_ric.logs import configure_logging
-from sim_ric.mqtt import Delivery, MqttClient, Topics
+from servicekit import codec
+from servicekit.logs import configure_logging
+from servicekit.mqtt import Delivery, MqttClient, Topics
+from servicekit.signals import stop_on_signals
+from xapp_composer.artefacts import policy_files
 from xapp_composer.control import ControlCore, Result
 from xapp_composer.health import HealthServer
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.rapp_client import DOWN_CODES, RappClient
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
-from xapp_composer.settings import COMPONENT, XappSettings
+from xapp_composer.settings import XappSettings
 
 EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
@@ -70,11 +70,6 @@ was away are delivered right after the CONNACK, before the retained state that t
 resubscription brings."""
 
 log = structlog.get_logger("xapp_composer.loop")
-
-
-def policy_files(path: Path) -> list[Path]:
-    """The policy file and its companions (``<stem>.*``: encoder, heads, card)."""
-    return sorted(path.parent.glob(f"{path.stem}.*"))
 
 
 def policy_signature(path: Path) -> tuple:
@@ -560,22 +555,6 @@ class XappService:
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def build_service(settings: XappSettings) -> XappService:
     """Everything ``xapp-composer run`` wires together, from the settings.
 
@@ -618,19 +597,7 @@ def build_service(settings: XappSettings) -> XappService:
         dedup_capacity=settings.dedup_capacity,
         repair_infeasible=settings.repair_infeasible,
     )
-    client = MqttClient(
-        settings.broker,
-        COMPONENT,
-        client_id=settings.client_id,
-        protocol=settings.mqtt_protocol,
-        persistent_session=settings.mqtt_persistent_session,
-        session_expiry_s=settings.mqtt_session_expiry,
-        keepalive_s=settings.mqtt_keepalive,
-        reconnect_min_delay_s=settings.reconnect_min_delay,
-        reconnect_max_delay_s=settings.reconnect_max_delay,
-        tls=settings.tls_options(),
-        manual_ack=True,
-    )
+    client = settings.mqtt_client(manual_ack=True)
     return XappService(settings, core, rapp, client, loader)
 
 
@@ -667,5 +634,5 @@ def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> i
         service.rapp.close()
         return EXIT_CONFIG
     stop = stop or threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         return service.run(stop)

@@ -27,8 +27,8 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agentnet.intents import validate_vector
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from sim_ric.users import validate_vector
 from xapp_composer.control import Translation, TranslationFailed
 
 log = structlog.get_logger("xapp_composer.rapp_client")

@@ -13,7 +13,6 @@ logged and exposed as :attr:`PolicyRuntime.provider`.
 
 from __future__ import annotations
 
-import json
 import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,23 +21,23 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from sim_ric.network import Network
-from sim_ric.users import APPS
+from agentnet.intents import APPS
+from agentnet.network import Network
 from xapp_composer import features as F
 from xapp_composer import tree as T
-from xapp_composer.export import (
+from xapp_composer.artefacts import (
     ENCODER_OUTPUTS,
     HEAD_INPUTS,
     OUTPUT_NAMES,
     PLAN_OUTPUTS,
     PREFIX_LEVELS,
     TREE_STEPS,
-    card_path_for,
     decide_path,
     elam_path,
     encoder_path,
     plan_path,
     prefix_path,
+    read_card,
     sha256_file,
 )
 
@@ -140,14 +139,6 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     return sess
 
 
-def read_card(onnx_path: Path) -> dict:
-    """The model card beside an ONNX policy."""
-    card_path = card_path_for(onnx_path)
-    if not card_path.exists():
-        raise PolicyIntegrityError(f"model card {card_path} is missing")
-    return json.loads(card_path.read_text())
-
-
 class PolicyRuntime:
     """The exported policy, ready to decide.
 
@@ -178,7 +169,10 @@ class PolicyRuntime:
         tree_max_pairs: int = T.DEFAULT_MAX_PAIRS,
     ):
         self.path = Path(path)
-        self.card = read_card(self.path)
+        try:
+            self.card = read_card(self.path)
+        except FileNotFoundError as exc:
+            raise PolicyIntegrityError(str(exc)) from None
         self.encoder_path = encoder_path(self.path)
         self.elam_path = elam_path(self.path)
         tree_card = self.card.get("tree") if tree else None

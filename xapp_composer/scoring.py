@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_ric.config import DEFAULT, ModelConfig
-from sim_ric.network import Network
-from sim_ric.optimum import build_search_space
+from agentnet.config import DEFAULT, ModelConfig
+from agentnet.network import Network
+from agentnet.optimum import build_search_space
 from xapp_composer.episodes import Conditions, RequestSet, make_network
 from xapp_composer.features import BatchState, batch_state
 

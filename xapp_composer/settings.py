@@ -11,17 +11,15 @@ reads ``os.environ``: the loop, the rApp client and the health server get plain 
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sim_ric.mqtt import TlsOptions, check_topic_level, parse_broker_url
+from servicekit.settings import MqttSettings
 from xapp_composer.tree import DEFAULT_MAX_ROWS
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "policy" / "srl-general.onnx"
@@ -66,34 +64,11 @@ def descriptor_path() -> Path | None:
     return None
 
 
-class XappSettings(BaseSettings):
+class XappSettings(MqttSettings):
     """Settings of the xApp control loop (env prefix ``XAPP_``)."""
 
     model_config = SettingsConfigDict(env_prefix="XAPP_", extra="ignore", validate_default=True)
-
-    # ---- broker -------------------------------------------------------------------------
-    broker: str = Field(
-        "mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host:port or mqtts://..."
-    )
-    network: str = Field("default", description="network name in the topics")
-    mqtt_protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version")
-    mqtt_client_id: str | None = Field(
-        None, description="client id (default xapp-composer-<network>); stable for the session"
-    )
-    mqtt_persistent_session: bool = Field(
-        True, description="keep the session so that requests wait while the xApp is away"
-    )
-    mqtt_session_expiry: int = Field(3600, ge=0, description="MQTT 5 session expiry (s)")
-    mqtt_keepalive: int = Field(30, ge=5, description="MQTT keep-alive (s)")
-    reconnect_min_delay: float = Field(0.5, gt=0, description="first reconnect delay (s)")
-    reconnect_max_delay: float = Field(30.0, gt=0, description="reconnect delay cap (s)")
-    connect_timeout: float = Field(
-        10.0, gt=0, description="wait this long for the first connection before going on"
-    )
-    tls_ca: Path | None = Field(None, description="CA bundle for mqtts (default: system)")
-    tls_cert: Path | None = Field(None, description="client certificate for mqtts")
-    tls_key: Path | None = Field(None, description="client key for mqtts")
-    tls_insecure: bool = Field(False, description="skip the broker host name check")
+    component: ClassVar[str] = COMPONENT
 
     # ---- rApp (gRPC IntentService) ------------------------------------------------------
     rapp: str = Field("127.0.0.1:50051", description="host:port of the intent rApp")
@@ -167,19 +142,6 @@ class XappSettings(BaseSettings):
     health_port: int = Field(
         8080, ge=0, le=65535, description="port of /ric/v1/health/* and /metrics (0: any)"
     )
-    log_level: str = Field("INFO", description="log level")
-    log_format: Literal["auto", "json", "console"] = Field("auto", description="log format")
-
-    @field_validator("network")
-    @classmethod
-    def _network(cls, value: str) -> str:
-        return check_topic_level(value)
-
-    @field_validator("broker")
-    @classmethod
-    def _broker(cls, value: str) -> str:
-        parse_broker_url(value)
-        return value
 
     @field_validator("rapp")
     @classmethod
@@ -189,19 +151,8 @@ class XappSettings(BaseSettings):
             raise ValueError(f"rapp must be host:port, got {value!r}")
         return value
 
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        if value.upper() not in logging.getLevelNamesMapping():
-            raise ValueError(f"unknown log level {value!r}")
-        return value.upper()
-
     @model_validator(mode="after")
     def _pairs(self) -> XappSettings:
-        if self.reconnect_min_delay > self.reconnect_max_delay:
-            raise ValueError("reconnect_min_delay must not exceed reconnect_max_delay")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
         if (self.rapp_tls_cert is None) != (self.rapp_tls_key is None):
             raise ValueError("rapp_tls_cert and rapp_tls_key go together")
         if self.rapp_tls_cert is not None and self.rapp_tls_ca is None:
@@ -224,29 +175,4 @@ class XappSettings(BaseSettings):
             dotenv_settings,
             file_secret_settings,
             DescriptorControls(settings_cls, descriptor_path()),
-        )
-
-    # ---- derived values -----------------------------------------------------------------
-    @classmethod
-    def from_cli(cls, args: argparse.Namespace) -> XappSettings:
-        """Settings from the environment, overridden by the flags that were given."""
-        overrides = {
-            name: getattr(args, name)
-            for name in cls.model_fields
-            if getattr(args, name, None) is not None
-        }
-        return cls(**overrides)
-
-    @property
-    def client_id(self) -> str:
-        """MQTT client id of the xApp (stable, so that its session persists)."""
-        return self.mqtt_client_id or f"{COMPONENT}-{self.network}"
-
-    def tls_options(self) -> TlsOptions:
-        """TLS options for ``mqtts://`` brokers."""
-        return TlsOptions(
-            ca_certs=None if self.tls_ca is None else str(self.tls_ca),
-            certfile=None if self.tls_cert is None else str(self.tls_cert),
-            keyfile=None if self.tls_key is None else str(self.tls_key),
-            insecure=self.tls_insecure,
         )

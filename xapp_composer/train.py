@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim_ric.config import DEFAULT
+from agentnet.config import DEFAULT
 from xapp_composer.agent import IntentMode, Trajectory, run_episodes
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.gae import compute_gae

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim_ric.users import APPS
+from agentnet.intents import APPS
 from xapp_composer import features as F
 
 DEFAULT_MAX_ROWS = 20_000

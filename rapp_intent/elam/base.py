@@ -3,7 +3,7 @@
 Every E-LAM family (encoder with a simplex head, generative model with a parser) produces
 raw outputs; this module validates each one exactly as the issue and MODEL.md define a
 valid vector (length 4, finite, non-negative, sums to 1 within 1e-3, then renormalised,
-via :func:`sim_ric.users.validate_vector`) and counts failures with their reason.
+via :func:`agentnet.intents.validate_vector`) and counts failures with their reason.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim_ric.config import elam_fee
-from sim_ric.users import validate_vector
+from agentnet.config import elam_fee
+from agentnet.intents import validate_vector
 
 Vector = tuple[float, float, float, float]
 

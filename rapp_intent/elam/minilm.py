@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from agentnet.intents import APP_PROFILES, APPS
 from rapp_intent.elam.base import ELam, MemoryContext, Translation, sha256_file, validate_output
 from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder
 from rapp_intent.elam.lora import LoraSpec, save_adapter
-from sim_ric.users import APP_PROFILES, APPS
 
 FACTORS = ("C", "B", "L", "P")
 ZEROSHOT_PATH = Path(__file__).resolve().parent.parent / "data" / "minilm_zeroshot.json"

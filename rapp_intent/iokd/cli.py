@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sim_ric.users import APPS
+from agentnet.intents import APPS
 
 DEFAULT_NLL = {"minilm": 1.0, "smollm2": 1.0}
 """Auxiliary NLL weight of the shipped configuration per family (see loss.py and the
@@ -44,7 +44,7 @@ def _runtime(quiet: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
-    from sim_ric.logs import configure_logging
+    from servicekit.logs import configure_logging
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -128,7 +128,7 @@ def build_config(backend: str, args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[str, Any]:
-    from rapp_intent.iokd.clam import CachedClam, make_clam
+    from llmkit.chat import CachedChat, make_chat
     from rapp_intent.iokd.data import load_labelled
     from rapp_intent.iokd.dataset import build_dataset
     from rapp_intent.iokd.filtering import SbertEmbedder
@@ -136,9 +136,9 @@ def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[st
     settings = _settings()
     clam_settings = _clam_settings(args.clam)
     config = build_config(clam_settings.backend, args)
-    inner = make_clam(clam_settings, settings.cache_dir)
+    inner = make_chat(clam_settings, settings.cache_dir)
     cache = Path(settings.cache_dir) / "iokd" / f"clam-{clam_settings.backend}.jsonl"
-    clam = CachedClam(inner, cache)
+    clam = CachedChat(inner, cache)
     report = build_dataset(
         load_labelled(), apps, clam, SbertEmbedder(), config, data_dir, not args.no_progress
     )
@@ -227,7 +227,7 @@ def _data_card(samples: Sequence[Any], apps: Sequence[str], data_dir: Path) -> d
         b = json.loads(build_path.read_text(encoding="utf-8"))
         build = {"clam": b.get("clam"), "config": b.get("config")}
     return {
-        "description": "D_IoKD (eqs. 19-26): train split of rapp_intent/data/intents plus "
+        "description": "D_IoKD (eqs. 19-26): train split of agentnet/data/intents plus "
         "synthetic samples; held-out split and dev_intents.jsonl never used",
         "apps": list(apps),
         "files": {

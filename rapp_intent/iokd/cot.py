@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rapp_intent.iokd.clam import CLam, Message
+from llmkit.chat import ChatModel, Message
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.rubric import FACTORS, describe, find_cues
 
@@ -186,7 +186,7 @@ def feedback_turns(previous: str, reasons: Sequence[str], instruction: str) -> l
 
 def explain(
     samples: Sequence[Sample],
-    clam: CLam,
+    clam: ChatModel,
     config: CotConfig = CotConfig(),
     progress: bool = False,
 ) -> tuple[list[Sample], CotReport]:
@@ -256,7 +256,7 @@ def explain(
 
 
 def _chat_in_chunks(
-    clam: CLam,
+    clam: ChatModel,
     conversations: list[list[Message]],
     max_tokens: int,
     temperature: float,

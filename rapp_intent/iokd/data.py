@@ -1,6 +1,6 @@
 """The labelled intents IoKD starts from: D_h and D_u (paper eq. 19), and the splits.
 
-Every line of ``rapp_intent/data/intents/*.jsonl`` follows INTENTS.md plus an ``id`` and a
+Every line of ``agentnet/data/intents/*.jsonl`` follows INTENTS.md plus an ``id`` and a
 ``split`` (``train`` or ``heldout``). IoKD uses them as follows:
 
 - D_h, the history of all applications (eq. 19): the ``train`` split of every app;
@@ -20,10 +20,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sim_ric.users import APPS, IntentFormatError, parse_intent
+from agentnet.intents import (
+    APPS,
+    INTENTS_DIR,
+    SPLITS,
+    IntentFormatError,
+    parse_intent,
+    read_records,
+)
 
-INTENTS_DIR = Path(__file__).resolve().parent.parent / "data" / "intents"
-SPLITS = ("train", "heldout")
 EVALUATION_ONLY = ("dev_intents.jsonl",)
 """File names that are never read as training material."""
 
@@ -160,8 +165,7 @@ def load_labelled(directory: str | Path = INTENTS_DIR) -> list[Sample]:
     seen: set[str] = set()
     for path in paths:
         check_not_evaluation_only(path)
-        for lineno, obj in enumerate(read_jsonl(path), 1):
-            where = f"{path}:{lineno}: "
+        for obj, where in read_records(path):
             if obj.get("split") not in SPLITS:
                 raise IntentFormatError(f"{where}split must be one of {SPLITS}")
             sample = Sample.from_json(obj, where).with_(origin="labelled")

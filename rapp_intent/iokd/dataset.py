@@ -24,14 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentnet.intents import APPS
+from llmkit.chat import ChatModel
 from rapp_intent.elam.base import sha256_file
 from rapp_intent.iokd.augment import AugmentConfig, augment
-from rapp_intent.iokd.clam import CLam
 from rapp_intent.iokd.contrastive import top_k_contrastive
 from rapp_intent.iokd.cot import CotConfig, explain
 from rapp_intent.iokd.data import Sample, history, read_jsonl, user_samples, write_jsonl
 from rapp_intent.iokd.filtering import Embedder, filter_relevant
-from sim_ric.users import APPS
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_DIR / "models" / "elam" / "data"
@@ -63,7 +63,7 @@ def dataset_path(app: str, directory: Path = DATA_DIR) -> Path:
 def build_dataset(
     samples: Sequence[Sample],
     apps: Sequence[str],
-    clam: CLam,
+    clam: ChatModel,
     embed: Embedder,
     config: BuildConfig = BuildConfig(),
     out_dir: Path = DATA_DIR,
@@ -126,7 +126,7 @@ def build_dataset(
         {
             "clam": clam.name,
             "config": asdict(config),
-            "data": "rapp_intent/data/intents/*.jsonl, split=train (D_h, D_u); heldout unused",
+            "data": "agentnet/data/intents/*.jsonl, split=train (D_h, D_u); heldout unused",
             "seconds": round(time.perf_counter() - start, 1),
             "files": files,
         }

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import structlog
 
+from agentnet.intents import APPS, EVEN
 from rapp_intent.evaluate import predict, report
 from rapp_intent.iokd.data import Sample, heldout, load_evaluation, load_labelled
-from sim_ric.users import APPS, EVEN
 
 log = structlog.get_logger(__name__)
 

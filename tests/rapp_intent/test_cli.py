@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
-HELDOUT = REPO / "rapp_intent" / "data" / "intents"
+HELDOUT = REPO / "agentnet" / "data" / "intents"
 
 
 def _run(*args: str, env: dict | None = None, timeout: float = 600):
@@ -88,7 +88,7 @@ def test_eval_refuses_a_bad_file(tmp_path):
     no_split = tmp_path / "dev-like.jsonl"
     no_split.write_text('{"prompt": "x", "s": [1, 0, 0, 0], "app": "qa"}\n')
     proc = _run("eval", "--data", str(no_split), "--split", "heldout", "--json")
-    assert proc.returncode == 2 and "no intents with split 'heldout'" in proc.stderr
+    assert proc.returncode == 2 and "no intents of split 'heldout'" in proc.stderr
     proc = _run("eval", "--data", str(no_split), "--split", "dev")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 

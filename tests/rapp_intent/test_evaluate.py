@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rapp_intent.evaluate import load_labelled, report, score
-from sim_ric.users import IntentFormatError, LabelledIntent
+from agentnet.intents import LabelledIntent
+from rapp_intent.evaluate import report, score
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,57 +48,3 @@ def test_report_splits_per_app():
 def _write(path: Path, rows: list) -> Path:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     return path
-
-
-def test_load_labelled_keeps_one_split_across_files(tmp_path):
-    a = _write(
-        tmp_path / "a.jsonl",
-        [
-            {"id": "a1", "prompt": "x", "s": [1, 0, 0, 0], "app": "qa", "split": "train"},
-            {"id": "a2", "prompt": "y", "s": [0, 1, 0, 0], "app": "qa", "split": "heldout"},
-        ],
-    )
-    b = _write(
-        tmp_path / "b.jsonl",
-        [
-            {"id": "b1", "prompt": "z", "s": [0, 0, 1, 0], "app": "critical", "split": "heldout"},
-            {"id": "b2", "prompt": "w", "s": [0, 0, 0, 1], "app": "critical"},  # no split
-        ],
-    )
-    assert [i.id for i in load_labelled([a, b])] == ["a1", "a2", "b1", "b2"]
-    assert [i.id for i in load_labelled([a, b], "heldout")] == ["a2", "b1"]
-    assert [i.id for i in load_labelled(a, "train")] == ["a1"]
-    only_train = _write(
-        tmp_path / "c.jsonl",
-        [{"prompt": "v", "s": [0.25] * 4, "app": "content", "split": "train"}],
-    )
-    with pytest.raises(IntentFormatError, match="no intents with split 'heldout'"):
-        load_labelled(only_train, "heldout")
-
-
-def test_load_labelled_checks_every_record_even_outside_the_split(tmp_path):
-    bad = _write(
-        tmp_path / "bad.jsonl",
-        [
-            {"prompt": "x", "s": [1, 0, 0, 0], "app": "qa", "split": "heldout"},
-            {"prompt": "y", "s": [1, 1, 1, 1], "app": "qa", "split": "train"},
-        ],
-    )
-    with pytest.raises(IntentFormatError, match=r"bad\.jsonl:2: .*sums to"):
-        load_labelled(bad, "heldout")
-    (tmp_path / "list.jsonl").write_text("[1, 2]\n", encoding="utf-8")
-    with pytest.raises(IntentFormatError, match=r"list\.jsonl:1: expected a JSON object"):
-        load_labelled(tmp_path / "list.jsonl")
-    (tmp_path / "broken.jsonl").write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(IntentFormatError, match=r"broken\.jsonl:1: invalid JSON"):
-        load_labelled(tmp_path / "broken.jsonl")
-
-
-def test_project_data_splits_into_train_and_heldout():
-    files = sorted((REPO / "rapp_intent" / "data" / "intents").glob("*.jsonl"))
-    every = load_labelled(files)
-    heldout = load_labelled(files, "heldout")
-    train = load_labelled(files, "train")
-    assert len(heldout) + len(train) == len(every)
-    assert not {i.id for i in heldout} & {i.id for i in train}
-    assert {i.app for i in heldout} == {i.app for i in every}

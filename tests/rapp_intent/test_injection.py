@@ -75,3 +75,11 @@ def test_smollm2_gives_valid_vectors_for_attempts(smollm2, tmp_path):
     outs = translator.translate_batch([TranslateInput(prompt=p, app="critical") for p in attempts])
     for p, out in zip(attempts, outs, strict=True):
         assert _valid(out.preference), (p, out)
+
+
+def test_injection_corpus_has_no_labels() -> None:
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()
+    assert len(lines) >= 30
+    for line in lines:
+        obj = json.loads(line)
+        assert "prompt" in obj and "s" not in obj

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from iokd_support import ScriptedClam, bow_embed, last_user, sample
+from support.iokd import ScriptedClam, bow_embed, last_user, sample
 
+from agentnet.intents import APPS, IntentFormatError
 from rapp_intent.iokd import data as iokd_data
 from rapp_intent.iokd.augment import AugmentConfig, augment, parse_candidate
 from rapp_intent.iokd.contrastive import angular_distance, top_k_contrastive
@@ -24,7 +25,6 @@ from rapp_intent.iokd.data import (
 from rapp_intent.iokd.dataset import BuildConfig, build_dataset, load_dataset
 from rapp_intent.iokd.filtering import cosine_matrix, filter_relevant
 from rapp_intent.iokd.rubric import cue_problems, find_cues, format_problems, label_problems
-from sim_ric.users import APPS, IntentFormatError
 
 DEV = Path(__file__).resolve().parents[3] / "shared" / "spec" / "dev_intents.jsonl"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from iokd_support import sample
+from support.iokd import sample
 
 from rapp_intent.elam.minilm import DirichletHead
 from rapp_intent.iokd import distill_minilm as dm

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from iokd_support import sample
+from support.iokd import sample
 
+from agentnet.intents import APPS
 from rapp_intent.elam.base import sha256_file
 from rapp_intent.iokd import report as rp
-from sim_ric.users import APPS
 
 SECTION = rp.README_HEADING + "\n\nnumbers\n"
 

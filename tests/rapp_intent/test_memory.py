@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
+from agentnet.intents import APP_PROFILES, EVEN
 from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation, validate_output
 from rapp_intent.memory import CalibrationConfig, Memory, angular_distance, apply_memory
-from sim_ric.users import APP_PROFILES, EVEN
 
 CFG = CalibrationConfig(low=0.08, high=0.25, iota_min=0.3, spread_max=0.15, min_records=3)
 

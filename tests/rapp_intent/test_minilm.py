@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from agentnet.config import elam_fee
+from agentnet.intents import project_intents
 from rapp_intent.elam.base import MemoryContext
 from rapp_intent.elam.minilm import DirichletHead, prepare_targets
-from rapp_intent.elam.minilm_tune import load_split
-from sim_ric.config import elam_fee
 
 
 @pytest.fixture
@@ -57,9 +57,9 @@ def test_application_changes_the_prior(minilm):
 
 
 def test_raw_model_beats_even_on_heldout_split(minilm):
-    rows = load_split("heldout")
-    pred = minilm.predict_mean([r["prompt"] for r in rows], [r["app"] for r in rows])
-    target = np.array([r["s"] for r in rows])
+    rows = project_intents("heldout")
+    pred = minilm.predict_mean([r.prompt for r in rows], [r.app for r in rows])
+    target = np.array([r.s for r in rows])
     mse = float(((pred - target) ** 2).mean())
     even = float(((target - 0.25) ** 2).mean())
     assert mse < 0.8 * even, (mse, even)

@@ -13,12 +13,12 @@ import grpc
 import pytest
 import torch
 
+from agentnet.config import elam_fee
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
 from rapp_intent.elam.base import MemoryContext, MemoryRecord
 from rapp_intent.elam.registry import Registry
 from rapp_intent.elam.smollm2 import SmolLM2ELam
 from rapp_intent.server import RappServer
-from sim_ric.config import elam_fee
 
 
 @pytest.fixture

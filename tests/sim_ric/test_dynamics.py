@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from agentnet.network import generate_network
 from sim_ric.dynamics import Dynamics, DynamicsConfig
-from sim_ric.network import generate_network
 
 
 def run(seed: int, ticks: int, cfg: DynamicsConfig | None = None):

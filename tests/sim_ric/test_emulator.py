@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_ric import codec
-from sim_ric.emulator import Emulator, EmulatorConfig, load_user_intents
-from sim_ric.network import generate_network
-from sim_ric.optimum import build_search_space, exact_optimum
-from sim_ric.users import IntentFormatError, LabelledIntent
+from agentnet.intents import LabelledIntent
+from agentnet.network import generate_network
+from agentnet.optimum import build_search_space, exact_optimum
+from servicekit import codec
+from sim_ric.emulator import Emulator, EmulatorConfig
 
 INTENTS = [
     LabelledIntent(prompt="render my VR scene now", s=(0.1, 0.1, 0.6, 0.2), app="immersive"),
@@ -319,28 +319,6 @@ def test_paper_objective_is_used_when_configured():
 def _write(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def test_load_user_intents_keeps_one_split(tmp_path):
-    rows = [
-        {"prompt": "a", "s": [0.25] * 4, "app": "qa", "split": "train"},
-        {"prompt": "b", "s": [0.4, 0.3, 0.15, 0.15], "app": "content", "split": "heldout"},
-        {"prompt": "c", "s": [0.25] * 4, "app": "qa"},
-    ]
-    f = _write(tmp_path / "x.jsonl", rows)
-    assert [i.prompt for i in load_user_intents(f)] == ["b"]
-    assert [i.prompt for i in load_user_intents(f, "train")] == ["a"]
-    assert [i.prompt for i in load_user_intents(f, None)] == ["a", "b", "c"]
-    with pytest.raises(IntentFormatError, match='split "dev"'):
-        load_user_intents(f, "dev")
-    bad = _write(
-        tmp_path / "bad.jsonl", [{"prompt": "a", "s": [1, 1], "app": "qa", "split": "heldout"}]
-    )
-    with pytest.raises(IntentFormatError, match=r"bad\.jsonl:1"):
-        load_user_intents(bad)
-    (tmp_path / "broken.jsonl").write_text("{oops\n")
-    with pytest.raises(IntentFormatError, match="invalid JSON"):
-        load_user_intents(tmp_path / "broken.jsonl")
 
 
 def test_expiry_follows_creation_order_even_if_the_clock_steps_back():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from sim_ric.chain import evaluate_chain
+from agentnet.chain import evaluate_chain
+from agentnet.network import generate_network
 from sim_ric.env import AgenticNetworkEnv, EnvRequest
-from sim_ric.network import generate_network
 
 
 def rollout(env, seed):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from mqtt_support import (
+from paho.mqtt.enums import CallbackAPIVersion
+from support.mqtt import (
     Recorder,
     ServiceProcess,
     agent_of_other_type,
@@ -20,11 +21,10 @@ from mqtt_support import (
     usable_chain,
     wait_until,
 )
-from paho.mqtt.enums import CallbackAPIVersion
 
-from sim_ric import codec
-from sim_ric.broker import EmbeddedBroker, EmbeddedBrokerError
-from sim_ric.mqtt import MqttClient, parse_broker_url
+from servicekit import codec
+from servicekit.broker import EmbeddedBroker, EmbeddedBrokerError
+from servicekit.mqtt import MqttClient, parse_broker_url
 
 pytestmark = pytest.mark.slow
 

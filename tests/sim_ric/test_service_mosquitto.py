@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mqtt_support import (
+from support.mqtt import (
     MOSQUITTO,
     Mosquitto,
     Recorder,
@@ -25,7 +25,7 @@ from mqtt_support import (
     wait_until,
 )
 
-from sim_ric import codec
+from servicekit import codec
 
 pytestmark = pytest.mark.slow
 

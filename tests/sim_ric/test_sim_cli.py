@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from sim_ric.chain import evaluate_chain
-from sim_ric.network import generate_network
+from agentnet.chain import evaluate_chain
+from agentnet.network import generate_network
 
 EXE = [sys.executable, "-m", "sim_ric.cli"]
 

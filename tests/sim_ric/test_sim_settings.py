@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from agentnet.intents import load_intents, project_intent_files
 from sim_ric.cli import build_parser
-from sim_ric.emulator import load_user_intents
-from sim_ric.settings import SimSettings, default_intent_files
+from sim_ric.settings import SimSettings
 
 
 def _run_args(*argv: str):
@@ -94,15 +94,15 @@ def test_invalid_settings(kwargs, text):
 
 
 def test_project_intents_are_found_and_have_a_heldout_split():
-    files = default_intent_files()
+    files = project_intent_files()
     assert {f.name for f in files} >= {
         "content.jsonl",
         "qa.jsonl",
         "immersive.jsonl",
         "critical.jsonl",
     }
-    heldout = load_user_intents(files, "heldout")
-    train = load_user_intents(files, "train")
+    heldout = load_intents(files, "heldout")
+    train = load_intents(files, "train")
     assert heldout and train
     assert {i.app for i in heldout} == {"content", "qa", "immersive", "critical"}
     s = SimSettings()
@@ -120,4 +120,4 @@ def test_all_split(tmp_path):
     f.write_text(json.dumps({"prompt": "p", "s": [0.25] * 4, "app": "qa", "split": "train"}) + "\n")
     s = SimSettings(intents=str(f), intents_split="all")
     assert s.split is None
-    assert len(load_user_intents(s.intent_files(), s.split)) == 1
+    assert len(load_intents(s.intent_files(), s.split)) == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_ric.chain import evaluate_chain, step_rewards
-from sim_ric.network import generate_network
+from agentnet.chain import evaluate_chain, step_rewards
+from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer.episodes import chain_outcome, episode_scores
 from xapp_composer.episodes import step_rewards as batch_step_rewards

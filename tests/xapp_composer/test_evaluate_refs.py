@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim_ric.users import LabelledIntent
+from agentnet.intents import LabelledIntent
 from xapp_composer import evaluate as E
 from xapp_composer.data import evaluation_requests
 from xapp_composer.scoring import EvalSet

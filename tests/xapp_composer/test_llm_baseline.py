@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from sim_ric.network import generate_network
-from sim_ric.users import LabelledIntent
+from agentnet.intents import LabelledIntent
+from agentnet.network import generate_network
 from xapp_composer.episodes import RequestSet
 from xapp_composer.llm_baseline import build_prompt, parse_chain, run_llm
 from xapp_composer.scoring import EvalSet

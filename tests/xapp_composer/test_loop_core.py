@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from loop_support import perturbed_copy, unit_policy
+from support.loop import perturbed_copy, unit_policy
 
+from agentnet import qoe
+from agentnet.chain import chain_factors
+from agentnet.intents import APP_PROFILES
+from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec, qoe
-from sim_ric.chain import chain_factors
-from sim_ric.network import generate_network
-from sim_ric.users import APP_PROFILES
+from servicekit import codec
 from xapp_composer.control import (
     MALFORMED_REQUEST,
     NO_FEASIBLE_CHAIN,
@@ -332,7 +333,7 @@ def _latency(net, chain) -> float:
 
 @pytest.mark.parametrize("mode", ["search", "greedy", "off"])
 def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, mode, monkeypatch) -> None:
-    from sim_ric.optimum import greedy_chain
+    from agentnet.optimum import greedy_chain
     from xapp_composer import control
 
     if mode == "greedy":  # beyond the search bound the greedy baseline repairs
@@ -401,7 +402,7 @@ def _perturb_encoder(path, seed: int = 0):
     import onnx
     from onnx import numpy_helper
 
-    from xapp_composer.export import encoder_path, sha256_file
+    from xapp_composer.artefacts import encoder_path, sha256_file
 
     enc = encoder_path(path)
     model = onnx.load(str(enc))

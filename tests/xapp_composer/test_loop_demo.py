@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from loop_support import ROOT, e2e_policy
+from support.loop import ROOT, e2e_policy
 
 DEMO = [sys.executable, "-m", "xapp_composer.demo"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from loop_support import ROOT, Mosquitto, free_port, wait_until
+from support.loop import ROOT, Mosquitto, free_port, wait_until
 
 from rapp_intent.settings import RappSettings
-from sim_ric.mqtt import MqttClient
+from servicekit.mqtt import MqttClient
 from sim_ric.settings import SimSettings
 from xapp_composer.health import ALIVE_PATH, READY_PATH
 from xapp_composer.settings import XappSettings
@@ -191,7 +191,7 @@ def test_compose_file_wires_the_four_services() -> None:
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
             DEPLOY / "Dockerfile"
         ).resolve()
-        assert re.search(rf"^FROM base AS {build['target']}$", dockerfile, re.M), build
+        assert re.search(rf"^FROM source AS {build['target']}$", dockerfile, re.M), build
     prefixes = {"sim-ric": ("SIM_", SimSettings), "rapp": ("RAPP_", RappSettings),
                 "xapp": ("XAPP_", XappSettings)}  # fmt: skip
     for name, (prefix, cls) in prefixes.items():
@@ -235,12 +235,18 @@ def test_dockerfile_targets_run_the_console_scripts() -> None:
         stage = text.split(f"AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
         entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", stage, re.M).group(1))
         assert entry[0] in scripts, (target, entry)
-    # What the base stage copies exists, and the ignore file lets it through.
-    for src in re.findall(r"^COPY (\S+) ", text, re.M):
-        assert (ROOT / src).exists() or src == "models", src
+    # What the stages copy exists, and the ignore file lets it through.
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
-    for pkg in ("sim_ric", "rapp_intent", "xapp_composer", "proto", "models"):
-        assert f"!{pkg}/**" in ignore
+    for src in re.findall(r"^COPY (\S+) ", text, re.M):
+        assert (ROOT / src).exists(), src
+        top = src.split("/")[0]
+        assert top in ("pyproject.toml", "README.md") or f"!{top}/**" in ignore, src
+    # Each image installs its role's extra only: no torch in the xApp's.
+    stages = {t: text.split(f"AS {t}\n", 1)[1].split("\nFROM ", 1)[0]
+              for t in ("sim-ric", "rapp-intent", "xapp-composer")}  # fmt: skip
+    assert "pip install '.[xapp]'" in stages["xapp-composer"]
+    assert "torch" not in stages["xapp-composer"] and "torch" not in stages["sim-ric"]
+    assert "pip install '.[rapp]'" in stages["rapp-intent"]
 
 
 def test_helm_chart_is_consistent() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loop_support import (
+from support.loop import (
     DecisionRecorder,
     Mosquitto,
     PersistentMosquitto,
@@ -36,10 +36,10 @@ from loop_support import (
     wait_until,
 )
 
+from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec
-from sim_ric.mqtt import MqttClient, Topics
-from sim_ric.network import generate_network
+from servicekit import codec
+from servicekit.mqtt import MqttClient, Topics
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import threading
 import grpc
 import httpx
 import pytest
-from loop_support import copy_policy, perturbed_copy, unit_policy
 from prometheus_client import CollectorRegistry, Counter
+from support.loop import copy_policy, perturbed_copy, unit_policy
 
 from lameta_proto.v1 import network_pb2
 from xapp_composer.control import ControlCore, Translation

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from loop_support import DecisionRecorder, Mosquitto, unit_policy, wait_until
+from support.loop import DecisionRecorder, Mosquitto, unit_policy, wait_until
 
+from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
-from sim_ric import codec
-from sim_ric.mqtt import MqttClient, Topics
-from sim_ric.network import generate_network
+from servicekit import codec
+from servicekit.mqtt import MqttClient, Topics
 from xapp_composer.control import ControlCore, Translation
 from xapp_composer.loop import XappService
 from xapp_composer.metrics import XappMetrics

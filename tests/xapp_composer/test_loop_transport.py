@@ -8,11 +8,11 @@ import threading
 
 import numpy as np
 import pytest
-from loop_support import Mosquitto, wait_until
+from support.loop import Mosquitto, wait_until
 
-from sim_ric import codec
-from sim_ric.mqtt import Delivery, MqttClient
-from sim_ric.network import generate_network
+from agentnet.network import generate_network
+from servicekit import codec
+from servicekit.mqtt import Delivery, MqttClient
 
 
 @pytest.fixture

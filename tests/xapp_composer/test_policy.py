@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch_geometric.nn import GCNConv
 
-from sim_ric.network import generate_network
+from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer.agent import run_episodes
 from xapp_composer.episodes import RequestSet

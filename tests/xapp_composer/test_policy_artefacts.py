@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from sim_ric.network import generate_network
-from sim_ric.users import APPS
+from agentnet.intents import APPS
+from agentnet.network import generate_network
 from xapp_composer.cli import MODELS_DIR
 from xapp_composer.runtime import PolicyRuntime
 

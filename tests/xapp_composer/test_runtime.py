@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim_ric.network import generate_network
+from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer.agent import run_episodes
 from xapp_composer.episodes import RequestSet

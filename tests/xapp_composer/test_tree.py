@@ -11,23 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from sim_ric.network import generate_network
-from sim_ric.users import APPS
+from agentnet.intents import APPS
+from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer import tree as T
-from xapp_composer.export import (
-    PLAN_INPUTS,
-    _Decide,
-    _Plan,
-    attach_tree,
-    decide_inputs,
-    decide_path,
-    export_onnx,
-    parity_check,
-    plan_path,
-    prefix_path,
-    write_card,
-)
+from xapp_composer.artefacts import PLAN_INPUTS, decide_inputs, decide_path, plan_path, prefix_path
+from xapp_composer.export import _Decide, _Plan, attach_tree, export_onnx, parity_check, write_card
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
 
