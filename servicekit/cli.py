@@ -104,6 +104,20 @@ def _scalar(kind: type, bounds: Sequence[tuple[str, float]] = ()) -> Callable[[s
     return convert
 
 
+def bounded(
+    kind: type,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Callable[[str], Any]:
+    """Type of a number flag with bounds (``--decisions`` must be >= 1, ...)."""
+    bounds = [(op, v) for op, v in ((">=", ge), (">", gt), ("<=", le), ("<", lt))
+              if v is not None]  # fmt: skip
+    return _scalar(kind, bounds)
+
+
 def comma_list(item: Callable[[str], Any] = str) -> Callable[[str], list[Any]]:
     """Type of a comma-separated list flag (``--seeds 101,102``)."""
 
@@ -186,7 +200,7 @@ def add_settings(
         flags: flag spellings that differ from ``--field-name`` (e.g. ``--client-id``).
 
     Returns:
-        Field name -> flag, for error messages (:func:`flag_of`).
+        Field name -> how an error names it (``--rate / SIM_RATE``), for :func:`run`.
     """
     prefix = (cls.model_config.get("env_prefix") or "").upper()
     fields: dict[str, FieldInfo] = cls.model_fields
@@ -205,7 +219,7 @@ def add_settings(
         kwargs = _argument_kwargs(info.annotation, _bounds(info.metadata))
         parser.add_argument(flag, dest=name, default=None, help=help_text.replace("%", "%%"),
                             **kwargs)  # fmt: skip
-        out[name] = flag
+        out[name] = f"{flag} / {prefix}{name.upper()}"
     return out
 
 

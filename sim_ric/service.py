@@ -24,7 +24,6 @@ outcome, "offline" is published and the client flushes before it disconnects.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import queue
@@ -36,7 +35,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 
 from agentnet.intents import IntentFormatError, load_intents
 from servicekit import codec
@@ -345,24 +343,17 @@ class _Collector:
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
-def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Run the service for ``sim-ric run`` (flags override ``SIM_*`` settings).
+def main_run(settings: SimSettings, stop: threading.Event | None = None) -> int:
+    """Run the service for ``sim-ric run``.
 
     Args:
-        args: the parsed ``sim-ric run`` flags.
+        settings: the service's settings (environment, overridden by the flags).
         stop: set it to stop the service (default: SIGTERM/SIGINT set it).
 
     Returns:
-        The process exit code: 0, 2 (bad settings or intents), 3 (broker refused us).
+        The process exit code: 0, 2 (bad intents, embedded broker failed), 3 (broker
+        refused us).
     """
-    try:
-        settings = SimSettings.from_cli(args)
-    except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"sim-ric run: invalid settings: {errors}", file=sys.stderr)
-        return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     quiet_amqtt_logs()
     log = structlog.get_logger("sim_ric.service")
