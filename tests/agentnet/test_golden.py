@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shared import SHARED, shared_file
 
 from agentnet import qoe
 from agentnet.config import DEFAULT
 from agentnet.network import Network
 from agentnet.qoe import ChainFactors
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "spec" / "golden_qoe.json"
+GOLDEN = SHARED / "spec" / "golden_qoe.json"
 REL = 1e-9
-
-pytestmark = pytest.mark.skipif(not GOLDEN.exists(), reason=f"{GOLDEN} not present")
 
 
 def _golden() -> dict:
-    return json.loads(GOLDEN.read_text())
+    return json.loads(shared_file("spec", "golden_qoe.json").read_text())
 
 
 def _close(got: float, want: float) -> bool:
@@ -28,13 +26,15 @@ def _close(got: float, want: float) -> bool:
 
 
 def _cases():
-    if not GOLDEN.exists():
-        return []
+    if not GOLDEN.exists():  # collected anyway: the test below skips, or fails under CI
+        return [pytest.param(None, id="golden_qoe.json-missing")]
     return [pytest.param(c, id=f"{i}-{c['note'][:30]}") for i, c in enumerate(_golden()["chains"])]
 
 
 @pytest.mark.parametrize("case", _cases())
-def test_chain_case(case: dict) -> None:
+def test_chain_case(case: dict | None) -> None:
+    if case is None:
+        shared_file("spec", "golden_qoe.json")  # skips, or fails under CI
     i, e = case["inputs"], case["expected"]
     cfg = DEFAULT.with_overrides(c_th=i["c_th"], l_max=i["l_max"])
     f = ChainFactors(

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import pytest
+from support.shared import shared_file
 
 from agentnet.intents import APPS, INTENTS_DIR, load_intents
-
-DEV = Path(__file__).resolve().parents[3] / "shared" / "spec" / "dev_intents.jsonl"
 
 
 def records() -> list[dict]:
@@ -47,8 +44,8 @@ def test_every_app_has_a_heldout_split_and_all_dominant_factors() -> None:
         assert all(dominant[k] >= 10 for k in range(4)), (app, dominant)
 
 
-@pytest.mark.skipif(not DEV.exists(), reason="dev set not present")
 def test_no_dev_prompt_is_reused() -> None:
-    dev = {json.loads(line)["prompt"].strip().lower() for line in DEV.open(encoding="utf-8")}
+    path = shared_file("spec", "dev_intents.jsonl")
+    dev = {json.loads(line)["prompt"].strip().lower() for line in path.open(encoding="utf-8")}
     ours = {r["prompt"].strip().lower() for r in records()}
     assert not dev & ours

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.iokd import ScriptedClam, bow_embed, last_user, sample
+from support.shared import shared_file
 
 from agentnet.intents import APPS, IntentFormatError
 from rapp_intent.iokd import data as iokd_data
@@ -25,8 +26,6 @@ from rapp_intent.iokd.data import (
 from rapp_intent.iokd.dataset import BuildConfig, build_dataset, load_dataset
 from rapp_intent.iokd.filtering import cosine_matrix, filter_relevant
 from rapp_intent.iokd.rubric import cue_problems, find_cues, format_problems, label_problems
-
-DEV = Path(__file__).resolve().parents[3] / "shared" / "spec" / "dev_intents.jsonl"
 
 
 # --- data (eq. 19) ----------------------------------------------------------------------
@@ -341,9 +340,8 @@ def test_shipped_dataset_is_train_only_and_valid() -> None:
     rows = load_dataset(APPS, DATA_DIR)
     labelled = {s.id: s for s in load_labelled()}
     heldout_prompts = {s.prompt.strip().lower() for s in labelled.values() if s.split == "heldout"}
-    dev_prompts = set()
-    if DEV.exists():
-        dev_prompts = {s.prompt.strip().lower() for s in iokd_data.load_evaluation(DEV)}
+    dev = shared_file("spec", "dev_intents.jsonl")
+    dev_prompts = {s.prompt.strip().lower() for s in iokd_data.load_evaluation(dev)}
     for r in rows:
         assert r.prompt.strip().lower() not in heldout_prompts | dev_prompts, r.id
         if r.origin == "labelled":

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shared import shared_file
 
-DEV = Path(__file__).resolve().parents[3] / "shared" / "spec" / "dev_intents.jsonl"
 EXE = [sys.executable, "-m", "xapp_composer.cli"]
 TINY = ["--predictions", "synthetic", "--steps", "1500", "--minutes", "1", "--pool-size", "16",
         "--batch-episodes", "32", "--eval-every", "5", "--hidden", "16", "--quiet"]  # fmt: skip
@@ -40,9 +40,9 @@ def models(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.skipif(not DEV.exists(), reason="dev set not present")
 def test_eval_reports_every_method(models: Path) -> None:
-    out = run("eval", "--intents", str(DEV), "--seeds", "101", "--requests", "24",
+    dev = shared_file("spec", "dev_intents.jsonl")
+    out = run("eval", "--intents", str(dev), "--seeds", "101", "--requests", "24",
               "--predictions", "synthetic", "--llm", "off", "--models", str(models), "--json")  # fmt: skip
     for method in ("random", "greedy", "drl_even", "srl"):
         m = out[method]
