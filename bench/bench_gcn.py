@@ -3,8 +3,7 @@
 Prints one JSON object: per N, the forward time of a 2-layer GCN encoder (hidden 64) as
 torch-geometric GCNConv on the edge list, as a dense matmul in torch, and as the exported
 dense encoder in onnxruntime (CPU). The policy feeds D^-1/2 (A + I) D^-1/2 precomputed once
-per network state; this is the measurement behind that choice (issue SRL: "measure
-before choosing").
+per network state; this is the measurement behind that choice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""xApp benchmarks (issue 6): prints one JSON object.
+"""xApp benchmarks: prints one JSON object.
 
 (a) whole-chain decision latency of the ONNX policy, ``xapp-composer bench --agents N
     --decisions 1000 --json`` at N = 81 (target p50 <= 0.5 ms) and N = 2,000 (target p50

@@ -16,7 +16,7 @@ from scipy.special import pdtrc
 
 from agentnet import qoe
 from agentnet.config import DEFAULT, ModelConfig, elam_fee
-from agentnet.intents import APP_PROFILES, APPS, LabelledIntent
+from agentnet.intents import APPS, LabelledIntent
 from agentnet.network import Network, generate_network
 from xapp_composer.features import BatchState, Prefix, batch_state, text_features
 
@@ -82,11 +82,6 @@ def synthetic_predictions(true_s: np.ndarray, noise: float, rng: np.random.Gener
     """Truth plus Gaussian noise, clipped and renormalised (a stand-in E-LAM)."""
     p = np.clip(true_s + rng.normal(0.0, noise, true_s.shape), 1e-3, None)
     return p / p.sum(axis=-1, keepdims=True)
-
-
-def app_profile_vectors(app: np.ndarray) -> np.ndarray:
-    """(M, 4) typical profile of each request's application (INTENTS.md)."""
-    return np.array([APP_PROFILES[APPS[a]] for a in app], dtype=float)
 
 
 # ---- networks --------------------------------------------------------------------------------

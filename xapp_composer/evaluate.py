@@ -26,8 +26,6 @@ from agentnet.optimum import build_search_space, greedy_chain, random_chain
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.scoring import EvalSet
 
-METHODS = ("random", "greedy", "drl_even", "llm_zero_shot", "srl")
-
 
 @dataclass
 class MethodResult:
