@@ -1,10 +1,10 @@
 """gRPC client of the intent rApp (``lameta.v1.IntentService``), the xApp's adapter.
 
-:class:`RappClient` implements the :class:`~xapp_composer.control.Translator` interface
+:class:`RappClient` implements the :class:`~xapp_composer.translation.Translator` interface
 the decision core needs, plus ReportOutcome and the rApp's gRPC health:
 
 - every Translate has a deadline; an error, a timeout or a vector that is not a
-  preference vector raises :class:`~xapp_composer.control.TranslationFailed` with a
+  preference vector raises :class:`~xapp_composer.translation.TranslationFailed` with a
   short cause, and the core falls back;
 - after a failure that says the rApp is down or slow (UNAVAILABLE, DEADLINE_EXCEEDED,
   RESOURCE_EXHAUSTED) the client stops calling it for ``retry_after_s`` (requests fall
@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentnet.intents import validate_vector
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from xapp_composer.control import Translation, TranslationFailed
+from xapp_composer.translation import Translation, TranslationFailed
 
 log = structlog.get_logger("xapp_composer.rapp_client")
 

@@ -1,5 +1,6 @@
 """The xApp's decision core without a broker: states, requests, rejections, fallbacks,
-duplicates, repairs and policy swaps (``xapp_composer.control``)."""
+duplicates, repairs and policy swaps (``xapp_composer.control`` and the modules it
+composes: ``translation``, ``live_state``, ``ledger``)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,10 @@ from xapp_composer.control import (
     NO_STATE,
     STALE_STATE,
     ControlCore,
-    FallbackVectors,
-    Translation,
-    TranslationFailed,
     chain_feasible,
 )
 from xapp_composer.runtime import PolicyRuntime
+from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed
 
 VEC = (0.1, 0.2, 0.5, 0.2)
 
@@ -334,10 +333,10 @@ def _latency(net, chain) -> float:
 @pytest.mark.parametrize("mode", ["search", "greedy", "off"])
 def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, mode, monkeypatch) -> None:
     from agentnet.optimum import greedy_chain
-    from xapp_composer import control
+    from xapp_composer import live_state
 
     if mode == "greedy":  # beyond the search bound the greedy baseline repairs
-        monkeypatch.setattr(control, "REPAIR_SEARCH_MAX", 0)
+        monkeypatch.setattr(live_state, "REPAIR_SEARCH_MAX", 0)
     repair = mode != "off"
 
     vec = (0.7, 0.1, 0.1, 0.1)  # capability first: the policy need not pick fast agents

@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry, Counter
 from support.loop import copy_policy, perturbed_copy, unit_policy
 
 from lameta_proto.v1 import network_pb2
-from xapp_composer.control import ControlCore, Translation
+from xapp_composer.control import ControlCore
 from xapp_composer.health import ALIVE_PATH, METRICS_PATH, READY_PATH, HealthServer
-from xapp_composer.loop import OutcomeRelay, PolicyWatcher, policy_signature
 from xapp_composer.metrics import XappMetrics
+from xapp_composer.outcome_relay import OutcomeRelay
+from xapp_composer.policy_watch import PolicyWatcher, policy_signature
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.settings import XappSettings
+from xapp_composer.translation import Translation
 
 
 class FakeRpcError(grpc.RpcError):
