@@ -19,7 +19,8 @@ from torch_geometric.nn import GCNConv
 
 from agentnet.network import generate_network
 from xapp_composer import features as F
-from xapp_composer.export import ENCODER_OUTPUTS, export_onnx
+from xapp_composer.artefacts import ENCODER_OUTPUTS
+from xapp_composer.export import export_onnx
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from xapp_composer import features as F
+from xapp_composer import steps as S
 from xapp_composer.episodes import RequestSet, chain_outcome, episode_scores, step_rewards
 from xapp_composer.policy import GCNActorCritic
 
@@ -82,7 +83,7 @@ def run_episodes(
     x = torch.from_numpy(s.node_x)
     adj = torch.from_numpy(s.adj)
     node_h = policy.encode(x, adj)
-    prefix = F.Prefix.empty(bsz)
+    prefix = S.Prefix.empty(bsz)
     traj_rows: list[np.ndarray] = []
     out = Trajectory(
         chains=np.zeros((bsz, n), dtype=np.int64),
@@ -109,10 +110,10 @@ def run_episodes(
 
     fee = np.zeros(bsz)
     if mode == "predicted":
-        ctx = F.context(None, None, k_elams, prefix, n, req.app, req.text)
+        ctx = S.context(None, None, k_elams, prefix, n, req.app, req.text)
         ctx_t = torch.from_numpy(ctx)
         zero = np.zeros(1, dtype=np.int64)
-        step0 = F.step_inputs(s, prefix, zero, zero)
+        step0 = S.step_inputs(s, prefix, zero, zero)
         inputs0 = (
             torch.zeros((bsz, 1), dtype=torch.int64),
             *(torch.from_numpy(x) for x in step0),
@@ -142,10 +143,10 @@ def run_episodes(
         elam_arg = None
     out.intent_seen = intent
     for k in range(n):
-        cols = F.step_candidates(s, k)
-        step_in = F.step_inputs(s, prefix, cols, F.lookahead_candidates(s, k, shared=True))
+        cols = S.step_candidates(s, k)
+        step_in = S.step_inputs(s, prefix, cols, S.lookahead_candidates(s, k, shared=True))
         idx = np.broadcast_to(cols, (bsz, len(cols)))
-        ctx = F.context(intent, elam_arg, k_elams, prefix, n, req.app, req.text)
+        ctx = S.context(intent, elam_arg, k_elams, prefix, n, req.app, req.text)
         inputs = (
             torch.from_numpy(np.ascontiguousarray(idx)),
             *(torch.from_numpy(x) for x in step_in),

@@ -116,13 +116,8 @@ def cmd_train(args) -> int:
 def cmd_export(args) -> int:
     import shutil
 
-    from xapp_composer.export import (
-        attach_tree,
-        export_onnx,
-        load_checkpoint,
-        parity_check,
-        write_card,
-    )
+    from xapp_composer.export import export_onnx, load_checkpoint, parity_check, write_card
+    from xapp_composer.export_tree import attach_tree
 
     src = Path(args.runs)
     names = args.name or sorted(p.stem for p in src.glob("*.pt"))

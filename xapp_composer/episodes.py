@@ -18,7 +18,8 @@ from agentnet import qoe
 from agentnet.config import DEFAULT, ModelConfig, elam_fee
 from agentnet.intents import APPS, LabelledIntent
 from agentnet.network import Network, generate_network
-from xapp_composer.features import BatchState, Prefix, batch_state, text_features
+from xapp_composer.features import BatchState, batch_state, text_features
+from xapp_composer.steps import Prefix
 
 
 # ---- requests --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class CandidateFeatures(nn.Module):
     """What the chain becomes with each candidate (MODEL.md factors and utilities).
 
     No parameters: the same computation in training and inside the exported graph.
-    From the per-candidate terms and the chain so far (:func:`features.step_inputs`):
+    From the per-candidate terms and the chain so far (:func:`steps.step_inputs`):
     C (eq. 2), B (eq. 3), L (eq. 8), P_outage (eqs. 9-14, P_over through the chain's
     bottleneck) of the prefix + candidate + optimistic completion; their utilities,
     feasibility and score s . u under the predicted intent; scaled logs; and a one-step
@@ -272,7 +272,7 @@ class GCNActorCritic(nn.Module):
         - x: (B, N, node_dim) node features
         - adj: (B, N, N) normalised adjacency
         - cand_idx: (B, M) ids of the step's candidate agents (int64)
-        - raw: (B, M, RAW_DIM) their step inputs (:func:`features.step_inputs`)
+        - raw: (B, M, RAW_DIM) their step inputs (:func:`steps.step_inputs`)
         - mask: (B, M) valid candidates (bool)
         - chain: (B, CHAIN_DIM) the chain so far
         - look_raw, look_keep, look_mask: the next step's agents (lookahead)
@@ -343,7 +343,7 @@ class GCNActorCritic(nn.Module):
         Only the M candidate agents of the step are scored (the others are invalid
         anyway): ``cand_idx`` (B, M) are their ids, ``raw``/``mask`` (B, M, .) their step
         inputs; ``chain`` (B, CHAIN_DIM) describes the chain so far; ``look_*`` the next
-        step's agents (:class:`features.StepInputs`).
+        step's agents (:class:`steps.StepInputs`).
         """
         cand = self.featurize(raw, chain, ctx[:, :4], look_raw, look_keep, look_mask)
         z = self.latent(node_h.mean(dim=1), ctx)

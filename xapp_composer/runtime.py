@@ -24,6 +24,7 @@ import structlog
 from agentnet.intents import APPS
 from agentnet.network import Network
 from xapp_composer import features as F
+from xapp_composer import steps as S
 from xapp_composer import tree as T
 from xapp_composer.artefacts import (
     ENCODER_OUTPUTS,
@@ -55,7 +56,7 @@ class Prepared:
     request decided on that state): the feature arrays and the GCN encoder's output."""
 
     state: F.BatchState
-    plan: F.StatePlan
+    plan: S.StatePlan
     node_h: np.ndarray
     h_graph: np.ndarray
     n_agents: int
@@ -225,9 +226,9 @@ class PolicyRuntime:
     # ---- per state ----------------------------------------------------------------------
     def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
         """Policy inputs of a network state, with the encoder run once."""
-        state = F.batch_state([net], chain_types, shortlist_k=F.K_CAND)
+        state = F.batch_state([net], chain_types, shortlist_k=S.K_CAND)
         node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
-        plan = F.StatePlan(state)
+        plan = S.StatePlan(state)
         tables, cols, levels = None, (), []
         if self.plan_session is not None and len(plan.steps) == TREE_STEPS:
             for count in (TREE_STEPS, *sorted(PREFIX_LEVELS, reverse=True)):
@@ -245,7 +246,7 @@ class PolicyRuntime:
         return Prepared(state, plan, node_h, h_graph, net.n_agents, tables, cols, len(levels))
 
     # ---- per request --------------------------------------------------------------------
-    def _run(self, p: Prepared, idx: np.ndarray, step: F.StepInputs, ctx: np.ndarray):
+    def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):
         feeds = {
             "node_h": p.node_h,
             "cand_idx": idx[None, :].astype(np.int64),
@@ -339,7 +340,7 @@ class PolicyRuntime:
                 if not s.usable[0, k].any():
                     raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
         # The step graph finishes what the tables did not (large states, XAPP_TABULATE off).
-        prefix = F.Prefix.empty(1)
+        prefix = S.Prefix.empty(1)
         for agent in chain:
             prefix.append(s, np.array([agent]))
         app_i = np.array([_app_index(app)])
@@ -347,7 +348,7 @@ class PolicyRuntime:
             idx, step = p.plan.inputs(prefix)
             if len(idx) == 0:
                 raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
-            ctx = F.context(seen, elam, self.n_elams, prefix, n, app_i, text)
+            ctx = S.context(seen, elam, self.n_elams, prefix, n, app_i, text)
             logits, _, _ = self._run(p, idx, step, ctx)
             agent = int(idx[int(np.argmax(logits[0]))])
             chain.append(agent)

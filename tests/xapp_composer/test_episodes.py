@@ -8,6 +8,7 @@ import pytest
 from agentnet.chain import evaluate_chain, step_rewards
 from agentnet.network import generate_network
 from xapp_composer import features as F
+from xapp_composer import steps as S
 from xapp_composer.episodes import chain_outcome, episode_scores
 from xapp_composer.episodes import step_rewards as batch_step_rewards
 
@@ -19,7 +20,7 @@ def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
     nets[0].available[nets[0].agents_of_type(2)[:4]] = False
     nets[1].set_arrival_rate(1.8)
     s = F.batch_state(nets)
-    prefix = F.Prefix.empty(len(nets))
+    prefix = S.Prefix.empty(len(nets))
     true_s = rng.dirichlet(np.ones(4), size=len(nets))
     chains = np.zeros((len(nets), 3), dtype=np.int64)
     got_steps = []
@@ -56,12 +57,12 @@ def _features(net, chain_prefix, intent):
     from xapp_composer.policy import CandidateFeatures
 
     s = F.batch_state([net])
-    prefix = F.Prefix.empty(1)
+    prefix = S.Prefix.empty(1)
     for a in chain_prefix:
         prefix.append(s, np.array([a]))
     k = len(chain_prefix)
     cols = np.flatnonzero(s.usable[0, k])
-    step = F.step_inputs(s, prefix, cols)
+    step = S.step_inputs(s, prefix, cols)
     t = [torch.from_numpy(x) for x in step]
     feats = CandidateFeatures()(t[0], t[2], torch.from_numpy(intent).float(), t[3], t[4], t[5])
     return cols, step.mask, feats[0].numpy()
@@ -100,13 +101,13 @@ def test_state_plan_reproduces_step_inputs() -> None:
     net = generate_network(8, n_agents=300)  # large enough for the lookahead shortlist
     net.available[net.agents_of_type(2)[:5]] = False
     s = F.batch_state([net])
-    plan = F.StatePlan(s)
-    prefix = F.Prefix.empty(1)
+    plan = S.StatePlan(s)
+    prefix = S.Prefix.empty(1)
     rng = np.random.default_rng(0)
     for k in range(3):
         cols, fast = plan.inputs(prefix)
         np.testing.assert_array_equal(cols, np.flatnonzero(s.usable[0, k]))
-        ref = F.step_inputs(s, prefix, cols)
+        ref = S.step_inputs(s, prefix, cols)
         for a, b in zip(fast, ref, strict=True):
             np.testing.assert_array_equal(a, b)
         prefix.append(s, np.array([rng.choice(cols)]))
@@ -115,10 +116,10 @@ def test_state_plan_reproduces_step_inputs() -> None:
 def test_large_networks_shortlist_the_candidates_of_each_factor() -> None:
     net = generate_network(9, n_agents=700)
     s = F.batch_state([net])
-    plan = F.StatePlan(s)
+    plan = S.StatePlan(s)
     cols = plan.steps[0].cols
     usable = np.flatnonzero(s.usable[0, 0])
-    assert len(usable) > F.K_CAND and len(cols) == F.K_CAND
+    assert len(usable) > S.K_CAND and len(cols) == S.K_CAND
     assert set(cols) <= set(usable)
     lat = net.agent_latency()
     assert usable[np.argmax(net.p_success[usable])] in cols
@@ -128,9 +129,9 @@ def test_large_networks_shortlist_the_candidates_of_each_factor() -> None:
 
 def test_shortlisted_route_rows_give_the_same_plan() -> None:
     net = generate_network(10, n_agents=700)
-    full = F.StatePlan(F.batch_state([net]))
-    lean = F.StatePlan(F.batch_state([net], shortlist_k=F.K_CAND))
-    prefix = F.Prefix.empty(1)
+    full = S.StatePlan(F.batch_state([net]))
+    lean = S.StatePlan(F.batch_state([net], shortlist_k=S.K_CAND))
+    prefix = S.Prefix.empty(1)
     s = F.batch_state([net])
     for k in range(3):
         cols_a, a = full.inputs(prefix)
