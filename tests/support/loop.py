@@ -36,7 +36,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "policy" / "srl-general.onnx"
 ELAM_IDS = ["minilm", "smollm2"]
 ELAM_FEES = [0.00227, 0.0135]
-_INTERFACE = ("policy.py", "export.py", "features.py", "runtime.py")
+_INTERFACE = (
+    "policy.py",
+    "export.py",
+    "export_tree.py",
+    "features.py",
+    "steps.py",
+    "runtime.py",
+    "tree.py",
+)
 
 __all__ = [
     "SHIPPED",
