@@ -40,10 +40,6 @@ from agentnet.network import Network
 
 N_TYPES = 4
 NODE_DIM = N_TYPES + 9
-CAND_DIM = 21
-RAW_DIM = 9
-CHAIN_DIM = 20
-LOOK_DIM = 5
 # Column layouts. Factor groups are ordered [ln p, ln(1 - BER), L, ln(1 - F/O)] so the
 # graph can add and transform them as one tensor.
 RAW_COLUMNS = ("logp", "keep", "lat", "lnc", "pover", "f_hop", "f_next", "f_rate", "hop_keep")
@@ -54,11 +50,33 @@ CHAIN_COLUMNS = (
     "last", "inv_n", "c_th", "l_max", "has_look",
 )  # fmt: skip
 LOOK_COLUMNS = ("logp", "keep", "lat", "lnc", "pover")
+CAND_COLUMNS = (
+    "u_c", "u_b", "u_l", "u_p", "feasible", "score",
+    "f_logc", "f_ber", "f_lat", "f_pout", "own_logp", "own_lat", "own_f_hop", "own_f_next",
+    "own_f_rate", "last",
+    "look_score", "look_u_c", "look_u_b", "look_u_l", "look_u_p",
+)  # fmt: skip
+"""Columns of the candidate features the policy graph computes
+(:class:`xapp_composer.policy.CandidateFeatures`): utilities, feasibility and score of
+candidate + optimistic completion; scaled logs of its factors, the candidate's own terms,
+the last-step flag; the best lookahead score and its utilities."""
+RAW_DIM = len(RAW_COLUMNS)
+CHAIN_DIM = len(CHAIN_COLUMNS)
+LOOK_DIM = len(LOOK_COLUMNS)
+CAND_DIM = len(CAND_COLUMNS)
 TEXT_DIM = 8
 STEP_DIM = 3
 PREFIX_DIM = 4
 BER_FLOOR = 1e-16
+RATE_FLOOR = 1e-6
+"""Smallest crash or outage rate (and capability) the scaled-log features resolve."""
 LAT_CAP = 100.0  # seconds; latency of an unstable agent in the features (L_max * 10)
+
+
+def span(layout: Sequence[str], first: str, last: str | None = None) -> slice:
+    """Columns ``first`` to ``last`` (inclusive; only ``first`` when ``last`` is None) of a
+    column layout, as a slice that keeps the column axis."""
+    return slice(layout.index(first), layout.index(last or first) + 1)
 
 
 def n_ctx(n_elams: int) -> int:
@@ -194,7 +212,7 @@ def node_features(net: Network) -> np.ndarray:
         np.log(net.p_success),
         np.log(lat) / 3.0,
         unstable.astype(float),
-        np.log10(np.maximum(net.outage_rate, 1e-6)) / 3.0 + 1.0,
+        np.log10(np.maximum(net.outage_rate, RATE_FLOOR)) / 3.0 + 1.0,
         np.log(net.mu) / 3.0,
         net.cv / 2.0,
         inc / 8.0 + 1.0,

@@ -23,6 +23,7 @@ from xapp_composer.features import (
     CHAIN_DIM,
     LAT_CAP,
     LOOK_DIM,
+    RATE_FLOOR,
     RAW_DIM,
     BatchState,
     shortlist_ids,
@@ -152,7 +153,7 @@ def step_inputs(
     raw[..., 4] = s.pover[:, sel]
     raw[..., 5] = np.log10(np.maximum(hop, BER_FLOOR)) / 8.0 + 1.0
     raw[..., 6] = np.log10(np.maximum(next_ber, BER_FLOOR)) / 8.0 + 1.0
-    raw[..., 7] = np.log10(np.maximum(-np.expm1(lnc), 1e-6)) / 3.0 + 1.0
+    raw[..., 7] = np.log10(np.maximum(-np.expm1(lnc), RATE_FLOOR)) / 3.0 + 1.0
     raw[..., 8] = hop_keep
     # Optimistic completion over the steps after k (each factor at its own best), and
     # over the steps after k + 1 for the lookahead (no BER term: the lookahead BER of
