@@ -1,10 +1,10 @@
 """The GCN actor-critic of SRL (paper sec. V-C, eqs. 36-39).
 
-Shared by the trainer, the ONNX exporter and the xApp. The encoder is a stack of GCN
-layers on a precomputed normalised adjacency D^-1/2 (A + I) D^-1/2 (eq. 36): the same
-operator as torch-geometric's ``GCNConv`` (its weights load one-to-one, see
-:meth:`DenseGCNLayer.load_gcnconv`), but a dense matmul exports to ONNX cleanly and runs
-faster at the sizes of this network than the sparse scatter. Global mean pooling (eq. 37)
+Shared by the trainer and the ONNX exporter. The encoder is a stack of GCN layers on a
+precomputed normalised adjacency D^-1/2 (A + I) D^-1/2 (eq. 36): the same operator as
+torch-geometric's ``GCNConv``, which is its tested reference
+(:mod:`xapp_composer.gcn_reference`), but a dense matmul exports to ONNX cleanly and
+trains and runs faster at the sizes of this network than the sparse scatter. Global mean pooling (eq. 37)
 gives h_graph; with the intent embedding phi(s) and the E-LAM embedding psi(kappa) it
 forms the latent z_t. The actor (eq. 38) scores every agent from its node embedding, its
 candidate features (what the chain becomes with it) and z_t; invalid agents are masked.
@@ -290,12 +290,6 @@ class DenseGCNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return torch.relu(torch.matmul(adj, self.lin(x)) + self.bias)
-
-    def load_gcnconv(self, conv) -> None:
-        """Copy the weights of a ``torch_geometric.nn.GCNConv`` (same operator)."""
-        with torch.no_grad():
-            self.lin.weight.copy_(conv.lin.weight)
-            self.bias.copy_(conv.bias)
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
