@@ -29,7 +29,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from xapp_composer.demo import SHIPPED_POLICY, ClosedLoop
+from xapp_composer.artefacts import SHIPPED_POLICY
+from xapp_composer.demo import ClosedLoop
 
 LOCK = Path("/tmp/lameta-heavy.lock")
 TARGETS = {"p50_ms_81": 0.5, "p50_ms_2000": 10.0, "closed_loop_p99_ms": 60.0}

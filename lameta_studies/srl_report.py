@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agentnet.chain import evaluate_chain
-from agentnet.intents import APPS, LabelledIntent
+from agentnet.intents import APPS
 from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation
 from rapp_intent.memory import CalibrationConfig, apply_memory
 from xapp_composer import evaluate as E
@@ -183,15 +183,6 @@ def fig11(
         }
     out["requests"] = len(outlier_flags)
     out["outliers"] = int(np.sum(outlier_flags))
-    return out
-
-
-def app_mean_vectors(intents: Sequence[LabelledIntent]) -> dict[str, np.ndarray]:
-    """Mean labelled vector of each application (training split)."""
-    out = {}
-    for app in APPS:
-        rows = np.array([i.s for i in intents if i.app == app])
-        out[app] = rows.mean(axis=0)
     return out
 
 

@@ -8,17 +8,16 @@ feature code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 
 from xapp_composer import features as F
 from xapp_composer import steps as S
+from xapp_composer.configs import IntentMode
 from xapp_composer.episodes import RequestSet, chain_outcome, episode_scores, step_rewards
 from xapp_composer.policy import GCNActorCritic
 
-IntentMode = Literal["predicted", "even"]
 EVEN = np.full(4, 0.25)
 
 

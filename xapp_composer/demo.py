@@ -44,9 +44,8 @@ import numpy as np
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
+from xapp_composer.artefacts import ROOT, SHIPPED_POLICY
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 

@@ -31,19 +31,17 @@ published and the client flushes before it disconnects.
 
 from __future__ import annotations
 
-import argparse
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from pydantic import ValidationError
 
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from servicekit.cli import UsageError
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics
 from servicekit.signals import stop_on_signals
@@ -56,7 +54,6 @@ from xapp_composer.rapp_client import RappClient
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
 from xapp_composer.settings import XappSettings
 
-EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
 TICK_S = 0.25
 """Housekeeping period; also bounds how long the loops take to notice a stop."""
@@ -407,38 +404,27 @@ def build_service(settings: XappSettings) -> XappService:
     return XappService(settings, core, rapp, client, loader)
 
 
-def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Run the xApp for ``xapp-composer run`` (flags override ``XAPP_*`` settings).
-
-    Args:
-        args: the parsed ``xapp-composer run`` flags.
-        stop: set it to stop the service (default: SIGTERM/SIGINT set it).
+def main_run(settings: XappSettings, stop: threading.Event | None = None) -> int:
+    """Run the xApp until ``stop`` is set (default: until SIGTERM/SIGINT).
 
     Returns:
-        The process exit code: 0, 2 (bad settings, policy or port), 3 (broker refused us).
+        The process exit code: 0, or 3 (the broker refused the credentials).
+
+    Raises:
+        FileNotFoundError: the policy is missing.
+        servicekit.cli.UsageError: the policy does not match its card, or the health port
+            cannot be bound.
     """
-    try:
-        settings = XappSettings.from_cli(args)
-    except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"xapp-composer run: invalid settings: {errors}", file=sys.stderr)
-        return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     try:
         service = build_service(settings)
-    except (FileNotFoundError, PolicyIntegrityError) as exc:
-        log.error("policy_unavailable", error=str(exc))
-        print(f"xapp-composer run: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except PolicyIntegrityError as exc:
+        raise UsageError(f"--policy {settings.policy}: {exc}") from None
     try:
         service.start_health()
     except OSError as exc:
-        log.error("health_port_unavailable", error=str(exc), port=settings.health_port)
-        print(f"xapp-composer run: health port {settings.health_port}: {exc}", file=sys.stderr)
         service.rapp.close()
-        return EXIT_CONFIG
+        raise UsageError(f"--health-port {settings.health_port}: {exc}") from None
     stop = stop or threading.Event()
     with stop_on_signals(stop):
         return service.run(stop)

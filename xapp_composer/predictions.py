@@ -33,6 +33,10 @@ ELAM_PARAMS = {"minilm": 22.7e6, "smollm2": 134.5e6}
 """Parameter counts used for fees when the rApp's registry is not importable."""
 
 
+class PredictionsUnavailable(RuntimeError):
+    """The rApp's models could not translate the prompts (``rapp-intent predict`` failed)."""
+
+
 def rapp_predictions(
     elam_ids: Sequence[str],
     intents: Sequence[LabelledIntent],
@@ -51,7 +55,7 @@ def rapp_predictions(
         ``(predictions {id: (M, 4)}, n_parameters {id: count}, failed {id: (M,) bool})``.
 
     Raises:
-        RuntimeError: the rApp's command failed (its message is included).
+        PredictionsUnavailable: the rApp's command failed (its message is included).
     """
     cache_dir = Path(cache_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +75,7 @@ def rapp_predictions(
                               text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         detail = (done.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
-        raise RuntimeError(
+        raise PredictionsUnavailable(
             f"rapp-intent predict failed (exit {done.returncode}): {detail[0]}; E-LAM "
             "predictions need the rApp's models (pip install '.[rapp]')"
         )

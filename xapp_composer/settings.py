@@ -20,9 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from servicekit.settings import MqttSettings
+from xapp_composer.artefacts import SHIPPED_POLICY
 from xapp_composer.tree import DEFAULT_MAX_ROWS
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "policy" / "srl-general.onnx"
 COMPONENT = "xapp-composer"
 
 
@@ -91,7 +91,7 @@ class XappSettings(MqttSettings):
     rapp_tls_key: Path | None = Field(None, description="client key (mutual TLS)")
 
     # ---- policy -------------------------------------------------------------------------
-    policy: Path = Field(DEFAULT_POLICY, description="the ONNX policy (card and encoder beside)")
+    policy: Path = Field(SHIPPED_POLICY, description="the ONNX policy (card and encoder beside)")
     policy_reload_period: float = Field(
         1.0, ge=0, description="seconds between checks of the policy file (0: no hot reload)"
     )

@@ -11,7 +11,7 @@ import pytest
 
 from agentnet.intents import APPS
 from agentnet.network import generate_network
-from xapp_composer.cli import MODELS_DIR
+from xapp_composer.artefacts import MODELS_DIR
 from xapp_composer.runtime import PolicyRuntime
 
 NAMES = ["srl-general", "drl-even", *(f"srl-{a}" for a in APPS)]
