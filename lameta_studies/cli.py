@@ -21,11 +21,15 @@ import numpy as np
 
 from agentnet.config import DEFAULT
 from agentnet.intents import APPS, load_intents, project_intents
+from lameta_studies import srl_report as R
 from servicekit import cli
 from servicekit.logs import configure_logging
 from xapp_composer import cli as xcli
 from xapp_composer.artefacts import MODELS_DIR, read_card
 from xapp_composer.configs import MIN_AGENTS, PredictionSource
+from xapp_composer.data import evaluation_requests
+from xapp_composer.evaluate import Policies, application_means
+from xapp_composer.scoring import EvalSet
 
 
 @dataclass
@@ -58,11 +62,6 @@ class SrlReportConfig:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lameta_studies import srl_report as R
-    from xapp_composer.data import evaluation_requests
-    from xapp_composer.evaluate import Policies, application_means
-    from xapp_composer.scoring import EvalSet
-
     cfg = cli.config_from_args(SrlReportConfig, args)
     if not cfg.models.is_dir():
         raise cli.UsageError(f"--models {cfg.models}: no such directory")

@@ -41,7 +41,7 @@ def angular(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---- Fig. 9 ----------------------------------------------------------------------------------
 def fig9(curves: dict[str, Path], png: Path) -> dict:
     """Per-factor training curves per policy; returns the final values per policy."""
-    import matplotlib
+    import matplotlib  # deferred: only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -158,8 +158,11 @@ def fig11(
                 )
                 served = apply_memory(Translation(vector=tuple(float(x) for x in seen)), ctx, cfg)
                 memory.append(np.asarray(served.vector))
-                for key, vec in (("clean", clean), ("outliers_no_icl", seen),
-                                 ("outliers_icl", np.asarray(served.vector))):  # fmt: skip
+                for key, vec in (
+                    ("clean", clean),
+                    ("outliers_no_icl", seen),
+                    ("outliers_icl", np.asarray(served.vector)),
+                ):
                     chain = rt.compose(prep, vec, k, app, req.prompts[i])
                     results[key].append((j, int(i), chain))
                 outlier_flags.append(is_out)

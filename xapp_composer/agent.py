@@ -45,6 +45,24 @@ class Trajectory:
     values: list[torch.Tensor] = field(default_factory=list)
     is_elam_row: list[bool] = field(default_factory=list)
 
+    def record(
+        self,
+        inputs: tuple[torch.Tensor, ...],
+        ctx: torch.Tensor,
+        action: np.ndarray,
+        logprob: torch.Tensor,
+        value: torch.Tensor,
+        elam_row: bool,
+    ) -> None:
+        """Keep one row's tensors for the PPO update (``action``: the index the policy
+        chose among the row's choices)."""
+        self.inputs.append(inputs)
+        self.ctx.append(ctx)
+        self.actions.append(torch.from_numpy(action))
+        self.logprobs.append(logprob)
+        self.values.append(value)
+        self.is_elam_row.append(elam_row)
+
 
 @torch.no_grad()
 def run_episodes(
@@ -117,8 +135,13 @@ def run_episodes(
             torch.zeros((bsz, 1), dtype=torch.int64),
             *(torch.from_numpy(x) for x in step0),
         )
-        inputs0 = (inputs0[0], inputs0[1], torch.zeros_like(inputs0[2]), *inputs0[3:6],
-                   torch.zeros_like(inputs0[6]))  # fmt: skip
+        inputs0 = (
+            inputs0[0],
+            inputs0[1],
+            torch.zeros_like(inputs0[2]),
+            *inputs0[3:6],
+            torch.zeros_like(inputs0[6]),
+        )
         _, elam_logits, value = policy.heads(node_h, *inputs0, ctx_t)
         if forced_elam is not None:
             kappa = np.asarray(forced_elam, dtype=np.int64)
@@ -130,12 +153,7 @@ def run_episodes(
         fee = req.fees[kappa]
         traj_rows.append(np.zeros(bsz))
         if keep_tensors:
-            out.inputs.append(inputs0)
-            out.ctx.append(ctx_t)
-            out.actions.append(torch.from_numpy(kappa))
-            out.logprobs.append(logp)
-            out.values.append(value)
-            out.is_elam_row.append(True)
+            out.record(inputs0, ctx_t, kappa, logp, value, elam_row=True)
         elam_arg = kappa
     else:
         intent = np.broadcast_to(EVEN, (bsz, 4)).copy()
@@ -158,12 +176,7 @@ def run_episodes(
         prefix.append(s, a)
         out.chains[:, k] = a
         if keep_tensors:
-            out.inputs.append(inputs)
-            out.ctx.append(ctx_t)
-            out.actions.append(torch.from_numpy(a_sub))
-            out.logprobs.append(logp)
-            out.values.append(value)
-            out.is_elam_row.append(False)
+            out.record(inputs, ctx_t, a_sub, logp, value, elam_row=False)
         traj_rows.append(r)
     out.outcome = chain_outcome(s, prefix)
     out.score = episode_scores(out.outcome, req.true_s, fee)

@@ -20,8 +20,9 @@ their defaults):
 
 A user error (a bad value, a missing or tampered file, invalid settings) is one line on
 stderr naming the flag or the file, exit code 2 (:func:`servicekit.cli.run`). The
-training, export and evaluation code is imported inside the subcommands that use it, so
-that ``xapp-composer run`` never loads torch (``tests/test_layout.py``).
+training and export code (torch) and the evaluation (llmkit, for the LLM baseline) are
+imported inside the subcommands that use them: ``xapp-composer run`` loads neither
+(``tests/test_layout.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from agentnet.config import DEFAULT
+from agentnet.network import generate_network
 from servicekit import cli
 from servicekit.logs import configure_logging
 from xapp_composer.configs import (
@@ -46,14 +48,24 @@ from xapp_composer.configs import (
     TrainData,
     default_name,
 )
+from xapp_composer.loop import main_run
 from xapp_composer.predictions import PredictionsUnavailable
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
 from xapp_composer.settings import XappSettings
 
 RUN_FLAGS = (
-    "broker", "rapp", "policy", "network", "rapp_deadline_ms", "max_state_age", "health_host",
-    "health_port", "mqtt_client_id", "log_level", "log_format",
-)  # fmt: skip
+    "broker",
+    "rapp",
+    "policy",
+    "network",
+    "rapp_deadline_ms",
+    "max_state_age",
+    "health_host",
+    "health_port",
+    "mqtt_client_id",
+    "log_level",
+    "log_format",
+)
 """The settings ``xapp-composer run`` takes as flags (every other one: ``XAPP_*`` only)."""
 PARITY_TOLERANCE = 1e-4
 """Largest ONNX-against-torch difference an export accepts."""
@@ -154,8 +166,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ---- bench ------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
-    from agentnet.network import generate_network
-
     cfg = cli.config_from_args(BenchConfig, args)
     rt = load_policy(cfg.policy, "--policy")
     nets = [generate_network(10_000 + i, n_agents=cfg.agents) for i in range(cfg.networks)]
@@ -189,8 +199,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ---- run --------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from xapp_composer.loop import main_run
-
     return main_run(XappSettings.from_cli(args))
 
 

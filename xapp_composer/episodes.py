@@ -74,9 +74,14 @@ class RequestSet:
     def subset(self, idx: np.ndarray) -> RequestSet:
         """The requests at ``idx``."""
         return RequestSet(
-            self.true_s[idx], self.app[idx], self.text[idx], self.preds[idx],
-            list(self.elam_ids), self.fees, [self.prompts[i] for i in idx],
-        )  # fmt: skip
+            self.true_s[idx],
+            self.app[idx],
+            self.text[idx],
+            self.preds[idx],
+            list(self.elam_ids),
+            self.fees,
+            [self.prompts[i] for i in idx],
+        )
 
 
 def synthetic_predictions(true_s: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:

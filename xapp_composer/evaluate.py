@@ -160,8 +160,19 @@ def score_decisions(
     norm = np.where(
         span > 1e-12, (out["score"] - rnd[pairs]) / np.where(span > 1e-12, span, 1), 1.0
     )
-    return MethodResult(list(chains), list(elams), out["score"], norm, out["Q"], out["C"],
-                        out["B"], out["L"], out["P_outage"], feasible, pairs)  # fmt: skip
+    return MethodResult(
+        list(chains),
+        list(elams),
+        out["score"],
+        norm,
+        out["Q"],
+        out["C"],
+        out["B"],
+        out["L"],
+        out["P_outage"],
+        feasible,
+        pairs,
+    )
 
 
 def run_random(ev: EvalSet, pairs: np.ndarray, seed: int = 0) -> tuple[list, list]:

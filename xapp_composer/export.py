@@ -177,11 +177,19 @@ def export_onnx(policy: GCNActorCritic, path: Path) -> tuple[Path, Path, Path]:
     b, n, m = torch.export.Dim("batch"), torch.export.Dim("agents"), torch.export.Dim("cands")
     m2 = torch.export.Dim("look")
     dims = {
-        "x": {0: b, 1: n}, "adj": {0: b, 1: n, 2: n}, "h_graph": {0: b}, "ctx": {0: b},
-        "node_h": {0: b, 1: n}, "cand_idx": {0: b, 1: m}, "raw": {0: b, 1: m},
-        "mask": {0: b, 1: m}, "chain": {0: b}, "look_raw": {0: b, 1: m2},
-        "look_keep": {0: b, 1: m, 2: m2}, "look_mask": {0: b, 1: m2},
-    }  # fmt: skip
+        "x": {0: b, 1: n},
+        "adj": {0: b, 1: n, 2: n},
+        "h_graph": {0: b},
+        "ctx": {0: b},
+        "node_h": {0: b, 1: n},
+        "cand_idx": {0: b, 1: m},
+        "raw": {0: b, 1: m},
+        "mask": {0: b, 1: m},
+        "chain": {0: b},
+        "look_raw": {0: b, 1: m2},
+        "look_keep": {0: b, 1: m, 2: m2},
+        "look_mask": {0: b, 1: m2},
+    }
     values = {**example, "node_h": node_h, "h_graph": h_graph}
     for method, inputs, outputs, out in (
         ("encode_graph", ENCODER_INPUTS, ENCODER_OUTPUTS, encoder_path(path)),

@@ -107,8 +107,9 @@ def tree_example(policy_cfg: PolicyConfig, n_agents: int = 50, seed: int = 0):
     levels = T.build_levels(S.StatePlan(s), policy_cfg.n_elams)
     if len(levels) != TREE_STEPS:
         raise ValueError(f"{n_agents} agents: the example state cannot tabulate every step")
-    req = T.request_feeds(np.array([0.3, 0.2, 0.3, 0.2]), 0, policy_cfg.n_elams, "qa",
-                        np.zeros(F.TEXT_DIM))  # fmt: skip
+    req = T.request_feeds(
+        np.array([0.3, 0.2, 0.3, 0.2]), 0, policy_cfg.n_elams, "qa", np.zeros(F.TEXT_DIM)
+    )
     return s, levels, req
 
 
@@ -130,17 +131,27 @@ def export_tree(policy: GCNActorCritic, path: Path) -> list[Path]:
     feeds = {"h_graph": h_graph.numpy(), **req, **tables}
     r, m, m2 = torch.export.Dim("rows"), torch.export.Dim("cands"), torch.export.Dim("look")
     dims: dict[str, dict[int, Any]] = {
-        "raw": {0: r, 1: m}, "chain": {0: r}, "look_raw": {0: r, 1: m2},
-        "look_keep": {0: r, 1: m, 2: m2}, "look_mask": {0: r, 1: m2},
-    }  # fmt: skip
+        "raw": {0: r, 1: m},
+        "chain": {0: r},
+        "look_raw": {0: r, 1: m2},
+        "look_keep": {0: r, 1: m, 2: m2},
+        "look_mask": {0: r, 1: m2},
+    }
     for k in range(TREE_STEPS):
         mk, lk = torch.export.Dim(f"m{k}"), torch.export.Dim(f"l{k}")
         rk = {0: torch.export.Dim(f"r{k}")} if k else {}
         rows_m = {**rk, 1: mk}
-        dims.update({
-            f"hc{k}": {0: mk}, f"head{k}": rows_m, f"tail{k}": rows_m, f"rowctx{k}": rk,
-            f"mask{k}": rows_m, f"u2{k}": {**rows_m, 2: lk}, f"feas2{k}": {**rows_m, 2: lk},
-        })  # fmt: skip
+        dims.update(
+            {
+                f"hc{k}": {0: mk},
+                f"head{k}": rows_m,
+                f"tail{k}": rows_m,
+                f"rowctx{k}": rk,
+                f"mask{k}": rows_m,
+                f"u2{k}": {**rows_m, 2: lk},
+                f"feas2{k}": {**rows_m, 2: lk},
+            }
+        )
     plan_feeds = dict(
         zip(PLAN_INPUTS, (torch.from_numpy(x) for x in levels[0].inputs), strict=True)
     )
@@ -187,23 +198,33 @@ def tree_parity_check(
                 continue
             seen = intent if rt.mode != "even" else np.full(4, 0.25)
             text = F.text_features(prompt)
-            req = T.request_feeds(seen, None if elam < 0 else elam, rt.n_elams, APPS.index(app),
-                                  text)  # fmt: skip
+            req = T.request_feeds(
+                seen, None if elam < 0 else elam, rt.n_elams, APPS.index(app), text
+            )
             session = rt.tree_session(p.tree_levels)
             out = session.run(["logits0"], {"h_graph": p.h_graph, **req, **p.tables})
             idx, step = p.plan.inputs(S.Prefix.empty(1))
-            ctx = S.context(np.asarray(seen, dtype=float)[None, :],
-                            None if elam < 0 else np.array([elam]), rt.n_elams,
-                            S.Prefix.empty(1), TREE_STEPS, np.array([APPS.index(app)]),
-                            text[None, :])  # fmt: skip
+            ctx = S.context(
+                np.asarray(seen, dtype=float)[None, :],
+                None if elam < 0 else np.array([elam]),
+                rt.n_elams,
+                S.Prefix.empty(1),
+                TREE_STEPS,
+                np.array([APPS.index(app)]),
+                text[None, :],
+            )
             ref = rt._run(p, idx, step, ctx)[0]
             valid = ref > -1e8
             worst = max(worst, float(np.max(np.abs(np.where(valid, ref - out[0], 0.0)))))
         per_size[f"N={n}"] = {"tabulated_steps": p.tree_levels, "same_chain": agree}
         same += agree
         total += requests
-    return {"same_chain": same, "requests": total, "per_size": per_size,
-            "max_abs_logit_error": worst}  # fmt: skip
+    return {
+        "same_chain": same,
+        "requests": total,
+        "per_size": per_size,
+        "max_abs_logit_error": worst,
+    }
 
 
 def attach_tree(policy: GCNActorCritic, onnx_path: Path) -> dict[str, Any]:
@@ -224,8 +245,9 @@ def attach_tree(policy: GCNActorCritic, onnx_path: Path) -> dict[str, Any]:
         if key == "plan":
             entry.update(inputs=PLAN_INPUTS, outputs=PLAN_OUTPUTS)
         else:
-            entry.update(inputs=decide_inputs(TREE_STEPS, levels),
-                         outputs=decide_outputs(TREE_STEPS, levels))  # fmt: skip
+            entry.update(
+                inputs=decide_inputs(TREE_STEPS, levels), outputs=decide_outputs(TREE_STEPS, levels)
+            )
         card["tree"][key] = entry
     card_path.write_text(json.dumps(card, indent=2, default=str))
     parity = tree_parity_check(onnx_path)

@@ -43,19 +43,40 @@ NODE_DIM = N_TYPES + 9
 # Column layouts. Factor groups are ordered [ln p, ln(1 - BER), L, ln(1 - F/O)] so the
 # graph can add and transform them as one tensor.
 RAW_COLUMNS = ("logp", "keep", "lat", "lnc", "pover", "f_hop", "f_next", "f_rate", "hop_keep")
-CHAIN_COLUMNS = (
-    "pre_logp", "pre_keep", "pre_lat", "pre_lnc", "pre_pover",
-    "rest_logp", "rest_keep", "rest_lat", "rest_lnc", "rest_pover",
-    "rest2_logp", "rest2_keep", "rest2_lat", "rest2_lnc", "rest2_pover",
-    "last", "inv_n", "c_th", "l_max", "has_look",
-)  # fmt: skip
 LOOK_COLUMNS = ("logp", "keep", "lat", "lnc", "pover")
+CHAIN_COLUMNS = (
+    *(f"pre_{c}" for c in LOOK_COLUMNS),
+    *(f"rest_{c}" for c in LOOK_COLUMNS),
+    *(f"rest2_{c}" for c in LOOK_COLUMNS),
+    "last",
+    "inv_n",
+    "c_th",
+    "l_max",
+    "has_look",
+)
 CAND_COLUMNS = (
-    "u_c", "u_b", "u_l", "u_p", "feasible", "score",
-    "f_logc", "f_ber", "f_lat", "f_pout", "own_logp", "own_lat", "own_f_hop", "own_f_next",
-    "own_f_rate", "last",
-    "look_score", "look_u_c", "look_u_b", "look_u_l", "look_u_p",
-)  # fmt: skip
+    "u_c",
+    "u_b",
+    "u_l",
+    "u_p",
+    "feasible",
+    "score",
+    "f_logc",
+    "f_ber",
+    "f_lat",
+    "f_pout",
+    "own_logp",
+    "own_lat",
+    "own_f_hop",
+    "own_f_next",
+    "own_f_rate",
+    "last",
+    "look_score",
+    "look_u_c",
+    "look_u_b",
+    "look_u_l",
+    "look_u_p",
+)
 """Columns of the candidate features the policy graph computes
 (:class:`xapp_composer.policy.CandidateFeatures`): utilities, feasibility and score of
 candidate + optimistic completion; scaled logs of its factors, the candidate's own terms,
@@ -322,8 +343,12 @@ def shortlist_ids(
     arrays of one state), so every trade-off stays represented. Sorted ids."""
     if len(cand) <= k:
         return cand
-    orders = [np.argsort(-logp[cand], kind="stable"), np.argsort(lat[cand], kind="stable"),
-              np.argsort(-lnc[cand], kind="stable"), np.argsort(pover[cand], kind="stable")]  # fmt: skip
+    orders = [
+        np.argsort(-logp[cand], kind="stable"),
+        np.argsort(lat[cand], kind="stable"),
+        np.argsort(-lnc[cand], kind="stable"),
+        np.argsort(pover[cand], kind="stable"),
+    ]
     picked: dict[int, None] = {}
     for rank in range(len(cand)):
         for order in orders:

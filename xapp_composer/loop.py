@@ -199,10 +199,14 @@ class XappService:
             self.metrics.observe("end_to_end", published_at - received)
             for stage, seconds in result.timings.items():
                 self.metrics.observe(stage, seconds)
-            log.debug("decision_published", request_id=result.request_id,
-                      status=result.status, chain=list(result.decision.chain),
-                      fallback=result.decision.fallback,
-                      ms=round((published_at - received) * 1e3, 3))  # fmt: skip
+            log.debug(
+                "decision_published",
+                request_id=result.request_id,
+                status=result.status,
+                chain=list(result.decision.chain),
+                fallback=result.decision.fallback,
+                ms=round((published_at - received) * 1e3, 3),
+            )
         self.client.ack(delivery)
         return result
 
@@ -311,22 +315,32 @@ class XappService:
         self.client.start()
         if not self.client.wait_connected(s.connect_timeout):
             if self.client.counters["connect_refused"]:
-                log.error("broker_refused_connection", error=self.client.last_error,
-                          broker=self.client.url.redacted())  # fmt: skip
+                log.error(
+                    "broker_refused_connection",
+                    error=self.client.last_error,
+                    broker=self.client.url.redacted(),
+                )
                 self._shutdown("broker_refused")
                 return EXIT_BROKER_REFUSED
-            log.warning("broker_unreachable_retrying", broker=self.client.url.redacted(),
-                        waited_s=s.connect_timeout)  # fmt: skip
+            log.warning(
+                "broker_unreachable_retrying",
+                broker=self.client.url.redacted(),
+                waited_s=s.connect_timeout,
+            )
         log.info(
             "xapp_started",
             policy=self.core.runtime.version,
             provider=self.core.runtime.provider,
             rapp=self.rapp.target,
             rapp_reachable=self.rapp.reachable,
-            topics=[self.topics.state, self.topics.requests, self.topics.control,
-                    self.topics.outcomes],
+            topics=[
+                self.topics.state,
+                self.topics.requests,
+                self.topics.control,
+                self.topics.outcomes,
+            ],
             health_port=self.health.port if self.health else None,
-        )  # fmt: skip
+        )
         stop.wait()
         self._shutdown("signal")
         return 0

@@ -67,8 +67,11 @@ class OutcomeRelay:
         with self._cond:
             if len(self._queue) >= self.capacity:
                 self.metrics.outcome("dropped_queue_full")
-                log.error("outcome_dropped_queue_full", request_id=outcome.request_id,
-                          capacity=self.capacity)  # fmt: skip
+                log.error(
+                    "outcome_dropped_queue_full",
+                    request_id=outcome.request_id,
+                    capacity=self.capacity,
+                )
                 return False
             self._queue.append(outcome)
             self.metrics.outcome_queue.set(len(self._queue))
@@ -97,14 +100,22 @@ class OutcomeRelay:
             if code in DOWN_CODES:
                 self._backoff = min(max(2 * self._backoff, 0.2), self.retry_max_s)
                 self.metrics.event("outcome_retry")
-                log.warning("outcome_report_retry", request_id=head.request_id,
-                            code=code.name, retry_in_s=round(self._backoff, 2),
-                            queued=len(self))  # fmt: skip
+                log.warning(
+                    "outcome_report_retry",
+                    request_id=head.request_id,
+                    code=code.name,
+                    retry_in_s=round(self._backoff, 2),
+                    queued=len(self),
+                )
                 return False
             self._pop()
             self.metrics.outcome("refused_by_rapp")
-            log.error("outcome_refused_by_rapp", request_id=head.request_id, code=code.name,
-                      detail=exc.details())  # fmt: skip
+            log.error(
+                "outcome_refused_by_rapp",
+                request_id=head.request_id,
+                code=code.name,
+                detail=exc.details(),
+            )
             return True
         self._pop()
         self._backoff = 0.0

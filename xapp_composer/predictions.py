@@ -67,12 +67,27 @@ def rapp_predictions(
             ),
             encoding="utf-8",
         )
-        cmd = [sys.executable, "-m", "rapp_intent.cli", "predict", "--models",
-               ",".join(elam_ids), "--intents", str(requests), "--out", str(cache_dir)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "rapp_intent.cli",
+            "predict",
+            "--models",
+            ",".join(elam_ids),
+            "--intents",
+            str(requests),
+            "--out",
+            str(cache_dir),
+        ]
         if not progress:
             cmd.append("--no-progress")
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
-                              text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=None if progress else subprocess.PIPE,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         detail = (done.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
         raise PredictionsUnavailable(

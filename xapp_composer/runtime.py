@@ -68,8 +68,9 @@ class Prepared:
     tree_levels: int = 0
     """Steps the tables cover: all (one call of the whole-decision graph), the first one
     or two (a prefix graph, then the step graph), or 0 (step by step)."""
-    bindings: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, compare=False,
-                                        repr=False)  # fmt: skip
+    bindings: queue.SimpleQueue = field(
+        default_factory=queue.SimpleQueue, compare=False, repr=False
+    )
     """onnxruntime I/O bindings with this state's tables bound, reused by the requests
     (one per concurrent decider): binding 20 tables at every call would cost about a
     third of a decision."""
@@ -100,7 +101,7 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     The first call of the process chooses (and logs) the providers; later calls reuse
     the choice.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: importers that run no graph (the CLI) skip it
 
     available = ort.get_available_providers()
     chosen = _PROVIDERS.get(prefer_gpu)
@@ -134,8 +135,12 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     got = sess.get_providers()
     if probing:
         _PROVIDERS[prefer_gpu] = [p for p in chosen if p in got] or ["CPUExecutionProvider"]
-        log.info("onnx_providers_chosen", providers=_PROVIDERS[prefer_gpu], requested=chosen,
-                 available=available)  # fmt: skip
+        log.info(
+            "onnx_providers_chosen",
+            providers=_PROVIDERS[prefer_gpu],
+            requested=chosen,
+            available=available,
+        )
     log.info("onnx_session", path=str(path), providers=got)
     return sess
 
@@ -314,8 +319,9 @@ class PolicyRuntime:
         chain: list[int] = []
         if p.tables is not None and self.decide_session is not None:
             # Every step has candidates (else the state has no tables).
-            feeds = T.request_feeds(seen, None if elam is None else elam_index, self.n_elams,
-                                    _app_index(app), text)  # fmt: skip
+            feeds = T.request_feeds(
+                seen, None if elam is None else elam_index, self.n_elams, _app_index(app), text
+            )
             session = self.tree_session(p.tree_levels)
             try:
                 binding = p.bindings.get_nowait()

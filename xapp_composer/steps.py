@@ -53,8 +53,16 @@ class Prefix:
     def empty(cls, batch: int) -> Prefix:
         """No agent chosen yet."""
         z = np.zeros(batch)
-        return cls(z.copy(), z.copy(), z.copy(), np.full(batch, np.inf), z.copy(), z.copy(),
-                   np.full(batch, -1, dtype=np.int64), np.zeros(batch, dtype=np.int64))  # fmt: skip
+        return cls(
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            np.full(batch, np.inf),
+            z.copy(),
+            z.copy(),
+            np.full(batch, -1, dtype=np.int64),
+            np.zeros(batch, dtype=np.int64),
+        )
 
     def append(self, s: BatchState, agent: np.ndarray) -> None:
         """Extend each chain by ``agent`` (B,), in place."""

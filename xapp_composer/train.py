@@ -136,10 +136,27 @@ def train(
     )
     curve_path = out_dir / f"{cfg.name}.curve.csv"
     fields = [
-        "iteration", "episodes", "seconds", "return", "r_episode", "Q", "C", "B", "L",
-        "P_outage", "feasible", "elam0_share", "pg", "vf", "ent", "kl", "clipfrac",
-        "val_normalized_score", "val_feasible", "val_elam0_share",
-    ]  # fmt: skip
+        "iteration",
+        "episodes",
+        "seconds",
+        "return",
+        "r_episode",
+        "Q",
+        "C",
+        "B",
+        "L",
+        "P_outage",
+        "feasible",
+        "elam0_share",
+        "pg",
+        "vf",
+        "ent",
+        "kl",
+        "clipfrac",
+        "val_normalized_score",
+        "val_feasible",
+        "val_elam0_share",
+    ]
     best = {"val_normalized_score": -math.inf, "iteration": -1}
     best_state = None
     if cfg.init:
@@ -164,9 +181,14 @@ def train(
             s = pool.sample(cfg.batch_episodes)
             req = requests.subset(rng.integers(len(requests), size=cfg.batch_episodes))
             traj = run_episodes(
-                policy, s, req, mode=cfg.mode, rng=rng, keep_tensors=True,
+                policy,
+                s,
+                req,
+                mode=cfg.mode,
+                rng=rng,
+                keep_tensors=True,
                 step_reward_coef=cfg.step_reward_coef,
-            )  # fmt: skip
+            )
             # ---- advantages (eq. 42): every episode ends after its last row -----------
             rewards = torch.from_numpy(traj.rewards).float()
             values = torch.stack(traj.values)
@@ -174,9 +196,14 @@ def train(
             terminated = torch.zeros_like(rewards)
             terminated[-1] = 1.0
             adv, ret = compute_gae(
-                rewards, values, next_values, terminated, torch.zeros_like(rewards),
-                cfg.gamma, cfg.gae_lambda,
-            )  # fmt: skip
+                rewards,
+                values,
+                next_values,
+                terminated,
+                torch.zeros_like(rewards),
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
             # ---- update (eq. 43) --------------------------------------------------------
             stats = ppo_update(policy, opt, traj, adv, ret, cfg, ent_coef, rng)
             it += 1
@@ -230,8 +257,10 @@ def train(
         "fees": requests.fees.tolist(),
         "train_requests": len(requests),
     }
-    torch.save({"state_dict": policy.state_dict(), "policy": pcfg.to_dict(), "summary": summary},
-               out_dir / f"{cfg.name}.pt")  # fmt: skip
+    torch.save(
+        {"state_dict": policy.state_dict(), "policy": pcfg.to_dict(), "summary": summary},
+        out_dir / f"{cfg.name}.pt",
+    )
     (out_dir / f"{cfg.name}.train.json").write_text(json.dumps(summary, indent=2))
     return policy, summary
 

@@ -96,8 +96,9 @@ def build_levels(
         prefix = _prefixes(plan, k)  # at step k: k agents appended
         r = len(prefix.step)
         step = plan.inputs_rows(k, prefix)
-        ctx = S.context(None, None, n_elams, prefix, n, np.zeros(r, dtype=np.int64),
-                        np.zeros((r, F.TEXT_DIM)))  # fmt: skip
+        ctx = S.context(
+            None, None, n_elams, prefix, n, np.zeros(r, dtype=np.int64), np.zeros((r, F.TEXT_DIM))
+        )
         rowctx = np.ascontiguousarray(ctx[:, k0 : k0 + F.STEP_DIM - 1 + F.PREFIX_DIM])
         inputs = (step.raw, step.chain, step.look_raw, step.look_keep, step.look_mask)
         out.append(Level(plan.steps[k].cols, inputs, rowctx, step.mask, k < n - 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from agentnet.chain import evaluate_chain, step_rewards
 from agentnet.config import DEFAULT
@@ -12,6 +13,7 @@ from xapp_composer import features as F
 from xapp_composer import steps as S
 from xapp_composer.episodes import chain_outcome, episode_scores
 from xapp_composer.episodes import step_rewards as batch_step_rewards
+from xapp_composer.policy import CandidateFeatures
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -55,10 +57,6 @@ def test_batched_rewards_match_evaluate_chain(seed: int) -> None:
 def _features(net, chain_prefix, intent, features=None):
     """Candidate features of the step after ``chain_prefix`` (default: the encoding for
     ``net.cfg``)."""
-    import torch
-
-    from xapp_composer.policy import CandidateFeatures
-
     s = F.batch_state([net])
     prefix = S.Prefix.empty(1)
     for a in chain_prefix:
@@ -76,9 +74,15 @@ COL = {name: i for i, name in enumerate(F.CAND_COLUMNS)}
 UTILITIES = [COL["u_c"], COL["u_b"], COL["u_l"], COL["u_p"]]
 
 OTHER_MODEL = DEFAULT.with_overrides(
-    c_th=0.012, l_max=4.0, c_ref=0.4, l_ref=0.12, b_ref=3e-5, b_decades=3.0, p_ref=5e-3,
+    c_th=0.012,
+    l_max=4.0,
+    c_ref=0.4,
+    l_ref=0.12,
+    b_ref=3e-5,
+    b_decades=3.0,
+    p_ref=5e-3,
     p_decades=2.5,
-)  # fmt: skip
+)
 """Every constant of the utilities and the constraints away from MODEL.md's defaults."""
 
 
@@ -113,8 +117,6 @@ def test_features_follow_the_model_config(seed: int) -> None:
     """At another configuration (thresholds and every reference point) the torch
     re-encoding of eqs. 2-14 and the utilities still gives agentnet's numbers, and the
     default-configuration encoding does not (the comparison sees the configuration)."""
-    from xapp_composer.policy import CandidateFeatures
-
     net = generate_network(seed, OTHER_MODEL)
     intent = np.array([[0.25, 0.3, 0.25, 0.2]])
     # Prefixes of capable agents, so that some completions meet the stricter latency bound.

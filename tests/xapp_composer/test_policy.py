@@ -20,8 +20,15 @@ from xapp_composer.train import TrainConfig, ppo_update
 def requests(m: int, rng) -> RequestSet:
     s = rng.dirichlet(np.ones(4), size=m)
     preds = np.stack([s, np.full_like(s, 0.25)], axis=1)
-    return RequestSet(s, rng.integers(4, size=m), np.zeros((m, F.TEXT_DIM), np.float32), preds,
-                      ["a", "b"], np.array([0.002, 0.01]), ["p"] * m)  # fmt: skip
+    return RequestSet(
+        s,
+        rng.integers(4, size=m),
+        np.zeros((m, F.TEXT_DIM), np.float32),
+        preds,
+        ["a", "b"],
+        np.array([0.002, 0.01]),
+        ["p"] * m,
+    )
 
 
 def test_dense_gcn_layer_matches_gcnconv() -> None:

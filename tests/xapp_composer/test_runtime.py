@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
 from agentnet.network import generate_network
 from xapp_composer import features as F
+from xapp_composer import runtime as R
 from xapp_composer.agent import run_episodes
 from xapp_composer.episodes import RequestSet
 from xapp_composer.export import export_onnx, parity_check, write_card
@@ -41,15 +43,23 @@ def test_runtime_decides_like_the_torch_policy(exported) -> None:
         s = F.batch_state(nets)
         true_s = rng.dirichlet(np.ones(4), size=4)
         preds = np.stack([true_s, np.full_like(true_s, 0.25)], axis=1)
-        req = RequestSet(true_s, np.array([0, 1, 2, 3]), np.zeros((4, F.TEXT_DIM), np.float32),
-                         preds, ["a", "b"], np.array([0.002, 0.01]), ["x"] * 4)  # fmt: skip
+        req = RequestSet(
+            true_s,
+            np.array([0, 1, 2, 3]),
+            np.zeros((4, F.TEXT_DIM), np.float32),
+            preds,
+            ["a", "b"],
+            np.array([0.002, 0.01]),
+            ["x"] * 4,
+        )
         traj = run_episodes(policy, s, req, greedy=True)
         for i, net in enumerate(nets):
             prep = rt.prepare(net)
             k = rt.choose_elam(prep, int(req.app[i]), "x", np.zeros((1, F.TEXT_DIM), np.float32))
             assert k == traj.elam[i]
-            chain = rt.compose(prep, preds[i, k], k, int(req.app[i]), "x",
-                               np.zeros((1, F.TEXT_DIM), np.float32))  # fmt: skip
+            chain = rt.compose(
+                prep, preds[i, k], k, int(req.app[i]), "x", np.zeros((1, F.TEXT_DIM), np.float32)
+            )
             assert chain == tuple(traj.chains[i])
 
 
@@ -88,10 +98,6 @@ def test_no_usable_agent_is_a_clear_error_and_served_elams_are_respected(exporte
 
 
 def test_providers_are_chosen_once_quietly_and_reused(exported, monkeypatch, capfd) -> None:
-    import onnxruntime as ort
-
-    from xapp_composer import runtime as R
-
     monkeypatch.setattr(R, "_PROVIDERS", {})
     _, path = exported
     capfd.readouterr()

@@ -84,9 +84,15 @@ def test_request_feeds_and_elam_context_are_the_context_vector() -> None:
             for app in APPS:
                 intent, text = rng.dirichlet(np.ones(4)), rng.normal(size=F.TEXT_DIM)
                 prefix = S.Prefix.empty(1)
-                ref = S.context(intent[None, :], None if elam is None else np.array([elam]),
-                                n_elams, prefix, n_steps, np.array([APPS.index(app)]),
-                                text[None, :])  # fmt: skip
+                ref = S.context(
+                    intent[None, :],
+                    None if elam is None else np.array([elam]),
+                    n_elams,
+                    prefix,
+                    n_steps,
+                    np.array([APPS.index(app)]),
+                    text[None, :],
+                )
                 got = T.request_feeds(intent, elam, n_elams, app, text)
                 k0 = 4 + n_elams
                 rest = F.STEP_DIM + F.PREFIX_DIM
@@ -94,8 +100,9 @@ def test_request_feeds_and_elam_context_are_the_context_vector() -> None:
                 assert np.array_equal(got["elam"], ref[:, 4:k0])
                 assert np.array_equal(got["no_elam"], ref[:, k0 : k0 + 1])
                 assert np.array_equal(got["req"], ref[:, k0 + rest :])
-                before = S.context(None, None, n_elams, prefix, n_steps,
-                                   np.array([APPS.index(app)]), text[None, :])  # fmt: skip
+                before = S.context(
+                    None, None, n_elams, prefix, n_steps, np.array([APPS.index(app)]), text[None, :]
+                )
                 assert np.array_equal(T.elam_context(n_elams, n_steps, app, text), before)
 
 
@@ -117,14 +124,22 @@ def _torch_step_walk(policy, s, plan, intent, elam, app, text):
     chain = []
     for _ in range(n):
         idx, step = plan.inputs(prefix)
-        ctx = S.context(intent[None, :], None if elam is None else np.array([elam]),
-                        policy.cfg.n_elams, prefix, n, np.array([APPS.index(app)]),
-                        text[None, :])  # fmt: skip
+        ctx = S.context(
+            intent[None, :],
+            None if elam is None else np.array([elam]),
+            policy.cfg.n_elams,
+            prefix,
+            n,
+            np.array([APPS.index(app)]),
+            text[None, :],
+        )
         with torch.no_grad():
             logits, _, _ = policy.heads(
-                node_h, torch.from_numpy(idx[None, :].astype(np.int64)),
-                *(torch.from_numpy(x) for x in step), torch.from_numpy(ctx),
-            )  # fmt: skip
+                node_h,
+                torch.from_numpy(idx[None, :].astype(np.int64)),
+                *(torch.from_numpy(x) for x in step),
+                torch.from_numpy(ctx),
+            )
         agent = int(idx[int(torch.argmax(logits[0]))])
         chain.append(agent)
         prefix.append(s, np.array([agent]))
@@ -140,19 +155,24 @@ def test_torch_walk_over_tables_is_the_step_by_step_walk(policy) -> None:
         levels = T.build_levels(plan, policy.cfg.n_elams)
         assert len(levels) == 3 and len(levels[0].mask) == 1
         with torch.no_grad():
-            node_h, h_graph = policy.encode_graph(torch.from_numpy(s.node_x),
-                                                  torch.from_numpy(s.adj))  # fmt: skip
+            node_h, h_graph = policy.encode_graph(
+                torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
+            )
         tables = _torch_tables(policy, levels, node_h.numpy()[0])
         for j in range(12):
             intent = rng.dirichlet(np.ones(4))
             elam = None if j % 5 == 4 else j % 2
             app = APPS[j % 4]
             text = F.text_features(f"request {j} fast exact")
-            feeds = {"h_graph": h_graph.numpy(),
-                     **T.request_feeds(intent, elam, policy.cfg.n_elams, app, text), **tables}  # fmt: skip
+            feeds = {
+                "h_graph": h_graph.numpy(),
+                **T.request_feeds(intent, elam, policy.cfg.n_elams, app, text),
+                **tables,
+            }
             with torch.no_grad():
-                picks = decide(*(torch.from_numpy(np.ascontiguousarray(feeds[k]))
-                                 for k in decide_inputs()))[0].numpy()  # fmt: skip
+                picks = decide(
+                    *(torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in decide_inputs())
+                )[0].numpy()
             got = tuple(int(levels[k].cols[picks[k]]) for k in range(3))
             assert got == _torch_step_walk(policy, s, plan, intent, elam, app, text)
 
