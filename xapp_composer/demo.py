@@ -46,7 +46,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lameta_proto.v1 import network_pb2
-from servicekit import codec
+from servicekit import cli, codec
 from servicekit.broker import EmbeddedBroker, quiet_amqtt_logs
 from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
 from xapp_composer.artefacts import ROOT, SHIPPED_POLICY
@@ -459,14 +459,18 @@ def format_summary(s: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m xapp_composer.demo", description="The closed loop, end to end."
     )
-    p.add_argument("--requests", type=int, default=200, help="requests the emulator issues")
-    p.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    p.add_argument(
+        "--requests", type=cli.bounded(int, ge=1), default=200, help="requests the emulator issues"
+    )
+    p.add_argument(
+        "--rate", type=cli.bounded(float, gt=0), default=10.0, help="requests per second"
+    )
     p.add_argument("--broker", default="embedded", help="embedded, mosquitto or mqtt://...")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's policy")
-    p.add_argument("--seed", type=int, default=0, help="emulator seed")
+    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--logs", type=Path, default=None, help="keep component logs here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -475,9 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``make demo``."""
     args = build_parser().parse_args(argv)
-    if args.requests < 1 or not args.rate > 0:
-        print("demo: --requests must be >= 1 and --rate > 0", file=sys.stderr)
-        return 2
     policy = args.policy
     if not (policy.exists() and policy.with_suffix(".card.json").exists()):
         print(
