@@ -67,6 +67,11 @@ class SimSettings(MqttSettings):
         None, description="write the embedded broker URL with credentials here (mode 0600)"
     )
     inbound_queue: int = Field(100_000, ge=1, description="control messages buffered")
+    journal: Path | None = Field(
+        None,
+        description="SQLite journal of issued and settled requests: a restarted emulator "
+        "takes up its run and re-announces what is pending (default: none)",
+    )
 
     @field_validator("intents", mode="before")
     @classmethod
