@@ -6,6 +6,8 @@ signed policy).
   component reports ready; ``DIR/stack.json`` says where everything is.
 - ``status --dir DIR``: which components run (exit 1 when one is down).
 - ``down --dir DIR``: stop them all; nothing is left running.
+- ``chaos --requests N --rate R --json``: its own stack under faults and forged traffic;
+  one JSON object with what was lost (see :mod:`lameta_stack.chaos`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,22 @@ def cmd_down(args) -> int:
     return 0
 
 
+def cmd_chaos(args) -> int:
+    from lameta_stack.chaos import chaos
+
+    result = chaos(
+        args.requests,
+        args.rate,
+        directory=args.dir,
+        broker=args.broker,
+        faults=not args.no_faults,
+        seed=args.seed,
+        progress=lambda s: print(s, file=sys.stderr),
+    )
+    cli.print_json(result, compact=args.json)
+    return 0
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="lameta-stack", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +111,18 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--dir", type=Path, required=True, help="stack directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("chaos", help="a closed-loop run under faults and forged traffic")
+    p.add_argument("--requests", type=cli.bounded(int, ge=1), default=1000,
+                   help="requests the emulator issues")  # fmt: skip
+    p.add_argument("--rate", type=cli.bounded(float, gt=0), default=20.0, help="requests/s")
+    p.add_argument("--dir", type=Path, default=None,
+                   help="stack directory (default: a temporary one, removed afterwards)")  # fmt: skip
+    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
+    p.add_argument("--no-faults", action="store_true", help="the same run without faults")
+    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
+    p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("down", help="stop every component")
     p.add_argument("--dir", type=Path, required=True, help="stack directory")

@@ -180,8 +180,19 @@ class Stack:
         return self.policy_dir / policy.name, public, key_id(load_public_key(public))
 
     # ---- up -----------------------------------------------------------------------------
-    def up(self, config: StackConfig, progress: Callable[[str], None] = lambda _: None) -> dict:
+    def up(
+        self,
+        config: StackConfig,
+        progress: Callable[[str], None] = lambda _: None,
+        on_broker: Callable[[dict], None] | None = None,
+    ) -> dict:
         """Start every component and return once each reports ready.
+
+        Args:
+            config: what to run.
+            progress: told the name of each stage as it starts.
+            on_broker: called once the broker accepts logins, before any component
+                publishes (an observer that must see everything subscribes here).
 
         Returns:
             The stack description written to ``stack.json``.
@@ -194,14 +205,14 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         started: list[ProcessRecord] = []
         try:
-            desc = self._up(config, started, progress)
+            desc = self._up(config, started, progress, on_broker)
         except BaseException:
             for rec in reversed(started):
                 rec.stop(grace=10)
             raise
         return desc
 
-    def _up(self, cfg: StackConfig, started: list[ProcessRecord], progress) -> dict:
+    def _up(self, cfg: StackConfig, started: list[ProcessRecord], progress, on_broker) -> dict:
         host = cfg.host
         progress("certificates and keys")
         certs = self.certificates(host)
@@ -214,9 +225,10 @@ class Stack:
             "components": {},
         }
 
-        def record(rec: ProcessRecord) -> ProcessRecord:
+        def record(rec: ProcessRecord, env: Mapping[str, str]) -> ProcessRecord:
             started.append(rec)
             desc["components"][rec.name] = rec.to_json()
+            self._write_env(rec.name, env)
             self._write(desc)
             return rec
 
@@ -236,12 +248,14 @@ class Stack:
         else:
             conf = B.write_embedded_config(plan, self.dir / "broker")
             argv = [sys.executable, "-m", "lameta_stack.broker", str(conf)]
-        rec = record(spawn("broker", argv, broker_log, {}))
+        rec = record(spawn("broker", argv, broker_log, {}), {})
         desc["broker"] = {"kind": kind, "host": host, "port": plan.port, "ca_file": ca,
                           "message_size_limit": plan.message_size_limit}  # fmt: skip
         tls = TlsOptions(ca_certs=ca)
         wait_for(lambda: _port_open(host, plan.port) and self._mqtt_login(plan, "observer", tls),
                  20, "the broker (TLS)", rec)  # fmt: skip
+        if on_broker is not None:
+            on_broker(dict(desc))
 
         def url(user: str) -> str:
             return str(BrokerUrl("mqtts", host, plan.port, user, passwords[user]))
@@ -274,7 +288,7 @@ class Stack:
             **cfg.env.get("rapp", {}),
         }
         rec = record(spawn("rapp", [*command_for("rapp-intent"), "serve"],
-                           self.logs_dir / "rapp.log", rapp_env))  # fmt: skip
+                           self.logs_dir / "rapp.log", rapp_env), rapp_env)  # fmt: skip
         address = f"{host}:{rapp_port}"
         desc["rapp"] = {
             "address": address,
@@ -303,7 +317,7 @@ class Stack:
             **cfg.env.get("xapp", {}),
         }
         rec = record(spawn("xapp", [*command_for("xapp-composer"), "run"],
-                           self.logs_dir / "xapp.log", xapp_env))  # fmt: skip
+                           self.logs_dir / "xapp.log", xapp_env), xapp_env)  # fmt: skip
         desc["xapp"] = {"health": f"http://{host}:{health}", "policy": str(policy),
                         "policy_key_id": kid}  # fmt: skip
         wait_for(lambda: self._http_ok(f"http://{host}:{health}/ric/v1/health/ready"), 120,
@@ -325,7 +339,7 @@ class Stack:
             **cfg.env.get("sim", {}),
         }
         rec = record(spawn("sim", [*command_for("sim-ric"), "run"],
-                           self.logs_dir / "sim.log", sim_env))  # fmt: skip
+                           self.logs_dir / "sim.log", sim_env), sim_env)  # fmt: skip
         desc["sim"] = {"metrics": f"http://{host}:{sim_metrics}/metrics"}
         wait_for(lambda: self._status_online(plan, tls, "sim-ric"), 60,
                  "the emulator's status 'online'", rec)  # fmt: skip
@@ -389,6 +403,45 @@ class Stack:
         tmp.write_text(json.dumps(desc, indent=2) + "\n")
         tmp.chmod(0o600)
         tmp.replace(self.file)
+
+    def _write_env(self, name: str, env: Mapping[str, str]) -> None:
+        path = self.dir / "run" / f"{name}.env.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(env)))
+        path.chmod(0o600)
+
+    def record(self, name: str) -> ProcessRecord:
+        """The process record of a component.
+
+        Raises:
+            StackError: no such component in this stack.
+        """
+        comps = self.describe().get("components", {})
+        if name not in comps:
+            raise StackError(f"no component {name!r} in {self.dir} (have {sorted(comps)})")
+        return ProcessRecord.from_json(comps[name])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component, like a crash (its record stays for :meth:`restart`)."""
+        rec = self.record(name)
+        rec.signal(9)
+        wait_for(lambda: not rec.alive(), 10, f"{name} to die")
+
+    def restart(self, name: str) -> ProcessRecord:
+        """Start a component again with its argv and environment (after :meth:`kill`).
+
+        Returns:
+            The new process record (also written to ``stack.json``).
+        """
+        old = self.record(name)
+        if old.alive():
+            raise StackError(f"{name} is still running (pid {old.pid})")
+        env = json.loads((self.dir / "run" / f"{name}.env.json").read_text())
+        rec = spawn(name, old.argv, Path(old.log), env)
+        desc = self.describe()
+        desc["components"][name] = rec.to_json()
+        self._write(desc)
+        return rec
 
     def describe(self) -> dict:
         """``stack.json``.
