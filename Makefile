@@ -49,7 +49,7 @@ proto: $(STAMP)
 	$(PY) proto/codegen.py
 
 demo: $(STAMP)
-	$(PY) -m xapp_composer.demo
+	$(PY) -m lameta_stack.cli demo
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -6,6 +6,8 @@ signed policy).
   component reports ready; ``DIR/stack.json`` says where everything is.
 - ``status --dir DIR``: which components run (exit 1 when one is down).
 - ``down --dir DIR``: stop them all; nothing is left running.
+- ``demo [--requests 200] [--rate 10]``: the closed loop on the stack, a results table
+  and plots (``make demo``).
 - ``chaos --requests N --rate R --json``: its own stack under faults and forged traffic;
   one JSON object with what was lost (see :mod:`lameta_stack.chaos`).
 """
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lameta_stack.stack import SHIPPED_POLICY, Stack, StackConfig, StackError
+from lameta_stack.stack import ROOT, SHIPPED_POLICY, Stack, StackConfig, StackError
 from servicekit import cli
 from servicekit.logs import configure_logging
 
@@ -88,6 +90,15 @@ def cmd_chaos(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from lameta_stack.demo import DemoConfig, run_demo
+
+    if not args.policy.exists():
+        raise cli.UsageError(f"--policy {args.policy}: no such file")
+    return run_demo(DemoConfig(requests=args.requests, rate=args.rate, out=args.out,
+                               broker=args.broker, seed=args.seed, policy=args.policy))  # fmt: skip
+
+
 def build_parser() -> cli.ArgumentParser:
     parser = cli.ArgumentParser(prog="lameta-stack", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +134,17 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--json", action="store_true", help="one line of JSON")
     p.set_defaults(func=cmd_chaos)
+
+    p = sub.add_parser("demo", help="the closed loop as deployed, with a results table and plots")
+    p.add_argument("--requests", type=cli.bounded(int, ge=1), default=200,
+                   help="requests the emulator issues")  # fmt: skip
+    p.add_argument("--rate", type=cli.bounded(float, gt=0), default=10.0, help="requests/s")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "demo",
+                   help="where the figures, logs and the stack's files go")  # fmt: skip
+    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
+    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
+    p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's ONNX policy")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("down", help="stop every component")
     p.add_argument("--dir", type=Path, required=True, help="stack directory")

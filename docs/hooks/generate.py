@@ -55,5 +55,5 @@ def _expand(match: re.Match) -> str:
     raise ValueError(f"unknown docs directive {kind!r}")
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (MkDocs hook)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     return DIRECTIVE.sub(_expand, markdown)
