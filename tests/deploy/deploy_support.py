@@ -15,7 +15,7 @@ CHART = DEPLOY / "helm" / "lameta-ric"
 MAKE_CERTS = DEPLOY / "tls" / "make-certs.sh"
 BROKER_INIT = DEPLOY / "mosquitto" / "init.sh"
 TLS_INIT = DEPLOY / "tls" / "init.sh"
-PROBE = DEPLOY / "probes" / "grpc_health.py"
+PROBE = DEPLOY / "probes" / "rapp_health.py"
 ACL = DEPLOY / "mosquitto" / "acl"
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")

@@ -24,7 +24,7 @@ def test_the_committed_acl_is_the_rendering_of_servicekit_acl() -> None:
     [
         (DEPLOY / "mosquitto" / "mosquitto.conf", "mosquitto.conf"),
         (BROKER_INIT, "mosquitto-init.sh"),
-        (PROBE, "grpc_health.py"),
+        (PROBE, "rapp_health.py"),
         (DEPLOY / "xapp" / "config-file.json", "config-file.json"),
     ],
 )

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
            ("RAPP_PORT", "RAPP_TLS_CERT", "RAPP_TLS_KEY", "RAPP_TLS_CLIENT_CA")}  # fmt: skip
     missing = [k for k, v in env.items() if not v]
     if missing:
-        print(f"grpc_health: {', '.join(missing)} not set", file=sys.stderr)
+        print(f"rapp_health: {', '.join(missing)} not set", file=sys.stderr)
         return 1
     try:
         creds = grpc.ssl_channel_credentials(
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             certificate_chain=Path(env["RAPP_TLS_CERT"]).read_bytes(),
         )
     except OSError as exc:
-        print(f"grpc_health: {exc}", file=sys.stderr)
+        print(f"rapp_health: {exc}", file=sys.stderr)
         return 1
     options = [("grpc.ssl_target_name_override", args.server_name)]
     with grpc.secure_channel(f"127.0.0.1:{env['RAPP_PORT']}", creds, options) as channel:
@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            print(f"grpc_health: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"rapp_health: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
-        print(f"grpc_health: {args.service or 'server'} is {status}", file=sys.stderr)
+        print(f"rapp_health: {args.service or 'server'} is {status}", file=sys.stderr)
         return 1
     return 0
 
