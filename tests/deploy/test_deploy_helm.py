@@ -360,3 +360,23 @@ def test_no_secret_has_a_default_in_the_values() -> None:
                                                     "existingSecret": "sim-mqtt"},
                                         "observer": {"password": ""}}}})  # fmt: skip
     assert by_kind(docs, "Secret") == {}
+
+
+def test_a_signature_of_the_shipped_policy_verifies_beside_the_images_files(tmp_path) -> None:
+    """The chart mounts <name>.signature.json into the image's policy directory (the
+    repository's models/policy): a signature made as TRUST.md says verifies there, and
+    not once a file differs."""
+    from lameta_stack.stack import SHIPPED_POLICY, Stack
+    from servicekit.integrity import IntegrityError, load_public_key, verify_files
+
+    signed, public, _ = Stack(tmp_path / "trust").signed_policy(SHIPPED_POLICY)
+    document = json.loads((signed.parent / "srl-general.signature.json").read_text())
+    shipped = sorted(p.name for p in SHIPPED_POLICY.parent.glob("srl-general.*"))
+    verify_files(document, SHIPPED_POLICY.parent, shipped, load_public_key(public))
+    tampered = tmp_path / "image-policy"
+    tampered.mkdir()
+    for name in shipped:
+        (tampered / name).write_bytes((SHIPPED_POLICY.parent / name).read_bytes())
+    (tampered / "srl-general.card.json").write_text("{}")
+    with pytest.raises(IntegrityError, match="changed after signing"):
+        verify_files(document, tampered, shipped, load_public_key(public))
