@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from deploy_support import make_certs
 
+from deploy.deploy_support import make_certs
 from servicekit.acl import USERS
 
 

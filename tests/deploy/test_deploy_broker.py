@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import (
+from support.mqtt import MOSQUITTO, Mosquitto, wait_until
+
+from deploy.deploy_support import (
     ACL,
     BROKER_INIT,
     DEPLOY,
@@ -24,8 +26,6 @@ from deploy_support import (
     password_var,
     run_script,
 )
-from support.mqtt import MOSQUITTO, Mosquitto, wait_until
-
 from lameta_stack.broker import MESSAGE_SIZE_LIMIT
 from servicekit.acl import USERS
 from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_support import DEPLOY, PROBE, password_var
 
+from deploy.deploy_support import DEPLOY, PROBE, password_var
 from rapp_intent.settings import RappSettings
 from servicekit.acl import USERS
 from servicekit.mqtt import parse_broker_url

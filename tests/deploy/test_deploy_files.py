@@ -8,8 +8,8 @@ import re
 
 import pytest
 import yaml
-from deploy_support import ACL, BROKER_INIT, CHART, DEPLOY, PROBE, password_var
 
+from deploy.deploy_support import ACL, BROKER_INIT, CHART, DEPLOY, PROBE, password_var
 from lameta_stack.broker import MESSAGE_SIZE_LIMIT
 from servicekit.acl import USERS, mosquitto_acl
 

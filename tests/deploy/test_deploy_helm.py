@@ -10,8 +10,8 @@ import json
 
 import pytest
 import yaml
-from deploy_support import CHART, DEPLOY, PROBE, password_var
 
+from deploy.deploy_support import CHART, DEPLOY, PROBE, password_var
 from rapp_intent.settings import RappSettings
 from servicekit.acl import USERS, mosquitto_acl
 from servicekit.mqtt import parse_broker_url
@@ -131,6 +131,7 @@ def test_helm_lint_finds_no_error() -> None:
         ({"tls": {"xappSecret": ""}}, "tls.xappSecret"),
         ({"tls": {"brokerSecret": ""}}, "tls.brokerSecret"),
         ({"policy": {"configMap": ""}}, "policy.configMap"),
+        ({"broker": {"port": 1883}}, "broker.port: the bundled Mosquitto listens on 8883"),
         ({"mosquitto": {"enabled": False}, "broker": {"host": "mqtt.example"},
           "tls": {"caSecret": "ca"}}, "networkPolicy.externalBroker"),
     ],

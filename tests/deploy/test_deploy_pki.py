@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from deploy_support import TLS_INIT, make_certs, needs_openssl, run_script
 
+from deploy.deploy_support import TLS_INIT, make_certs, needs_openssl, run_script
 from lameta_stack.pki import CertificateAuthority
 
 pytestmark = needs_openssl

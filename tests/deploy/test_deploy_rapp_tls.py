@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from deploy_support import DEPLOY, PROBE, make_certs, needs_openssl
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from deploy.deploy_support import DEPLOY, PROBE, make_certs, needs_openssl
 
 pytestmark = needs_openssl
 
