@@ -169,7 +169,7 @@ class Served:
     source: str = "elam"
 
 
-def _within(mean: Vector, anchor: Vector, radius: float) -> Vector:
+def clamp_to_anchor(mean: Vector, anchor: Vector, radius: float) -> Vector:
     """``mean`` moved along the segment towards ``anchor`` until its divergence from the
     anchor is at most ``radius`` (unchanged when it already is)."""
     if angular_distance(mean, anchor) <= radius:
@@ -196,7 +196,7 @@ def apply_memory(
     """Decide the vector served for one translation (eqs. 45, 46 and the fallback)."""
     mean = context.mean
     if mean is not None and context.anchor is not None:
-        mean = _within(mean, context.anchor, reference_radius)
+        mean = clamp_to_anchor(mean, context.anchor, reference_radius)
     if not translation.ok:
         if mean is not None:
             return Served(mean, fallback=True, source="recent_mean")
