@@ -291,7 +291,7 @@ class IntentTranslator:
             raise InvalidInput("app is required: the memory is kept per application")
         check_request_id(request_id)
         record = MemoryRecord(prompt=text, vector=vector, reward=float(reward), app=checked_app)
-        return self.memory.append(record, request_id=request_id)
+        return self.memory.append(record, request_id=request_id).count
 
     # --- ListModels ----------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:

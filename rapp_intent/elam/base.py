@@ -48,10 +48,14 @@ class MemoryContext:
         app: application id of the request (INTENTS.md), or None when unknown.
         records: the k most recent memory records of that application, newest first
             (paper eq. 45).
+        anchor: the application's long-run robust centre (see :mod:`rapp_intent.memory`);
+            the recent mean is kept within :attr:`QuarantineConfig.reference_radius` of
+            it. None: no anchor (the recent mean as is).
     """
 
     app: str | None = None
     records: tuple[MemoryRecord, ...] = ()
+    anchor: Vector | None = None
 
     @property
     def mean(self) -> Vector | None:
