@@ -37,17 +37,16 @@ from lameta_stack.pki import CertificateAuthority
 from lameta_stack.processes import ROOT, ProcessRecord, command_for, spawn
 from servicekit.acl import USERS
 from servicekit.integrity import (
+    artefact_files,
     generate_keypair,
     key_id,
     load_private_key,
     load_public_key,
-    sign_files,
+    sign_artefact,
 )
 from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, status_topic
 
 SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
-SIGNATURE_SUFFIX = ".signature.json"
-"""The signature of policy ``<name>.onnx`` is ``<name>.signature.json`` beside it."""
 
 COMPONENTS = ("broker", "rapp", "xapp", "sim")
 """What ``up`` starts, in order (``down`` stops them in reverse)."""
@@ -166,18 +165,17 @@ class Stack:
         if not private.exists():
             generate_keypair(private, public)
         policy = Path(policy)
-        files = sorted(p for p in policy.parent.glob(f"{policy.stem}.*")
-                       if not p.name.endswith(SIGNATURE_SUFFIX))  # fmt: skip
+        files = artefact_files(policy)
         if not any(p.name == policy.name for p in files):
             raise StackError(f"policy {policy} not found")
         self.policy_dir.mkdir(parents=True, exist_ok=True)
         for old in self.policy_dir.glob(f"{policy.stem}.*"):
             old.unlink()
-        copies = [Path(shutil.copy2(p, self.policy_dir / p.name)) for p in files]
-        doc = sign_files(copies, load_private_key(private))
-        sig = self.policy_dir / f"{policy.stem}{SIGNATURE_SUFFIX}"
-        sig.write_text(json.dumps(doc, indent=2) + "\n")
-        return self.policy_dir / policy.name, public, key_id(load_public_key(public))
+        for p in files:
+            shutil.copy2(p, self.policy_dir / p.name)
+        copy = self.policy_dir / policy.name
+        sign_artefact(copy, load_private_key(private))
+        return copy, public, key_id(load_public_key(public))
 
     # ---- up -----------------------------------------------------------------------------
     def up(

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 SIGNATURE_FORMAT = "lameta-signature/1"
+SIGNATURE_SUFFIX = ".signature.json"
+"""The signature of an artefact ``<stem>.<ext>`` is ``<stem>.signature.json`` beside it;
+it covers every ``<stem>.*`` file but itself."""
 
 
 class IntegrityError(ValueError):
@@ -102,6 +105,49 @@ def key_id(public_key: Any) -> str:
 
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def signature_path(artefact: str | Path) -> Path:
+    """``<stem>.signature.json`` beside ``artefact``."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.stem + SIGNATURE_SUFFIX)
+
+
+def artefact_files(artefact: str | Path) -> list[Path]:
+    """The files a signature of ``artefact`` covers: every ``<stem>.*`` beside it but the
+    signature itself."""
+    artefact = Path(artefact)
+    return sorted(
+        p
+        for p in artefact.parent.glob(f"{artefact.stem}.*")
+        if not p.name.endswith(SIGNATURE_SUFFIX)
+    )
+
+
+def sign_artefact(artefact: str | Path, private_key: Any) -> Path:
+    """Sign every file of ``artefact`` (:func:`artefact_files`); returns the signature."""
+    doc = sign_files(artefact_files(artefact), private_key)
+    path = signature_path(artefact)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def verify_artefact(artefact: str | Path, public_key: Any) -> str:
+    """Check ``artefact``'s signature against its files; returns the signing key id.
+
+    Raises:
+        IntegrityError: no signature, or it does not verify (with the reason).
+    """
+    path = signature_path(artefact)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IntegrityError(f"{path.name} is missing: the artefact is not signed") from None
+    except ValueError as exc:
+        raise IntegrityError(f"{path.name} is not a signature: {exc}") from None
+    names = [p.name for p in artefact_files(artefact)]
+    verify_files(doc, Path(artefact).parent, names, public_key)
+    return str(doc.get("key_id", ""))
 
 
 # --------------------------------------------------------------------------------------

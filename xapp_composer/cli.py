@@ -14,6 +14,10 @@ their defaults):
   (:class:`~xapp_composer.configs.EvalConfig`).
 - ``bench --agents 81 --decisions 1000 --json``
   (:class:`~xapp_composer.configs.BenchConfig`).
+- ``keygen --out DIR`` / ``sign --policy FILE --key PEM``: an Ed25519 key pair, and a
+  policy signed with it (``<stem>.signature.json``); the xApp with
+  ``XAPP_POLICY_PUBLIC_KEY`` refuses an unsigned or wrongly signed policy, at start and on
+  hot reload.
 - ``run --broker URL --rapp host:port [--policy FILE]``: the near-RT control loop
   (:mod:`xapp_composer.loop`); every flag also reads ``XAPP_<NAME>`` from the
   environment (:class:`~xapp_composer.settings.XappSettings`).
@@ -62,6 +66,7 @@ RUN_FLAGS = (
     "max_state_age",
     "health_host",
     "health_port",
+    "policy_public_key",
     "mqtt_client_id",
     "log_level",
     "log_format",
@@ -197,6 +202,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- keys and signatures ----------------------------------------------------------------------
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from servicekit.integrity import generate_keypair
+
+    private = args.out / "policy.pem"
+    if private.exists():
+        raise cli.UsageError(
+            f"--out {args.out}: {private.name} exists (keys are never overwritten)"
+        )
+    kid = generate_keypair(private, args.out / "policy.pub")
+    cli.print_json({"private_key": str(private), "public_key": str(args.out / "policy.pub"),
+                    "key_id": kid})  # fmt: skip
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from servicekit.integrity import IntegrityError, load_private_key, sign_artefact
+
+    load_policy(args.policy, "--policy")  # what is signed must match its card
+    try:
+        key = load_private_key(args.key)
+    except (OSError, ValueError, IntegrityError) as exc:
+        raise cli.UsageError(f"--key {args.key}: {exc}") from None
+    cli.print_json({"signature": str(sign_artefact(args.policy, key))})
+    return 0
+
+
 # ---- run --------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     return main_run(XappSettings.from_cli(args))
@@ -225,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="whole-decision latency of the ONNX policy")
     cli.add_config(p, BenchConfig)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("keygen", help="a new Ed25519 key pair to sign policies with")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory of policy.pem (private, 0600) and policy.pub")  # fmt: skip
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign a policy (every <stem>.* file) with a private key")
+    p.add_argument("--policy", type=Path, required=True, help="the policy's .onnx file")
+    p.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (PEM)")
+    p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser(
         "run",

@@ -91,8 +91,10 @@ class Result:
 
     Attributes:
         status: ``"decided"`` (a chain), ``"rejected"`` (an explicit rejection),
-            ``"duplicate"`` (already decided: nothing to publish) or ``"dropped"`` (no
-            request id: nothing can be published; logged and counted).
+            ``"duplicate"`` (already decided: its decision is published again, since the
+            request coming back may mean the first one was lost with a broker that kept
+            no state; the emulator settles a request once and refuses the second) or
+            ``"dropped"`` (no request id: nothing can be published; logged and counted).
         request_id: the request's id ("" when dropped).
         decision: the message to publish (decided and rejected).
         reason: the rejection code, the fallback cause, or why it was dropped.
@@ -123,6 +125,8 @@ class ControlCore:
         dedup_capacity: decided request ids remembered.
         repair_infeasible: serve a feasible chain (:meth:`_repair`) when the policy's
             chain breaks a constraint.
+        max_prompt_bytes: longer prompts are rejected as ``malformed_request`` before any
+            rApp call (the rApp's own limit); None: no limit.
         wall_clock_ns: wall clock (ns since the epoch), for the state's age.
         clock: monotonic clock (s).
     """
@@ -137,6 +141,7 @@ class ControlCore:
         fallback_window: int = 32,
         dedup_capacity: int = 100_000,
         repair_infeasible: bool = True,
+        max_prompt_bytes: int | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -147,6 +152,7 @@ class ControlCore:
         self.fallbacks = FallbackVectors(fallback_window)
         self.ledger = DecisionLedger(dedup_capacity)
         self.repair_infeasible = repair_infeasible
+        self.max_prompt_bytes = max_prompt_bytes
         self.wall_clock_ns = wall_clock_ns
         self.clock = clock
         self.state: LiveState | None = None
@@ -284,6 +290,11 @@ class ControlCore:
                 result = self.reject_internal(payload, exc)
             if result.decision is None:
                 return result, True
+            if result.status == "duplicate":
+                if not publish(result.decision):
+                    return result, False
+                self.metrics.event("decision_republished")
+                return result, True
             self.commit(result)  # before the publish: its outcome may come back at once
             if not publish(result.decision):
                 self.forget(result.request_id)
@@ -301,15 +312,15 @@ class ControlCore:
                 self.metrics.drop(f"undecodable_{exc.code}")
                 log.warning("request_dropped", code=exc.code, reason=exc.reason, bytes=len(payload))
                 return Result("dropped", reason=exc.reason)
-            if self.decided(rid) is not None:
+            if (mine := self.decided(rid)) is not None:
                 self.metrics.duplicate()
-                return Result("duplicate", rid)
+                return Result("duplicate", rid, decision=mine.decision)
             return self._reject(rid, MALFORMED_REQUEST, exc.reason)
         rid = req.request_id
-        if self.decided(rid) is not None:
+        if (mine := self.decided(rid)) is not None:
             self.metrics.duplicate()
             log.info("request_duplicate", request_id=rid)
-            return Result("duplicate", rid)
+            return Result("duplicate", rid, decision=mine.decision)
         return self.decide(req)
 
     def decide(self, req: network_pb2.ServiceRequest) -> Result:
@@ -328,7 +339,7 @@ class ControlCore:
                 f"state {live.seq} is {age:.1f} s old (limit {self.max_state_age_s:g} s)",
                 seen=seen,
             )
-        problem = check_request(req, live.net)
+        problem = check_request(req, live.net, self.max_prompt_bytes)
         if problem:
             return self._reject(rid, MALFORMED_REQUEST, problem, seen=seen)
         types = tuple(int(t) for t in req.chain_types)
@@ -511,8 +522,15 @@ def _request_id(payload: bytes) -> str:
         return _readable_request_id(exc)
 
 
-def check_request(req: network_pb2.ServiceRequest, net: Network) -> str:
+def check_request(
+    req: network_pb2.ServiceRequest, net: Network, max_prompt_bytes: int | None = None
+) -> str:
     """Why a (structurally valid) request cannot be decided on ``net``, or ""."""
+    size = len(req.prompt.encode("utf-8"))
+    if max_prompt_bytes is not None and size > max_prompt_bytes:
+        # Answered here, before any rApp call: the rApp would refuse it anyway, and a
+        # refusal is not a sign of an rApp in trouble.
+        return f"prompt of {size} bytes exceeds the rApp's limit of {max_prompt_bytes}"
     if req.app not in APPS:
         return f"unknown application {req.app!r}; expected one of {list(APPS)}"
     if len(req.chain_types) > MAX_CHAIN_STEPS:

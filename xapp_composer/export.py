@@ -80,7 +80,7 @@ from xapp_composer.policy import GCNActorCritic, PolicyConfig
 
 def load_checkpoint(path: Path) -> tuple[GCNActorCritic, dict]:
     """A trained policy (``<name>.pt`` written by training) and its summary."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     policy = GCNActorCritic(PolicyConfig(**ckpt["policy"]))
     policy.load_state_dict(ckpt["state_dict"])
     policy.eval()

@@ -20,11 +20,28 @@ from lameta_proto.v1 import network_pb2
 
 @dataclass(frozen=True)
 class Decided:
-    """What is remembered of a published decision."""
+    """What is remembered of a published decision: the message itself, so that it can be
+    published again when its request is announced again (a broker that restarted without
+    persistence lost it), and an outcome can be matched against it."""
 
-    fallback: bool
-    elam: str
-    rejected: bool
+    decision: network_pb2.ControlDecision
+
+    @property
+    def fallback(self) -> bool:
+        return self.decision.fallback
+
+    @property
+    def elam(self) -> str:
+        return self.decision.elam
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.decision.rejection)
+
+    def matches(self, outcome: network_pb2.Outcome) -> bool:
+        """The outcome is of this very decision: same chain and same predicted vector."""
+        d = self.decision
+        return list(outcome.chain) == list(d.chain) and list(outcome.predicted) == list(d.predicted)
 
 
 class DecisionLedger:
@@ -49,9 +66,7 @@ class DecisionLedger:
     def record(self, request_id: str, decision: network_pb2.ControlDecision) -> None:
         """Remember ``decision`` as published for ``request_id``."""
         with self._decided_lock:
-            self._decided[request_id] = Decided(
-                fallback=decision.fallback, elam=decision.elam, rejected=bool(decision.rejection)
-            )
+            self._decided[request_id] = Decided(decision)
             self._decided.move_to_end(request_id)
             while len(self._decided) > self.capacity:
                 self._decided.popitem(last=False)

@@ -42,6 +42,7 @@ import structlog
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.cli import UsageError
+from servicekit.integrity import IntegrityError, load_public_key
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics
 from servicekit.signals import stop_on_signals
@@ -157,6 +158,12 @@ class XappService:
         mine = self.core.decided(out.request_id)
         if mine is None:
             self.metrics.outcome("ignored_not_ours")
+            return
+        if not mine.matches(out):
+            # Not the decision this xApp made (another chain or vector): forged, or a
+            # replay of another run. Never written into the rApp's memory.
+            self.metrics.outcome("ignored_mismatch")
+            log.warning("outcome_mismatch", request_id=out.request_id)
             return
         if mine.fallback:
             # The memory calibrates translations (eq. 46); a fallback vector is not one.
@@ -381,6 +388,13 @@ def build_service(settings: XappSettings) -> XappService:
         OSError: the health port cannot be bound.
     """
 
+    public_key = None
+    if settings.policy_public_key is not None:
+        try:
+            public_key = load_public_key(settings.policy_public_key)
+        except (OSError, IntegrityError) as exc:
+            raise PolicyIntegrityError(f"policy public key: {exc}") from None
+
     def loader(path: Path) -> PolicyRuntime:
         return PolicyRuntime(
             path,
@@ -388,6 +402,7 @@ def build_service(settings: XappSettings) -> XappService:
             threads=settings.onnx_threads,
             tree=settings.tabulate,
             tree_max_rows=settings.tabulate_max_rows,
+            public_key=public_key,
         )
 
     if not settings.policy.exists():
@@ -413,6 +428,7 @@ def build_service(settings: XappSettings) -> XappService:
         fallback_window=settings.fallback_window,
         dedup_capacity=settings.dedup_capacity,
         repair_infeasible=settings.repair_infeasible,
+        max_prompt_bytes=settings.rapp_max_prompt_bytes,
     )
     client = settings.mqtt_client(manual_ack=True)
     return XappService(settings, core, rapp, client, loader)

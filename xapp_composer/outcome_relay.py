@@ -17,7 +17,7 @@ import structlog
 
 from lameta_proto.v1 import network_pb2
 from xapp_composer.metrics import XappMetrics
-from xapp_composer.rapp_client import DOWN_CODES
+from xapp_composer.rapp_client import RETRY_CODES
 
 log = structlog.get_logger("xapp_composer.outcome_relay")
 
@@ -97,7 +97,7 @@ class OutcomeRelay:
             )
         except grpc.RpcError as exc:
             code = exc.code()
-            if code in DOWN_CODES:
+            if code in RETRY_CODES:
                 self._backoff = min(max(2 * self._backoff, 0.2), self.retry_max_s)
                 self.metrics.event("outcome_retry")
                 log.warning(

@@ -17,12 +17,14 @@ import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
 
 from agentnet.intents import APPS
 from agentnet.network import Network
+from servicekit.integrity import IntegrityError, verify_artefact
 from xapp_composer import features as F
 from xapp_composer import steps as S
 from xapp_composer import tree as T
@@ -47,7 +49,7 @@ EVEN = (0.25, 0.25, 0.25, 0.25)
 
 
 class PolicyIntegrityError(RuntimeError):
-    """The policy file does not match its model card."""
+    """The policy does not match its model card or its signature."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,9 @@ class PolicyRuntime:
         tree_max_rows: the largest table (prefixes x candidates of a step) to build.
         tree_max_pairs: the largest lookahead table (prefixes x candidates x next agents)
             of a step to build.
+        public_key: the Ed25519 key the policy must be signed with (its card's hashes
+            guard against corruption, a signature against whoever can write the
+            directory); None: the card only.
     """
 
     def __init__(
@@ -173,8 +178,15 @@ class PolicyRuntime:
         tree: bool = True,
         tree_max_rows: int = T.DEFAULT_MAX_ROWS,
         tree_max_pairs: int = T.DEFAULT_MAX_PAIRS,
+        public_key: Any = None,
     ):
         self.path = Path(path)
+        self.signed_by = ""
+        if public_key is not None:
+            try:
+                self.signed_by = verify_artefact(self.path, public_key)
+            except IntegrityError as exc:
+                raise PolicyIntegrityError(f"signature: {exc}") from None
         try:
             self.card = read_card(self.path)
         except FileNotFoundError as exc:

@@ -89,9 +89,21 @@ class XappSettings(MqttSettings):
     rapp_tls_ca: Path | None = Field(None, description="CA bundle of the rApp's certificate")
     rapp_tls_cert: Path | None = Field(None, description="client certificate (mutual TLS)")
     rapp_tls_key: Path | None = Field(None, description="client key (mutual TLS)")
+    rapp_max_prompt_bytes: int | None = Field(
+        4096,
+        ge=1,
+        description="longer prompts are rejected (malformed_request) before any rApp call: "
+        "the rApp's RAPP_MAX_PROMPT_BYTES (null: no limit)",
+    )
 
     # ---- policy -------------------------------------------------------------------------
     policy: Path = Field(SHIPPED_POLICY, description="the ONNX policy (card and encoder beside)")
+    policy_public_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM) the policy must be signed with "
+        "(<stem>.signature.json beside it), at start and on every reload; unset: the "
+        "card's hashes only",
+    )
     policy_reload_period: float = Field(
         1.0, ge=0, description="seconds between checks of the policy file (0: no hot reload)"
     )
@@ -139,7 +151,9 @@ class XappSettings(MqttSettings):
     )
 
     # ---- observability ------------------------------------------------------------------
-    health_host: str = Field("0.0.0.0", description="bind address of health and metrics")
+    health_host: str = Field(
+        "127.0.0.1", description="bind address of health and metrics (containers: 0.0.0.0)"
+    )
     health_port: int = Field(
         8080, ge=0, le=65535, description="port of /ric/v1/health/* and /metrics (0: any)"
     )

@@ -117,7 +117,7 @@ def train(
     pcfg = PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
     policy = GCNActorCritic(pcfg)
     if cfg.init:
-        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=True)
         if ckpt["policy"] != pcfg.to_dict():
             raise ValueError(
                 f"--init {cfg.init}: its policy shape {ckpt['policy']} differs from "
