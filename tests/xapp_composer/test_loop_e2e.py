@@ -264,12 +264,14 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
             "impossible state counted",
         )
         assert xapp.metric("xapp_state_seq") == 1  # the serving state stays
-        # A duplicated request (same id twice): one decision.
+        # A duplicated request (same id twice): decided once, and the same decision
+        # published again for the second announcement.
         send(topics.requests, _req("dup"))
         send(topics.requests, _req("dup"))
         send(topics.requests, _req("ok-2"))
         assert not rec.wait_for("ok-2").rejection  # the loop is alive, in order
-        assert len(rec.by_request()["dup"]) == 1
+        dups = rec.by_request()["dup"]
+        assert len(dups) == 2 and codec.encode(dups[0]) == codec.encode(dups[1])
         assert xapp.metric("xapp_duplicates_total") == 1
         assert xapp.metric("xapp_requests_dropped_total", reason="undecodable_garbage") == 1
         # Hot reload: a new policy is swapped in; a broken one is rejected.
