@@ -8,7 +8,6 @@ via :func:`agentnet.intents.validate_vector`) and counts failures with their rea
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -17,7 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agentnet.config import elam_fee
@@ -154,15 +152,6 @@ class ElamStats:
                 "mean_latency_ms": 1000.0 * self.busy_s / n if n else 0.0,
             }
             return out
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (identifies a distilled artefact)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ELam(ABC):

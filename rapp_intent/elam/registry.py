@@ -108,13 +108,9 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
     if model_id == "minilm":
         import torch
 
-        from rapp_intent.elam.encoder import (
-            Encoder,
-            HybridEncoder,
-            OnnxEncoder,
-            TorchEncoder,
-            bf16_fast,
-        )
+        from rapp_intent.elam.encoder import Encoder, HybridEncoder
+        from rapp_intent.elam.encoder_onnx import OnnxEncoder
+        from rapp_intent.elam.encoder_torch import TorchEncoder, bf16_fast
         from rapp_intent.elam.minilm import MiniLMELam
 
         backend = settings.minilm_backend

@@ -218,8 +218,8 @@ def card_metrics(elam: Any, sets: dict[str, list]) -> tuple[dict[str, float], di
 
 
 def _data_card(samples: Sequence[Any], apps: Sequence[str], data_dir: Path) -> dict[str, Any]:
-    from rapp_intent.elam.base import sha256_file
     from rapp_intent.iokd.dataset import BUILD_FILE, dataset_path
+    from servicekit.integrity import sha256_file
 
     build = {}
     build_path = Path(data_dir) / BUILD_FILE
@@ -251,14 +251,11 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[str, Any]:
     """Train, save (head + card), reload through the rApp's class, evaluate."""
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
-    from rapp_intent.iokd.distill_minilm import (
-        MinilmDistillConfig,
-        distill_minilm,
-        distill_minilm_encoder,
-    )
-    from rapp_intent.iokd.loss import LossConfig
+    from rapp_intent.iokd.config import LossConfig, MinilmDistillConfig
+    from rapp_intent.iokd.distill_minilm import distill_minilm
+    from rapp_intent.iokd.distill_minilm_encoder import distill_minilm_encoder
 
     loss = LossConfig(
         kind=args.loss,
@@ -306,14 +303,11 @@ def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[s
 
 def distill_smollm2_cmd(args, apps, samples, out: Path, settings, sets) -> dict[str, Any]:
     """Train LoRA adapters, save them with a card, reload through the rApp's class."""
-    from rapp_intent.elam.base import sha256_file
-    from rapp_intent.elam.smollm2 import ADAPTER_WEIGHTS, SmolLM2ELam
-    from rapp_intent.iokd.distill_smollm2 import (
-        DISTILLED_SYSTEM,
-        Smollm2DistillConfig,
-        distill_smollm2,
-    )
-    from rapp_intent.iokd.loss import LossConfig
+    from rapp_intent.elam import lora
+    from rapp_intent.elam.lora import ADAPTER_WEIGHTS
+    from rapp_intent.elam.smollm2 import BASE_MODEL, SmolLM2ELam
+    from rapp_intent.iokd.config import LossConfig, Smollm2DistillConfig
+    from rapp_intent.iokd.distill_smollm2 import DISTILLED_SYSTEM, distill_smollm2
 
     loss = LossConfig(
         kind=args.loss,
@@ -333,10 +327,7 @@ def distill_smollm2_cmd(args, apps, samples, out: Path, settings, sets) -> dict[
     )
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(str(tmp))
-    for extra in ("README.md",):  # peft's template card; ours is card.json
-        (tmp / extra).unlink(missing_ok=True)
-    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    files = lora.save_adapter(peft_model, tmp, BASE_MODEL)
     card = {
         "what": "IoKD-distilled LoRA adapters of SmolLM2-135M-Instruct (paper eqs. 27-32)",
         "model": "smollm2",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from llmkit.chat import ChatModel, Message
+from rapp_intent.iokd.config import CotConfig
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.rubric import FACTORS, describe, find_cues
 
@@ -53,25 +54,6 @@ _NEUTRAL_WORDS = r"neutral|even|no (stated |particular |specific )?preference|eq
 _NUMBER = re.compile(r"\b0?\.\d+\b")
 _PERCENT = re.compile(r"\d\s*%")
 _UNITS = re.compile(r"\b0?\.\d+\s*(seconds|second|secs|ms|milliseconds|minutes)\b", re.I)
-
-
-@dataclass(frozen=True)
-class CotConfig:
-    """Chain-of-thought step.
-
-    Attributes:
-        max_tokens: generation budget of an explanation.
-        temperature: sampling temperature (0: greedy).
-        max_rounds: attempts per demonstration before the rubric fallback.
-        min_words: shortest acceptable explanation.
-        max_words: longest acceptable explanation.
-    """
-
-    max_tokens: int = 64
-    temperature: float = 0.3
-    max_rounds: int = 2
-    min_words: int = 6
-    max_words: int = 120
 
 
 @dataclass
@@ -125,8 +107,9 @@ def cot_messages(sample: Sample) -> list[Message]:
     ]
 
 
-def reasoning_problems(text: str, sample: Sample, config: CotConfig = CotConfig()) -> list[str]:
+def reasoning_problems(text: str, sample: Sample, config: CotConfig | None = None) -> list[str]:
     """What is wrong with an explanation of ``sample`` (empty list: acceptable)."""
+    config = config or CotConfig()
     problems = []
     words = text.split()
     if len(words) < config.min_words:
@@ -187,7 +170,7 @@ def feedback_turns(previous: str, reasons: Sequence[str], instruction: str) -> l
 def explain(
     samples: Sequence[Sample],
     clam: ChatModel,
-    config: CotConfig = CotConfig(),
+    config: CotConfig | None = None,
     progress: bool = False,
 ) -> tuple[list[Sample], CotReport]:
     """Eq. 22 for every sample: attach the C-LAM's reasoning (or the rubric fallback).
@@ -201,6 +184,7 @@ def explain(
     Returns:
         The samples with ``reasoning``/``reasoning_by`` set, and the step's counts.
     """
+    config = config or CotConfig()
     report = CotReport()
     pending = {i: cot_messages(s) for i, s in enumerate(samples)}
     done: dict[int, str] = {}

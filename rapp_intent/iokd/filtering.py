@@ -28,7 +28,7 @@ class SbertEmbedder:
 
     Args:
         encoder: an object with ``encode(texts) -> (n, 384)`` (the rApp's
-            :class:`~rapp_intent.elam.encoder.TorchEncoder` by default).
+            :class:`~rapp_intent.elam.encoder_torch.TorchEncoder` by default).
     """
 
     def __init__(self, encoder: object | None = None):
@@ -37,7 +37,8 @@ class SbertEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if self._cache is None:
-            from rapp_intent.elam.encoder import EmbeddingCache, TorchEncoder
+            from rapp_intent.elam.encoder import EmbeddingCache
+            from rapp_intent.elam.encoder_torch import TorchEncoder
 
             self._cache = EmbeddingCache(self._encoder or TorchEncoder(), max_entries=1 << 16)
         return self._cache(list(texts))

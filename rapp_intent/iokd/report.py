@@ -108,7 +108,7 @@ def card_evaluation(
     whose ``decoding`` equals ``decoding`` (the E-LAM's ``decoding_options`` as it would
     be loaded now; a report without the key counts as made with none).
     """
-    from rapp_intent.elam.base import sha256_file
+    from servicekit.integrity import sha256_file
 
     card_path = path / "card.json"
     if not card_path.exists():
@@ -206,7 +206,7 @@ def extra_label(fam: str, name: str, own: dict[str, Any], shipped: dict[str, Any
 def load_variant(v: Variant, settings: Any, encoder: Any = None):
     """The E-LAM of a Fig. 6 row, through the rApp's own classes."""
     if v.family == "minilm":
-        from rapp_intent.elam.encoder import TorchEncoder
+        from rapp_intent.elam.encoder_torch import TorchEncoder
         from rapp_intent.elam.minilm import MiniLMELam
 
         return MiniLMELam(encoder or TorchEncoder(), head_dir=v.path)
@@ -276,7 +276,7 @@ def fig6(config: ReportConfig, settings: Any) -> dict[str, Any]:
             }
             continue
         if v.family == "minilm" and encoder is None:
-            from rapp_intent.elam.encoder import TorchEncoder
+            from rapp_intent.elam.encoder_torch import TorchEncoder
 
             encoder = TorchEncoder()
         start = time.perf_counter()
@@ -368,10 +368,11 @@ def fig7(config: ReportConfig, settings: Any) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
+    from rapp_intent.iokd.config import MinilmDistillConfig
     from rapp_intent.iokd.dataset import DATA_DIR, load_dataset
-    from rapp_intent.iokd.distill_minilm import MinilmDistillConfig, distill_minilm
+    from rapp_intent.iokd.distill_minilm import distill_minilm
 
     data = load_dataset(APPS, config.data_dir or DATA_DIR)
     sets = evaluation_sets(config.dev)

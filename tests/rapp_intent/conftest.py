@@ -54,7 +54,7 @@ def make_settings(tmp_path: Path):
 @pytest.fixture(scope="session")
 def minilm():
     """The raw minilm E-LAM (ONNX runtime), loaded once."""
-    from rapp_intent.elam.encoder import OnnxEncoder
+    from rapp_intent.elam.encoder_onnx import OnnxEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     cache = RappSettings(_env_file=None).cache_dir

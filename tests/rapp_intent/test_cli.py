@@ -61,7 +61,7 @@ def test_eval_prints_the_documented_json(small_data):
 
 
 def test_eval_raw_ignores_distilled_artefacts(small_data, tmp_path):
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     # a "distilled" head that pushes every vector towards latency: clearly worse

@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from rapp_intent.elam.base import MemoryContext, sha256_file
+from rapp_intent.elam.base import MemoryContext
 from rapp_intent.settings import REPO_MODELS_DIR, RappSettings
+from servicekit.integrity import sha256_file
 
 MINILM = REPO_MODELS_DIR / "minilm"
 SMOLLM2 = REPO_MODELS_DIR / "smollm2"
@@ -40,20 +41,25 @@ def _check_card(folder: Path, weights: str) -> dict:
 
 
 def test_minilm_artefact_is_a_head_and_encoder_adapters_not_a_model_copy() -> None:
-    from rapp_intent.elam.lora import load_adapter
+    from safetensors import safe_open
+
+    from rapp_intent.elam import lora
 
     card = _check_card(MINILM, "head.safetensors")
     files = sorted(p.name for p in MINILM.iterdir())
-    assert files == ["card.json", "encoder_lora.safetensors", "head.safetensors"]
+    assert files == sorted(["card.json", "head.safetensors", *lora.ADAPTER_FILES])
     assert sum(p.stat().st_size for p in MINILM.iterdir()) < 5 * MB
     adapter = card["encoder_adapter"]
-    assert adapter["sha256"] == sha256_file(MINILM / adapter["file"])
-    state, spec = load_adapter(MINILM / adapter["file"])
-    assert (
-        spec.r == adapter["r"] and sum(t.numel() for t in state.values()) == adapter["parameters"]
-    )
+    lora.check_adapter(MINILM, adapter["files"])
+    assert set(adapter["files"]) == set(lora.ADAPTER_FILES)
+    config = json.loads((MINILM / lora.ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    assert config["peft_type"] == "LORA"
+    assert (config["r"], config["lora_alpha"]) == (adapter["r"], adapter["alpha"])
+    with safe_open(str(MINILM / lora.ADAPTER_WEIGHTS), framework="pt") as fh:
+        parameters = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118
+    assert parameters == adapter["parameters"]
     assert adapter["parameters"] < 0.05 * 22.7e6  # a few % of the encoder, never a copy
-    assert card["training"]["train_seconds"] < 600  # the 10-minute budget
+    assert card["training"]["train_seconds"] < 600  # the 10-minute training budget
 
 
 def test_smollm2_artefact_is_lora_adapters_not_a_model_copy() -> None:

@@ -9,8 +9,8 @@ import pytest
 from support.iokd import sample
 
 from agentnet.intents import APPS
-from rapp_intent.elam.base import sha256_file
 from rapp_intent.iokd import report as rp
+from servicekit.integrity import sha256_file
 
 SECTION = rp.README_HEADING + "\n\nnumbers\n"
 

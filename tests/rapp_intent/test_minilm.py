@@ -149,7 +149,8 @@ def test_embedding_cache_returns_same_rows(minilm):
 
 
 def test_hybrid_encoder_paths_agree(minilm):
-    from rapp_intent.elam.encoder import HybridEncoder, TorchEncoder, bf16_fast
+    from rapp_intent.elam.encoder import HybridEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder, bf16_fast
 
     large = TorchEncoder(dtype=torch.bfloat16 if bf16_fast() else torch.float32)
     hybrid = HybridEncoder(minilm.encoder, large, threshold=2)
@@ -165,7 +166,7 @@ def test_hybrid_encoder_paths_agree(minilm):
 
 def _distinct_head(out_dir):
     """Save a head that moves weight to latency, so a loaded head is recognisable."""
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     model = MiniLMELam(TorchEncoder())
@@ -188,7 +189,7 @@ def test_registry_builds_the_configured_encoder(make_settings, backend, expected
 
 
 def test_registry_auto_backend_follows_the_cpu(make_settings):
-    from rapp_intent.elam.encoder import bf16_fast
+    from rapp_intent.elam.encoder_torch import bf16_fast
     from rapp_intent.elam.registry import load_elam
 
     elam = load_elam("minilm", make_settings(minilm_backend="auto"))
