@@ -12,7 +12,20 @@ from __future__ import annotations
 import dataclasses
 import operator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_DIR / "models" / "elam" / "data"
+"""D_IoKD, one JSON Lines file per application, and its build report."""
+BUILD_FILE = "build.json"
+DEV_SET = REPO_DIR.parent / "shared" / "spec" / "dev_intents.jsonl"
+"""The dev set beside the repository (evaluation only: never trained or tuned on)."""
+FAMILIES = ("minilm", "smollm2")
+"""The E-LAM families IoKD distils."""
+DOC_FILE = Path("README.md")
+"""The documentation file that gets the IoKD report's section (relative to the working
+directory)."""
 
 LossKind = Literal["iokd", "dpo"]
 
@@ -364,3 +377,40 @@ class Smollm2DistillConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+# --------------------------------------------------------------------------------------
+# Report (Fig. 6, Fig. 7)
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report evaluates and where it writes."""
+
+    models_dir: Path = field(
+        metadata={"help": "models/elam: served artefacts and ablation/ (default: RAPP_MODELS_DIR)"}
+    )
+    out_dir: Path = field(metadata={"help": "where the figures go (default: <models_dir>/report)"})
+    dev: Path | None = field(metadata={"help": "the dev set (evaluation only)"})
+    readme: Path | None = field(
+        default=DOC_FILE, metadata={"help": "documentation file that gets the IoKD section"}
+    )
+    families: tuple[str, ...] = field(
+        default=FAMILIES, metadata={"help": "E-LAM families to evaluate"}
+    )
+    fig7: bool = field(default=True, metadata={"help": "run the sample-size study (Fig. 7)"})
+    progress: bool = field(default=False, metadata={"help": "progress bars"})
+    data_dir: Path = field(default=DATA_DIR, metadata={"help": "the IoKD dataset"})
+    fresh: bool = field(
+        default=False,
+        metadata={"help": "re-evaluate every artefact (default: reuse a card's evaluation)"},
+    )
+    fig7_ensemble: int = field(
+        default=1,
+        metadata={"help": "heads per Fig. 7 point (the shipped head may average more)", "ge": 1},
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families:
+            raise ValueError(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")

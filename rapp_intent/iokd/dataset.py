@@ -27,16 +27,12 @@ from typing import Any
 from agentnet.intents import APPS
 from llmkit.chat import ChatModel
 from rapp_intent.iokd.augment import augment
-from rapp_intent.iokd.config import BuildConfig
+from rapp_intent.iokd.config import BUILD_FILE, DATA_DIR, BuildConfig
 from rapp_intent.iokd.contrastive import top_k_contrastive
 from rapp_intent.iokd.cot import explain
 from rapp_intent.iokd.data import Sample, history, read_jsonl, user_samples, write_jsonl
 from rapp_intent.iokd.filtering import Embedder, filter_relevant
 from servicekit.integrity import sha256_file
-
-REPO_DIR = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_DIR / "models" / "elam" / "data"
-BUILD_FILE = "build.json"
 
 
 def dataset_path(app: str, directory: Path = DATA_DIR) -> Path:

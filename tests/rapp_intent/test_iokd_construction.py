@@ -334,7 +334,8 @@ def test_build_dataset_writes_d_iokd_and_never_touches_heldout(tmp_path) -> None
 
 # --- the shipped dataset ---------------------------------------------------------------------------
 def test_shipped_dataset_is_train_only_and_valid() -> None:
-    from rapp_intent.iokd.dataset import DATA_DIR, dataset_path
+    from rapp_intent.iokd.config import DATA_DIR
+    from rapp_intent.iokd.dataset import dataset_path
 
     if not all(dataset_path(a).exists() for a in APPS):
         pytest.skip("dataset not built (rapp-intent iokd-dataset)")
