@@ -1,9 +1,9 @@
 """The common E-LAM interface: prompts (plus memory context) in, validated vectors out.
 
 Every E-LAM family (encoder with a simplex head, generative model with a parser) produces
-raw outputs; this module validates each one exactly as the issue and MODEL.md define a
-valid vector (length 4, finite, non-negative, sums to 1 within 1e-3, then renormalised,
-via :func:`agentnet.intents.validate_vector`) and counts failures with their reason.
+raw outputs; this module validates each one exactly as MODEL.md defines a valid vector
+(length 4, finite, non-negative, sums to 1 within 1e-3, then renormalised, via
+:func:`agentnet.intents.validate_vector`) and counts failures with their reason.
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ class Translation:
         return cls(vector=None, reason=reason, detail=detail, raw=raw)
 
 
+def format_vector(vector: Sequence[float]) -> str:
+    """The text of a vector in every prompt and answer, e.g. ``[0.40, 0.30, 0.15, 0.15]``."""
+    return "[" + ", ".join(f"{v:.2f}" for v in vector) + "]"
+
+
 def _failure_reason(values: Sequence[Any]) -> str:
     """Category of an invalid vector (checks in the order of ``validate_vector``)."""
     try:
@@ -120,6 +125,21 @@ def validate_output(values: Sequence[Any], raw: str | None = None) -> Translatio
     except ValueError as exc:
         return Translation.failure(_failure_reason(values), str(exc), raw)
     return Translation(vector=vector, raw=raw)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Prompts as an E-LAM family receives them (:meth:`ELam._translate`).
+
+    Attributes:
+        prompts: the requests' texts.
+        context: one memory context per prompt (None: no context).
+        deadline: ``time.monotonic()`` value after which a slow E-LAM may stop early.
+    """
+
+    prompts: list[str]
+    context: list[MemoryContext | None]
+    deadline: float | None = None
 
 
 @dataclass
@@ -237,7 +257,7 @@ class ELam(ABC):
         if not prompts:
             return []
         start = time.perf_counter()
-        job = self._worker.submit(self._translate, list(prompts), list(context), deadline)
+        job = self._worker.submit(self._translate, Batch(list(prompts), list(context), deadline))
         results = job.result()
         if len(results) != len(prompts):
             raise RuntimeError(f"{self.id} returned {len(results)} results for {len(prompts)}")
@@ -245,12 +265,7 @@ class ELam(ABC):
         return results
 
     @abstractmethod
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
+    def _translate(self, batch: Batch) -> list[Translation]:
         """Family-specific translation; every result passes through validate_output."""
 
     def warmup(self) -> None:

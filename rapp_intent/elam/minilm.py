@@ -41,7 +41,7 @@ from torch import nn
 
 from agentnet.intents import APP_PROFILES, APPS
 from rapp_intent.elam import lora
-from rapp_intent.elam.base import ELam, MemoryContext, Translation, validate_output
+from rapp_intent.elam.base import Batch, ELam, Translation, validate_output
 from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder
 from servicekit.integrity import sha256_file
 
@@ -284,15 +284,10 @@ class MiniLMELam(ELam):
         if warm is not None:
             self._worker.submit(warm).result()
 
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
-        apps = [c.app if c is not None else None for c in context]
+    def _translate(self, batch: Batch) -> list[Translation]:
+        apps = [c.app if c is not None else None for c in batch.context]
         with self._lock:
-            means = self.predict_mean(prompts, apps)
+            means = self.predict_mean(batch.prompts, apps)
         return [validate_output(row.tolist()) for row in means]
 
     # --- artefacts -------------------------------------------------------------------

@@ -31,12 +31,18 @@ from typing import Any
 import numpy as np
 import structlog
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from agentnet.intents import load_intents
-from llmkit.smollm2 import ensure_dequantised
+from llmkit.smollm2 import load_model
 from rapp_intent.elam import lora
-from rapp_intent.elam.base import ELam, MemoryContext, Translation, validate_output
+from rapp_intent.elam.base import (
+    Batch,
+    ELam,
+    MemoryContext,
+    Translation,
+    format_vector,
+    validate_output,
+)
 from servicekit.integrity import sha256_file
 
 log = structlog.get_logger(__name__)
@@ -87,11 +93,6 @@ def parse_vector(text: str) -> Translation:
     return validate_output(values, raw=text)
 
 
-def format_vector(vector: Sequence[float]) -> str:
-    """Canonical answer text of a vector, e.g. ``[0.40, 0.30, 0.15, 0.15]``."""
-    return "[" + ", ".join(f"{v:.2f}" for v in vector) + "]"
-
-
 def answer_space(step: float = 0.05) -> list[tuple[float, float, float, float]]:
     """Every vector whose weights are non-negative multiples of ``step`` summing to 1.
 
@@ -130,14 +131,6 @@ def decoding_options(decoding: str, beams: int, max_new_tokens: int) -> dict[str
     return {"decoding": decoding, "beams": int(beams)}
 
 
-def load_base(cache_dir: Path) -> tuple[torch.nn.Module, Any]:
-    """The raw SmolLM2-135M-Instruct (fp32, eval mode) and its tokenizer, via the cache."""
-    folder = ensure_dequantised(cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    return model.eval(), tokenizer
-
-
 class SmolLM2ELam(ELam):
     """SmolLM2-135M-Instruct with a few-shot prompt and a parsed answer.
 
@@ -170,7 +163,7 @@ class SmolLM2ELam(ELam):
         beams: int = 4,
     ):
         super().__init__()
-        model, self.tokenizer = load_base(cache_dir)
+        model, self.tokenizer = load_model(cache_dir)
         self.n_parameters = int(sum(p.numel() for p in model.parameters()))
         if adapter_dir is not None and (Path(adapter_dir) / lora.ADAPTER_WEIGHTS).exists():
             model = self._merge_adapters(model, Path(adapter_dir))
@@ -412,14 +405,10 @@ class SmolLM2ELam(ELam):
                 order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
                 return [(scores[k], tokens[k]) for k in order]
 
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
+    def _translate(self, batch: Batch) -> list[Translation]:
         results: list[Translation] = []
-        for prompt, ctx in zip(prompts, context, strict=True):
+        deadline = batch.deadline
+        for prompt, ctx in zip(batch.prompts, batch.context, strict=True):
             if deadline is not None and time.monotonic() > deadline:
                 results.append(Translation.failure("error", "deadline passed before this prompt"))
                 continue

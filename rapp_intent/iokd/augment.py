@@ -38,15 +38,16 @@ import numpy as np
 
 from agentnet.intents import validate_vector
 from llmkit.chat import ChatModel, Message
+from rapp_intent.elam.base import format_vector
 from rapp_intent.iokd.config import AugmentConfig
 from rapp_intent.iokd.contrastive import angular_distance
 from rapp_intent.iokd.cot import (
     APP_DESCRIPTIONS,
     RUBRIC_BRIEF,
-    _chat_in_chunks,
+    chat_in_chunks,
     feedback_turns,
-    format_vector,
     reasoning_problems,
+    round_entry,
     rubric_reasoning,
 )
 from rapp_intent.iokd.data import Sample
@@ -258,7 +259,7 @@ def augment(
     for round_no in range(1, config.max_rounds + 1):
         if not pending:
             break
-        answers = _chat_in_chunks(
+        answers = chat_in_chunks(
             clam,
             [s.messages for s in pending],
             config.max_tokens,
@@ -313,15 +314,7 @@ def augment(
                 # own is missing or fails the checks of the chain-of-thought step.
                 sample = sample.with_(reasoning=rubric_reasoning(sample), reasoning_by="rubric")
             out.append(sample)
-        report.rounds.append(
-            {
-                "round": round_no,
-                "attempted": len(pending),
-                "accepted": n_ok,
-                "rejected": len(pending) - n_ok,
-                "reasons": dict(reasons.most_common()),
-            }
-        )
+        report.rounds.append(round_entry(round_no, len(pending), n_ok, reasons))
         pending = still
     report.accepted = len(out)
     report.dropped = len(pending)

@@ -19,7 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tqdm.auto import tqdm
+
 from llmkit.chat import ChatModel, Message
+from rapp_intent.elam.base import format_vector
 from rapp_intent.iokd.config import CotConfig
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.rubric import FACTORS, describe, find_cues
@@ -67,11 +70,6 @@ class CotReport:
     def to_json(self) -> dict:
         """Plain dict for the build report."""
         return {"rounds": self.rounds, "by_clam": self.by_clam, "by_rubric": self.by_rubric}
-
-
-def format_vector(s: Sequence[float]) -> str:
-    """``[0.40, 0.30, 0.15, 0.15]``: the text form of a vector in every prompt."""
-    return "[" + ", ".join(f"{x:.2f}" for x in s) + "]"
 
 
 COT_INSTRUCTION = (
@@ -156,6 +154,17 @@ def rubric_reasoning(sample: Sample) -> str:
     return cue_text + f"Rubric reading for {sample.app}: {describe(sample.s)}."
 
 
+def round_entry(round_no: int, attempted: int, accepted: int, reasons: Counter) -> dict:
+    """One round of a quality loop in a build report: its counts and rejection reasons."""
+    return {
+        "round": round_no,
+        "attempted": attempted,
+        "accepted": accepted,
+        "rejected": attempted - accepted,
+        "reasons": dict(reasons.most_common()),
+    }
+
+
 def feedback_turns(previous: str, reasons: Sequence[str], instruction: str) -> list[Message]:
     """The turns that feed a rejection back to the C-LAM (Generative AI-in-the-loop)."""
     return [
@@ -192,7 +201,7 @@ def explain(
         if not pending:
             break
         idx = sorted(pending)
-        answers = _chat_in_chunks(
+        answers = chat_in_chunks(
             clam,
             [pending[i] for i in idx],
             config.max_tokens,
@@ -219,15 +228,7 @@ def explain(
                 pending[i] = pending[i] + feedback_turns(
                     text, problems, "Explain it again, fixing this."
                 )
-        report.rounds.append(
-            {
-                "round": round_no,
-                "attempted": len(idx),
-                "accepted": accepted,
-                "rejected": len(idx) - accepted,
-                "reasons": dict(reasons.most_common()),
-            }
-        )
+        report.rounds.append(round_entry(round_no, len(idx), accepted, reasons))
     out = []
     for i, sample in enumerate(samples):
         if i in done:
@@ -239,7 +240,7 @@ def explain(
     return out, report
 
 
-def _chat_in_chunks(
+def chat_in_chunks(
     clam: ChatModel,
     conversations: list[list[Message]],
     max_tokens: int,
@@ -249,8 +250,6 @@ def _chat_in_chunks(
     chunk: int = 32,
 ) -> list:
     """Call the C-LAM in chunks (a progress bar that moves; cache writes as it goes)."""
-    from tqdm.auto import tqdm
-
     out = []
     with tqdm(total=len(conversations), desc=desc, disable=not progress, unit="call") as bar:
         for start in range(0, len(conversations), chunk):

@@ -36,8 +36,10 @@ import torch
 from peft import LoraConfig, PeftModel
 from tqdm.auto import tqdm
 
+from llmkit.smollm2 import load_model
 from rapp_intent.elam import lora
-from rapp_intent.elam.smollm2 import format_vector, load_base, user_turn
+from rapp_intent.elam.base import format_vector
+from rapp_intent.elam.smollm2 import user_turn
 from rapp_intent.iokd.config import Smollm2DistillConfig
 from rapp_intent.iokd.data import Sample, dedupe
 from rapp_intent.iokd.loss import dataset_means, iokd_loss, sample_beta
@@ -408,7 +410,7 @@ def distill_smollm2(
     """
     config = config or Smollm2DistillConfig()
     start = time.perf_counter()
-    model, tokenizer = load_base(cache_dir)
+    model, tokenizer = load_model(cache_dir)
     builder = PromptBuilder(tokenizer)
     chosen = make_items(samples, config.steps * config.batch_items, config)
     used = dedupe([s for s, _, _ in chosen])

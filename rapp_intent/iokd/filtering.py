@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rapp_intent.elam.encoder import EmbeddingCache
 from rapp_intent.iokd.data import Sample
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -37,7 +38,7 @@ class SbertEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if self._cache is None:
-            from rapp_intent.elam.encoder import EmbeddingCache
+            # Deferred: the default encoder loads torch; an injected one may not need it.
             from rapp_intent.elam.encoder_torch import TorchEncoder
 
             self._cache = EmbeddingCache(self._encoder or TorchEncoder(), max_entries=1 << 16)

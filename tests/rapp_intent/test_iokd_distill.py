@@ -7,8 +7,8 @@ import pytest
 import torch
 from support.iokd import sample
 
+from llmkit.smollm2 import load_model
 from rapp_intent.elam.minilm import DirichletHead
-from rapp_intent.elam.smollm2 import load_base
 from rapp_intent.iokd import distill_minilm as dm
 from rapp_intent.iokd import distill_smollm2 as ds
 from rapp_intent.iokd import minilm_pairs as mp
@@ -165,7 +165,7 @@ def test_an_ensemble_is_one_wider_head_that_the_rapp_loads(raw_minilm, tmp_path)
 # --- smollm2 --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_smollm2():
-    return load_base(CACHE)
+    return load_model(CACHE)
 
 
 def test_shared_prompt_log_probs_equal_full_sequence_log_probs(base_smollm2) -> None:
