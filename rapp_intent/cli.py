@@ -74,7 +74,7 @@ project's held-out split:
   rapp-intent eval --data agentnet/data/intents/*.jsonl --split heldout --json"""
 
 
-def _settings(args: argparse.Namespace) -> RappSettings:
+def settings_from_args(args: argparse.Namespace) -> RappSettings:
     """The settings: environment, overridden by the flags given (``--raw``: not distilled)."""
     return RappSettings.from_cli(args, **({"distilled": False} if args.raw else {}))
 
@@ -108,13 +108,13 @@ def _translation(res: Any) -> dict[str, Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     _prepare_runtime(settings, quiet=False)
     return serve(settings)
 
 
 def _translate_local(args: argparse.Namespace) -> dict[str, Any]:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     try:  # the request's own checks before any model loads (the service repeats them)
         check_prompt(args.text, settings.max_prompt_bytes)
         check_app(args.app, settings.apps, "--app")
@@ -153,7 +153,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     intents = _intents(args.data, args.split)
     _prepare_runtime(settings, quiet=True)
     result = evaluate([load_elam(m, settings) for m in settings.models], intents)
@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_from_args(args)
     intents = _intents(args.intents, args.split)
     _prepare_runtime(settings, quiet=True)
     summary = write_predictions(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rapp_intent.cli import build_parser
+from rapp_intent.cli import build_parser, settings_from_args
 from rapp_intent.settings import RappSettings
 from servicekit.settings import validation_message
 
@@ -24,8 +24,7 @@ def _clean_env(monkeypatch, tmp_path):
 
 def _cli(*argv: str) -> RappSettings:
     """The settings ``rapp-intent`` builds for a command line (environment included)."""
-    args = build_parser().parse_args(list(argv))
-    return RappSettings.from_cli(args, **({"distilled": False} if args.raw else {}))
+    return settings_from_args(build_parser().parse_args(list(argv)))
 
 
 def test_environment_values_are_parsed_to_their_types(monkeypatch) -> None:
