@@ -25,7 +25,6 @@ The prediction served is the Dirichlet mean m(p).
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from collections.abc import Sequence
@@ -291,13 +290,6 @@ class MiniLMELam(ELam):
         return [validate_output(row.tolist()) for row in means]
 
     # --- artefacts -------------------------------------------------------------------
-    def reference_head(self) -> DirichletHead:
-        """A frozen copy of the current head (the pi_ref of eq. 31)."""
-        ref = copy.deepcopy(self.head)
-        for p in ref.parameters():
-            p.requires_grad_(False)
-        return ref.eval()
-
     def save_head(
         self,
         out_dir: Path,

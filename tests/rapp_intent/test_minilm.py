@@ -95,13 +95,6 @@ def test_one_optimisation_step_moves_the_policy(fresh_head):
     assert (after > before).all()
 
 
-def test_reference_head_is_frozen_copy(fresh_head):
-    ref = fresh_head.reference_head()
-    assert all(not p.requires_grad for p in ref.parameters())
-    for a, b in zip(ref.state_dict().values(), fresh_head.head.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-
-
 def test_head_save_and_load_round_trip(fresh_head, tmp_path):
     minilm = fresh_head
     head = DirichletHead()
