@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import httpx
 import structlog
@@ -89,22 +89,6 @@ class Completion:
         return self.text is not None
 
 
-class ChatModel(Protocol):
-    """A batch of conversations in, one completion each out."""
-
-    name: str
-
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
-    ) -> list[Completion]:
-        """Answer each conversation (one completion each, in order)."""
-        ...
-
-
 def _check_conversation(messages: Sequence[Message]) -> None:
     if not messages:
         raise ValueError("a conversation needs at least one message")
@@ -115,8 +99,10 @@ def _check_conversation(messages: Sequence[Message]) -> None:
             raise ValueError(f"malformed chat message {m!r}")
 
 
-class ChatBackend(ABC):
-    """A backend of :class:`ChatModel`: checks the conversations, then answers them.
+class ChatModel(ABC):
+    """A batch of conversations in, one completion each out.
+
+    :meth:`chat` checks the conversations; a backend implements :meth:`_answer`.
 
     Attributes:
         name: the backend and model, e.g. ``openai:gpt-4o`` (part of cache keys).
@@ -149,7 +135,7 @@ class ChatBackend(ABC):
         """The backend's answers to checked, non-empty conversations."""
 
 
-class OpenAIChat(ChatBackend):
+class OpenAIChat(ChatModel):
     """A chat model behind an OpenAI-compatible chat-completions endpoint.
 
     Args:
@@ -229,7 +215,7 @@ def _parse_completion(response: httpx.Response) -> Completion:
     return Completion(_THINK.sub("", content).strip())
 
 
-class CachedChat:
+class CachedChat(ChatModel):
     """Memoises another chat model's completions in a JSON Lines file.
 
     The key is the backend name, the conversation and the generation parameters; only
@@ -262,12 +248,8 @@ class CachedChat:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
+    def _answer(
+        self, conversations: list[Sequence[Message]], max_tokens: int, temperature: float
     ) -> list[Completion]:
         """Answer from the cache where possible, call the inner model for the rest."""
         keys = [self._key(c, max_tokens, temperature) for c in conversations]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from llmkit.chat import ChatBackend, Completion, Message
+from llmkit.chat import ChatModel, Completion, Message
 from llmkit.smollm2 import load_model
 
 
-class LocalChat(ChatBackend):
+class LocalChat(ChatModel):
     """SmolLM2-135M-Instruct, offline (see the module docstring for its limits).
 
     Generation is batched and shares the key/value cache of the conversations' common
