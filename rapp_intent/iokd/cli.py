@@ -109,9 +109,18 @@ def build_config(backend: str, args: argparse.Namespace) -> BuildConfig:
 
 
 # --- iokd-dataset ------------------------------------------------------------------------
-def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[str, Any]:
-    settings = RappSettings.from_cli(args)
-    clam_settings = ClamSettings(**({"backend": args.backend} if args.backend else {}))
+def _clam_settings(args: argparse.Namespace) -> ClamSettings:
+    """The C-LAM's settings: ``RAPP_CLAM_*``, the backend overridden by ``--clam``."""
+    return ClamSettings(**({"backend": args.backend} if args.backend else {}))
+
+
+def _build(
+    args: argparse.Namespace,
+    apps: list[str],
+    data_dir: Path,
+    settings: RappSettings,
+    clam_settings: ClamSettings,
+) -> dict[str, Any]:
     config = build_config(clam_settings.backend, args)
     cache = Path(settings.cache_dir) / "iokd" / f"clam-{clam_settings.backend}.jsonl"
     clam = CachedChat(make_chat(clam_settings, settings.cache_dir), cache)
@@ -125,8 +134,9 @@ def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[st
 def cmd_dataset(args: argparse.Namespace) -> int:
     """Build D_IoKD and print the build report."""
     apps = _apps(args.app)
+    settings, clam_settings = RappSettings.from_cli(args), _clam_settings(args)
     _runtime(quiet=args.no_progress)
-    cli.print_json(_build(args, apps, args.out), compact=False)
+    cli.print_json(_build(args, apps, args.out, settings, clam_settings), compact=False)
     return 0
 
 
@@ -236,7 +246,7 @@ def _card_common(args: argparse.Namespace, samples: Sequence[Any], summary: dict
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distil one E-LAM family and print where the artefact went and its metrics."""
-    settings = RappSettings.from_cli(args)
+    settings, clam_settings = RappSettings.from_cli(args), _clam_settings(args)
     args.apps = _apps(args.app)
     dev = _dev(args)
     loss = cli.config_from_args(LossConfig, args)
@@ -246,7 +256,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     _runtime(quiet=args.no_progress)
     if any(not dataset_path(a, args.data).exists() for a in args.apps):
         print(f"building the IoKD dataset in {args.data} first", file=sys.stderr)
-        _build(args, args.apps, args.data)
+        _build(args, args.apps, args.data, settings, clam_settings)
     samples = load_dataset(args.apps, args.data)
     if args.no_augment:
         samples = [s for s in samples if s.origin != "synthetic"]
