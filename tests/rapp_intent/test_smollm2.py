@@ -180,8 +180,8 @@ def test_failed_translation_falls_back_over_grpc(free_decoding, make_settings):
 def test_lora_adapters_are_loaded_and_checked(smollm2, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from rapp_intent.elam.base import sha256_file
     from rapp_intent.settings import RappSettings
+    from servicekit.integrity import sha256_file
 
     peft_model = get_peft_model(
         smollm2.model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_alpha=4)
