@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from agentnet.intents import validate_vector
 from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
 from rapp_intent.elam.registry import Registry, UnknownModel
-from rapp_intent.memory import CalibrationConfig, Memory, apply_memory
+from rapp_intent.memory import Appended, CalibrationConfig, Memory, apply_memory
 from rapp_intent.settings import RappSettings
 
 MAX_REQUEST_ID = 128
@@ -295,11 +295,11 @@ class IntentTranslator:
         reward: float,
         app: str,
         request_id: str = "",
-    ) -> int:
+    ) -> Appended:
         """Append <prompt, vector, reward> to the application's memory (eq. 44).
 
         Returns:
-            The number of records now held for the application.
+            What the memory did with it (stored, a repeated request id, quarantined).
 
         Raises:
             InvalidInput: bad prompt, vector, reward or application.
@@ -313,7 +313,7 @@ class IntentTranslator:
             raise InvalidInput("app is required: the memory is kept per application")
         check_request_id(request_id)
         record = MemoryRecord(prompt=text, vector=vector, reward=float(reward), app=checked_app)
-        return self.memory.append(record, request_id=request_id).count
+        return self.memory.append(record, request_id=request_id)
 
     # --- ListModels ----------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:

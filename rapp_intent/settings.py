@@ -149,8 +149,23 @@ class RappSettings(ServiceSettings):
     tls_client_ca: Path | None = Field(
         None, description="CA bundle (PEM) of client certificates: enables mutual TLS"
     )
+    report_identities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["xapp-composer"],
+        description="client certificate names (CN, mutual TLS) allowed to call "
+        "ReportOutcome, i.e. to write the in-context memory (comma-separated in env); '*': "
+        "any caller, unauthenticated ones included (development only)",
+    )
+    report_rate: float = Field(
+        50.0,
+        gt=0,
+        description="ReportOutcome records accepted per second and application (token "
+        "bucket refilled at this rate); more get RESOURCE_EXHAUSTED",
+    )
+    report_burst: int = Field(
+        500, ge=1, description="ReportOutcome records an application may send at once"
+    )
 
-    @field_validator("models", "apps", mode="before")
+    @field_validator("models", "apps", "report_identities", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -256,6 +256,7 @@ class RappProcess(ManagedProcess):
                 "RAPP_METRICS_PORT": "0",
                 "RAPP_LOG_FORMAT": "json",
                 "RAPP_CACHE_DIR": str(workdir / "rapp-cache"),
+                "RAPP_REPORT_IDENTITIES": "*",  # plaintext in tests: any caller may write
             },
         )
 
