@@ -46,12 +46,12 @@ from pydantic import ValidationError
 
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from servicekit.health import HealthServer
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics
 from servicekit.signals import stop_on_signals
 from xapp_composer.artefacts import policy_files
 from xapp_composer.control import ControlCore, Result
-from xapp_composer.health import HealthServer
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.rapp_client import DOWN_CODES, RappClient
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
@@ -481,6 +481,7 @@ class XappService:
             self.readiness,
             self.metrics.registry,
             alive=lambda: not self._done.is_set(),
+            name="xapp-health",
         ).start()
         return self.health
 

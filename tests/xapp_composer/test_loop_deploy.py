@@ -17,9 +17,9 @@ import yaml
 from support.loop import ROOT, Mosquitto, free_port, wait_until
 
 from rapp_intent.settings import RappSettings
+from servicekit.health import ALIVE_PATH, READY_PATH
 from servicekit.mqtt import MqttClient
 from sim_ric.settings import SimSettings
-from xapp_composer.health import ALIVE_PATH, READY_PATH
 from xapp_composer.settings import XappSettings
 
 DEPLOY = ROOT / "deploy"
