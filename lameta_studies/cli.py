@@ -1,9 +1,12 @@
-"""``lameta-studies``: offline studies that need both the rApp and the xApp.
+"""``lameta-studies``: offline studies that need several apps.
 
 - ``srl-report --intents FILE.jsonl``: the paper's Figs. 9-11 and the generalisation
   study of the SRL policies (Fig. 11 runs the rApp's in-context calibration, eqs. 44-46,
   in front of the xApp's policies); writes ``models/policy/report/srl_report.json`` and
   ``fig9_factors.png``.
+- ``nego-timeline [--llm local|openai|scripted] [--design soft]``: maestro Fig. 5, the
+  emulator and the negotiation service over a scripted timeline of outages and intents;
+  writes ``models/negotiation/report/timeline_<llm>-<design>.{log.jsonl,json,png}``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_timeline(args) -> int:
+    from lameta_studies import negotiation_timeline as T
+    from servicekit import cli
+
+    summary = T.run(cli.config_from_args(T.TimelineConfig, args, "tl_"))
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lameta-studies", description="offline studies across the rApp and the xApp"
@@ -91,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    from lameta_studies.negotiation_timeline import TimelineConfig
+    from servicekit import cli
+
+    p = sub.add_parser("nego-timeline", help="maestro Fig. 5: negotiations over a timeline")
+    cli.add_config(p, TimelineConfig, dest_prefix="tl_")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_timeline)
     return parser
 
 
