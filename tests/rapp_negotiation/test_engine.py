@@ -203,3 +203,35 @@ def test_local_smollm2_negotiation_end_to_end():
     hard = results[1]
     assert abs(hard.agreed - hard.theoretical) <= 1e-3 * CAP
     assert math.isfinite(results[0].error)
+
+
+def test_the_service_builds_the_openai_backend_from_nego_llm_settings(monkeypatch):
+    from rapp_negotiation.service import build_arbitral, build_negotiator
+    from rapp_negotiation.settings import NegoSettings
+
+    server = ChatServer()
+    try:
+        monkeypatch.setenv("NEGO_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("NEGO_LLM_MODEL", "big-model")
+        monkeypatch.setenv("NEGO_LLM_API_KEY", "sekrit")
+        monkeypatch.setenv("NEGO_LLM_MAX_RETRIES", "0")
+        settings = NegoSettings(llm="openai", arbitral="llm", design="hard")
+        negotiator = build_negotiator(settings)
+        assert negotiator.name == "openai:big-model"
+        arbitral = build_arbitral(settings, negotiator)
+        assert arbitral is not None and arbitral.arbiter.name == "llm:openai:big-model"
+        proposal = (200, completion('{"value": 5, "reasoning": "ok"}'), {})
+        verdict = (200, completion("No."), {})
+        # Two tenants, the arbiter on their two messages, then the mediator.
+        server.script.extend([proposal, proposal, verdict, verdict, proposal])
+        tenants = [Tenant("a", "x", target=4.0), Tenant("b", "y", target=6.0)]
+        n = Negotiation(tenants, CTX, NegotiationConfig(design="hard", rounds=1), arbitral,
+                        llm=negotiator.name)  # fmt: skip
+        r = run(n, negotiator)
+        assert r.agreed == pytest.approx(5.0) and r.fallbacks == 0 and r.warnings == 0
+        _, headers = server.requests[0]
+        assert headers["Authorization"] == "Bearer sekrit"
+        assert len(server.requests) == 5
+        assert "arbitral unit" in server.requests[2][0]["messages"][0]["content"]
+    finally:
+        server.close()
