@@ -9,6 +9,9 @@ so anyone can recompute x* (:func:`~rapp_negotiation.optimizer.theoretical_conse
 The negotiations of one (design, tenant count) group run together, one batched LLM call
 per step: ``seconds_mean`` is the mean wall time of a negotiation in that group (they
 run concurrently), ``seconds_per_negotiation`` the group's wall time divided by its size.
+``fallbacks`` counts every LLM output the validation unit replaced; ``mediator_llm_share``
+and ``tenant_llm_share`` are the shares of announcements and tenant proposals whose value
+is the LLM's own (neither replaced nor imposed).
 
 ``rapp-negotiation personalities``: the 5×5 matrix of two-tenant games (a tenant that
 wants a low λ for cost, one that wants a high λ for reach, a fair middle ground pinned in
@@ -127,6 +130,8 @@ def run_bench(
             rounds = sum(r.rounds for r in done)
             decisions = sum(r.rounds * (n + 1) for r in done)
             fallbacks = sum(r.fallbacks for r in done)
+            announced = [s for r in done for s in r.announcement_sources]
+            tenant = [s for r in done for s, k in r.tenant_sources.items() for _ in range(k)]
             results.append({
                 "design": design,
                 "agents": n,
@@ -141,6 +146,8 @@ def run_bench(
                 "fallbacks": fallbacks,
                 "fallback_share": fallbacks / decisions,
                 "imposed": sum(r.imposed for r in done),
+                "mediator_llm_share": announced.count("llm") / len(announced),
+                "tenant_llm_share": tenant.count("llm") / len(tenant),
                 "consensus_share": sum(r.status == "consensus" for r in done) / len(done),
             })  # fmt: skip
             listed.extend(r.summary() for r in done)

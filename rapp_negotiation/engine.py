@@ -143,6 +143,20 @@ class NegotiationResult:
     state_seq: int = 0
 
     @property
+    def announcement_sources(self) -> list[str]:
+        """Where each round's announcement came from: ``llm``, ``fallback`` or ``imposed``."""
+        return [r.announcement_source for r in self.records]
+
+    @property
+    def tenant_sources(self) -> dict[str, int]:
+        """How many tenant decisions came from each source (``llm``, ``fallback``, ...)."""
+        out: dict[str, int] = {}
+        for r in self.records:
+            for s in r.sources.values():
+                out[s] = out.get(s, 0) + 1
+        return out
+
+    @property
     def error(self) -> float:
         """|agreed − x*| (NaN when halted without an announcement)."""
         return abs(self.agreed - self.theoretical) if self.agreed is not None else math.nan
@@ -167,6 +181,8 @@ class NegotiationResult:
             "imposed": self.imposed,
             "warnings": self.warnings,
             "penalties": self.penalties,
+            "announcement_sources": self.announcement_sources,
+            "tenant_sources": self.tenant_sources,
             "seconds": round(self.seconds, 4),
         }
 

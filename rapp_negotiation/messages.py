@@ -19,7 +19,11 @@ import math
 import re
 from dataclasses import dataclass, field
 
-ONE_SHOT = '{"value": 4.2, "reasoning": "4.2 requests/s per chain keeps queues short and still serves most of our users."}'
+ONE_SHOT_VALUE = 4.2
+ONE_SHOT_REASONING = (
+    "4.2 requests/s per chain keeps queues short and still serves most of our users."
+)
+ONE_SHOT = json.dumps({"value": ONE_SHOT_VALUE, "reasoning": ONE_SHOT_REASONING})
 """The one-shot example of the prompt (maestro section IV: one example of the template)."""
 
 MAX_REASONING_CHARS = 1200

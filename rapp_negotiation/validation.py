@@ -8,6 +8,8 @@ issue                         meaning                                           
 ============================  ====================================================  ========
 ``syntax:<code>``             no value could be extracted (see                      no
                               :func:`~rapp_negotiation.messages.extract`)
+``echoed_example``            the prompt's one-shot example repeated word for       no
+                              word: a copy, not a decision
 ``negative``                  a negative rate                                        no
 ``out_of_bounds``             outside the regulatory unit's [r_min, r_max]          no
 ``suspension_not_allowed``    0 (suspension) when the suspension rule forbids it    no
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rapp_negotiation.messages import Extracted
+from rapp_negotiation.messages import ONE_SHOT_REASONING, Extracted
 from rapp_negotiation.regulatory import Constraints
 
 DESIGNS = ("none", "soft", "hard")
@@ -109,6 +111,8 @@ def validate(
     value = extracted.value
     if not extracted.ok:
         reason = f"syntax:{extracted.error or 'missing_value'}"
+    elif extracted.reasoning.strip() == ONE_SHOT_REASONING:
+        reason = "echoed_example"
     elif value < 0:  # type: ignore[operator]
         reason = "negative"
     elif not constraints.r_min - 1e-9 <= value <= constraints.r_max + 1e-9:  # type: ignore[operator]

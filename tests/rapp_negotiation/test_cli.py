@@ -36,12 +36,15 @@ def test_bench_json_lists_every_negotiation_with_what_recomputes_x_star(tmp_path
     assert all(keys <= set(r) for r in result["results"])
     for r in result["results"]:
         assert r["messages_per_round"] == 2 * r["agents"]
+        assert 0 <= r["mediator_llm_share"] <= 1 and 0 <= r["tenant_llm_share"] <= 1
     assert len(result["negotiations"]) == 12
     for n in result["negotiations"]:
         p = Problem(tuple(n["targets"]), tuple(n["weights"]), n["capacity"], n["r_min"],
                     n["r_max"] if n["r_max"] is not None else float("inf"))  # fmt: skip
         assert theoretical_consensus(p) == pytest.approx(n["theoretical"], abs=1e-4)
         assert n["r_min"] <= n["agreed"] <= n["r_max"]
+        assert len(n["announcement_sources"]) == n["rounds"]
+        assert sum(n["tenant_sources"].values()) == n["rounds"] * n["agents"]
     hard = [r for r in result["results"] if r["design"] == "hard"]
     assert all(r["mae_share_of_capacity"] <= 0.005 for r in hard)
 

@@ -228,3 +228,12 @@ def test_trigger_retriggers_on_capacity_moves_and_halts_at_zero():
     t.negotiated(3.0)
     assert t.check(obs(3.1)) is None
     assert math.isinf(obs(0.0).utilisation)
+
+
+def test_an_echo_of_the_one_shot_example_is_not_a_decision():
+    from rapp_negotiation.messages import ONE_SHOT
+
+    d = check(ONE_SHOT)
+    assert (d.source, d.issues, d.llm_value) == ("fallback", ("echoed_example",), 4.2)
+    d = check('{"value": 4.2, "reasoning": "our own reasons"}')
+    assert d.source == "llm"
