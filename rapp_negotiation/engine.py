@@ -322,7 +322,11 @@ class Negotiation:
                     if d.issues
                 },
                 verdicts={
-                    m.sender: {"score": round(m.verdict.score, 4), "action": m.verdict.action}
+                    m.sender: {
+                        "score": round(m.verdict.score, 4),
+                        "action": m.verdict.action,
+                        "text": m.extracted.reasoning[:200],
+                    }
                     for m in inbox
                     if m.verdict is not None and m.verdict.flagged
                 },
