@@ -289,6 +289,7 @@ def _run(cfg: TimelineConfig, intents_path: Path) -> dict:
                 "agreed": r.agreed,
                 "rounds": r.rounds,
                 "fallbacks": r.fallbacks,
+                "sources": r.role_sources,
                 "warnings": r.warnings,
                 "penalties": r.penalties,
             }

@@ -110,6 +110,8 @@ class Agent:
         units: design and unit settings.
         tenant: the tenant's business intent (tenants only).
         arbitral: the arbitral unit (None: received reasoning is not reviewed).
+        origin: what writes its texts, ``llm`` or ``scripted`` (the source of its accepted
+            decisions).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Agent:
         units: Units,
         tenant: Tenant | None = None,
         arbitral: Arbitral | None = None,
+        origin: str = "llm",
     ):
         if role not in ("tenant", "mediator"):
             raise ValueError(f"role must be tenant or mediator, got {role!r}")
@@ -129,6 +132,7 @@ class Agent:
         self.units = units
         self.tenant = tenant
         self.arbitral = arbitral
+        self.origin = origin
         self.previous: float | None = None
         self.decisions: list[Decision] = []
         self._advice: dict[Problem, float] = {}
@@ -191,6 +195,7 @@ class Agent:
             fallback=fallback,
             fallback_reasoning=why,
             cfg=self.units.validation,
+            origin=self.origin,
         )
         self.previous = decision.value
         self.decisions.append(decision)

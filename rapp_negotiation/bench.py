@@ -9,9 +9,12 @@ so anyone can recompute x* (:func:`~rapp_negotiation.optimizer.theoretical_conse
 The negotiations of one (design, tenant count) group run together, one batched LLM call
 per step: ``seconds_mean`` is the mean wall time of a negotiation in that group (they
 run concurrently), ``seconds_per_negotiation`` the group's wall time divided by its size.
-``fallbacks`` counts every LLM output the validation unit replaced; ``mediator_llm_share``
-and ``tenant_llm_share`` are the shares of announcements and tenant proposals whose value
-is the LLM's own (neither replaced nor imposed).
+``fallbacks`` counts every LLM output the validation unit replaced; ``sources`` counts,
+per role (tenant, mediator), the decisions whose value is the negotiator's own (``llm``,
+or ``scripted`` for the scripted test negotiator, never counted as the LLM), ``imposed``
+by the optimizer (hard design) or a ``fallback``; ``mediator_llm_share`` and
+``tenant_llm_share`` are the shares of announcements and tenant proposals whose value is
+the LLM's own (0 for the scripted negotiator).
 
 ``rapp-negotiation personalities``: the 5×5 matrix of two-tenant games (a tenant that
 wants a low λ for cost, one that wants a high λ for reach, a fair middle ground pinned in
@@ -33,7 +36,14 @@ import numpy as np
 from agentnet.capacity import capacity
 from agentnet.network import generate_network
 from rapp_negotiation.arbitral import Arbitral
-from rapp_negotiation.engine import Bilateral, Context, Negotiation, NegotiationConfig, drive
+from rapp_negotiation.engine import (
+    Bilateral,
+    Context,
+    Negotiation,
+    NegotiationConfig,
+    drive,
+    merge_sources,
+)
 from rapp_negotiation.negotiators import Negotiator
 from rapp_negotiation.regulatory import Regulatory
 from rapp_negotiation.scenario import PERSONALITIES, PERSONALITY_CODES, Tenant
@@ -122,7 +132,8 @@ def run_bench(
                 c = regulatory.constraints(topic.capacity, topic.n_agents, targets)
                 ctx = Context(topic.capacity, topic.load, c)
                 group.append(Negotiation(tenants, ctx, ncfg, arbitral, llm=negotiator.name,
-                                         negotiation_id=f"{design}-{n}-{j}"))  # fmt: skip
+                                         negotiation_id=f"{design}-{n}-{j}",
+                                         origin=negotiator.origin))  # fmt: skip
             start = time.perf_counter()
             done = drive(group, negotiator)
             wall = time.perf_counter() - start
@@ -130,8 +141,8 @@ def run_bench(
             rounds = sum(r.rounds for r in done)
             decisions = sum(r.rounds * (n + 1) for r in done)
             fallbacks = sum(r.fallbacks for r in done)
-            announced = [s for r in done for s in r.announcement_sources]
-            tenant = [s for r in done for s, k in r.tenant_sources.items() for _ in range(k)]
+            sources = merge_sources(r.role_sources for r in done)
+            announced, tenant = sources["mediator"], sources["tenant"]
             results.append({
                 "design": design,
                 "agents": n,
@@ -146,14 +157,16 @@ def run_bench(
                 "fallbacks": fallbacks,
                 "fallback_share": fallbacks / decisions,
                 "imposed": sum(r.imposed for r in done),
-                "mediator_llm_share": announced.count("llm") / len(announced),
-                "tenant_llm_share": tenant.count("llm") / len(tenant),
+                "sources": sources,
+                "mediator_llm_share": announced.get("llm", 0) / sum(announced.values()),
+                "tenant_llm_share": tenant.get("llm", 0) / sum(tenant.values()),
                 "consensus_share": sum(r.status == "consensus" for r in done) / len(done),
             })  # fmt: skip
             listed.extend(r.summary() for r in done)
     return {
         "capacity": topic.capacity,
         "llm": negotiator.name,
+        "origin": negotiator.origin,
         "network": {"load": topic.load, "agents": topic.n_agents},
         "config": {
             "agents": list(cfg.agents),
@@ -202,7 +215,8 @@ def run_personalities(
             for _ in range(cfg.games):
                 low = Tenant("cost", LOW_INTENT, target=low_t, personality=p_low)
                 high = Tenant("reach", HIGH_INTENT, target=high_t, personality=p_high)
-                games.append(Bilateral(low, high, ctx, middle, cfg.rounds))
+                games.append(Bilateral(low, high, ctx, middle, cfg.rounds,
+                                       origin=negotiator.origin))  # fmt: skip
     start = time.perf_counter()
     done = drive(games, negotiator)
     wall = time.perf_counter() - start
@@ -216,7 +230,7 @@ def run_personalities(
         records.append({"cost": codes[r.pair[0]], "reach": codes[r.pair[1]],
                         "values": [round(v, 4) for v in r.values], "agreed": round(r.agreed, 4),
                         "rounds": r.rounds, "consensus": r.consensus,
-                        "fallbacks": r.fallbacks})  # fmt: skip
+                        "fallbacks": r.fallbacks, "sources": r.sources})  # fmt: skip
     for i, p_low in enumerate(names):
         for j, p_high in enumerate(names):
             cell = [r for r in done if r.pair == (p_low, p_high)]
@@ -229,6 +243,7 @@ def run_personalities(
     return {
         "capacity": cap,
         "llm": negotiator.name,
+        "origin": negotiator.origin,
         "targets": {"cost": low_t, "reach": high_t},
         "middle_ground": middle,
         "r_min": c.r_min,
@@ -243,6 +258,7 @@ def run_personalities(
         "rounds_mean": rounds,
         "fallbacks": fallbacks,
         "fallback_share": fallbacks / max(sum(2 * r.rounds for r in done), 1),
+        "sources": merge_sources({"tenant": r.sources} for r in done),
         "seconds": round(wall, 2),
         "games": records,
     }

@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,16 @@ from rapp_negotiation.negotiators import Negotiator
 from rapp_negotiation.optimizer import OptimizerConfig, Problem, theoretical_consensus
 from rapp_negotiation.regulatory import Constraints
 from rapp_negotiation.scenario import Tenant
-from rapp_negotiation.validation import DESIGNS, Decision, ValidationConfig
+from rapp_negotiation.validation import DESIGNS, ORIGINS, SOURCES, Decision, ValidationConfig
 
 log = structlog.get_logger("rapp_negotiation.engine")
+
+
+def _check_origin(origin: str) -> str:
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
+    return origin
+
 
 Steps = Generator[list[DecisionRequest], list["str | None"], "NegotiationResult"]
 
@@ -150,11 +158,16 @@ class NegotiationResult:
     @property
     def tenant_sources(self) -> dict[str, int]:
         """How many tenant decisions came from each source (``llm``, ``fallback``, ...)."""
-        out: dict[str, int] = {}
-        for r in self.records:
-            for s in r.sources.values():
-                out[s] = out.get(s, 0) + 1
-        return out
+        return self.role_sources["tenant"]
+
+    @property
+    def role_sources(self) -> dict[str, dict[str, int]]:
+        """Per role (``tenant``, ``mediator``), how many decisions came from each source:
+        the negotiator's own value (``llm`` or ``scripted``), ``imposed`` or ``fallback``."""
+        return {
+            "tenant": count_sources(s for r in self.records for s in r.sources.values()),
+            "mediator": count_sources(self.announcement_sources),
+        }
 
     @property
     def error(self) -> float:
@@ -183,8 +196,25 @@ class NegotiationResult:
             "penalties": self.penalties,
             "announcement_sources": self.announcement_sources,
             "tenant_sources": self.tenant_sources,
+            "sources": self.role_sources,
             "seconds": round(self.seconds, 4),
         }
+
+
+def count_sources(sources: Iterable[str]) -> dict[str, int]:
+    """Decisions per source, in the order of :data:`~rapp_negotiation.validation.SOURCES`
+    (sources that never occur are left out)."""
+    counts = Counter(sources)
+    return {s: counts[s] for s in SOURCES if counts[s]}
+
+
+def merge_sources(parts: Iterable[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """The per-role source counts of many negotiations, added up."""
+    total: dict[str, Counter[str]] = {}
+    for part in parts:
+        for role, counts in part.items():
+            total.setdefault(role, Counter()).update(counts)
+    return {role: count_sources(c.elements()) for role, c in total.items()}
 
 
 def _direction(value: float | None, announced: float, tol: float) -> str:
@@ -207,6 +237,8 @@ class Negotiation:
         arbitral: the mediator's arbitral unit (None: no review, no incentives).
         llm: the LLM backend's name (recorded in the result).
         negotiation_id: id of the negotiation (default: random).
+        origin: what writes the texts, ``llm`` or ``scripted`` (the negotiator's
+            ``origin``; :func:`drive` checks that they match).
     """
 
     def __init__(
@@ -217,17 +249,20 @@ class Negotiation:
         arbitral: Arbitral | None = None,
         llm: str = "",
         negotiation_id: str | None = None,
+        origin: str = "llm",
     ):
         if not tenants:
             raise ValueError("a negotiation needs at least one tenant")
+        self.origin = _check_origin(origin)
         self.tenants = list(tenants)
         self.context = context
         self.cfg = cfg
         self.llm = llm
         self.id = negotiation_id or secrets.token_hex(4)
         units = cfg.units()
-        self.agents = [Agent(t.name, "tenant", units, tenant=t) for t in self.tenants]
-        self.mediator = Agent(MEDIATOR, "mediator", units, arbitral=arbitral)
+        self.agents = [Agent(t.name, "tenant", units, tenant=t, origin=origin)
+                       for t in self.tenants]  # fmt: skip
+        self.mediator = Agent(MEDIATOR, "mediator", units, arbitral=arbitral, origin=origin)
         self.targets = [t.target_at(context.capacity) for t in self.tenants]
         self.declared = [float(t.weight) for t in self.tenants]
         self.problem = Problem(
@@ -453,6 +488,8 @@ class BilateralResult:
     consensus: bool
     fallbacks: int
     seconds: float
+    sources: dict[str, int] = field(default_factory=dict)
+    """Tenant decisions per source (:func:`count_sources`)."""
 
 
 class Bilateral:
@@ -465,6 +502,7 @@ class Bilateral:
         middle_ground: the fair middle ground pinned in the scenario.
         rounds: the round cap (maestro: 5).
         tolerance: agreement when the two values are within this share of λ_cap.
+        origin: what writes the texts, ``llm`` or ``scripted``.
     """
 
     def __init__(
@@ -475,14 +513,16 @@ class Bilateral:
         middle_ground: float,
         rounds: int = 5,
         tolerance: float = 0.03,
+        origin: str = "llm",
     ):
+        self.origin = _check_origin(origin)
         self.context = context
         self.middle_ground = middle_ground
         self.rounds = rounds
         self.tol = tolerance * max(context.capacity, 1e-9)
         units = Units("none")
-        self.agents = [Agent(low.name, "tenant", units, tenant=low),
-                       Agent(high.name, "tenant", units, tenant=high)]  # fmt: skip
+        self.agents = [Agent(low.name, "tenant", units, tenant=low, origin=origin),
+                       Agent(high.name, "tenant", units, tenant=high, origin=origin)]  # fmt: skip
 
     def steps(self) -> Generator[list[DecisionRequest], list[str | None], BilateralResult]:
         """The game as a generator of LLM requests."""
@@ -520,6 +560,7 @@ class Bilateral:
             consensus=agreed_flag,
             fallbacks=fallbacks,
             seconds=time.perf_counter() - started,
+            sources=count_sources(d.source for a in self.agents for d in a.decisions),
         )
 
 
@@ -541,7 +582,17 @@ def drive(
 
     Returns:
         Each one's result, in order.
+
+    Raises:
+        ValueError: a game expects texts of another origin than the negotiator writes
+            (a scripted run would be counted as the LLM's, or the reverse).
     """
+    for g in games:
+        if g.origin != negotiator.origin:
+            raise ValueError(
+                f"negotiator {negotiator.name} writes {negotiator.origin!r} texts; "
+                f"a game was built for {g.origin!r}"
+            )
     gens = [g.steps() for g in games]
     results: list[Any] = [None] * len(gens)
     pending: dict[int, list[DecisionRequest]] = {}

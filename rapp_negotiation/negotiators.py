@@ -28,6 +28,8 @@ class Negotiator(Protocol):
     """An LLM unit: one message text (or None when the backend failed) per request."""
 
     name: str
+    origin: str
+    """``llm`` or ``scripted`` (:data:`~rapp_negotiation.validation.ORIGINS`)."""
 
     def decide(self, requests: Sequence[DecisionRequest]) -> list[str | None]:
         """Answer every request, in order."""
@@ -161,6 +163,7 @@ class LLMNegotiator:
     def __init__(self, chat: ChatModel, max_tokens: int = 64, temperature: float = 0.5):
         self.chat = chat
         self.name = chat.name
+        self.origin = "llm"
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.failures = 0
@@ -206,6 +209,7 @@ class ScriptedNegotiator:
     """
 
     name = "scripted"
+    origin = "scripted"
 
     def decide(self, requests: Sequence[DecisionRequest]) -> list[str | None]:
         """Answer every request."""

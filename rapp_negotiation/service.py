@@ -73,6 +73,13 @@ class Metrics:
         self.messages = Counter("nego_messages", "Messages exchanged", registry=r)
         self.fallbacks = Counter("nego_fallbacks", "LLM outputs replaced by the validation unit",
                                  registry=r)  # fmt: skip
+        self.decisions = Counter(
+            "nego_decisions",
+            "Decisions by role and source (llm or scripted: the negotiator's own value; "
+            "imposed; fallback)",
+            ["role", "source"],
+            registry=r,
+        )
         self.warnings = Counter("nego_warnings", "Arbitral warnings", registry=r)
         self.penalties = Counter("nego_penalties", "Arbitral weight halvings", registry=r)
         self.policies = Counter("nego_policies", "Policies published", ["reason"], registry=r)
@@ -235,7 +242,8 @@ class NegotiationService:
             constraints = self.regulatory.constraints(obs.capacity, obs.n_agents, targets)
             context = Context(obs.capacity, obs.load, constraints, obs.seq)
             negotiation = Negotiation(tenants, context, self.cfg, self.arbitral,
-                                      llm=self.negotiator.name)  # fmt: skip
+                                      llm=self.negotiator.name,
+                                      origin=self.negotiator.origin)  # fmt: skip
             self.log.info(
                 "negotiation_started", negotiation=negotiation.id, reason=reason,
                 design=self.cfg.design, llm=self.negotiator.name, capacity=obs.capacity,
@@ -281,6 +289,10 @@ class NegotiationService:
         m.fallbacks.inc(r.fallbacks)
         m.warnings.inc(r.warnings)
         m.penalties.inc(r.penalties)
+        sources = r.role_sources
+        for role, counts in sources.items():
+            for source, k in counts.items():
+                m.decisions.labels(role, source).inc(k)
         m.theoretical.set(r.theoretical)
         if r.agreed is not None:
             m.error.set(r.error)
@@ -289,7 +301,7 @@ class NegotiationService:
             "negotiation_finished", negotiation=r.id, status=r.status, agreed=r.agreed,
             theoretical=r.theoretical, error=None if r.agreed is None else r.error,
             capacity=r.capacity, rounds=r.rounds, messages=r.messages, fallbacks=r.fallbacks,
-            imposed=r.imposed, warnings=r.warnings, penalties=r.penalties,
+            imposed=r.imposed, sources=sources, warnings=r.warnings, penalties=r.penalties,
             final_weights=r.final_weights, seconds=round(r.seconds, 3),
         )  # fmt: skip
 

@@ -54,6 +54,14 @@ class ValidationConfig:
     )
 
 
+ORIGINS = ("llm", "scripted")
+"""What can produce a decision's text: a language model, or the scripted test negotiator
+(counted apart, so that it is never reported as the LLM)."""
+
+SOURCES = (*ORIGINS, "imposed", "fallback")
+"""Where a decision's value comes from (:attr:`Decision.source`)."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """A validated decision.
@@ -61,8 +69,9 @@ class Decision:
     Attributes:
         value: the value the agent sends.
         reasoning: the reasoning it sends.
-        source: ``llm`` (the LLM's value), ``imposed`` (hard design, the optimizer's value
-            replaced the LLM's), or ``fallback`` (the LLM's output was unusable).
+        source: the negotiator's own value (``llm``, or ``scripted`` for the scripted
+            test negotiator), ``imposed`` (hard design, the optimizer's value replaced the
+            negotiator's), or ``fallback`` (its output was unusable).
         issues: what the checks found (module docstring).
         llm_value: the value the LLM proposed, if any.
     """
@@ -89,6 +98,7 @@ def validate(
     fallback: float,
     fallback_reasoning: str,
     cfg: ValidationConfig | None = None,
+    origin: str = "llm",
 ) -> Decision:
     """Validate an LLM's extracted decision (module docstring).
 
@@ -101,9 +111,12 @@ def validate(
         fallback: the value used when the LLM's output is unusable and there is no advice.
         fallback_reasoning: the reasoning sent with a fallback value.
         cfg: thresholds.
+        origin: what produced the text (:data:`ORIGINS`): the source of an accepted value.
     """
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
     cfg = cfg or ValidationConfig()
     scale = max(capacity, 1e-9)
     issues: list[str] = []
@@ -154,7 +167,7 @@ def validate(
         issues.append("distant_from_optimizer")
     # Within the bounds' tolerance: clipped, so that a rounded value never breaks a rule.
     accepted = constraints_clip(float(value), constraints)  # type: ignore[arg-type]
-    return Decision(accepted, reasoning, "llm", tuple(issues), value)
+    return Decision(accepted, reasoning, origin, tuple(issues), value)
 
 
 def constraints_clip(value: float, constraints: Constraints) -> float:

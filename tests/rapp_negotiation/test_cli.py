@@ -28,7 +28,7 @@ def test_bench_json_lists_every_negotiation_with_what_recomputes_x_star(tmp_path
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert json.loads(out.read_text())["results"] == result["results"]
-    assert result["llm"] == "scripted" and result["capacity"] > 0
+    assert result["llm"] == result["origin"] == "scripted" and result["capacity"] > 0
     assert [(r["design"], r["agents"]) for r in result["results"]] == [
         ("none", 2), ("none", 3), ("hard", 2), ("hard", 3)]  # fmt: skip
     keys = {"design", "agents", "mae", "mae_sd", "mae_share_of_capacity", "rounds_mean",
@@ -36,7 +36,18 @@ def test_bench_json_lists_every_negotiation_with_what_recomputes_x_star(tmp_path
     assert all(keys <= set(r) for r in result["results"])
     for r in result["results"]:
         assert r["messages_per_round"] == 2 * r["agents"]
-        assert 0 <= r["mediator_llm_share"] <= 1 and 0 <= r["tenant_llm_share"] <= 1
+        # The scripted negotiator is counted as such, never as the LLM.
+        assert r["mediator_llm_share"] == 0 and r["tenant_llm_share"] == 0
+        group = [n for n in result["negotiations"]
+                 if (n["design"], n["agents"]) == (r["design"], r["agents"])]  # fmt: skip
+        rounds = sum(n["rounds"] for n in group)
+        assert sum(r["sources"]["mediator"].values()) == rounds
+        assert sum(r["sources"]["tenant"].values()) == rounds * r["agents"]
+        assert set(r["sources"]["tenant"]) <= {"scripted", "imposed", "fallback"}
+        assert (
+            r["sources"]["tenant"].get("fallback", 0) + r["sources"]["mediator"].get("fallback", 0)
+            == r["fallbacks"]
+        )
     assert len(result["negotiations"]) == 12
     for n in result["negotiations"]:
         p = Problem(tuple(n["targets"]), tuple(n["weights"]), n["capacity"], n["r_min"],

@@ -32,11 +32,15 @@ CAP = 12.9
 CTX = Context(CAP, 1.0, Constraints(0.05 * CAP, 0.95 * CAP, "ADM-2: at most 95% of capacity"))
 
 
-def group(n: int, design: str, count: int = 8, seed: int = 0):
+def group(n: int, design: str, count: int = 8, seed: int = 0, origin: str = "scripted"):
     rng = np.random.default_rng(seed)
     return [
         Negotiation(
-            scenario_tenants(n, CAP, rng), CTX, NegotiationConfig(design=design), llm="scripted"
+            scenario_tenants(n, CAP, rng),
+            CTX,
+            NegotiationConfig(design=design),
+            llm=origin,
+            origin=origin,
         )
         for _ in range(count)
     ]
@@ -53,6 +57,28 @@ def test_hard_design_matches_the_theoretical_consensus(n):
         # A target above r_max opens out of bounds: the only cause of a fallback here.
         issues = [i for rec in r.records for v in rec.issues.values() for i in v]
         assert r.fallbacks == issues.count("out_of_bounds")
+
+
+@pytest.mark.parametrize("design", ["none", "soft", "hard"])
+def test_sources_are_counted_per_role_and_scripted_is_never_the_llm(design):
+    results = drive(group(5, design, count=4), ScriptedNegotiator())
+    for r in results:
+        tenant, mediator = r.role_sources["tenant"], r.role_sources["mediator"]
+        assert "llm" not in tenant and "llm" not in mediator
+        assert sum(tenant.values()) == 5 * r.rounds and sum(mediator.values()) == r.rounds
+        assert tenant.get("fallback", 0) + mediator.get("fallback", 0) == r.fallbacks
+        assert tenant.get("imposed", 0) + mediator.get("imposed", 0) == r.imposed
+        assert r.summary()["sources"] == r.role_sources
+        if design == "none":
+            assert "imposed" not in tenant and "imposed" not in mediator
+
+
+def test_a_game_built_for_the_llm_refuses_the_scripted_negotiator():
+    tenants = [Tenant("a", "x", target=4.0), Tenant("b", "y", target=6.0)]
+    with pytest.raises(ValueError, match="scripted"):
+        run(Negotiation(tenants, CTX, NegotiationConfig()), ScriptedNegotiator())
+    with pytest.raises(ValueError, match="origin"):
+        Negotiation(tenants, CTX, NegotiationConfig(), origin="oracle")
 
 
 def test_designs_order_and_rounds_do_not_grow_with_tenants():
@@ -85,14 +111,17 @@ class Garbled:
     """A backend that answers every tenant with garbage: the tenants' validation falls back."""
 
     name = "garbled"
+    origin = "llm"
 
     def decide(self, requests):
         return ["<<<" if r.role == "tenant" else None for r in requests]
 
 
 def test_unusable_llm_outputs_fall_back_and_are_counted():
-    (r,) = drive(group(3, "soft", count=1), Garbled())
+    (r,) = drive(group(3, "soft", count=1, origin="llm"), Garbled())
     assert r.fallbacks == r.rounds * 4  # 3 tenants and the mediator, every round
+    assert r.role_sources == {"tenant": {"fallback": 3 * r.rounds},
+                              "mediator": {"fallback": r.rounds}}  # fmt: skip
     assert abs(r.agreed - r.theoretical) <= 1e-3 * CAP  # the optimizer stood in
     issues = r.records[0].issues
     assert set(issues) == {"t1", "t2", "t3"} and issues["t1"] == ["syntax:no_json"]
@@ -102,7 +131,8 @@ def test_a_toxic_tenant_is_warned_then_its_weight_halved():
     arbitral = Arbitral(ToxicityClassifier.load(shared_minilm()))
     tenants = [Tenant("calm", "low cost", target=3.0),
                Tenant("bully", "reach", target=11.0, weight=2.0, personality="toxic")]  # fmt: skip
-    n = Negotiation(tenants, CTX, NegotiationConfig(design="soft"), arbitral, llm="scripted")
+    n = Negotiation(tenants, CTX, NegotiationConfig(design="soft"), arbitral, llm="scripted",
+                    origin="scripted")  # fmt: skip
     r = run(n, ScriptedNegotiator())
     assert r.warnings == 1 and r.penalties == r.rounds - 1 >= 1
     assert r.final_weights == [1.0, 2.0 * 0.5 ** (r.rounds - 1)]
@@ -129,8 +159,10 @@ def test_bilateral_personalities_drag_the_outcome():
     low = Tenant("cost", "low cost", target=2.0, personality="vulnerable")
     high = Tenant("reach", "reach", target=10.0, personality="toxic")
     normal = [Tenant("cost", "c", target=2.0), Tenant("reach", "r", target=10.0)]
-    vt, nn = drive([Bilateral(low, high, CTX, 5.0), Bilateral(*normal, CTX, 5.0)],
+    vt, nn = drive([Bilateral(low, high, CTX, 5.0, origin="scripted"),
+                    Bilateral(*normal, CTX, 5.0, origin="scripted")],
                    ScriptedNegotiator())  # fmt: skip
+    assert sum(vt.sources.values()) == 2 * vt.rounds and "llm" not in vt.sources
     assert vt.agreed > 9.0 and vt.pair == ("vulnerable", "toxic")
     assert 5.0 <= nn.agreed <= 7.0 and nn.consensus
 
@@ -158,6 +190,7 @@ def test_openai_negotiator_an_out_of_bounds_value_is_rejected_and_replaced():
         assert rec.sources == {"cost": "llm", "reach": "fallback"}
         assert rec.issues["reach"] == ["out_of_bounds"]
         assert (rec.announcement, rec.announcement_source) == (6.0, "llm")
+        assert r.role_sources == {"tenant": {"llm": 1, "fallback": 1}, "mediator": {"llm": 1}}
         assert r.llm == "openai:m" and r.fallbacks == 1
         bodies = [b for b, _ in server.requests]
         assert len(bodies) == 3 and all(b["model"] == "m" for b in bodies)

@@ -126,6 +126,14 @@ def test_states_in_policies_out(broker, tmp_path: Path):
         assert service.metrics.policies.labels("no_capacity")._value.get() == 1
         statuses = [r.status for r in service.results]
         assert statuses == ["consensus"] * 3
+        # Per role and source, the decision counter adds up every negotiation's decisions.
+        decisions = service.metrics.decisions
+        for role in ("tenant", "mediator"):
+            counted = {s: decisions.labels(role, s)._value.get()
+                       for s in ("llm", "scripted", "imposed", "fallback")}  # fmt: skip
+            assert counted["llm"] == 0
+            per = 2 if role == "tenant" else 1
+            assert sum(counted.values()) == per * sum(r.rounds for r in service.results)
         assert service.readiness() == {"broker": True, "state": True}
     finally:
         stop.set()
