@@ -66,7 +66,9 @@ class NegoSettings(MqttSettings):
     )
     max_tokens: int = Field(64, ge=8, description="tokens per LLM message")
     temperature: float = Field(0.5, ge=0, description="LLM sampling temperature")
-    health_host: str = Field("0.0.0.0", description="bind address of health and /metrics")
+    health_host: str = Field(
+        "127.0.0.1", description="bind address of health and /metrics (containers: 0.0.0.0)"
+    )
     health_port: int = Field(
         0, ge=0, le=65535, description="port of /ric/v1/health/* and /metrics (0: off)"
     )
