@@ -48,8 +48,9 @@ from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, status_topic
 
 SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
 
-COMPONENTS = ("broker", "rapp", "xapp", "sim")
-"""What ``up`` starts, in order (``down`` stops them in reverse)."""
+COMPONENTS = ("broker", "rapp", "xapp", "sim", "nego")
+"""What ``up`` starts, in order (``down`` stops them in reverse); ``nego``, the
+negotiation rApp, only with :attr:`StackConfig.negotiation`."""
 
 
 class StackError(RuntimeError):
@@ -111,8 +112,11 @@ class StackConfig:
     rapp_models: str = "minilm"
     policy: Path = SHIPPED_POLICY
     host: str = "127.0.0.1"
+    negotiation: bool = False
+    """Also run the negotiation rApp (user ``rapp-negotiation``), which publishes λ*."""
     env: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Extra environment per component (``{"xapp": {"XAPP_DECIDERS": "2"}}``)."""
+    """Extra environment per component (``{"xapp": {"XAPP_DECIDERS": "2"}}``,
+    ``{"nego": {"NEGO_LLM": "scripted"}}``)."""
 
 
 class Stack:
@@ -341,6 +345,27 @@ class Stack:
         desc["sim"] = {"metrics": f"http://{host}:{sim_metrics}/metrics"}
         wait_for(lambda: self._status_online(plan, tls, "sim-ric"), 60,
                  "the emulator's status 'online'", rec)  # fmt: skip
+
+        # ---- negotiation rApp (ready once it has observed a state)
+        if cfg.negotiation:
+            progress("negotiation rApp")
+            nego_health = free_port(host)
+            nego_env = {
+                "NEGO_BROKER": url("rapp-negotiation"),
+                "NEGO_TLS_CA": ca,
+                "NEGO_NETWORK": cfg.network,
+                "NEGO_HEALTH_HOST": host,
+                "NEGO_HEALTH_PORT": str(nego_health),
+                "NEGO_LOG_FORMAT": "json",
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                **cfg.env.get("nego", {}),
+            }
+            rec = record(spawn("nego", [*command_for("rapp-negotiation"), "run"],
+                               self.logs_dir / "nego.log", nego_env), nego_env)  # fmt: skip
+            desc["nego"] = {"health": f"http://{host}:{nego_health}"}
+            wait_for(lambda: self._http_ok(f"http://{host}:{nego_health}/ric/v1/health/ready"),
+                     300, "the negotiation rApp's readiness", rec)  # fmt: skip
         desc["ready"] = True
         self._write(desc)
         return desc

@@ -177,12 +177,19 @@ class Topics:
     requests: str
     control: str
     outcomes: str
+    policy: str
 
     @classmethod
     def for_network(cls, network: str) -> Topics:
-        """``lameta/v1/<network>/{state,requests,control,outcomes}``."""
+        """``lameta/v1/<network>/{state,requests,control,outcomes,policy}``."""
         base = f"{TOPIC_ROOT}/{check_topic_level(network)}"
-        return cls(f"{base}/state", f"{base}/requests", f"{base}/control", f"{base}/outcomes")
+        return cls(
+            f"{base}/state",
+            f"{base}/requests",
+            f"{base}/control",
+            f"{base}/outcomes",
+            f"{base}/policy",
+        )
 
 
 @dataclass(frozen=True)

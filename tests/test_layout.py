@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "lameta_stack": {"agentnet", "servicekit", "lameta_proto"},
     "lameta_studies": {
         "agentnet", "servicekit", "llmkit", "lameta_proto", "sim_ric", "rapp_intent",
-        "xapp_composer",
+        "xapp_composer", "rapp_negotiation",
     },
 }  # fmt: skip
 """Package -> the project packages it may import (besides itself)."""

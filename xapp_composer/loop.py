@@ -42,12 +42,12 @@ import structlog
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.cli import UsageError
+from servicekit.health import HealthServer
 from servicekit.integrity import IntegrityError, load_public_key
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics
 from servicekit.signals import stop_on_signals
 from xapp_composer.control import ControlCore, Result
-from xapp_composer.health import HealthServer
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.outcome_relay import OutcomeRelay
 from xapp_composer.policy_watch import PolicyWatcher
@@ -295,6 +295,7 @@ class XappService:
             self.readiness,
             self.metrics.registry,
             alive=lambda: not self._done.is_set(),
+            name="xapp-health",
         ).start()
         return self.health
 

@@ -73,11 +73,12 @@ def test_redacted_hides_the_password():
 
 def test_topics():
     t = Topics.for_network("lab-1")
-    assert (t.state, t.requests, t.control, t.outcomes) == (
+    assert (t.state, t.requests, t.control, t.outcomes, t.policy) == (
         "lameta/v1/lab-1/state",
         "lameta/v1/lab-1/requests",
         "lameta/v1/lab-1/control",
         "lameta/v1/lab-1/outcomes",
+        "lameta/v1/lab-1/policy",
     )
     assert status_topic("sim-ric") == "lameta/v1/status/sim-ric"
     for bad in ("", "a/b", "a+", "#"):

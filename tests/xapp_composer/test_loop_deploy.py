@@ -1,7 +1,7 @@
 """The deploy/ artefacts, checked as far as this machine can (no Docker engine, no Helm):
 the O-RAN SC xApp descriptor against the onboarder's descriptor structure and its controls
 against deploy/xapp/schema.json and the xApp's settings; the compose file, Dockerfile and
-Helm chart against the code they start; the Mosquitto config by running Mosquitto on it."""
+Helm chart against the code they start (tests/deploy runs Mosquitto on its config)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import yaml
 from support.loop import ROOT
 
 from rapp_intent.settings import RappSettings
+from servicekit.health import ALIVE_PATH, READY_PATH
 from sim_ric.settings import SimSettings
-from xapp_composer.health import ALIVE_PATH, READY_PATH
 from xapp_composer.settings import XappSettings
 
 DEPLOY = ROOT / "deploy"
