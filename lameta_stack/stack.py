@@ -98,6 +98,27 @@ def wait_for(
         time.sleep(0.1)
 
 
+def grpc_serving(target: str, credentials=None) -> bool:
+    """The gRPC server at ``target`` answers its overall health with SERVING (plaintext
+    without ``credentials``)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
 @dataclass
 class StackConfig:
     """What ``lameta-stack up`` runs."""
@@ -390,21 +411,13 @@ class Stack:
     @staticmethod
     def _rapp_serving(address: str, ca: str, client: Mapping[str, str]) -> bool:
         import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         creds = grpc.ssl_channel_credentials(
             root_certificates=Path(ca).read_bytes(),
             private_key=Path(client["key"]).read_bytes(),
             certificate_chain=Path(client["cert"]).read_bytes(),
         )
-        with grpc.secure_channel(address, creds) as ch:
-            try:
-                resp = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                )
-            except grpc.RpcError:
-                return False
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
+        return grpc_serving(address, creds)
 
     @staticmethod
     def _http_ok(url: str) -> bool:

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lameta_stack.stack import grpc_serving
 from servicekit.mqtt import loopback_mosquitto_conf
 from support.mqtt import (
     Mosquitto,
@@ -64,18 +63,6 @@ __all__ = [
     "unit_policy",
     "wait_until",
 ]
-
-
-def grpc_serving(target: str) -> bool:
-    """The gRPC server at ``target`` (plaintext) answers its overall health with SERVING."""
-    with grpc.insecure_channel(target) as ch:
-        try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-    return resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def _interface_hash() -> str:
