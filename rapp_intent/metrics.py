@@ -58,6 +58,12 @@ class RappMetrics:
             ["app", "reason"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            "rapp_translate_batch_size",
+            "Translate calls served by one micro-batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.ready = Gauge("rapp_ready", "1 when the E-LAMs are loaded and warm", registry=r)
         self._http = None
 

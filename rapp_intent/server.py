@@ -30,6 +30,10 @@ unauthenticated ones included), at most ``report_rate`` records per second per
 application (token bucket of ``report_burst``); the memory itself ignores a request id it
 already holds and quarantines records far from the application's history.
 
+Translate calls are micro-batched (:class:`~rapp_intent.service.MicroBatcher`, settings
+``batch_window_ms`` and ``batch_max``): concurrent calls share one E-LAM pass and get the
+answers single calls would get; ``rapp_translate_batch_size`` counts the batch sizes.
+
 Lifecycle (:class:`RappServer`): the port opens at once with health NOT_SERVING; the E-LAMs
 load and warm up in the background, then health turns SERVING. On stop (SIGTERM in
 :func:`serve`) health answers NOT_SERVING and new IntentService calls get UNAVAILABLE while
@@ -62,6 +66,7 @@ from rapp_intent.service import (
     DeadlineTooShort,
     IntentTranslator,
     InvalidInput,
+    MicroBatcher,
     NotFound,
     TranslateInput,
     TranslateOutput,
@@ -206,10 +211,12 @@ class ReportPolicy:
 
 
 class ServiceState:
-    """What the servicer reads on every call: the translator once loaded, drain flag."""
+    """What the servicer reads on every call: the translator once loaded, its micro-batcher
+    (None: no micro-batching), drain flag."""
 
     def __init__(self) -> None:
         self.translator: IntentTranslator | None = None
+        self.batcher: MicroBatcher | None = None
         self.draining = False
 
 
@@ -279,7 +286,9 @@ class IntentServicer:
 
     @_rpc("Translate")
     def Translate(self, translator, request, context):
-        out = translator.translate(_input(request), _deadline(context))
+        batcher = self.state.batcher
+        single = batcher.translate if batcher is not None else translator.translate
+        out = single(_input(request), _deadline(context))
         self._count([out])
         return _response(out)
 
@@ -462,6 +471,11 @@ class RappServer:
             self._ready.set()
             return
         self._registry = registry
+        s = self.settings
+        if s.batch_max > 1:
+            self.state.batcher = MicroBatcher(
+                translator, s.batch_window_ms / 1000.0, s.batch_max, self.metrics.batch_size.observe
+            )
         self.state.translator = translator
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.metrics.ready.set(1)
@@ -502,6 +516,8 @@ class RappServer:
             time.sleep(0.02)
         if self._server is not None:
             self._server.stop(max(0.0, end - time.monotonic())).wait()
+        if self.state.batcher is not None:
+            self.state.batcher.close()
         self.metrics.close()
         self.memory.close()
         log.info("rapp.stopped")

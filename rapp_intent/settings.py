@@ -55,6 +55,21 @@ class RappSettings(ServiceSettings):
     )
     max_prompt_bytes: int = Field(4096, ge=1, description="largest prompt accepted (UTF-8 bytes)")
     max_batch: int = Field(256, ge=1, description="largest TranslateBatch accepted")
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="dynamic micro-batching: Translate calls arriving within this many ms "
+        "of the first queued one share one E-LAM pass; 0: only calls that queued while the "
+        "previous batch ran are grouped (no added wait; measured best here: bench_rapp.py "
+        "--batching)",
+    )
+    batch_max: int = Field(
+        16,
+        ge=1,
+        description="most Translate calls in one micro-batch (1: no micro-batching, each "
+        "call runs on its own)",
+    )
     apps: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(APPS),
         description="application ids accepted in requests (comma-separated in env)",
