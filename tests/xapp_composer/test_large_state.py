@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agentnet.chain import evaluate_chain
 from agentnet.network import generate_network
+from agentnet.optimum import build_search_space, exact_optimum
 from xapp_composer import features as F
 from xapp_composer import routes as RT
 from xapp_composer import steps as S
+from xapp_composer.beam import beam_chain
 from xapp_composer.runtime import PolicyRuntime
 
 POLICY = Path(__file__).resolve().parents[2] / "models" / "policy" / "srl-general.onnx"
@@ -103,3 +106,18 @@ def test_contracted_routes_stay_within_the_merge_tolerance() -> None:
         merged.nearest(dst), exact.nearest(dst), rtol=0, atol=hops * RT.MERGE_BER
     )
     np.testing.assert_allclose(exact.between(src, dst), net.route_ber(src, dst), rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_beam_search_is_exact_when_wide_and_never_better_narrow(seed) -> None:
+    net = generate_network(seed, n_agents=81)
+    s = F.serving_state(net, None, S.K_CAND)
+    space = build_search_space(net)
+    for intent in ((0.3, 0.2, 0.3, 0.2), (0.7, 0.1, 0.1, 0.1), (0.05, 0.05, 0.8, 0.1)):
+        best = exact_optimum(space, intent)
+        wide, wide_score = beam_chain(s, intent, width=10**6)
+        assert wide_score == pytest.approx(best.Q_subjective, abs=1e-12)
+        assert evaluate_chain(net, wide, intent).Q_subjective == pytest.approx(wide_score)
+        narrow, score = beam_chain(s, intent, width=8)
+        assert score <= best.Q_subjective + 1e-12
+        assert evaluate_chain(net, narrow, intent).Q_subjective == pytest.approx(score)
