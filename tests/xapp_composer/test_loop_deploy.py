@@ -79,7 +79,7 @@ DESCRIPTOR_SCHEMA = {
                             "tag": {"type": "string"},
                         },
                     },
-                    "command": {"type": "string"},
+                    "command": {"type": "array", "items": {"type": "string"}},
                 },
             },
         },
@@ -100,8 +100,8 @@ DESCRIPTOR_SCHEMA = {
             },
         },
         "metrics": {
-            "type": "array",
-            "items": {
+            "type": "object",
+            "additionalProperties": {
                 "type": "object",
                 "required": ["objectName", "objectInstance", "name", "type", "description"],
             },
@@ -189,7 +189,7 @@ def test_compose_file_wires_the_four_services() -> None:
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
             DEPLOY / "Dockerfile"
         ).resolve()
-        assert re.search(rf"^FROM source AS {build['target']}$", dockerfile, re.M), build
+        assert re.search(rf"^FROM \S+ AS {build['target']}$", dockerfile, re.M), build
     prefixes = {
         "sim-ric": ("SIM_", SimSettings),
         "rapp": ("RAPP_", RappSettings),
@@ -244,14 +244,15 @@ def test_dockerfile_targets_run_the_console_scripts() -> None:
         assert (ROOT / src).exists(), src
         top = src.split("/")[0]
         assert top in ("pyproject.toml", "README.md") or f"!{top}/**" in ignore, src
-    # Each image installs its role's extra only: no torch in the xApp's.
+    # Each image installs its role's extra only: no torch in the xApp's (a stage runs to
+    # the next stage's heading comment).
     stages = {
-        t: text.split(f"AS {t}\n", 1)[1].split("\nFROM ", 1)[0]
-        for t in ("sim-ric", "rapp-intent", "xapp-composer")
+        t: re.split(r"\n(?:FROM |# ----)", text.split(f"AS {t}\n", 1)[1], maxsplit=1)[0]
+        for t in ("sim-ric", "rapp-base", "xapp-composer")
     }
     assert "pip install '.[xapp]'" in stages["xapp-composer"]
     assert "torch" not in stages["xapp-composer"] and "torch" not in stages["sim-ric"]
-    assert "pip install '.[rapp]'" in stages["rapp-intent"]
+    assert "pip install '.[rapp]'" in stages["rapp-base"]
 
 
 def test_helm_chart_is_consistent() -> None:
