@@ -35,7 +35,7 @@ class SimSettings(MqttSettings):
     broker: str = Field(
         "embedded", description="mqtt://[user:pass@]host:port, mqtts://..., or 'embedded'"
     )
-    seed: int = Field(0, description="master seed (network, users, dynamics)")
+    seed: int = Field(0, ge=0, description="master seed (network, users, dynamics)")
     agents: int | None = Field(None, ge=4, description="N (default: MODEL.md's 81)")
     intents: Annotated[list[Path] | None, NoDecode] = Field(
         None, description="labelled intents, JSON Lines, comma-separated (default: project's)"
