@@ -11,6 +11,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzz import mutate
 
 from agentnet.intents import LabelledIntent
 from servicekit import codec
@@ -77,14 +78,6 @@ policies = st.builds(
 messages = st.one_of(decisions, requests, outcomes, policies)
 
 
-def _mutate(data: bytes, flips: list[int], cut: int) -> bytes:
-    out = bytearray(data)
-    for pos in flips:
-        if out:
-            out[pos % len(out)] ^= 1 << (pos % 8)
-    return bytes(out[: max(0, len(out) - cut)])
-
-
 def _check(decoder, data: bytes) -> None:
     try:
         decoder(data)
@@ -100,7 +93,7 @@ def test_decoders_on_random_bytes(data: bytes) -> None:
 
 @given(messages, st.lists(st.integers(0, 10_000), max_size=4), st.integers(0, 8))
 def test_decoders_on_mutated_envelopes(msg, flips: list[int], cut: int) -> None:
-    data = _mutate(codec.encode(msg), flips, cut)
+    data = mutate(codec.encode(msg), flips, cut)
     for decoder in DECODERS:
         _check(decoder, data)
 

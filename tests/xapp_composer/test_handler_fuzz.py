@@ -10,6 +10,7 @@ import time
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
+from support.fuzz import mutate
 from support.loop import unit_policy
 
 from agentnet.network import generate_network
@@ -52,20 +53,12 @@ requests = st.builds(
 )
 
 
-def _mutate(data: bytes, flips: list[int], cut: int) -> bytes:
-    out = bytearray(data)
-    for pos in flips:
-        if out:
-            out[pos % len(out)] ^= 1 << (pos % 8)
-    return bytes(out[: max(0, len(out) - cut)])
-
-
 @given(
     st.one_of(
         st.binary(max_size=400),
         requests.map(codec.encode),
         st.tuples(requests.map(codec.encode), st.lists(st.integers(0, 5000), max_size=4),
-                  st.integers(0, 6)).map(lambda t: _mutate(*t)),
+                  st.integers(0, 6)).map(lambda t: mutate(*t)),
     )
 )  # fmt: skip
 def test_every_request_payload_gets_an_answer_or_a_counted_drop(payload: bytes) -> None:
@@ -92,7 +85,7 @@ def test_every_request_payload_gets_an_answer_or_a_counted_drop(payload: bytes) 
     st.one_of(
         st.binary(max_size=400),
         st.tuples(st.just(_GOOD_STATE), st.lists(st.integers(0, 20_000), min_size=1,
-                  max_size=6), st.integers(0, 40)).map(lambda t: _mutate(*t)),
+                  max_size=6), st.integers(0, 40)).map(lambda t: mutate(*t)),
     )
 )  # fmt: skip
 def test_a_bad_state_payload_never_replaces_the_serving_state(payload: bytes) -> None:
