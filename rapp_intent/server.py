@@ -56,6 +56,7 @@ from rapp_intent.service import (
     Unavailable,
 )
 from rapp_intent.settings import RappSettings
+from servicekit.grpc_access import AccessLog
 
 log = structlog.get_logger(__name__)
 
@@ -301,6 +302,7 @@ class RappServer:
         self._server: grpc.Server | None = None
         self._loader: threading.Thread | None = None
         self._stopped = False
+        self._access_log: AccessLog | None = None
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
@@ -310,8 +312,11 @@ class RappServer:
         """Open the port (health NOT_SERVING) and start loading; returns the bound port."""
         s = self.settings
         workers = s.max_concurrent_rpcs + 4  # room for health checks and refusals
+        if s.access_log is not None:
+            self._access_log = AccessLog(s.access_log)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rapp-rpc"),
+            interceptors=[self._access_log] if self._access_log is not None else None,
             maximum_concurrent_rpcs=s.max_concurrent_rpcs + 16,
             options=[("grpc.so_reuseport", 0)],
         )
@@ -417,6 +422,8 @@ class RappServer:
             self._server.stop(grace).wait()
         self.metrics.close()
         self.memory.close()
+        if self._access_log is not None:
+            self._access_log.close()
         log.info("rapp.stopped")
 
 
