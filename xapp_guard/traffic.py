@@ -347,10 +347,13 @@ class _Run:
         self._health(end, xapp_down)
         self._deliveries()
         self.ev.sort(key=lambda e: e.t)
-        # The sensor reads its sources every few ms: stamps carry that jitter.
-        jittered = [Event(e.t + float(self.rng.uniform(0, 0.02)), e.kind, e.client, e.topic,
-                          e.size, e.code, e.rid, e.decoded) for e in self.ev]  # fmt: skip
-        jittered.sort(key=lambda e: e.t)
+        # The sensor reads its sources every few ms: stamps carry that jitter, and stay in
+        # the order the broker logged the events (a decision before its outcome).
+        jittered, last = [], -math.inf
+        for e in self.ev:
+            last = max(last, e.t + float(self.rng.uniform(0, 0.02)))
+            jittered.append(Event(last, e.kind, e.client, e.topic, e.size, e.code, e.rid,
+                                  e.decoded))  # fmt: skip
         span = (math.floor(a), math.floor(xapp_down[1] + 2 if xapp_down else b))
         benign = {self.sim, self.xapp, self.observer, self.xapp_grpc}
         return Realisation(jittered, attacker, span, benign)
@@ -579,3 +582,44 @@ class _Run:
                 app="immersive", request_id=rid).ByteSize()  # fmt: skip
             self._emit(t, "rpc", name, REPORT, size, "OK", rid)
         return {name}
+
+
+def compare(corpus: Corpus, model: StackModel, part: str = "train", seeds: int = 3) -> dict:
+    """How far the model's attacker windows are from the recorded ones, per class.
+
+    Each recorded episode of ``part`` is realised by the model with its own parameters
+    (``seeds`` times). Per class: the standardised mean difference (SMD) of every feature's
+    ``log1p`` between recorded and modelled active attacker windows, summarised as the
+    median |SMD| over the features either side uses, and the three largest.
+    """
+    from xapp_guard.features import NAMES
+    from xapp_guard.scenarios import validate
+
+    real: dict[str, list[np.ndarray]] = defaultdict(list)
+    synth: dict[str, list[np.ndarray]] = defaultdict(list)
+    for i, ep in enumerate(corpus.labels["episodes"]):
+        if ep["part"] != part:
+            continue
+        mask = corpus.episode == i
+        real[ep["class"]] += [w.x for w, m in zip(corpus.windows, mask, strict=True) if m]
+        s = validate({"class": ep["class"], "variant": ep["variant"], **ep["params"]})
+        for k in range(seeds):
+            ws, y, _ = model.windows(s, 7919 * i + k)
+            synth[ep["class"]] += [w.x for w, label in zip(ws, y, strict=True) if label > 0]
+    out = {}
+    for cls in sorted(real):
+        a = np.log1p(np.stack(real[cls]))
+        b = np.log1p(np.stack(synth[cls])) if synth[cls] else np.zeros((0, a.shape[1]))
+        if not len(b):
+            out[cls] = {"real_windows": len(a), "model_windows": 0}
+            continue
+        used = (a.any(0)) | (b.any(0))
+        sd = np.sqrt((a.var(0) + b.var(0)) / 2)
+        smd = np.where(sd > 1e-9, (b.mean(0) - a.mean(0)) / np.maximum(sd, 1e-9), 0.0)
+        order = np.argsort(-np.abs(smd))
+        out[cls] = {
+            "real_windows": len(a), "model_windows": len(b),
+            "median_abs_smd": round(float(np.median(np.abs(smd[used]))), 3),
+            "largest": {NAMES[j]: round(float(smd[j]), 2) for j in order[:3]},
+        }  # fmt: skip
+    return out

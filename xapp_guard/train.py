@@ -121,7 +121,7 @@ def fit(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             f1 = scores(y_val, predict(model, x_val).argmax(1))["macro_f1"]
             history.append({"epoch": epoch, "loss": round(total / len(x), 5), "val_macro_f1": f1})
