@@ -11,8 +11,10 @@ checked against the real data and improved round by round):
 3. **accept and retrain**: a detector on the real data, the pool accepted so far and this
    generation's accepted samples;
 4. **keep or drop**: the generation's samples join the pool only if the validation
-   macro-F1 does not fall below the best so far (the validation split is recorded data,
-   never the test recording); the next prompts learn which it was.
+   macro-F1 (mean over ``gate_seeds`` detectors: one detector's score moves by a few
+   points from seed to seed) does not fall below the best so far, starting from the real
+   data alone (the validation split is recorded data, never the test recording); the next
+   prompts learn which it was.
 
 The log (:class:`Generation` per round) records candidates, accepted share by route and
 class, the reasons of the refusals, the distribution distance (MMD) of the accepted
@@ -70,7 +72,11 @@ class EvolveConfig:
     routes: str = field(default="scenario,windows", metadata={"help": "routes, comma-separated"})
     examples: int = field(default=3, metadata={"help": "examples per prompt"})
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
-    max_tokens: int = field(default=160, metadata={"help": "longest answer (tokens)"})
+    max_tokens: int = field(default=64, metadata={"help": "longest scenario answer (tokens)"})
+    window_tokens: int = field(default=110, metadata={"help": "longest windows answer (tokens)"})
+    gate_seeds: int = field(
+        default=3, metadata={"help": "detectors (seeds) whose mean validation F1 gates a round"}
+    )
     tolerance: float = field(
         default=0.0, metadata={"help": "a round is kept if val F1 >= best - tolerance"}
     )
@@ -144,8 +150,16 @@ class Loop:
         self.examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for ep in episodes:
             self.examples[(ep["class"], ep["variant"])].append(dict(ep["params"]))
-        self.reference, info = fit(x, y, xv, yv, train)
-        self.reference_f1 = info["val_macro_f1"]
+        # Legitimate situations have no recorded parameters: a few drawn from the schema
+        # serve as their examples.
+        from xapp_guard.scenarios import draw
+
+        self.examples[("benign", "fast")] = [
+            draw("benign", "fast", self.rng).params for _ in range(2 * cfg.examples)
+        ]
+        self.reference, _ = fit(x, y, xv, yv, train)
+        self.reference_f1 = self.gate_score(np.zeros((0, *x.shape[1:]), np.float32),
+                                            np.zeros(0, np.int64))  # fmt: skip
         self._n_seed = 0
 
     def probs(self, x: np.ndarray) -> np.ndarray:
@@ -172,7 +186,7 @@ class Loop:
             fb = feedback.get((route, cls, variant), "")
             for _ in range(n):
                 if route == "scenario":
-                    real = self.examples.get((cls, variant)) or self._benign_examples(cls)
+                    real = self.examples.get((cls, variant), [])
                     synth = [c.scenario.params for c in pool.accepted
                              if c.route == route and c.cls == cls and c.variant == variant
                              and c.scenario is not None]  # fmt: skip
@@ -185,12 +199,6 @@ class Loop:
                     ex = self._sample(real_x, synth_x)
                     out.append((cls, variant, window_prompt(cls, variant, ex, fb)))
         return out
-
-    def _benign_examples(self, cls: str) -> list[dict[str, Any]]:
-        """Legitimate situations have no recorded parameters: draw a few from the schema."""
-        from xapp_guard.scenarios import draw
-
-        return [draw(cls, "fast", self.rng).params for _ in range(self.cfg.examples)]
 
     def _sample(self, real: list, synth: list) -> list:
         k = self.cfg.examples
@@ -209,7 +217,8 @@ class Loop:
         """Prompt the LLM and realise its answers."""
         assert self.chat is not None
         prompts = self.prompts(route, pool, feedback, n)
-        answers = self.chat.chat([p[2] for p in prompts], max_tokens=self.cfg.max_tokens,
+        tokens = self.cfg.max_tokens if route == "scenario" else self.cfg.window_tokens
+        answers = self.chat.chat([p[2] for p in prompts], max_tokens=tokens,
                                  temperature=self.cfg.temperature)  # fmt: skip
         out = []
         for (cls, variant, _), ans in zip(prompts, answers, strict=True):
@@ -252,6 +261,11 @@ class Loop:
         cfg = TrainConfig(**{**asdict(self.train), "seed": seed})
         return fit(x, y, self.xv, self.yv, cfg, scale_from=self.x)
 
+    def gate_score(self, xs: np.ndarray, ys: np.ndarray) -> float:
+        """Mean validation macro-F1 of ``gate_seeds`` detectors trained with ``xs``."""
+        f1 = [self.fit_with(xs, ys, seed)[1]["val_macro_f1"] for seed in range(self.cfg.gate_seeds)]
+        return round(float(np.mean(f1)), 4)
+
     # ---- the loop -----------------------------------------------------------------------
     def evolve(
         self, on_generation: Callable[[Generation], None] | None = None
@@ -272,8 +286,7 @@ class Loop:
             trial = Pool(list(pool.x), list(pool.y), list(pool.route), list(pool.accepted))
             trial.add(accepted)
             xs, ys = trial.arrays(self.length, self.x.shape[-1])
-            _, info = self.fit_with(xs, ys)
-            f1 = info["val_macro_f1"]
+            f1 = self.gate_score(xs, ys)
             kept = bool(accepted) and f1 >= best - self.cfg.tolerance
             if kept:
                 pool = trial
@@ -321,5 +334,8 @@ class Loop:
             if why:
                 text += " (refused: " + ", ".join(f"{r} {n}" for r, n in why.most_common()) + ")"
             text += "; they improved the detector. " if kept and ok else ". "
+            bounds = [c.reason for c in cs if c.reason.startswith("schema:") and "must" in c.reason]
+            if bounds:  # the field and its bounds, as the checks worded them
+                text += bounds[0].split(":", 1)[1].strip().split(" (got")[0] + ". "
             out[key] = text
         return out

@@ -142,8 +142,9 @@ def _route_counts(pool: Pool) -> dict[str, int]:
     return dict(Counter(pool.route))
 
 
-def plot_history(history: list, path: Path) -> None:
-    """Accepted share per route and validation macro-F1 per generation."""
+def plot_history(history: list, path: Path, reference: float | None = None) -> None:
+    """Accepted share per route and validation macro-F1 per generation (``reference``: the
+    real data alone)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,7 +167,9 @@ def plot_history(history: list, path: Path) -> None:
     kept = [h.generation for h in history if h.kept]
     ax2.scatter(kept, [h.val_macro_f1 for h in history if h.kept], s=80, facecolors="none",
                 edgecolors="tab:red", label="generation kept")  # fmt: skip
-    ax2.set_ylabel("validation macro-F1")
+    if reference is not None:
+        ax2.axhline(reference, ls=":", color="tab:gray", label="validation macro-F1, real only")
+    ax2.set_ylabel("validation macro-F1 (mean of the gate's seeds)")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower left")
@@ -201,10 +204,11 @@ def run(cfg: ExperimentConfig, evolve_cfg: EvolveConfig, train_cfg: TrainConfig,
             np.savez_compressed(out / "synthetic" / f"{method}.npz", x=xs, y=ys)
     (out / "evolution.json").write_text(json.dumps({
         "command": command, "llm": getattr(chat, "name", ""),
-        "config": asdict(evolve_cfg), "generations": [asdict(h) for h in history],
+        "config": asdict(evolve_cfg), "real_only_val_macro_f1": loop.reference_f1,
+        "generations": [asdict(h) for h in history],
         "candidates": stats,
     }, indent=1, default=str))  # fmt: skip
-    plot_history(history, out / "evolution.png")
+    plot_history(history, out / "evolution.png", loop.reference_f1)
     det_dir = out / "detectors"
     if det_dir.exists():
         shutil.rmtree(det_dir)

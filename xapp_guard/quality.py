@@ -39,7 +39,9 @@ class QualityConfig:
     k: int = field(default=3, metadata={"help": "neighbours of the distance check"})
     far_factor: float = field(default=1.5, metadata={"help": "distance check's slack"})
     min_prob: float = field(default=0.05, metadata={"help": "classifier filter's threshold"})
-    dup_eps: float = field(default=1e-3, metadata={"help": "distance of a near-copy"})
+    dup_eps: float = field(
+        default=0.05, metadata={"help": "distance of a near-copy (a rounded copy is one)"}
+    )
 
 
 class QualityChecks:

@@ -155,6 +155,7 @@ def main_run(settings: GuardSettings, stop: threading.Event | None = None) -> in
              broker_log=str(settings.broker_log), access_log=str(settings.access_log))  # fmt: skip
     with stop_on_signals(stop):
         sensor.start(settings.connect_timeout)
+        next_stats = 0.0
         try:
             while not stop.is_set():
                 try:
@@ -179,8 +180,10 @@ def main_run(settings: GuardSettings, stop: threading.Event | None = None) -> in
                         metrics.alerts.labels(s.attack).inc()
                         log.warning("alert", client=msg["client"], cls=msg["class"],
                                     score=msg["score"], window=msg["window"])  # fmt: skip
-                for k, v in sensor.stats().items():
-                    metrics.join.labels(k).set(v)
+                if time.monotonic() >= next_stats:  # the sensor's counters, once a second
+                    next_stats = time.monotonic() + 1.0
+                    for k, v in sensor.stats().items():
+                        metrics.join.labels(k).set(v)
         finally:
             sensor.stop()
     log.info("guard_stopped", windows=guard.scored, alerts=guard.alerts)

@@ -8,11 +8,14 @@ Two routes, both measured:
 - ``windows``: the LLM writes the feature windows themselves (the attacker's last
   :data:`K_WINDOWS` seconds, oldest first; earlier windows of the sequence are zero).
 
-The prompt is a short description of the class and its fields followed by a list of
-examples, one JSON object per line, which the model is asked to continue with one new
-line: a list to continue is the format even SmolLM2-135M (the offline default) answers
-in; a large model behind an OpenAI-compatible endpoint (``GUARD_LLM_BACKEND=openai``,
-``GUARD_LLM_BASE_URL``, ``GUARD_LLM_MODEL``) reads the same prompt. The examples are
+The prompt is one line naming the class followed by a list of examples, one JSON object
+per line, which the model is asked to continue with one new line. A list to continue is
+the one format SmolLM2-135M (the offline default) keeps to: with a paragraph describing
+the protocol, the fields and their bounds before the list it answered 0 of 24 prompts
+with JSON, with the bare list most of them. A large model behind an OpenAI-compatible
+endpoint (``GUARD_LLM_BACKEND=openai``, ``GUARD_LLM_BASE_URL``, ``GUARD_LLM_MODEL``)
+reads the same prompt; the bounds reach it through the feedback sentence when it
+oversteps them. The examples are
 recorded episodes of the class, and in the self-evolution loop also the synthetic ones
 accepted so far; a feedback sentence says how the last round fared and why candidates
 were refused.
@@ -29,17 +32,14 @@ from pydantic_settings import SettingsConfigDict
 
 from llmkit.chat import ChatSettings, Message
 from xapp_guard.features import FEATURES, INDEX, N_FEATURES, sequences
-from xapp_guard.scenarios import CLASSES, DESCRIPTIONS, SCHEMA, Scenario, ScenarioError, validate
+from xapp_guard.scenarios import CLASSES, SCHEMA, Scenario, ScenarioError, validate
 from xapp_guard.traffic import StackModel
 
-K_WINDOWS = 3
-"""Windows the ``windows`` route writes per sample."""
+K_WINDOWS = 2
+"""Windows the ``windows`` route writes per sample (short lines: a small model keeps to
+the format of short lines, and writes them faster)."""
 ROUTES = ("scenario", "windows")
 
-_VARIANT_TEXT = {
-    "fast": "Fast: as aggressive as the client can be.",
-    "slow": "Slow: paced to stay under simple rate thresholds, a few actions in a minute.",
-}
 _UNIT_BOUND = {"msgs": 100_000.0, "calls": 100_000.0, "1": 100_000.0, "bytes": 1e10, "s": 1.0}
 """Largest value a feature of each unit can take in a one-second window."""
 
@@ -53,25 +53,11 @@ class GuardLlmSettings(ChatSettings):
 # --------------------------------------------------------------------------------------
 # Prompts
 # --------------------------------------------------------------------------------------
-def _fields(cls: str) -> str:
-    parts = []
-    for name, p in SCHEMA[cls].items():
-        if p.choices:
-            parts.append(f"{name} ({' or '.join(json.dumps(c) for c in p.choices)})")
-        else:
-            parts.append(f"{name} ({p.low:g} to {p.high:g}{', integer' if p.integer else ''})")
-    return ", ".join(parts)
-
-
 def scenario_prompt(cls: str, variant: str, examples: list[dict[str, Any]],
                     feedback: str = "") -> list[Message]:  # fmt: skip
     """The conversation asking for one new scenario of ``cls``/``variant``."""
-    head = (
-        f'Scenarios of "{cls}" on an MQTT and gRPC control plane: a client that '
-        f"{DESCRIPTIONS[cls]}. {_VARIANT_TEXT[variant] if cls != 'benign' else ''} "
-        f"Fields: {_fields(cls)}. {feedback}Complete the list with one new line; each line "
-        "is one JSON object with the same keys."
-    )
+    what = "legitimate situations" if cls == "benign" else f"({variant}) attack scenarios"
+    head = f'Complete the list of "{cls}" {what}. {feedback}Each line is one JSON object with the same keys.'
     lines = [json.dumps({k: e[k] for k in SCHEMA[cls] if k in e}) for e in examples]
     return [{"role": "user", "content": " ".join(head.split()) + "\n" + "\n".join(lines) + "\n"}]
 
@@ -82,8 +68,9 @@ def window_line(seq: np.ndarray) -> str:
     for x in seq[-K_WINDOWS:]:
         d = {}
         for i, f in enumerate(FEATURES):
-            if x[i]:
-                d[f.name] = round(float(x[i]), 3) if f.unit == "s" else round(float(x[i]))
+            v = float(x[i])
+            if v:
+                d[f.name] = int(v) if v.is_integer() else round(v, 3)
         out.append(d)
     return json.dumps(out, separators=(",", ":"))
 
@@ -91,13 +78,9 @@ def window_line(seq: np.ndarray) -> str:
 def window_prompt(cls: str, variant: str, examples: list[np.ndarray],
                   feedback: str = "") -> list[Message]:  # fmt: skip
     """The conversation asking for one new window sequence of ``cls``/``variant``."""
-    keys = ", ".join(f"{f.name} ({f.unit})" for f in FEATURES)
     head = (
-        f'One-second traffic windows of a client of class "{cls}" on an MQTT and gRPC '
-        f"control plane: a client that {DESCRIPTIONS[cls]}. "
-        f"{_VARIANT_TEXT[variant] if cls != 'benign' else ''} Keys: {keys}. {feedback}Each "
-        f"line is the client's last {K_WINDOWS} windows, oldest first; missing keys are 0. "
-        "Complete the list with one new line."
+        f'Complete the list of one-second traffic windows of a "{cls}" client ({variant}). '
+        f"{feedback}Each line is a JSON list of its last {K_WINDOWS} windows."
     )
     lines = [window_line(x) for x in examples]
     return [{"role": "user", "content": " ".join(head.split()) + "\n" + "\n".join(lines) + "\n"}]
