@@ -172,7 +172,7 @@ class Stack:
                 "--port", str(self.rapp_port)]  # fmt: skip
         p = Proc("rapp-intent", argv, self.run_dir / "rapp-intent.log", env)
         self.procs["rapp"] = p.start()
-        wait_for(lambda: _grpc_serving(self.rapp_target) or not p.alive(), 300, "rApp SERVING")
+        wait_for(lambda: _rapp_answers(self.rapp_target) or not p.alive(), 300, "the rApp's models")
         if not p.alive():
             raise StackError(f"the rApp exited; see {p.log_path}")
 
@@ -255,15 +255,13 @@ class Stack:
                 raise StackError(f"{p.name} died (exit {p.proc.returncode}); see {p.log_path}")
 
 
-def _grpc_serving(target: str) -> bool:
+def _rapp_answers(target: str) -> bool:
+    """The rApp lists its models: its E-LAMs are loaded (while they load it answers
+    UNAVAILABLE)."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as ch:
-        try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-    return resp.status == health_pb2.HealthCheckResponse.SERVING
+    from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        call = intent_pb2_grpc.IntentServiceStub(channel).ListModels
+        return call.future(intent_pb2.ListModelsRequest(), timeout=1.0).exception() is None
