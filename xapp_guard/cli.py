@@ -29,7 +29,8 @@ from servicekit import cli
 
 def cmd_record(args) -> int:
     from servicekit.logs import configure_logging
-    from xapp_guard.record import RecordConfig, Recorder
+    from xapp_guard.config import RecordConfig
+    from xapp_guard.record import Recorder
 
     if args.seed is None or args.out is None:
         raise cli.UsageError("--seed and --out are required")
@@ -45,9 +46,8 @@ def cmd_record(args) -> int:
 
 def cmd_train(args) -> int:
     from servicekit.logs import configure_logging
-    from xapp_guard.evolve import EvolveConfig
-    from xapp_guard.experiment import ExperimentConfig, run
-    from xapp_guard.train import TrainConfig
+    from xapp_guard.config import EvolveConfig, ExperimentConfig, TrainConfig
+    from xapp_guard.experiment import run
 
     configure_logging(args.log_level, "auto")
     cfg = cli.config_from_args(ExperimentConfig, args)
@@ -61,8 +61,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from xapp_guard.config import METHODS
     from xapp_guard.evaluate import evaluate
-    from xapp_guard.evolve import METHODS
 
     models = args.models
     test_dir = args.corpus or models / "corpus" / f"seed-{args.test_seed}"
@@ -119,7 +119,14 @@ def cmd_windows(args) -> int:
 
 
 def build_parser() -> cli.ArgumentParser:
-    from xapp_guard.record import RecordConfig
+    from xapp_guard.config import (
+        MODELS,
+        EvolveConfig,
+        ExperimentConfig,
+        RecordConfig,
+        TrainConfig,
+    )
+    from xapp_guard.settings import GuardSettings
 
     parser = cli.ArgumentParser(prog="xapp-guard", description="Control-plane intrusion detection")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,11 +135,6 @@ def build_parser() -> cli.ArgumentParser:
     cli.add_config(p, RecordConfig)
     p.add_argument("--log-level", default="INFO", help="log level (default INFO)")
     p.set_defaults(func=cmd_record)
-
-    from xapp_guard.evolve import EvolveConfig
-    from xapp_guard.experiment import MODELS, ExperimentConfig
-    from xapp_guard.settings import GuardSettings
-    from xapp_guard.train import TrainConfig
 
     p = sub.add_parser("train", help="self-evolution loop and baselines; export detectors")
     cli.add_config(p, ExperimentConfig)

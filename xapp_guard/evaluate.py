@@ -54,7 +54,7 @@ def _mean_scores(runs: list[dict]) -> dict[str, Any]:
 
 def score_methods(corpus: Corpus, detectors: Path, methods: list[str]) -> dict[str, Any]:
     """Mean scores over the seeds of each method's detectors on the corpus' labelled windows."""
-    from xapp_guard.train import scores
+    from xapp_guard.scoring import scores
 
     out: dict[str, Any] = {}
     idx = corpus.select(corpus.part != "")

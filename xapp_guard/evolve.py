@@ -44,50 +44,19 @@ import numpy as np
 import structlog
 
 from llmkit.chat import ChatModel
+from xapp_guard.config import EvolveConfig, TrainConfig
 from xapp_guard.quality import QualityChecks
 from xapp_guard.scenarios import CLASSES, SCHEMA, VARIANTS
 from xapp_guard.synth import (
-    ROUTES,
     Candidate,
     realise,
     scenario_prompt,
     window_prompt,
 )
 from xapp_guard.traffic import StackModel
-from xapp_guard.train import TrainConfig, fit, predict
+from xapp_guard.train import fit, predict
 
 log = structlog.get_logger("xapp_guard.evolve")
-
-METHODS = ("real_only", "noise_augmented", "synthetic", "synthetic_evolved", "random_scenarios")
-
-
-@dataclass
-class EvolveConfig:
-    """The loop's budget and sampling."""
-
-    generations: int = field(default=4, metadata={"help": "rounds of the self-evolution loop"})
-    per_cell: int = field(
-        default=4, metadata={"help": "prompts per class, variant and route per round"}
-    )
-    routes: str = field(default="scenario,windows", metadata={"help": "routes, comma-separated"})
-    examples: int = field(default=3, metadata={"help": "examples per prompt"})
-    temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
-    max_tokens: int = field(default=64, metadata={"help": "longest scenario answer (tokens)"})
-    window_tokens: int = field(default=110, metadata={"help": "longest windows answer (tokens)"})
-    gate_seeds: int = field(
-        default=3, metadata={"help": "detectors (seeds) whose mean validation F1 gates a round"}
-    )
-    tolerance: float = field(
-        default=0.0, metadata={"help": "a round is kept if val F1 >= best - tolerance"}
-    )
-    seed: int = field(default=0, metadata={"help": "example sampling and realisation seed"})
-
-    def route_list(self) -> tuple[str, ...]:
-        routes = tuple(r.strip() for r in self.routes.split(",") if r.strip())
-        bad = [r for r in routes if r not in ROUTES]
-        if bad or not routes:
-            raise ValueError(f"routes must be among {list(ROUTES)}, got {self.routes!r}")
-        return routes
 
 
 @dataclass

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +31,21 @@ import structlog
 
 from llmkit.chat import CachedChat, ChatModel, make_chat
 from xapp_guard.augment import noise_augment
+from xapp_guard.config import METHODS, EvolveConfig, ExperimentConfig, TrainConfig
 from xapp_guard.corpus import Corpus, load, read_events
-from xapp_guard.evolve import METHODS, EvolveConfig, Loop, Pool
+from xapp_guard.evolve import Loop, Pool
 from xapp_guard.export import export_onnx, parity_check, write_card
 from xapp_guard.features import N_FEATURES
 from xapp_guard.scenarios import CLASSES
+from xapp_guard.scoring import scores
 from xapp_guard.synth import GuardLlmSettings
 from xapp_guard.traffic import Calibration, StackModel
-from xapp_guard.train import TrainConfig, predict, scores
+from xapp_guard.train import predict
 
 log = structlog.get_logger("xapp_guard.experiment")
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models" / "guard"
 MIN_THRESHOLD = 1e-3
-
-
-@dataclass
-class ExperimentConfig:
-    """Where the data comes from and where the detectors go."""
-
-    corpus: Path = field(default=MODELS / "corpus" / "seed-1",
-                         metadata={"help": "the training recording (train and val parts)"})  # fmt: skip
-    out: Path = field(default=MODELS, metadata={"help": "output directory"})
-    seeds: int = field(default=5, metadata={"help": "detectors trained per method"})
-    llm_cache: Path | None = field(
-        default=None, metadata={"help": "memoise LLM answers here (default out/llm-cache.jsonl)"}
-    )
 
 
 def split(corpus: Corpus, length: int) -> tuple[np.ndarray, ...]:

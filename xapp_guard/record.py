@@ -33,7 +33,6 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,11 @@ import structlog
 
 from servicekit.mqtt import MqttClient, parse_broker_url
 from xapp_guard.attacks import Attack
+from xapp_guard.config import RecordConfig
 from xapp_guard.events import Event
 from xapp_guard.scenarios import ATTACKS, VARIANTS, draw
 from xapp_guard.sensor import Sensor
-from xapp_guard.stack import SHIPPED_POLICY, Stack
+from xapp_guard.stack import Stack
 
 log = structlog.get_logger("xapp_guard.record")
 
@@ -58,28 +58,6 @@ _NAMES = ("mqtt-explorer", "paho", "node-red", "telegraf", "xapp-composer-defaul
 def sensor_client_id(network: str) -> str:
     """The sensor's MQTT client id (its own events are left out of the windows)."""
     return f"xapp-guard-sensor-{network}"
-
-
-@dataclass
-class RecordConfig:
-    """A recording run."""
-
-    seed: int = field(metadata={"help": "emulator, schedule and attack seed"})
-    out: Path = field(metadata={"help": "directory for events.jsonl.gz and labels.json"})
-    episodes: int = field(default=2, metadata={"help": "train episodes per class and variant"})
-    val_episodes: int = field(default=1, metadata={"help": "val episodes per class and variant"})
-    first_part: str = field(
-        default="train", metadata={"help": "name of the first part (test recordings: test)"}
-    )
-    rate: float = field(default=3.0, metadata={"help": "emulator request rate at start (req/s)"})
-    warmup_s: float = field(default=30.0, metadata={"help": "benign start (s)"})
-    gap_s: float = field(default=10.0, metadata={"help": "mean benign gap between episodes (s)"})
-    clean_requests: int = field(
-        default=0, metadata={"help": "> 0: a clean run of this many requests, no attacks"}
-    )
-    rapp: bool = field(default=True, metadata={"help": "run the rApp (gRPC traffic)"})
-    network: str = field(default="default", metadata={"help": "network name"})
-    policy: Path = field(default=SHIPPED_POLICY, metadata={"help": "the xApp's policy"})
 
 
 class _Writer:

@@ -27,13 +27,12 @@ import httpx
 import structlog
 
 from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
+from xapp_guard.config import ROOT, SHIPPED_POLICY
 from xapp_guard.sensor import MOSQUITTO_LOG_LINES
 
 log = structlog.get_logger("xapp_guard.stack")
 
-ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
 
 
 class StackError(RuntimeError):

@@ -38,7 +38,6 @@ from xapp_guard.traffic import StackModel
 K_WINDOWS = 2
 """Windows the ``windows`` route writes per sample (short lines: a small model keeps to
 the format of short lines, and writes them faster)."""
-ROUTES = ("scenario", "windows")
 
 _UNIT_BOUND = {"msgs": 100_000.0, "calls": 100_000.0, "1": 100_000.0, "bytes": 1e10, "s": 1.0}
 """Largest value a feature of each unit can take in a one-second window."""

@@ -3,65 +3,23 @@
 :func:`fit` trains a :class:`~xapp_guard.model.GuardCNN` on sequences with per-sample
 weights (a synthetic sample can count less than a real one), classes balanced by
 inverse frequency, AdamW, and keeps the epoch with the best validation macro-F1 (the
-validation split is real recorded data, never the test recording). :func:`scores` gives
-accuracy, macro-F1 and per-class precision, recall and F1.
+validation split is real recorded data, never the test recording), scored by
+:func:`~xapp_guard.scoring.scores`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from xapp_guard.config import TrainConfig
 from xapp_guard.model import GuardCNN, ModelConfig
 from xapp_guard.scenarios import CLASSES
-
-
-@dataclass
-class TrainConfig:
-    """Training of one detector."""
-
-    epochs: int = field(default=60, metadata={"help": "passes over the training set"})
-    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
-    weight_decay: float = field(default=1e-3, metadata={"help": "AdamW weight decay"})
-    batch: int = field(default=128, metadata={"help": "sequences per step"})
-    eval_every: int = field(default=2, metadata={"help": "epochs between validation scores"})
-    seed: int = field(default=0, metadata={"help": "initialisation and shuffling seed"})
-    length: int = field(default=8, metadata={"help": "windows per sequence"})
-    hidden: int = field(default=32, metadata={"help": "convolution channels"})
-    threads: int = field(default=1, metadata={"help": "torch threads"})
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(length=self.length, hidden=self.hidden)
-
-
-def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)) -> dict:
-    """Accuracy, macro-F1 (over the classes present in ``y_true``) and per-class scores."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    per_class: dict[str, dict[str, float]] = {}
-    f1s = []
-    for c in range(n_classes):
-        tp = int(np.sum((y_pred == c) & (y_true == c)))
-        fp = int(np.sum((y_pred == c) & (y_true != c)))
-        fn = int(np.sum((y_pred != c) & (y_true == c)))
-        support = tp + fn
-        if support == 0:
-            continue
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / support
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[CLASSES[c]] = {"precision": round(precision, 4), "recall": round(recall, 4),
-                                 "f1": round(f1, 4), "support": support}  # fmt: skip
-        f1s.append(f1)
-    return {
-        "accuracy": round(float(np.mean(y_true == y_pred)) if len(y_true) else 0.0, 4),
-        "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
-        "per_class": per_class,
-    }
+from xapp_guard.scoring import scores
 
 
 def predict(model: GuardCNN, x: np.ndarray) -> np.ndarray:
@@ -99,7 +57,7 @@ def fit(
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    model = GuardCNN(cfg.model_config())
+    model = GuardCNN(ModelConfig(length=cfg.length, hidden=cfg.hidden))
     model.set_scaling(scale_from if scale_from is not None else x)
     w = np.ones(len(x), np.float32) if weight is None else weight.astype(np.float32)
     counts = np.bincount(y, weights=w, minlength=len(CLASSES))

@@ -15,10 +15,10 @@ from support.mqtt import MOSQUITTO, free_port, wait_until
 
 from llmkit.chat import Completion
 from servicekit.mqtt import loopback_mosquitto_conf
+from xapp_guard.config import TrainConfig
 from xapp_guard.events import Event
 from xapp_guard.sensor import MOSQUITTO_LOG_LINES
 from xapp_guard.traffic import Calibration
-from xapp_guard.train import TrainConfig
 
 CAL = Calibration(
     request_bytes=[90.0, 200.0], decision_bytes=[88.0, 92.0], served_bytes=[250.0, 320.0],

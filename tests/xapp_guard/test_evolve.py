@@ -11,9 +11,10 @@ from guard_support import TINY, Perturb, model_corpus
 from support.openai import ChatServer
 
 from llmkit.chat import CachedChat, make_chat
+from xapp_guard.config import METHODS, EvolveConfig, ExperimentConfig
 from xapp_guard.corpus import load
-from xapp_guard.evolve import METHODS, EvolveConfig, Loop
-from xapp_guard.experiment import ExperimentConfig, run, split
+from xapp_guard.evolve import Loop
+from xapp_guard.experiment import run, split
 from xapp_guard.features import INDEX
 from xapp_guard.scenarios import CLASSES, SCHEMA
 from xapp_guard.synth import (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from guard_support import TINY, Perturb, model_corpus
 
-from xapp_guard.evolve import METHODS, EvolveConfig
-from xapp_guard.experiment import ExperimentConfig, run
+from xapp_guard.config import METHODS, EvolveConfig, ExperimentConfig
+from xapp_guard.experiment import run
 from xapp_guard.features import N_FEATURES
 from xapp_guard.scenarios import CLASSES
 

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from xapp_guard.config import TrainConfig
 from xapp_guard.export import export_onnx, parity_check, random_inputs, write_card
 from xapp_guard.features import INDEX, N_FEATURES
 from xapp_guard.model import GuardCNN, ModelConfig
 from xapp_guard.runtime import Detector, DetectorError
 from xapp_guard.scenarios import CLASSES
-from xapp_guard.train import TrainConfig, fit, predict, scores
+from xapp_guard.scoring import scores
+from xapp_guard.train import fit, predict
 
 
 def _toy(rng: np.random.Generator, n: int = 40):

@@ -15,11 +15,12 @@ from support.processes import ManagedProcess
 
 from servicekit.mqtt import MqttClient, parse_broker_url
 from xapp_guard.attacks import Attack
+from xapp_guard.config import TrainConfig
 from xapp_guard.export import export_onnx, write_card
 from xapp_guard.features import sequences
 from xapp_guard.scenarios import CLASSES, draw
 from xapp_guard.traffic import StackModel
-from xapp_guard.train import TrainConfig, fit
+from xapp_guard.train import fit
 
 pytestmark = pytest.mark.slow
 
