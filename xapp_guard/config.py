@@ -66,6 +66,12 @@ class EvolveConfig:
     temperature: float = field(default=0.8, metadata={"help": "sampling temperature"})
     max_tokens: int = field(default=64, metadata={"help": "longest scenario answer (tokens)"})
     window_tokens: int = field(default=110, metadata={"help": "longest windows answer (tokens)"})
+    decoding: str = field(
+        default="auto",
+        metadata={"help": "constrained (local SmolLM2 fills JSON templates), free (the model "
+                  "writes the line), auto (constrained for the local backend)",
+                  "choices": ("auto", "constrained", "free")},
+    )  # fmt: skip
     gate_seeds: int = field(
         default=3, metadata={"help": "detectors (seeds) whose mean validation F1 gates a round"}
     )

@@ -45,13 +45,16 @@ import structlog
 
 from llmkit.chat import ChatModel
 from xapp_guard.config import EvolveConfig, TrainConfig
+from xapp_guard.fill import TemplateFiller
 from xapp_guard.quality import QualityChecks
 from xapp_guard.scenarios import CLASSES, SCHEMA, VARIANTS
 from xapp_guard.synth import (
     Candidate,
     realise,
     scenario_prompt,
+    scenario_template,
     window_prompt,
+    window_template,
 )
 from xapp_guard.traffic import StackModel
 from xapp_guard.train import fit, predict
@@ -106,12 +109,13 @@ class Loop:
         x, y: real training sequences and classes; xv, yv: the validation split.
         episodes: the recorded training episodes (``labels.json`` entries) as examples.
         model: the stack model realising scenarios.
-        chat: the LLM.
+        chat: the LLM: a chat model answering freely, or SmolLM2 filling templates.
         cfg: the loop's configuration; train: the detector's training.
     """
 
     def __init__(self, x, y, xv, yv, episodes: list[dict], model: StackModel,
-                 chat: ChatModel | None, cfg: EvolveConfig, train: TrainConfig):  # fmt: skip
+                 chat: ChatModel | TemplateFiller | None, cfg: EvolveConfig,
+                 train: TrainConfig):  # fmt: skip
         self.x, self.y, self.xv, self.yv = x, y, xv, yv
         self.model, self.chat, self.cfg, self.train = model, chat, cfg, train
         self.rng = np.random.default_rng(cfg.seed)
@@ -148,8 +152,8 @@ class Loop:
         return [(c, v) for c in CLASSES for v in (VARIANTS if c != "benign" else ("fast",))]
 
     def prompts(self, route: str, pool: Pool, feedback: dict[tuple, str],
-                n: int) -> list[tuple[str, str, list]]:  # fmt: skip
-        """``n`` conversations per cell: (class, variant, messages)."""
+                n: int) -> list[tuple[str, str, list, list]]:  # fmt: skip
+        """``n`` conversations per cell: (class, variant, messages, template)."""
         out = []
         for cls, variant in self._cells():
             fb = feedback.get((route, cls, variant), "")
@@ -160,13 +164,15 @@ class Loop:
                              if c.route == route and c.cls == cls and c.variant == variant
                              and c.scenario is not None]  # fmt: skip
                     ex = self._sample(real, synth)
-                    out.append((cls, variant, scenario_prompt(cls, variant, ex, fb)))
+                    out.append((cls, variant, scenario_prompt(cls, variant, ex, fb),
+                                scenario_template(cls)))  # fmt: skip
                 else:
                     real_x = list(self._real_sequences(cls, variant))
                     synth_x = [c.own[0] for c in pool.accepted
                                if c.route == route and c.cls == cls and c.variant == variant]  # fmt: skip
                     ex = self._sample(real_x, synth_x)
-                    out.append((cls, variant, window_prompt(cls, variant, ex, fb)))
+                    out.append((cls, variant, window_prompt(cls, variant, ex, fb),
+                                window_template(ex)))  # fmt: skip
         return out
 
     def _sample(self, real: list, synth: list) -> list:
@@ -186,11 +192,14 @@ class Loop:
         """Prompt the LLM and realise its answers."""
         assert self.chat is not None
         prompts = self.prompts(route, pool, feedback, n)
-        tokens = self.cfg.max_tokens if route == "scenario" else self.cfg.window_tokens
-        answers = self.chat.chat([p[2] for p in prompts], max_tokens=tokens,
-                                 temperature=self.cfg.temperature)  # fmt: skip
+        if isinstance(self.chat, TemplateFiller):
+            answers = [self.chat.fill(p[2], p[3], self.cfg.temperature) for p in prompts]
+        else:
+            tokens = self.cfg.max_tokens if route == "scenario" else self.cfg.window_tokens
+            answers = self.chat.chat([p[2] for p in prompts], max_tokens=tokens,
+                                     temperature=self.cfg.temperature)  # fmt: skip
         out = []
-        for (cls, variant, _), ans in zip(prompts, answers, strict=True):
+        for (cls, variant, _, _), ans in zip(prompts, answers, strict=True):
             c = Candidate(route, cls, variant, ans.text or "")
             if not ans.ok:
                 c.reason = f"schema: no answer ({ans.error})"

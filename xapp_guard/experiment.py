@@ -36,6 +36,7 @@ from xapp_guard.corpus import Corpus, load, read_events
 from xapp_guard.evolve import Loop, Pool
 from xapp_guard.export import export_onnx, parity_check, write_card
 from xapp_guard.features import N_FEATURES
+from xapp_guard.fill import TemplateFiller
 from xapp_guard.scenarios import CLASSES
 from xapp_guard.scoring import scores
 from xapp_guard.synth import GuardLlmSettings
@@ -46,6 +47,23 @@ log = structlog.get_logger("xapp_guard.experiment")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_THRESHOLD = 1e-3
+
+
+def make_writer(settings: GuardLlmSettings, decoding: str, out: Path,
+                cache: Path | None = None) -> ChatModel | TemplateFiller:  # fmt: skip
+    """The LLM that writes the synthetic data: SmolLM2 filling templates (``constrained``;
+    the default for the local backend) or a chat model answering freely (``free``; any
+    OpenAI-compatible endpoint), its answers memoised under ``out``."""
+    if decoding == "auto":
+        decoding = "constrained" if settings.backend == "local" else "free"
+    if decoding == "constrained":
+        if settings.backend != "local":
+            raise ValueError(
+                "constrained decoding needs the local backend (GUARD_LLM_BACKEND=local)"
+            )
+        return TemplateFiller(settings.cache_dir, memo=cache or out / "llm-fill-cache.jsonl",
+                              threads=settings.local_threads, seed=settings.seed)  # fmt: skip
+    return CachedChat(make_chat(settings), cache or out / "llm-cache.jsonl")
 
 
 def split(corpus: Corpus, length: int) -> tuple[np.ndarray, ...]:
@@ -180,8 +198,7 @@ def run(cfg: ExperimentConfig, evolve_cfg: EvolveConfig, train_cfg: TrainConfig,
     cal.save(out / "calibration.json")
     x, y, xv, yv = split(corpus, train_cfg.length)
     if chat is None:
-        settings = GuardLlmSettings()
-        chat = CachedChat(make_chat(settings), cfg.llm_cache or out / "llm-cache.jsonl")
+        chat = make_writer(GuardLlmSettings(), evolve_cfg.decoding, out, cfg.llm_cache)
     train_eps = [e for e in corpus.labels["episodes"] if e["part"] == "train"]
     model = StackModel(cal, corpus.labels["network"])
     loop = Loop(x, y, xv, yv, train_eps, model, chat, evolve_cfg, train_cfg)
@@ -192,6 +209,7 @@ def run(cfg: ExperimentConfig, evolve_cfg: EvolveConfig, train_cfg: TrainConfig,
             np.savez_compressed(out / "synthetic" / f"{method}.npz", x=xs, y=ys)
     (out / "evolution.json").write_text(json.dumps({
         "command": command, "llm": getattr(chat, "name", ""),
+        "decoding": "constrained" if isinstance(chat, TemplateFiller) else "free",
         "config": asdict(evolve_cfg), "real_only_val_macro_f1": loop.reference_f1,
         "generations": [asdict(h) for h in history],
         "candidates": stats,

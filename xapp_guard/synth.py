@@ -32,6 +32,7 @@ from pydantic_settings import SettingsConfigDict
 
 from llmkit.chat import ChatSettings, Message
 from xapp_guard.features import FEATURES, INDEX, N_FEATURES, sequences
+from xapp_guard.fill import Slot, choice, number, text
 from xapp_guard.scenarios import CLASSES, SCHEMA, Scenario, ScenarioError, validate
 from xapp_guard.traffic import StackModel
 
@@ -83,6 +84,32 @@ def window_prompt(cls: str, variant: str, examples: list[np.ndarray],
     )
     lines = [window_line(x) for x in examples]
     return [{"role": "user", "content": " ".join(head.split()) + "\n" + "\n".join(lines) + "\n"}]
+
+
+def scenario_template(cls: str) -> list[Slot]:
+    """The scenario route's JSON with its values left open (template-constrained decoding)."""
+    slots: list[Slot] = []
+    for i, (name, p) in enumerate(SCHEMA[cls].items()):
+        slots.append(text(("{" if i == 0 else ", ") + json.dumps(name) + ": "))
+        slots.append(choice(name, p.choices) if p.choices else number(name, p.integer))
+    slots.append(text("}"))
+    return slots
+
+
+def window_template(examples: list[np.ndarray]) -> list[Slot]:
+    """The windows route's JSON: the features the examples' last windows use, in every window."""
+    used = np.zeros(N_FEATURES, bool)
+    for x in examples:
+        used |= (x[-K_WINDOWS:] != 0).any(axis=0)
+    names = [f.name for f, u in zip(FEATURES, used, strict=True) if u] or ["pub_req"]
+    slots: list[Slot] = []
+    for k in range(K_WINDOWS):
+        for i, name in enumerate(names):
+            lead = ("[{" if k == 0 else "}, {") if i == 0 else ", "
+            slots.append(text(lead + json.dumps(name) + ": "))
+            slots.append(number(name, integer=not name.startswith("iat_")))
+    slots.append(text("}]"))
+    return slots
 
 
 # --------------------------------------------------------------------------------------
