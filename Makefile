@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test lint fmt demo bench proto proto-check clean
+.PHONY: venv test lint fmt docs demo bench proto proto-check clean
 
 venv: $(STAMP)
 
@@ -37,14 +37,19 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# The docs build is part of the tests: a page that names a missing settings class or
+# results file, or a broken link, fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
 	$(PY) -m pytest -q
 
 proto: $(STAMP)
 	$(PY) proto/codegen.py
 
 demo: $(STAMP)
-	$(PY) -m xapp_composer.demo
+	$(PY) -m lameta_stack.cli demo
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -65,6 +65,14 @@ class ModelConfig:
     l_max: float = field(default=10.0, metadata={"help": "latency bound L_max (s)"})
     c_ref: float = field(default=0.25, metadata={"help": "C_ref of u_C"})
     l_ref: float = field(default=0.05, metadata={"help": "L_ref of u_L (s)"})
+    b_ref: float = field(default=1e-5, metadata={"help": "B at and below which u_B = 1"})
+    b_decades: float = field(
+        default=4.0, metadata={"help": "decades of B above b_ref over which u_B falls to 0"}
+    )
+    p_ref: float = field(default=1e-3, metadata={"help": "P_outage at and below which u_P = 1"})
+    p_decades: float = field(
+        default=3.0, metadata={"help": "decades of P_outage above p_ref over which u_P falls to 0"}
+    )
     delta: float = field(default=1.0, metadata={"help": "r_flag magnitude of eq. 34"})
     fee_per_100m: float = field(
         default=0.01, metadata={"help": "E-LAM fee F(kappa) per 100 M parameters"}

@@ -101,13 +101,15 @@ def utilities(
 
     MODEL.md "Subjective QoE": u_C = clip(ln(C/C_th)/ln(C_ref/C_th)), u_B = 1 -
     clip(log10(B/1e-5)/4), u_L = clip(ln(L_max/L)/ln(L_max/L_ref)), u_P = 1 -
-    clip(log10(P/1e-3)/3), clips to [0, 1]. B = 0 or P = 0 give a utility of 1.
+    clip(log10(P/1e-3)/3), clips to [0, 1]; the constants are ``cfg``'s (``c_ref``,
+    ``b_ref``, ``b_decades``, ``l_ref``, ``p_ref``, ``p_decades``). B = 0 or P = 0 give a
+    utility of 1.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         u_c = np.clip(np.log(C / cfg.c_th) / np.log(cfg.c_ref / cfg.c_th), 0.0, 1.0)
-        u_b = 1.0 - np.clip(np.log10(B / 1e-5) / 4.0, 0.0, 1.0)
+        u_b = 1.0 - np.clip(np.log10(B / cfg.b_ref) / cfg.b_decades, 0.0, 1.0)
         u_l = np.clip(np.log(cfg.l_max / L) / np.log(cfg.l_max / cfg.l_ref), 0.0, 1.0)
-        u_p = 1.0 - np.clip(np.log10(P / 1e-3) / 3.0, 0.0, 1.0)
+        u_p = 1.0 - np.clip(np.log10(P / cfg.p_ref) / cfg.p_decades, 0.0, 1.0)
     return np.stack(np.broadcast_arrays(u_c, u_b, u_l, u_p), axis=-1)
 
 

@@ -1,10 +1,17 @@
-"""Sparse GCNConv (torch-geometric) against the dense normalised adjacency the policy uses.
+"""The policy's dense GCN encoder against torch-geometric's GCNConv, serving and training.
 
-Prints one JSON object: per N, the forward time of a 2-layer GCN encoder (hidden 64) as
-torch-geometric GCNConv on the edge list, as a dense matmul in torch, and as the exported
-dense encoder in onnxruntime (CPU). The policy feeds D^-1/2 (A + I) D^-1/2 precomputed once
-per network state; this is the measurement behind that choice (issue SRL: "measure
-before choosing").
+Prints one JSON object:
+
+- per N (81, 500, 2,000 agents), the forward time of the 2-layer encoder (hidden 64) on
+  one network: torch-geometric ``GCNConv`` on the edge list
+  (:class:`xapp_composer.gcn_reference.PygGCNEncoder`), the dense matmul in torch, and the
+  exported dense encoder in onnxruntime (CPU), what the xApp runs once per state;
+- ``train_minibatch``: forward and backward of the same encoder on a PPO minibatch (128
+  networks of 81 agents, what ``xapp_composer.train.ppo_update`` encodes), dense on the
+  stacked adjacencies against ``GCNConv`` on one torch-geometric ``Batch``.
+
+The policy feeds D^-1/2 (A + I) D^-1/2 precomputed once per network state; these are the
+measurements behind that choice, for serving and for training. One torch thread.
 """
 
 from __future__ import annotations
@@ -14,17 +21,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import onnxruntime as ort
 import torch
-from torch_geometric.nn import GCNConv
 
 from agentnet.network import generate_network
 from xapp_composer import features as F
-from xapp_composer.export import ENCODER_OUTPUTS, export_onnx
+from xapp_composer.artefacts import ENCODER_OUTPUTS, encoder_path
+from xapp_composer.export import export_onnx
+from xapp_composer.gcn_reference import PygGCNEncoder, graph_batch
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
+
+MINIBATCH = 128
 
 
 def timeit(fn, repeat: int) -> float:
+    """Mean microseconds per call after five warm-up calls."""
     for _ in range(5):
         fn()
     t = time.perf_counter()
@@ -33,39 +44,30 @@ def timeit(fn, repeat: int) -> float:
     return (time.perf_counter() - t) / repeat * 1e6
 
 
-def main() -> None:
-    import onnxruntime as ort
-
-    torch.set_num_threads(1)
-    policy = GCNActorCritic(PolicyConfig())
-    out: dict[str, dict[str, float]] = {}
+def serving(policy: GCNActorCritic, pyg: PygGCNEncoder) -> dict[str, dict[str, float]]:
+    """Forward time on one network per size, torch-geometric, dense torch and ONNX."""
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.onnx"
         export_onnx(policy, path)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
-        enc = ort.InferenceSession(
-            str(path.with_name("p.encoder.onnx")), so, providers=["CPUExecutionProvider"]
-        )
+        enc = ort.InferenceSession(str(encoder_path(path)), so, providers=["CPUExecutionProvider"])
         for n in (81, 500, 2000):
             net = generate_network(1, n_agents=n)
-            x = torch.from_numpy(F.node_features(net)).float()
-            adj = torch.from_numpy(F.normalized_adjacency(n, net.edges)).float()
-            ei = torch.from_numpy(np.concatenate([net.edges, net.edges[:, ::-1]]).T.copy())
-            convs = [GCNConv(F.NODE_DIM, 64), GCNConv(64, 64)]
+            g = graph_batch([net])
+            s = F.batch_state([net])
+            x, adj = torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
 
-            def sparse(convs=convs, x=x, ei=ei):
+            def sparse(g=g):
                 with torch.no_grad():
-                    h = x
-                    for c in convs:
-                        h = torch.relu(c(h, ei))
-                    return h
+                    return pyg(g.x, g.edge_index, g.batch)
 
             def dense(x=x, adj=adj):
                 with torch.no_grad():
-                    return policy.encode(x[None], adj[None])
+                    return policy.encode_graph(x, adj)
 
-            feeds = {"x": x[None].numpy(), "adj": adj[None].numpy()}
+            feeds = {"x": s.node_x, "adj": s.adj}
             rep = 200 if n <= 500 else 30
             out[f"N={n}"] = {
                 "pyg_gcnconv_sparse_us": timeit(sparse, rep),
@@ -74,6 +76,41 @@ def main() -> None:
                     lambda feeds=feeds: enc.run(ENCODER_OUTPUTS, feeds), rep
                 ),
             }
+    return out
+
+
+def training(policy: GCNActorCritic, pyg: PygGCNEncoder) -> dict[str, float]:
+    """Forward and backward on a PPO minibatch of 81-agent networks, both ways."""
+    nets = [generate_network(100 + i) for i in range(MINIBATCH)]
+    s = F.batch_state(nets)
+    x, adj = torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
+    g = graph_batch(nets)
+
+    def dense():
+        node_h, h_graph = policy.encode_graph(x, adj)
+        (node_h.sum() + h_graph.sum()).backward()
+
+    def sparse():
+        node_h, h_graph = pyg(g.x, g.edge_index, g.batch)
+        (node_h.sum() + h_graph.sum()).backward()
+
+    dense_us, sparse_us = timeit(dense, 30), timeit(sparse, 30)
+    return {
+        "networks": MINIBATCH,
+        "agents": nets[0].n_agents,
+        "torch_dense_fwd_bwd_ms": round(dense_us / 1e3, 2),
+        "pyg_gcnconv_fwd_bwd_ms": round(sparse_us / 1e3, 2),
+        "pyg_over_dense": round(sparse_us / dense_us, 2),
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    policy = GCNActorCritic(PolicyConfig())
+    pyg = PygGCNEncoder.from_policy(policy)
+    out: dict = serving(policy, pyg)
+    out["train_minibatch"] = training(policy, pyg)
     print(json.dumps(out))
 
 

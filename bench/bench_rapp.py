@@ -1,4 +1,4 @@
-"""Intent rApp benchmarks (issue rapp_intent): prints one JSON object.
+"""Intent rApp benchmarks: prints one JSON object.
 
 Starts ``rapp-intent serve`` as its own process (so client and server do not share an
 interpreter) and measures over gRPC on loopback:

@@ -1,4 +1,4 @@
-"""xApp benchmarks (issue 6): prints one JSON object.
+"""xApp benchmarks: prints one JSON object.
 
 (a) whole-chain decision latency of the ONNX policy, ``xapp-composer bench --agents N
     --decisions 1000 --json`` at N = 81 (target p50 <= 0.5 ms) and N = 2,000 (target p50
@@ -27,9 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from xapp_composer.demo import SHIPPED_POLICY, ClosedLoop
+from agentnet.network import generate_network
+from servicekit.logs import configure_logging
+from xapp_composer import features as F
+from xapp_composer.artefacts import SHIPPED_POLICY
+from xapp_composer.demo import ClosedLoop
+from xapp_composer.runtime import PolicyRuntime
 
 LOCK = Path("/tmp/lameta-heavy.lock")
 TARGETS = {"p50_ms_81": 0.5, "p50_ms_2000": 10.0, "closed_loop_p99_ms": 60.0}
@@ -52,10 +58,23 @@ def heavy_lock(enabled: bool):
 def decision_bench(policy: Path, agents: int, decisions: int, networks: int) -> dict:
     exe = Path(sys.executable).with_name("xapp-composer")
     res = subprocess.run(
-        [str(exe), "bench", "--agents", str(agents), "--decisions", str(decisions),
-         "--networks", str(networks), "--policy", str(policy), "--json"],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
+        [
+            str(exe),
+            "bench",
+            "--agents",
+            str(agents),
+            "--decisions",
+            str(decisions),
+            "--networks",
+            str(networks),
+            "--policy",
+            str(policy),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if res.returncode != 0:
         return {"error": res.stderr.strip().splitlines()[-1:]}
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -91,12 +110,6 @@ def decision_profile(policy: Path, agents: int, decisions: int) -> dict:
     """Where a whole-chain decision's time goes (ms per decision): the ONNX runs of the
     tabulated-decision graph (whole walk or prefix), of the step heads and of the E-LAM
     head, and the Python work around them."""
-    import numpy as np
-
-    from agentnet.network import generate_network
-    from xapp_composer import features as F
-    from xapp_composer.runtime import PolicyRuntime
-
     rt = PolicyRuntime(policy)
     heads, elam = _TimedSession(rt.session), _TimedSession(rt.elam_session)
     rt.session, rt.elam_session = heads, elam  # type: ignore[assignment]
@@ -166,8 +179,12 @@ def stage_latencies(metrics_text: str) -> dict[str, dict[str, float]]:
                     lo_edge, lo_count = edge, count
                 return lo_edge * 1e3
 
-            out[stage] = {"count": n, "mean_ms": round(d["sum"] / n * 1e3, 3),
-                          "p50_ms": round(quantile(0.5), 3), "p99_ms": round(quantile(0.99), 3)}  # fmt: skip
+            out[stage] = {
+                "count": n,
+                "mean_ms": round(d["sum"] / n * 1e3, 3),
+                "p50_ms": round(quantile(0.5), 3),
+                "p99_ms": round(quantile(0.99), 3),
+            }
     return out
 
 
@@ -183,12 +200,12 @@ def main() -> int:
     p.add_argument("--no-lock", action="store_true", help="the caller holds the heavy lock")
     p.add_argument("--logs", type=Path, default=None, help="keep the components' logs here")
     args = p.parse_args()
-    from servicekit.logs import configure_logging
-
     configure_logging("WARNING")  # to stderr: stdout is the one JSON object
     if not (args.policy.exists() and args.policy.with_suffix(".card.json").exists()):
-        print(f"bench_xapp: no policy at {args.policy}; train and export one, or --policy",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"bench_xapp: no policy at {args.policy}; train and export one, or --policy",
+            file=sys.stderr,
+        )
         return 2
     out: dict = {"policy": str(args.policy), "targets": TARGETS}
     with heavy_lock(not args.no_lock) as waited:
@@ -208,8 +225,13 @@ def main() -> int:
             with ClosedLoop(args.policy, log_dir, broker=args.broker) as loop:
                 summary = loop.run(args.requests, args.rate)
                 stages = stage_latencies(loop.xapp_metrics())
-            out["closed_loop"] = {**summary, "rate": args.rate, "broker": args.broker,
-                                  "xapp_stages": stages, "logs": str(log_dir)}  # fmt: skip
+            out["closed_loop"] = {
+                **summary,
+                "rate": args.rate,
+                "broker": args.broker,
+                "xapp_stages": stages,
+                "logs": str(log_dir),
+            }
             out["closed_loop_p99_ms"] = summary["latency_ms"]["p99"]
             out["closed_loop_lost"] = summary["lost"]
             out["closed_loop_duplicated"] = summary["duplicated"]

@@ -2,94 +2,115 @@
 
 - ``srl-report --intents FILE.jsonl``: the paper's Figs. 9-11 and the generalisation
   study of the SRL policies (Fig. 11 runs the rApp's in-context calibration, eqs. 44-46,
-  in front of the xApp's policies); writes ``models/policy/report/srl_report.json`` and
-  ``fig9_factors.png``.
+  in front of the xApp's policies); writes ``<models>/report/srl_report.json`` and
+  ``fig9_factors.png``. Its flags come from :class:`SrlReportConfig`.
+
+A user error (a bad value, a missing or tampered file) is one line on stderr naming the
+flag or the file, exit code 2 (:func:`servicekit.cli.run`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from agentnet.config import DEFAULT
-from agentnet.intents import APPS
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "policy"
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+from agentnet.intents import APPS, load_intents, project_intents
+from lameta_studies import srl_report as R
+from servicekit import cli
+from servicekit.logs import configure_logging
+from xapp_composer import cli as xcli
+from xapp_composer.artefacts import MODELS_DIR, read_card
+from xapp_composer.configs import MIN_AGENTS, PredictionSource
+from xapp_composer.data import evaluation_requests
+from xapp_composer.evaluate import Policies, application_means
+from xapp_composer.scoring import EvalSet
 
 
-def cmd_report(args) -> int:
-    from agentnet.intents import load_intents, project_intents
-    from lameta_studies import srl_report as R
-    from xapp_composer.data import evaluation_requests
-    from xapp_composer.runtime import PolicyRuntime
-    from xapp_composer.scoring import EvalSet
+@dataclass
+class SrlReportConfig:
+    """``lameta-studies srl-report``: Figs. 9-11 and the generalisation study."""
 
-    models = Path(args.models)
-    out_dir = models / "report"
+    intents: Path | None = field(
+        default=None, metadata={"help": "labelled intents (JSON Lines); required"}
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [101, 102, 103], metadata={"help": "network seeds", "ge": 0}
+    )
+    sizes: list[int] = field(
+        default_factory=lambda: [50, 200],
+        metadata={"help": "N of the generalisation study", "ge": MIN_AGENTS},
+    )
+    agents: int = field(
+        default=DEFAULT.n_agents, metadata={"help": "N of Figs. 10-11", "ge": MIN_AGENTS}
+    )
+    models: Path = field(default=MODELS_DIR, metadata={"help": "directory of the ONNX policies"})
+    predictions: PredictionSource = field(
+        default="rapp", metadata={"help": "E-LAM predictions: the rApp's models or a stand-in"}
+    )
+    elam: str | None = field(
+        default=None,
+        metadata={"help": "E-LAM whose predictions Figs. 10-11 use (default: the policy's first)"},
+    )
+    seed: int = field(default=0, metadata={"help": "random seed", "ge": 0})
+    json: bool = field(default=False, metadata={"help": "one line of JSON"})
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    cfg = cli.config_from_args(SrlReportConfig, args)
+    if not cfg.models.is_dir():
+        raise cli.UsageError(f"--models {cfg.models}: no such directory")
+    intents = load_intents(cfg.intents)
+    general = cfg.models / "srl-general.onnx"
+    if not general.is_file():
+        raise cli.UsageError(f"--models {cfg.models}: no srl-general.onnx (train and export first)")
+    elam_ids = read_card(general)["elam_ids"]
+    elam = cfg.elam or elam_ids[0]
+    if elam not in elam_ids:
+        raise cli.UsageError(f"--elam {elam}: the policies pick from {elam_ids}")
+    policies = Policies.load(cfg.models)
+    out_dir = cfg.models / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    general = PolicyRuntime(models / "srl-general.onnx")
-    even = PolicyRuntime(models / "drl-even.onnx")
-    per_app = {
-        a: PolicyRuntime(models / f"srl-{a}.onnx")
-        for a in APPS
-        if (models / f"srl-{a}.onnx").exists()
-    }
-    elam = args.elam or general.elam_ids[0]
-    intents = load_intents(args.intents)
-    req = evaluation_requests(intents, general.elam_ids, args.predictions, seed=args.seed)
-    result: dict = {"intents": str(args.intents), "seeds": args.seeds, "elam": elam}
-    curves = {p.stem.replace(".curve", ""): p for p in sorted(models.glob("*.curve.csv"))}
+    req = evaluation_requests(intents, policies.general.elam_ids, cfg.predictions, seed=cfg.seed)
+    result: dict = {"intents": str(cfg.intents), "seeds": cfg.seeds, "elam": elam}
+    curves = {p.stem.replace(".curve", ""): p for p in sorted(cfg.models.glob("*.curve.csv"))}
     if curves:
         result["fig9_final_factors"] = R.fig9(curves, out_dir / "fig9_factors.png")
-    ev = EvalSet.build(args.seeds, req, n_agents=args.agents)
+    ev = EvalSet.build(cfg.seeds, req, n_agents=cfg.agents)
     pairs = np.arange(len(ev))
-    if len(per_app) == len(APPS):
-        means = R.app_mean_vectors(project_intents("train"))
-        result["fig10_policy_selection"] = R.fig10(ev, pairs, per_app, means, elam)
-    result["fig11_icl_ablation"] = R.fig11(
-        ev, lambda a: per_app.get(a, general), elam, seed=args.seed
-    )
+    if len(policies.per_app) == len(APPS):
+        means = application_means(project_intents("train"))
+        result["fig10_policy_selection"] = R.fig10(ev, pairs, policies.per_app, means, elam)
+    result["fig11_icl_ablation"] = R.fig11(ev, policies.for_app, elam, seed=cfg.seed)
     result["generalisation"] = R.generalisation(
-        req, args.seeds, args.sizes,
-        {"srl": lambda a: per_app.get(a, general), "srl_general": lambda a: general,
-         "drl_even": lambda a: even},
+        req,
+        cfg.seeds,
+        cfg.sizes,
+        {
+            "srl": policies.for_app,
+            "srl_general": lambda a: policies.general,
+            "drl_even": lambda a: policies.even,
+        },
         elam,
-    )  # fmt: skip
+    )
     R.write_json(out_dir / "srl_report.json", result)
-    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    cli.print_json(result, cfg.json)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="lameta-studies", description="offline studies across the rApp and the xApp"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
     p = sub.add_parser("srl-report", help="paper Figs. 9-11 and the generalisation study")
-    p.add_argument("--intents", required=True, help="labelled intents (JSON Lines)")
-    p.add_argument("--seeds", type=_ints, default=[101, 102, 103])
-    p.add_argument("--sizes", type=_ints, default=[50, 200], help="N for generalisation")
-    p.add_argument("--agents", type=int, default=DEFAULT.n_agents)
-    p.add_argument("--models", default=str(MODELS_DIR))
-    p.add_argument("--predictions", choices=("rapp", "synthetic"), default="rapp")
-    p.add_argument("--elam", default=None, help="E-LAM whose predictions Figs. 10-11 use")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    cli.add_config(p, SrlReportConfig)
+    xcli.require(p, "intents")
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -97,14 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``lameta-studies``."""
     args = build_parser().parse_args(argv)
-    from servicekit.logs import configure_logging
-
     configure_logging("WARNING" if args.json else "INFO")
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"lameta-studies {args.command}: {exc}", file=sys.stderr)
-        return 2
+    return xcli.run(f"lameta-studies {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from agentnet.chain import evaluate_chain
-from agentnet.intents import APPS, LabelledIntent
+from agentnet.intents import APPS
 from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation
 from rapp_intent.memory import CalibrationConfig, apply_memory
 from xapp_composer import evaluate as E
@@ -41,7 +41,7 @@ def angular(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---- Fig. 9 ----------------------------------------------------------------------------------
 def fig9(curves: dict[str, Path], png: Path) -> dict:
     """Per-factor training curves per policy; returns the final values per policy."""
-    import matplotlib
+    import matplotlib  # deferred: only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -158,8 +158,11 @@ def fig11(
                 )
                 served = apply_memory(Translation(vector=tuple(float(x) for x in seen)), ctx, cfg)
                 memory.append(np.asarray(served.vector))
-                for key, vec in (("clean", clean), ("outliers_no_icl", seen),
-                                 ("outliers_icl", np.asarray(served.vector))):  # fmt: skip
+                for key, vec in (
+                    ("clean", clean),
+                    ("outliers_no_icl", seen),
+                    ("outliers_icl", np.asarray(served.vector)),
+                ):
                     chain = rt.compose(prep, vec, k, app, req.prompts[i])
                     results[key].append((j, int(i), chain))
                 outlier_flags.append(is_out)
@@ -183,15 +186,6 @@ def fig11(
         }
     out["requests"] = len(outlier_flags)
     out["outliers"] = int(np.sum(outlier_flags))
-    return out
-
-
-def app_mean_vectors(intents: Sequence[LabelledIntent]) -> dict[str, np.ndarray]:
-    """Mean labelled vector of each application (training split)."""
-    out = {}
-    for app in APPS:
-        rows = np.array([i.s for i in intents if i.app == app])
-        out[app] = rows.mean(axis=0)
     return out
 
 

@@ -28,20 +28,20 @@ import contextlib
 import hashlib
 import json
 import re
-import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import httpx
 import structlog
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from llmkit.smollm2 import DEFAULT_CACHE_DIR, ensure_dequantised
+from llmkit.smollm2 import DEFAULT_CACHE_DIR
 
 log = structlog.get_logger(__name__)
 
@@ -89,22 +89,6 @@ class Completion:
         return self.text is not None
 
 
-class ChatModel(Protocol):
-    """A batch of conversations in, one completion each out."""
-
-    name: str
-
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
-    ) -> list[Completion]:
-        """Answer each conversation (one completion each, in order)."""
-        ...
-
-
 def _check_conversation(messages: Sequence[Message]) -> None:
     if not messages:
         raise ValueError("a conversation needs at least one message")
@@ -115,7 +99,43 @@ def _check_conversation(messages: Sequence[Message]) -> None:
             raise ValueError(f"malformed chat message {m!r}")
 
 
-class OpenAIChat:
+class ChatModel(ABC):
+    """A batch of conversations in, one completion each out.
+
+    :meth:`chat` checks the conversations; a backend implements :meth:`_answer`.
+
+    Attributes:
+        name: the backend and model, e.g. ``openai:gpt-4o`` (part of cache keys).
+    """
+
+    name: str
+
+    def chat(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        max_tokens: int,
+        temperature: float,
+    ) -> list[Completion]:
+        """Answer each conversation (one completion each, in order).
+
+        Raises:
+            ValueError: a conversation is empty or has a malformed message.
+        """
+        for conv in conversations:
+            _check_conversation(conv)
+        if not conversations:
+            return []
+        return self._answer(list(conversations), max_tokens, temperature)
+
+    @abstractmethod
+    def _answer(
+        self, conversations: list[Sequence[Message]], max_tokens: int, temperature: float
+    ) -> list[Completion]:
+        """The backend's answers to checked, non-empty conversations."""
+
+
+class OpenAIChat(ChatModel):
     """A chat model behind an OpenAI-compatible chat-completions endpoint.
 
     Args:
@@ -143,18 +163,10 @@ class OpenAIChat:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
+    def _answer(
+        self, conversations: list[Sequence[Message]], max_tokens: int, temperature: float
     ) -> list[Completion]:
-        """Answer each conversation; requests run ``concurrency`` at a time."""
-        for conv in conversations:
-            _check_conversation(conv)
-        if not conversations:
-            return []
+        """Requests run ``concurrency`` at a time."""
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
             return list(pool.map(lambda c: self._one(c, max_tokens, temperature), conversations))
 
@@ -203,168 +215,7 @@ def _parse_completion(response: httpx.Response) -> Completion:
     return Completion(_THINK.sub("", content).strip())
 
 
-class LocalChat:
-    """SmolLM2-135M-Instruct, offline (see the module docstring for its limits).
-
-    Generation is batched and shares the key/value cache of the conversations' common
-    prefix (the system message of a pipeline step, with the rubric): it is computed once
-    and every row only pays for its own tokens. Rows are padded between the prefix and
-    their own tokens, with the attention mask and position ids set accordingly.
-
-    Args:
-        cache_dir: cache root of derived model files (the dequantised model lives in
-            ``smollm2/``).
-        batch_size: conversations decoded together.
-        threads: torch intra-op threads (0: leave torch's default).
-        seed: sampling seed; each batch reseeds from it and the batch's content.
-        top_p: nucleus of the sampling distribution.
-    """
-
-    def __init__(
-        self,
-        cache_dir: Path,
-        batch_size: int = 16,
-        threads: int = 0,
-        seed: int = 0,
-        top_p: float = 0.95,
-    ):
-        self.cache_dir = Path(cache_dir)
-        self.batch_size = batch_size
-        self.threads = threads
-        self.seed = seed
-        self.top_p = top_p
-        self.name = "local:SmolLM2-135M-Instruct"
-        self._model = None
-        self._tokenizer = None
-        self._prefixes: dict[tuple[int, ...], object] = {}
-        self._lock = threading.Lock()
-
-    def _load(self) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        folder = ensure_dequantised(self.cache_dir)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        self._model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-        self._model.eval()
-        stops = {self._tokenizer.convert_tokens_to_ids("<|im_end|>")}
-        if isinstance(self._tokenizer.eos_token_id, int):
-            stops.add(self._tokenizer.eos_token_id)
-        self._stops = stops
-
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
-    ) -> list[Completion]:
-        """Answer each conversation (batched generation, sampling when temperature > 0)."""
-        for conv in conversations:
-            _check_conversation(conv)
-        if not conversations:
-            return []
-        with self._lock:
-            if self._model is None:
-                self._load()
-            texts = [
-                self._tokenizer.apply_chat_template(
-                    list(c), tokenize=False, add_generation_prompt=True
-                )
-                for c in conversations
-            ]
-            ids = [list(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            out: list[Completion | None] = [None] * len(ids)
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                answers = self._generate([ids[i] for i in idx], max_tokens, temperature)
-                for i, answer in zip(idx, answers, strict=True):
-                    out[i] = Completion(answer.strip())
-        return out  # type: ignore[return-value]
-
-    def _prefix_cache(self, prefix: tuple[int, ...]):
-        import torch
-
-        if prefix not in self._prefixes:
-            if len(self._prefixes) >= 8:
-                self._prefixes.pop(next(iter(self._prefixes)))
-            with torch.inference_mode():
-                out = self._model(input_ids=torch.tensor([prefix]), use_cache=True)
-            self._prefixes[prefix] = out.past_key_values
-        return self._prefixes[prefix]
-
-    def _generate(self, rows: list[list[int]], max_tokens: int, temperature: float) -> list[str]:
-        import copy
-
-        import torch
-
-        n_prefix = 0
-        shortest = min(len(r) for r in rows)
-        while n_prefix < shortest - 1 and all(r[n_prefix] == rows[0][n_prefix] for r in rows):
-            n_prefix += 1
-        digest = hashlib.sha256(json.dumps(rows).encode()).digest()
-        gen = torch.Generator().manual_seed(self.seed + int.from_bytes(digest[:4], "little"))
-        batch = len(rows)
-        suffixes = [r[n_prefix:] for r in rows]
-        width = max(len(s) for s in suffixes)
-        pad = self._tokenizer.pad_token_id or 0
-        inp = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes])
-        row_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])
-        mask = torch.cat([torch.ones(batch, n_prefix, dtype=torch.long), row_mask], dim=1)
-        pos = (n_prefix + row_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = None
-        if n_prefix:
-            cache = copy.deepcopy(self._prefix_cache(tuple(rows[0][:n_prefix])))
-            cache.batch_repeat_interleave(batch)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        done = torch.zeros(batch, dtype=torch.bool)
-        with torch.inference_mode():
-            out = self._model(
-                input_ids=inp,
-                attention_mask=mask,
-                position_ids=pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            last = pos[:, -1:]
-            for _ in range(max_tokens):
-                token = self._sample(out.logits[:, -1].float(), temperature, gen)
-                for i in range(batch):
-                    if not done[i]:
-                        if int(token[i]) in self._stops:
-                            done[i] = True
-                        else:
-                            generated[i].append(int(token[i]))
-                if bool(done.all()):
-                    break
-                mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.long)], dim=1)
-                last = last + 1
-                out = self._model(
-                    input_ids=token[:, None],
-                    attention_mask=mask,
-                    position_ids=last,
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
-                )
-        return self._tokenizer.batch_decode(generated, skip_special_tokens=True)
-
-    def _sample(self, logits, temperature: float, gen):
-        import torch
-
-        if temperature <= 0:
-            return logits.argmax(-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
-        sorted_p, sorted_i = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < self.top_p
-        sorted_p = sorted_p * keep
-        choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen)
-        return sorted_i.gather(-1, choice)[:, 0]
-
-
-class CachedChat:
+class CachedChat(ChatModel):
     """Memoises another chat model's completions in a JSON Lines file.
 
     The key is the backend name, the conversation and the generation parameters; only
@@ -397,12 +248,8 @@ class CachedChat:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def chat(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        max_tokens: int,
-        temperature: float,
+    def _answer(
+        self, conversations: list[Sequence[Message]], max_tokens: int, temperature: float
     ) -> list[Completion]:
         """Answer from the cache where possible, call the inner model for the rest."""
         keys = [self._key(c, max_tokens, temperature) for c in conversations]
@@ -428,9 +275,21 @@ def make_chat(settings: ChatSettings, cache_dir: Path | None = None) -> ChatMode
     """The chat model the settings ask for (``cache_dir`` overrides the settings')."""
     if settings.backend == "openai":
         return OpenAIChat(settings)
+    # Deferred: the local model needs torch, which an openai-only user need not have.
+    from llmkit.local import LocalChat
+
     return LocalChat(
         settings.cache_dir if cache_dir is None else cache_dir,
         batch_size=settings.local_batch,
         threads=settings.local_threads,
         seed=settings.seed,
     )
+
+
+def __getattr__(name: str) -> object:
+    """``llmkit.chat.LocalChat``, imported on first use (it loads torch)."""
+    if name == "LocalChat":
+        from llmkit.local import LocalChat
+
+        return LocalChat
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

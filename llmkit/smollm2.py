@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -54,6 +55,8 @@ def ensure_dequantised(cache_dir: Path) -> Path:
     target = Path(cache_dir) / "smollm2"
     if (target / "model.safetensors").exists() and (target / "config.json").exists():
         return target
+    # Deferred here and in load_model: importing this module for its constants
+    # (PARAMETERS, DEFAULT_CACHE_DIR) loads no model framework.
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,3 +86,14 @@ def ensure_dequantised(cache_dir: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("smollm2.dequantised", seconds=round(time.perf_counter() - start, 1))
     return target
+
+
+def load_model(cache_dir: Path) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct in fp32 (eval mode) and its tokenizer, via the cache folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = ensure_dequantised(cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    return model.eval(), tokenizer

@@ -1,1 +1,1 @@
-"""The intent rApp: E-LAMs, in-context memory and the gRPC IntentService (issue 3)."""
+"""The intent rApp: E-LAMs, in-context memory and the gRPC IntentService."""

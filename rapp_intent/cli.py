@@ -2,30 +2,65 @@
 
 Subcommands (names are an interface: other tools call them):
 
-- ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2] [--raw]``
+- ``serve [--host H] [--port P] [--metrics-port M] [--models minilm,smollm2] [--raw] ...``:
+  the gRPC service; one flag per :class:`~rapp_intent.settings.RappSettings` field
+  (``--help`` lists them with their ``RAPP_*`` variables)
 - ``translate "text" [--model ID] [--app APP] [--server HOST:PORT [--ca F [--cert F --key F]]]
   [--raw] [--json]``
 - ``eval --data FILE.jsonl [FILE.jsonl ...] [--split train|heldout] [--models ...] [--raw]
   [--json]``
+- ``predict --intents FILE.jsonl [...] --out DIR [--split ...] [--models ...] [--raw]``
+- ``iokd-dataset``, ``distill``, ``iokd-report``: IoKD (:mod:`rapp_intent.iokd.cli`)
 
 ``--raw`` serves (scores) the raw E-LAMs, ignoring distilled artefacts in ``models/``.
-
-Settings come from ``RAPP_*`` environment variables (:mod:`rapp_intent.settings`); flags
-override them.
+Settings come from ``RAPP_*`` environment variables; flags override them. A user error (a
+bad value, a missing file, invalid settings) is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from agentnet.intents import SPLITS
+import grpc
+
+from agentnet.intents import APPS, SPLITS, IntentFormatError, LabelledIntent, load_intents
+from rapp_intent.client import RemoteConfig, translate_remote
+from rapp_intent.elam.registry import Registry, load_elam
+from rapp_intent.evaluate import evaluate
+from rapp_intent.iokd.cli import add_subcommands
+from rapp_intent.memory import Memory
+from rapp_intent.predict import write_predictions
+from rapp_intent.runtime import prepare_runtime
+from rapp_intent.server import serve
+from rapp_intent.service import (
+    IntentTranslator,
+    RequestError,
+    TranslateInput,
+    check_app,
+    check_prompt,
+)
 from rapp_intent.settings import KNOWN_MODELS, RappSettings
+from servicekit import cli
+
+EXIT_FAILED = 1
+"""Exit code of a remote call that failed (the server's status, not a user error)."""
+
+SERVE_EXCLUDED = ("distilled",)
+"""Settings ``serve`` takes from the environment only (``distilled``: ``--raw``)."""
+MODEL_FLAGS = (
+    "models_dir",
+    "cache_dir",
+    "torch_threads",
+    "minilm_backend",
+    "smollm2_decoding",
+    "smollm2_beams",
+    "smollm2_max_new_tokens",
+)
+"""The settings of how E-LAMs are loaded, flags of every command that loads them."""
 
 _EVAL_HELP = """\
 Score E-LAMs on labelled intents (INTENTS.md JSON Lines) and print one JSON object whose
@@ -39,162 +74,76 @@ project's held-out split:
   rapp-intent eval --data agentnet/data/intents/*.jsonl --split heldout --json"""
 
 
-_RAW_HELP = "raw E-LAMs: ignore distilled artefacts in models_dir (RAPP_DISTILLED=false)"
-
-
-def _models(text: str) -> list[str]:
-    models = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in models if m not in KNOWN_MODELS]
-    if unknown or not models:
-        raise argparse.ArgumentTypeError(
-            f"unknown model ids {unknown or [text]}; known: {', '.join(KNOWN_MODELS)}"
-        )
-    return models
-
-
-def _settings(args: argparse.Namespace) -> RappSettings:
-    overrides = {
-        key: value
-        for key, value in (
-            ("host", getattr(args, "host", None)),
-            ("port", getattr(args, "port", None)),
-            ("metrics_port", getattr(args, "metrics_port", None)),
-            ("models", getattr(args, "models", None)),
-            ("distilled", False if getattr(args, "raw", False) else None),
-        )
-        if value is not None
-    }
-    try:
-        settings = RappSettings(**overrides)
-    except Exception as exc:  # pydantic ValidationError: show it as a usage error
-        raise SystemExit(f"rapp-intent: invalid settings: {exc}") from None
-    return settings
+def settings_from_args(args: argparse.Namespace) -> RappSettings:
+    """The settings: environment, overridden by the flags given (``--raw``: not distilled)."""
+    return RappSettings.from_cli(args, **({"distilled": False} if args.raw else {}))
 
 
 def _prepare_runtime(settings: RappSettings, quiet: bool) -> None:
-    """Process-wide set-up done once at the edge: offline hub, threads, logging."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads of
-    # several processes slow each other down by an order of magnitude (measured).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
-    import transformers
-
-    from servicekit.logs import configure_logging
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
+    prepare_runtime(
+        "WARNING" if quiet else settings.log_level,
+        settings.log_format,
+        torch_threads=settings.torch_threads,
+        passive_threads=True,
+    )
 
 
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+def _intents(paths: Sequence[Path], split: str | None) -> list[LabelledIntent]:
+    try:
+        return load_intents(paths, split)
+    except (OSError, IntentFormatError) as exc:
+        raise cli.UsageError(f"cannot read {' '.join(map(str, paths))}: {exc}") from None
+
+
+def _translation(res: Any) -> dict[str, Any]:
+    """A served translation (service result or ``TranslateResponse``) as the CLI prints it."""
+    return {
+        "preference": [round(x, 6) for x in res.preference],
+        "model": res.model,
+        "calibrated": res.calibrated,
+        "fallback": res.fallback,
+        "failure": res.failure,
+        "latency_ms": res.latency_ms,
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rapp_intent.server import serve
-
-    settings = _settings(args)
+    settings = settings_from_args(args)
     _prepare_runtime(settings, quiet=False)
     return serve(settings)
 
 
-def _translate_remote(args: argparse.Namespace, settings: RappSettings) -> dict:
-    import grpc
-
-    from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-
-    if args.cert is not None and args.ca is None:
-        raise SystemExit("rapp-intent: --cert/--key (mutual TLS) need --ca")
-    if (args.cert is None) != (args.key is None):
-        raise SystemExit("rapp-intent: --cert and --key go together")
-    if args.ca is not None:
-        try:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=args.ca.read_bytes(),
-                private_key=args.key.read_bytes() if args.key else None,
-                certificate_chain=args.cert.read_bytes() if args.cert else None,
-            )
-        except OSError as exc:
-            raise SystemExit(f"rapp-intent: cannot read a TLS file: {exc}") from None
-        channel = grpc.secure_channel(args.server, creds)
-    else:
-        channel = grpc.insecure_channel(args.server)
-    with channel:
-        stub = intent_pb2_grpc.IntentServiceStub(channel)
-        try:
-            resp = stub.Translate(
-                intent_pb2.TranslateRequest(prompt=args.text, model=args.model, app=args.app),
-                timeout=args.timeout,
-            )
-        except grpc.RpcError as exc:
-            raise SystemExit(f"rapp-intent: {exc.code().name}: {exc.details()}") from None
-    return {
-        "preference": [round(x, 6) for x in resp.preference],
-        "model": resp.model,
-        "calibrated": resp.calibrated,
-        "fallback": resp.fallback,
-        "failure": resp.failure,
-        "latency_ms": resp.latency_ms,
-    }
+def _translate_local(args: argparse.Namespace) -> dict[str, Any]:
+    settings = settings_from_args(args)
+    try:  # the request's own checks before any model loads (the service repeats them)
+        check_prompt(args.text, settings.max_prompt_bytes)
+        check_app(args.app, settings.apps, "--app")
+    except RequestError as exc:
+        raise cli.UsageError(str(exc)) from None
+    _prepare_runtime(settings, quiet=True)
+    model = args.model or ("minilm" if "minilm" in settings.models else settings.models[0])
+    registry = Registry([load_elam(model, settings)])
+    translator = IntentTranslator.from_settings(registry, Memory(":memory:"), settings)
+    try:
+        return _translation(translator.translate(TranslateInput(prompt=args.text, app=args.app)))
+    except RequestError as exc:
+        raise cli.UsageError(str(exc)) from None
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if not args.server and any(x is not None for x in (args.ca, args.cert, args.key)):
-        print("rapp-intent: --ca/--cert/--key apply to --server calls", file=sys.stderr)
-        return 2
-    if args.server and args.raw:
-        print(
-            "rapp-intent: --raw applies to a local model; a server serves what it loaded",
-            file=sys.stderr,
-        )
-        return 2
-    if args.server:
-        out = _translate_remote(args, settings)
-    else:
-        _prepare_runtime(settings, quiet=True)
-        from rapp_intent.elam.registry import Registry, load_elam
-        from rapp_intent.memory import Memory
-        from rapp_intent.service import (
-            IntentTranslator,
-            Limits,
-            RequestError,
-            TranslateInput,
-        )
-
-        model = args.model or ("minilm" if "minilm" in settings.models else settings.models[0])
-        registry = Registry([load_elam(model, settings)])
-        translator = IntentTranslator(
-            registry,
-            Memory(":memory:"),
-            limits=Limits(max_prompt_bytes=settings.max_prompt_bytes, apps=tuple(settings.apps)),
-        )
+    remote = cli.config_from_args(RemoteConfig, args)
+    if remote.server and args.raw:
+        raise cli.UsageError("--raw applies to a local model; a server serves what it loaded")
+    if remote.server:
         try:
-            res = translator.translate(TranslateInput(prompt=args.text, app=args.app))
-        except RequestError as exc:
-            print(f"rapp-intent: {exc}", file=sys.stderr)
-            return 2
-        out = {
-            "preference": [round(x, 6) for x in res.preference],
-            "model": res.model,
-            "calibrated": res.calibrated,
-            "fallback": res.fallback,
-            "failure": res.failure,
-            "latency_ms": res.latency_ms,
-        }
+            out = _translation(translate_remote(remote, args.text, args.model, args.app))
+        except grpc.RpcError as exc:
+            print(f"rapp-intent translate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        out = _translate_local(args)
     if args.json:
-        print(json.dumps(out))
+        cli.print_json(out)
     else:
         names = ("w_C", "w_B", "w_L", "w_P")
         print(" ".join(f"{n}={v:.3f}" for n, v in zip(names, out["preference"], strict=True)))
@@ -204,25 +153,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from agentnet.intents import IntentFormatError, load_intents
-    from rapp_intent.elam.registry import load_elam
-    from rapp_intent.evaluate import evaluate
-
-    settings = _settings(args)
-    try:
-        intents = load_intents(args.data, args.split)
-    except (OSError, IntentFormatError) as exc:
-        names = " ".join(map(str, args.data))
-        print(f"rapp-intent: cannot read {names}: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_from_args(args)
+    intents = _intents(args.data, args.split)
     _prepare_runtime(settings, quiet=True)
-    elams = [load_elam(m, settings) for m in settings.models]
-    result = _json_safe(evaluate(elams, intents))
+    result = evaluate([load_elam(m, settings) for m in settings.models], intents)
     if args.json:
-        print(json.dumps(result, indent=2))
+        cli.print_json(result, compact=False)
     else:
         print(f"{'model':<10} {'mse':>8} {'mae':>8} {'fail':>6} {'n':>5}")
-        for model, rep in result.items():
+        for model, rep in cli.json_safe(result).items():
             o = rep["overall"]
             mse = "-" if o["mse"] is None else f"{o['mse']:.5f}"
             mae = "-" if o["mae"] is None else f"{o['mae']:.4f}"
@@ -231,49 +170,60 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from agentnet.intents import IntentFormatError, load_intents
-    from rapp_intent.predict import write_predictions
-
-    settings = _settings(args)
-    try:
-        intents = load_intents(args.intents, args.split)
-    except (OSError, IntentFormatError) as exc:
-        print(f"rapp-intent predict: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_from_args(args)
+    intents = _intents(args.intents, args.split)
     _prepare_runtime(settings, quiet=True)
     summary = write_predictions(
         settings.models, intents, args.out, settings, progress=not args.no_progress
     )
-    print(json.dumps(summary))
+    cli.print_json(summary)
     return 0
 
 
+def _raw_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="raw E-LAMs: ignore distilled artefacts in models_dir (RAPP_DISTILLED=false)",
+    )
+
+
+def _model_args(p: argparse.ArgumentParser, *extra: str) -> dict[str, str]:
+    """``--raw`` and the settings flags of a command that loads E-LAMs."""
+    _raw_arg(p)
+    return cli.add_settings(p, RappSettings, [*extra, *MODEL_FLAGS])
+
+
+def _labelled_args(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+    p.add_argument(flag, type=Path, nargs="+", required=True, help=what)
+    p.add_argument("--split", choices=SPLITS, help="only the records of this split")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rapp-intent", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="rapp-intent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the gRPC IntentService until SIGTERM")
-    p.add_argument("--host", help="bind address (RAPP_HOST)")
-    p.add_argument("--port", type=int, help="gRPC port (RAPP_PORT; 0: any free port)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus port (RAPP_METRICS_PORT; 0: off)")
-    p.add_argument("--models", type=_models, help="E-LAMs to load, e.g. minilm,smollm2")
-    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
-    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser(
+        "serve",
+        help="run the gRPC IntentService until SIGTERM",
+        description="The IntentService over gRPC. Every setting also reads RAPP_<NAME> from "
+        "the environment; a flag overrides it.",
+    )
+    _raw_arg(p)
+    p.set_defaults(func=cmd_serve, flags=cli.add_settings(p, RappSettings, exclude=SERVE_EXCLUDED))
 
     p = sub.add_parser("translate", help="translate one request and print the vector")
     p.add_argument("text", help="the request text")
-    p.add_argument("--model", default="", help="E-LAM id (default: the default E-LAM)")
-    p.add_argument("--app", default="", help="application id (content, qa, immersive, critical)")
-    p.add_argument("--server", help="ask a running server at HOST:PORT instead of loading")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline of --server calls (s)")
     p.add_argument(
-        "--ca", type=Path, help="with --server: CA bundle (PEM) of its certificate (TLS)"
+        "--model",
+        choices=KNOWN_MODELS,
+        default="",
+        help="E-LAM id (default: the default E-LAM)",
     )
-    p.add_argument("--cert", type=Path, help="with --server: client certificate (mutual TLS)")
-    p.add_argument("--key", type=Path, help="with --server: client private key (mutual TLS)")
-    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
+    p.add_argument("--app", default="", help=f"application id ({', '.join(APPS)})")
+    cli.add_config(p, RemoteConfig)
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(fn=cmd_translate)
+    p.set_defaults(func=cmd_translate, flags=_model_args(p, "max_prompt_bytes", "models"))
 
     p = sub.add_parser(
         "eval",
@@ -281,42 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
         description=_EVAL_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--data", type=Path, nargs="+", required=True, help="labelled intents (JSON Lines files)"
-    )
-    p.add_argument(
-        "--split",
-        choices=SPLITS,
-        help="score only the records of this split (the project's data/intents files)",
-    )
-    p.add_argument("--models", type=_models, help="E-LAMs to score (default: RAPP_MODELS)")
-    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
+    _labelled_args(p, "--data", "labelled intents (JSON Lines files)")
     p.add_argument("--json", action="store_true", help="print the JSON object")
-    p.set_defaults(fn=cmd_eval)
+    p.set_defaults(func=cmd_eval, flags=_model_args(p, "models"))
 
     p = sub.add_parser(
         "predict",
         help="write the E-LAMs' predictions of labelled intents to files (for SRL)",
     )
-    p.add_argument(
-        "--intents", type=Path, nargs="+", required=True, help="labelled intents (JSON Lines)"
-    )
-    p.add_argument("--split", choices=SPLITS, help="only the records of this split")
-    p.add_argument("--models", type=_models, help="E-LAMs (default: RAPP_MODELS)")
+    _labelled_args(p, "--intents", "labelled intents (JSON Lines)")
     p.add_argument("--out", type=Path, required=True, help="directory of the <elam>.json files")
-    p.add_argument("--raw", action="store_true", help=_RAW_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_predict)
-
-    from rapp_intent.iokd.cli import add_subcommands
+    p.set_defaults(func=cmd_predict, flags=_model_args(p, "models"))
 
     add_subcommands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rapp-intent``."""
     args = build_parser().parse_args(argv)
-    return int(args.fn(args))
+    prog = f"rapp-intent {args.command}"
+    return cli.run(prog, lambda: args.func(args), getattr(args, "flags", None))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ application decide what is served (eq. 45):
 Defaults (settings ``RAPP_CALIB_*``): low = 0.08 (about 14 degrees), high = 0.25
 (45 degrees), iota_min = 0.3, spread_max = 0.15, min_records = 3, k = 8.
 
+Records far from the application's history are quarantined, not averaged in: a new
+record whose divergence (eq. 24) from the application's anchor exceeds
+``QuarantineConfig.radius`` is stored (for audit) but never enters s_bar. The anchor is
+the coordinate-wise median of the application's last ``anchor_records`` accepted records
+(robust: a burst of outliers cannot move it), or the application's typical profile
+(INTENTS.md) while fewer than ``prior_records`` are held. A record repeating a request id
+already stored is not stored again.
+
 Storage is SQLite (one file, WAL journal, ``synchronous=FULL``: a record acknowledged by
 ReportOutcome survives a crash or restart), bounded per application (oldest records are
 dropped first) and safe to share between threads.
@@ -49,10 +57,16 @@ CREATE TABLE IF NOT EXISTS records (
     w_c REAL NOT NULL, w_b REAL NOT NULL, w_l REAL NOT NULL, w_p REAL NOT NULL,
     reward REAL NOT NULL,
     created REAL NOT NULL,
-    request_id TEXT NOT NULL DEFAULT ''
+    request_id TEXT NOT NULL DEFAULT '',
+    quarantined INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS records_app_id ON records (app, id);
 """
+
+_UNIQUE_REQUEST = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_request_id ON records (request_id) "
+    "WHERE request_id != ''"
+)
 
 
 def angular_distance(a: Sequence[float], b: Sequence[float]) -> float:
@@ -91,6 +105,50 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
+class QuarantineConfig:
+    """Which records are too far from an application's history to be averaged in."""
+
+    radius: float = 0.25
+    """Divergence (eq. 24) from the anchor beyond which a record is quarantined. The
+    project's labelled training intents lie within 0.22 of their application's median
+    for 95% of them (at most 0.27); one-factor extremes such as [0.97, 0.01, 0.01, 0.01]
+    lie at 0.29-0.37."""
+    anchor_records: int = 1000
+    """Accepted records the anchor's median is taken over."""
+    prior_records: int = 20
+    """Below this many accepted records the anchor is the application's profile."""
+    reference_radius: float = 0.08
+    """The recent mean s_bar of eq. 46 is kept within this divergence of the anchor (moved
+    towards it along the segment when farther). Eight ordinary records average to within
+    about 0.05 of their application's median, so this rarely bites without an attack;
+    records just inside :attr:`radius` that fill the recent window can then pull s_bar
+    no further than this from the long-run centre."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.radius <= 0.5 or not 0 < self.reference_radius <= 0.5:
+            raise ValueError("radius and reference_radius must be in (0, 0.5]")
+        if self.anchor_records < 1 or self.prior_records < 1:
+            raise ValueError("anchor_records and prior_records must be at least 1")
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What :meth:`Memory.append` did with a record.
+
+    Attributes:
+        count: records now held for the application (quarantined ones included).
+        stored: False when the request id was already stored (nothing changed).
+        quarantined: stored, but too far from the history to be averaged in.
+        divergence: Dis(record, anchor) (eq. 24), None without an anchor.
+    """
+
+    count: int
+    stored: bool = True
+    quarantined: bool = False
+    divergence: float | None = None
+
+
+@dataclass(frozen=True)
 class Served:
     """What the memory made of a translation.
 
@@ -111,11 +169,34 @@ class Served:
     source: str = "elam"
 
 
+def clamp_to_anchor(mean: Vector, anchor: Vector, radius: float) -> Vector:
+    """``mean`` moved along the segment towards ``anchor`` until its divergence from the
+    anchor is at most ``radius`` (unchanged when it already is)."""
+    if angular_distance(mean, anchor) <= radius:
+        return mean
+    lo, hi = 0.0, 1.0  # fraction of the way from the anchor to the mean
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        point = [a + mid * (m - a) for a, m in zip(anchor, mean, strict=True)]
+        if angular_distance(point, anchor) <= radius:
+            lo = mid
+        else:
+            hi = mid
+    point = [a + lo * (m - a) for a, m in zip(anchor, mean, strict=True)]
+    total = sum(point)
+    return tuple(x / total for x in point)  # type: ignore[return-value]
+
+
 def apply_memory(
-    translation: Translation, context: MemoryContext, cfg: CalibrationConfig
+    translation: Translation,
+    context: MemoryContext,
+    cfg: CalibrationConfig,
+    reference_radius: float = QuarantineConfig.reference_radius,
 ) -> Served:
     """Decide the vector served for one translation (eqs. 45, 46 and the fallback)."""
     mean = context.mean
+    if mean is not None and context.anchor is not None:
+        mean = clamp_to_anchor(mean, context.anchor, reference_radius)
     if not translation.ok:
         if mean is not None:
             return Served(mean, fallback=True, source="recent_mean")
@@ -152,13 +233,20 @@ class Memory:
         path: SQLite file (created with its folder when missing); ``":memory:"`` for a
             throw-away store.
         max_records: records kept per application.
+        quarantine: when a record is too far from the history to be averaged in.
     """
 
-    def __init__(self, path: Path | str, max_records: int = 1000):
+    def __init__(
+        self,
+        path: Path | str,
+        max_records: int = 1000,
+        quarantine: QuarantineConfig | None = None,
+    ):
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
         self.path = str(path)
         self.max_records = max_records
+        self.quarantine = quarantine or QuarantineConfig()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -167,12 +255,51 @@ class Memory:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
 
-    def append(self, record: MemoryRecord, request_id: str = "") -> int:
-        """Store a record (dropping the application's oldest beyond the bound).
+    def _migrate(self) -> None:
+        """Bring a memory file written before quarantine and request-id uniqueness up to
+        date: add the column, keep the first record of a repeated request id."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(records)")}
+        if "quarantined" not in columns:
+            self._db.execute(
+                "ALTER TABLE records ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0"
+            )
+        self._db.execute(
+            "DELETE FROM records WHERE request_id != '' AND id NOT IN "
+            "(SELECT MIN(id) FROM records WHERE request_id != '' GROUP BY request_id)"
+        )
+        self._db.execute(_UNIQUE_REQUEST)
+
+    def anchor(self, app: str) -> Vector | None:
+        """The application's anchor: the median of its recent accepted records, or its
+        profile while it has few (None for an unknown application without history)."""
+        with self._lock:
+            return self._anchor(app)
+
+    def _anchor(self, app: str) -> Vector | None:
+        q = self.quarantine
+        rows = self._db.execute(
+            "SELECT w_c, w_b, w_l, w_p FROM records WHERE app = ? AND quarantined = 0 "
+            "ORDER BY id DESC LIMIT ?",
+            (app, q.anchor_records),
+        ).fetchall()
+        if len(rows) < q.prior_records:
+            return APP_PROFILES.get(app)
+        columns = [sorted(r[i] for r in rows) for i in range(4)]
+        mid = len(rows) // 2
+        med = [c[mid] if len(rows) % 2 else 0.5 * (c[mid - 1] + c[mid]) for c in columns]
+        total = sum(med)
+        if total <= 0:
+            return APP_PROFILES.get(app)
+        return tuple(x / total for x in med)  # type: ignore[return-value]
+
+    def append(self, record: MemoryRecord, request_id: str = "") -> Appended:
+        """Store a record (dropping the application's oldest beyond the bound); a record
+        far from the application's anchor is quarantined, a repeated request id ignored.
 
         Returns:
-            The number of records now held for the record's application.
+            What was done (:class:`Appended`).
         """
         if not math.isfinite(record.reward):
             raise ValueError("reward must be finite")
@@ -180,11 +307,26 @@ class Memory:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if (
+                    request_id
+                    and self._db.execute(
+                        "SELECT 1 FROM records WHERE request_id = ?", (request_id,)
+                    ).fetchone()
+                ):
+                    (count,) = self._db.execute(
+                        "SELECT COUNT(*) FROM records WHERE app = ?", (record.app,)
+                    ).fetchone()
+                    self._db.execute("COMMIT")
+                    return Appended(int(count), stored=False)
+                anchor = self._anchor(record.app)
+                divergence = None if anchor is None else angular_distance(record.vector, anchor)
+                quarantined = divergence is not None and divergence > self.quarantine.radius
                 self._db.execute(
                     "INSERT INTO records (app, prompt, w_c, w_b, w_l, w_p, reward, created,"
-                    " request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.app, record.prompt, *record.vector, record.reward, created, request_id),
-                )
+                    " request_id, quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.app, record.prompt, *record.vector, record.reward, created,
+                     request_id, int(quarantined)),
+                )  # fmt: skip
                 self._db.execute(
                     "DELETE FROM records WHERE app = ? AND id NOT IN "
                     "(SELECT id FROM records WHERE app = ? ORDER BY id DESC LIMIT ?)",
@@ -197,14 +339,14 @@ class Memory:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return int(count)
+        return Appended(int(count), quarantined=quarantined, divergence=divergence)
 
     def recent(self, app: str, k: int) -> tuple[MemoryRecord, ...]:
-        """The k most recent records of ``app``, newest first."""
+        """The k most recent accepted (not quarantined) records of ``app``, newest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT prompt, w_c, w_b, w_l, w_p, reward, app, created FROM records "
-                "WHERE app = ? ORDER BY id DESC LIMIT ?",
+                "WHERE app = ? AND quarantined = 0 ORDER BY id DESC LIMIT ?",
                 (app, k),
             ).fetchall()
         return tuple(
@@ -218,7 +360,20 @@ class Memory:
         """Memory context of a request of ``app`` (no records without an application)."""
         if not app:
             return MemoryContext(app=None)
-        return MemoryContext(app=app, records=self.recent(app, k))
+        with self._lock:
+            anchor = self._anchor(app)
+        return MemoryContext(app=app, records=self.recent(app, k), anchor=anchor)
+
+    def quarantined(self, app: str | None = None) -> int:
+        """Quarantined records held (for one application, or in total)."""
+        with self._lock:
+            sql = "SELECT COUNT(*) FROM records WHERE quarantined = 1"
+            args: tuple = ()
+            if app is not None:
+                sql += " AND app = ?"
+                args = (app,)
+            (n,) = self._db.execute(sql, args).fetchone()
+        return int(n)
 
     def size(self, app: str | None = None) -> int:
         """Records held (for one application, or in total)."""

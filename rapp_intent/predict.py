@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from agentnet.intents import LabelledIntent
 from agentnet.predictions import MISSING, PredictionFile
 from rapp_intent.elam.base import MemoryContext
@@ -48,8 +50,6 @@ def write_predictions(
         todo = [i for i, it in enumerate(intents) if store.get(it.prompt, it.app) == MISSING]
         starts = range(0, len(todo), BATCH)
         if progress:
-            from tqdm import tqdm
-
             starts = tqdm(starts, desc=f"translate {eid}", unit="batch")
         for start in starts:
             chunk = [intents[i] for i in todo[start : start + BATCH]]

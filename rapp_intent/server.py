@@ -43,13 +43,12 @@ from grpc_reflection.v1alpha import reflection
 
 from lameta_proto.v1 import intent_pb2
 from rapp_intent.elam.registry import Registry, load_registry
-from rapp_intent.memory import CalibrationConfig, Memory
+from rapp_intent.memory import Memory
 from rapp_intent.metrics import RappMetrics
 from rapp_intent.service import (
     DeadlineTooShort,
     IntentTranslator,
     InvalidInput,
-    Limits,
     NotFound,
     TranslateInput,
     TranslateOutput,
@@ -158,16 +157,13 @@ def _deadline(context: grpc.ServicerContext) -> float | None:
     return time.monotonic() + remaining
 
 
+def _message(cls: Any, obj: Any) -> Any:
+    """A protobuf message of ``cls`` from the same-named attributes of ``obj``."""
+    return cls(**{f.name: getattr(obj, f.name) for f in cls.DESCRIPTOR.fields})
+
+
 def _response(out: TranslateOutput) -> intent_pb2.TranslateResponse:
-    return intent_pb2.TranslateResponse(
-        preference=list(out.preference),
-        model=out.model,
-        calibrated=out.calibrated,
-        fallback=out.fallback,
-        latency_ms=out.latency_ms,
-        request_id=out.request_id,
-        failure=out.failure,
-    )
+    return _message(intent_pb2.TranslateResponse, out)
 
 
 def _input(req: intent_pb2.TranslateRequest) -> TranslateInput:
@@ -221,20 +217,8 @@ class IntentServicer:
 
     @_rpc("ListModels")
     def ListModels(self, translator, request, context):
-        return intent_pb2.ListModelsResponse(
-            models=[
-                intent_pb2.ModelInfo(
-                    id=m.id,
-                    parameters=m.parameters,
-                    fee=m.fee,
-                    metrics=m.metrics,
-                    is_default=m.is_default,
-                    family=m.family,
-                    artefact=m.artefact,
-                )
-                for m in translator.list_models()
-            ]
-        )
+        models = [_message(intent_pb2.ModelInfo, m) for m in translator.list_models()]
+        return intent_pb2.ListModelsResponse(models=models)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """Method handlers with lenient request deserialisers (see the module docstring)."""
@@ -358,24 +342,7 @@ class RappServer:
         try:
             registry = self._registry or load_registry(self.settings)
             registry.warmup()
-            s = self.settings
-            translator = IntentTranslator(
-                registry,
-                self.memory,
-                CalibrationConfig(
-                    low=s.calib_low,
-                    high=s.calib_high,
-                    iota_min=s.calib_iota_min,
-                    spread_max=s.calib_spread_max,
-                    min_records=s.memory_min_records,
-                ),
-                Limits(
-                    max_prompt_bytes=s.max_prompt_bytes,
-                    max_batch=s.max_batch,
-                    apps=tuple(s.apps),
-                    memory_k=s.memory_k,
-                ),
-            )
+            translator = IntentTranslator.from_settings(registry, self.memory, self.settings)
         except BaseException as exc:  # reported by wait_ready / serve, never swallowed
             self.load_error = exc
             log.exception("rapp.load_failed")

@@ -18,6 +18,7 @@ from agentnet.intents import validate_vector
 from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
 from rapp_intent.elam.registry import Registry, UnknownModel
 from rapp_intent.memory import CalibrationConfig, Memory, apply_memory
+from rapp_intent.settings import RappSettings
 
 MAX_REQUEST_ID = 128
 
@@ -180,6 +181,27 @@ class IntentTranslator:
         self.calibration = calibration or CalibrationConfig()
         self.limits = limits or Limits()
 
+    @classmethod
+    def from_settings(
+        cls, registry: Registry, memory: Memory, settings: RappSettings
+    ) -> IntentTranslator:
+        """A translator with the calibration (eq. 46) and limits the settings give."""
+        s = settings
+        calibration = CalibrationConfig(
+            low=s.calib_low,
+            high=s.calib_high,
+            iota_min=s.calib_iota_min,
+            spread_max=s.calib_spread_max,
+            min_records=s.memory_min_records,
+        )
+        limits = Limits(
+            max_prompt_bytes=s.max_prompt_bytes,
+            max_batch=s.max_batch,
+            apps=tuple(s.apps),
+            memory_k=s.memory_k,
+        )
+        return cls(registry, memory, calibration, limits)
+
     # --- Translate / TranslateBatch -------------------------------------------------------
     def _check_item(self, item: TranslateInput, where: str) -> tuple[str, ELam, str | None]:
         prompt = check_prompt(item.prompt, self.limits.max_prompt_bytes, f"{where}prompt")
@@ -291,7 +313,7 @@ class IntentTranslator:
             raise InvalidInput("app is required: the memory is kept per application")
         check_request_id(request_id)
         record = MemoryRecord(prompt=text, vector=vector, reward=float(reward), app=checked_app)
-        return self.memory.append(record, request_id=request_id)
+        return self.memory.append(record, request_id=request_id).count
 
     # --- ListModels ----------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:

@@ -1,8 +1,9 @@
 """Settings of the intent rApp, read once at the edge (environment prefix ``RAPP_``).
 
 Every field can be set by an environment variable ``RAPP_<NAME>`` (case-insensitive) or a
-``.env`` file; the command line overrides a few of them. Nothing below the CLI/server edge
-reads the environment: the objects built from these settings receive plain values.
+``.env`` file; ``rapp-intent``'s flags, generated from these fields, override them.
+Nothing below the CLI/server edge reads the environment: the objects built from these
+settings receive plain values.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from agentnet.intents import APPS
+from servicekit.settings import ServiceSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_MODELS_DIR = PACKAGE_DIR.parent / "models" / "elam"
@@ -28,7 +30,7 @@ def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "lameta-ric"
 
 
-class RappSettings(BaseSettings):
+class RappSettings(ServiceSettings):
     """Configuration of the intent rApp (service, E-LAMs, memory, security)."""
 
     model_config = SettingsConfigDict(
@@ -60,8 +62,6 @@ class RappSettings(BaseSettings):
         default_factory=lambda: list(APPS),
         description="application ids accepted in requests (comma-separated in env)",
     )
-    log_level: str = Field("INFO", description="log level")
-    log_format: Literal["auto", "json", "console"] = Field("auto", description="log renderer")
 
     # --- E-LAMs ----------------------------------------------------------------------
     models: Annotated[list[str], NoDecode] = Field(
@@ -165,7 +165,7 @@ class RappSettings(BaseSettings):
     def _known_models(cls, value: list[str]) -> list[str]:
         unknown = [m for m in value if m not in KNOWN_MODELS]
         if unknown:
-            raise ValueError(f"unknown E-LAM ids {unknown}; known: {list(KNOWN_MODELS)}")
+            raise ValueError(f"unknown model ids {unknown}; known: {', '.join(KNOWN_MODELS)}")
         if not value:
             raise ValueError("at least one E-LAM must be loaded")
         return list(dict.fromkeys(value))

@@ -21,6 +21,7 @@ import os
 import secrets
 import tempfile
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,12 @@ import structlog
 from servicekit.mqtt import BrokerUrl
 
 log = structlog.get_logger("servicekit.broker")
+
+# amqtt 0.12 names its subscribe ACL ``acl`` in the dataclass configuration and warns that
+# the name is deprecated in the same breath; the warning says nothing to our users.
+warnings.filterwarnings(
+    "ignore", message="The 'acl' option is deprecated", category=DeprecationWarning
+)
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -52,6 +59,12 @@ class EmbeddedBroker:
         username: the user the services connect as.
         password: its password; generated when None (see :attr:`password`).
         extra_users: more ``user -> password`` pairs (e.g. one per component).
+        acl: amqtt's topic ACL (``{"publish-acl": {user: [filters]}, "subscribe-acl":
+            {...}}``, see :func:`servicekit.acl.amqtt_acl`); a user missing from a list
+            may do nothing of that kind. None: every user may publish and subscribe
+            anything.
+        tls: (certificate chain, private key) PEM files: the listener speaks TLS only
+            (``mqtts://``); clients check it against the CA that signed it.
         start_timeout: seconds to wait for the broker to listen.
 
     Example::
@@ -67,6 +80,8 @@ class EmbeddedBroker:
         username: str = "sim-ric",
         password: str | None = None,
         extra_users: Mapping[str, str] | None = None,
+        acl: Mapping[str, Mapping[str, list[str]]] | None = None,
+        tls: tuple[str | Path, str | Path] | None = None,
         start_timeout: float = 15.0,
     ):
         if not username or ":" in username:
@@ -81,6 +96,8 @@ class EmbeddedBroker:
         for user in self.users:
             if not user or ":" in user:
                 raise ValueError(f"embedded broker user name {user!r} must be non-empty, no ':'")
+        self.acl = None if acl is None else {k: dict(v) for k, v in acl.items()}
+        self.tls = None if tls is None else (str(tls[0]), str(tls[1]))
         self.start_timeout = start_timeout
         self.port = 0
         self._thread: threading.Thread | None = None
@@ -97,7 +114,12 @@ class EmbeddedBroker:
         """The broker's address with the service user's credentials."""
         if not self.port:
             raise EmbeddedBrokerError("the embedded broker is not running")
-        return BrokerUrl("mqtt", self.host, self.port, self.username, self.password)
+        return BrokerUrl(self.scheme, self.host, self.port, self.username, self.password)
+
+    @property
+    def scheme(self) -> str:
+        """``mqtts`` with TLS, else ``mqtt``."""
+        return "mqtts" if self.tls else "mqtt"
 
     @property
     def url(self) -> str:
@@ -106,7 +128,7 @@ class EmbeddedBroker:
 
     def url_for(self, user: str) -> str:
         """The URL with the credentials of another configured user."""
-        return str(BrokerUrl("mqtt", self.host, self.port, user, self.users[user]))
+        return str(BrokerUrl(self.scheme, self.host, self.port, user, self.users[user]))
 
     @property
     def running(self) -> bool:
@@ -115,17 +137,22 @@ class EmbeddedBroker:
 
     # ---- life cycle -----------------------------------------------------------------
     def _config(self, password_file: Path) -> dict[str, Any]:
-        return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.requested_port}"}},
-            "plugins": {
-                # Both must pass: a session without a user name is refused by the first,
-                # a wrong password by the second.
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False},
-                "amqtt.plugins.authentication.FileAuthPlugin": {
-                    "password_file": str(password_file)
-                },
-            },
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"{self.host}:{self.requested_port}"}
+        if self.tls:
+            listener.update(ssl=True, certfile=self.tls[0], keyfile=self.tls[1])
+        plugins: dict[str, Any] = {
+            # Both must pass: a session without a user name is refused by the first,
+            # a wrong password by the second.
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False},
+            "amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(password_file)},
         }
+        if self.acl is not None:
+            # amqtt 0.12's dataclass config: ``acl`` holds the subscribe ACL.
+            plugins["amqtt.plugins.topic_checking.TopicAccessControlListPlugin"] = {
+                "publish_acl": self.acl.get("publish-acl", {}),
+                "acl": self.acl.get("subscribe-acl", {}),
+            }
+        return {"listeners": {"default": listener}, "plugins": plugins}
 
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it listens.
@@ -160,6 +187,8 @@ class EmbeddedBroker:
             url=self.broker_url.redacted(),
             users=sorted(self.users),
             anonymous=False,
+            acl=self.acl is not None,
+            tls=bool(self.tls),
         )
         return self
 

@@ -174,6 +174,13 @@ def _argument_kwargs(annotation: Any, bounds: Sequence[tuple[str, float]]) -> di
     return {"type": str}
 
 
+def _shown(default: Any) -> str:
+    """A default as ``--help`` shows it: lists comma-separated, as they are typed."""
+    if isinstance(default, list | tuple):
+        return ",".join(map(str, default))
+    return str(default)
+
+
 def flag_name(name: str) -> str:
     """``rapp_deadline_ms`` -> ``--rapp-deadline-ms``."""
     return "--" + name.replace("_", "-")
@@ -213,8 +220,11 @@ def add_settings(
             continue
         info = fields[name]
         flag = flags.get(name, flag_name(name))
-        default = info.get_default(call_default_factory=False)
-        shown = "" if default is None or isinstance(default, SecretStr) else f"; default {default}"
+        default = info.get_default(
+            call_default_factory=not info.default_factory_takes_validated_data
+        )
+        hidden = default is None or isinstance(default, SecretStr)
+        shown = "" if hidden else f"; default {_shown(default)}"
         help_text = f"{info.description or name} (env {prefix}{name.upper()}{shown})"
         kwargs = _argument_kwargs(info.annotation, _bounds(info.metadata))
         parser.add_argument(flag, dest=name, default=None, help=help_text.replace("%", "%%"),
@@ -269,7 +279,7 @@ def add_config(
             default = None
         help_text = meta.get("help", name)
         if default is not None and kwargs.get("action") is not argparse.BooleanOptionalAction:
-            help_text += f" (default {default})"
+            help_text += f" (default {_shown(default)})"
         flag = flags.get(name, flag_name(name))
         parser.add_argument(flag, dest=dest_prefix + name, default=default,
                             help=help_text.replace("%", "%%"), **kwargs)  # fmt: skip

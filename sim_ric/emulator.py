@@ -70,6 +70,7 @@ from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from sim_ric.dynamics import Dynamics, DynamicsConfig
 from sim_ric.env import DEFAULT_ELAMS
+from sim_ric.journal import Journal, JournalRequest
 from sim_ric.users import UserPool
 
 NAN = float("nan")
@@ -163,6 +164,9 @@ class Emulator:
         cfg: configuration.
         clock: monotonic clock (seconds) for deadlines; injectable for tests.
         wall_clock_ns: wall clock (ns since the epoch) for message timestamps.
+        journal: where issued and settled requests are recorded; a journal of an earlier
+            run of this network and seed is taken up (its run id, its count of issued
+            requests, its pending requests with fresh deadlines).
     """
 
     def __init__(
@@ -172,6 +176,7 @@ class Emulator:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        journal: Journal | None = None,
     ):
         self.cfg = cfg or EmulatorConfig()
         self.clock = clock
@@ -197,6 +202,38 @@ class Emulator:
         """Outcomes produced, by code."""
         self.stats: Counter[str] = Counter()
         """Other counts: ticks, requests, decisions, crashes, recoveries."""
+        self.journal = journal
+        if journal is not None:
+            self._take_up(journal)
+
+    def _take_up(self, journal: Journal) -> None:
+        """Continue the journal's run, or start the journal with this one."""
+        state = journal.state(self.cfg.resolved_memory)
+        if state is None:
+            journal.begin(self.run_id)
+            return
+        self.run_id = state.run_id
+        self._issued = state.issued
+        for rid, code in state.settled:
+            self._resolved[rid] = code
+        now = self.clock()
+        self._last_created = now
+        for r in state.pending:
+            self.pending[r.request_id] = PendingRequest(
+                request_id=r.request_id,
+                prompt=r.prompt,
+                app=r.app,
+                true_vector=r.true_vector,
+                created=now,
+                deadline=now + self.cfg.pending_timeout_s,
+                timestamp_ns=r.timestamp_ns,
+            )
+        self.stats["requests_restored"] += len(state.pending)
+
+    @property
+    def issued(self) -> int:
+        """Requests issued in this run (across restarts when journaled)."""
+        return self._issued
 
     # ---- state --------------------------------------------------------------------------
     @property
@@ -240,6 +277,8 @@ class Emulator:
         self._issued += 1
         rid = f"{self.run_id}-{self._issued:06d}"
         ts = self.wall_clock_ns()
+        if self.journal is not None:
+            self.journal.issue(JournalRequest(rid, user.prompt, user.app, user.s, ts))
         self.pending[rid] = PendingRequest(
             request_id=rid,
             prompt=user.prompt,
@@ -250,14 +289,22 @@ class Emulator:
             timestamp_ns=ts,
         )
         self.stats["requests"] += 1
+        return self._request_message(self.pending[rid])
+
+    def _request_message(self, p: PendingRequest) -> network_pb2.ServiceRequest:
         return codec.ServiceRequest(
-            request_id=rid,
-            prompt=user.prompt,
-            app=user.app,
+            request_id=p.request_id,
+            prompt=p.prompt,
+            app=p.app,
             chain_types=self.chain_types,
             arrival_rate=self.net.arrival_rate,
-            timestamp_ns=ts,
+            timestamp_ns=p.timestamp_ns,
         )
+
+    def pending_requests(self) -> list[network_pb2.ServiceRequest]:
+        """Every pending request as a message, oldest first: what is re-announced after a
+        reconnect or a restart (the same ids: deciders recognise them)."""
+        return [self._request_message(p) for p in self.pending.values()]
 
     def expire(self, now: float | None = None) -> list[network_pb2.Outcome]:
         """Settle every pending request whose deadline has passed (code ``expired``)."""
@@ -488,6 +535,8 @@ class Emulator:
         return out
 
     def _forget(self, rid: str, code: str) -> None:
+        if self.journal is not None:
+            self.journal.settle(rid, code)
         self.pending.pop(rid, None)
         self._resolved[rid] = code
         while len(self._resolved) > self.cfg.resolved_memory:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import sqlite3
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ from servicekit.logs import configure_logging
 from servicekit.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url
 from servicekit.signals import stop_on_signals
 from sim_ric.emulator import Emulator
+from sim_ric.journal import Journal, JournalMismatch
 from sim_ric.settings import SimSettings
 
 EXIT_CONFIG = 2
@@ -163,7 +165,10 @@ class SimService:
 
         start = self.clock()
         end = start + s.duration if s.duration else math.inf
-        left = s.requests  # None: unlimited
+        # A journaled run taken up after a restart counts what it already issued.
+        left = None if s.requests is None else max(0, s.requests - emu.issued)
+        if emu.pending and self.client.connected:
+            self._reannounce("restart")
         next_state = start
         next_request = start + emu.next_interarrival(s.rate)
         down_since: float | None = None if self.client.connected else start
@@ -234,11 +239,25 @@ class SimService:
                         )
                         down_since = None
                     self._publish_state(emu.state())
+                    # A broker that restarted without persistence lost what was in flight,
+                    # and subscribers' sessions with it: announce every unsettled request
+                    # again (same ids; a decision already made is re-published, and the
+                    # request is settled once).
+                    self._reannounce("reconnect")
                 elif kind == "disconnected":
                     down_since = self.clock()
                     self.log.warning("broker_lost", reason=value, pending=len(emu.pending))
         self._shutdown(stop_reason)
         return 0
+
+    def _reannounce(self, why: str) -> None:
+        msgs = self.emu.pending_requests()
+        sent = sum(
+            bool(self.client.publish(self.topics.requests, codec.encode(m), qos=1)) for m in msgs
+        )
+        self.counters["requests_reannounced"] += sent
+        if msgs:
+            self.log.info("requests_reannounced", why=why, pending=len(msgs), published=sent)
 
     def _serve_control(self, payload: bytes) -> None:
         try:
@@ -365,7 +384,18 @@ def main_run(settings: SimSettings, stop: threading.Event | None = None) -> int:
         print(f"sim-ric run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     log.info("intents_loaded", files=[str(f) for f in files], split=settings.split, n=len(intents))
-    emulator = Emulator(intents, settings.emulator_config())
+    journal = None
+    if settings.journal is not None:
+        try:
+            journal = Journal(settings.journal, settings.network, settings.seed)
+        except (JournalMismatch, sqlite3.Error, OSError) as exc:
+            log.error("journal_unavailable", path=str(settings.journal), error=str(exc))
+            print(f"sim-ric run: journal {settings.journal}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    emulator = Emulator(intents, settings.emulator_config(), journal=journal)
+    if emulator.stats["requests_restored"] or (journal and emulator.issued):
+        log.info("journal_taken_up", run_id=emulator.run_id, issued=emulator.issued,
+                 pending=len(emulator.pending))  # fmt: skip
     stop = stop or threading.Event()
     with stop_on_signals(stop), contextlib.ExitStack() as stack:
         if settings.broker == "embedded":

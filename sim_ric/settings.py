@@ -56,7 +56,9 @@ class SimSettings(MqttSettings):
     )
     objective: Literal["weighted", "paper"] = Field("weighted", description="MODEL.md objective")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port (0: off)")
-    metrics_host: str = Field("0.0.0.0", description="Prometheus bind address")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Prometheus bind address (containers set 0.0.0.0)"
+    )
     embedded_host: str = Field("127.0.0.1", description="embedded broker bind address")
     embedded_port: int = Field(0, ge=0, le=65535, description="embedded broker port (0: free)")
     embedded_username: str = Field("sim-ric", description="embedded broker user")
@@ -67,6 +69,11 @@ class SimSettings(MqttSettings):
         None, description="write the embedded broker URL with credentials here (mode 0600)"
     )
     inbound_queue: int = Field(100_000, ge=1, description="control messages buffered")
+    journal: Path | None = Field(
+        None,
+        description="SQLite journal of issued and settled requests: a restarted emulator "
+        "takes up its run and re-announces what is pending (default: none)",
+    )
 
     @field_validator("intents", mode="before")
     @classmethod

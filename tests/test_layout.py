@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "xapp_composer": {"agentnet", "servicekit", "llmkit", "lameta_proto"},
     "rapp_negotiation": {"agentnet", "servicekit", "llmkit", "lameta_proto"},
     "xapp_guard": {"agentnet", "servicekit", "llmkit", "lameta_proto"},
+    "lameta_stack": {"agentnet", "servicekit", "lameta_proto"},
     "lameta_studies": {
         "agentnet", "servicekit", "llmkit", "lameta_proto", "sim_ric", "rapp_intent",
         "xapp_composer",

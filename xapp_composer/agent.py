@@ -8,16 +8,16 @@ feature code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 
 from xapp_composer import features as F
+from xapp_composer import steps as S
+from xapp_composer.configs import IntentMode
 from xapp_composer.episodes import RequestSet, chain_outcome, episode_scores, step_rewards
 from xapp_composer.policy import GCNActorCritic
 
-IntentMode = Literal["predicted", "even"]
 EVEN = np.full(4, 0.25)
 
 
@@ -44,6 +44,24 @@ class Trajectory:
     logprobs: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     is_elam_row: list[bool] = field(default_factory=list)
+
+    def record(
+        self,
+        inputs: tuple[torch.Tensor, ...],
+        ctx: torch.Tensor,
+        action: np.ndarray,
+        logprob: torch.Tensor,
+        value: torch.Tensor,
+        elam_row: bool,
+    ) -> None:
+        """Keep one row's tensors for the PPO update (``action``: the index the policy
+        chose among the row's choices)."""
+        self.inputs.append(inputs)
+        self.ctx.append(ctx)
+        self.actions.append(torch.from_numpy(action))
+        self.logprobs.append(logprob)
+        self.values.append(value)
+        self.is_elam_row.append(elam_row)
 
 
 @torch.no_grad()
@@ -82,7 +100,7 @@ def run_episodes(
     x = torch.from_numpy(s.node_x)
     adj = torch.from_numpy(s.adj)
     node_h = policy.encode(x, adj)
-    prefix = F.Prefix.empty(bsz)
+    prefix = S.Prefix.empty(bsz)
     traj_rows: list[np.ndarray] = []
     out = Trajectory(
         chains=np.zeros((bsz, n), dtype=np.int64),
@@ -109,16 +127,21 @@ def run_episodes(
 
     fee = np.zeros(bsz)
     if mode == "predicted":
-        ctx = F.context(None, None, k_elams, prefix, n, req.app, req.text)
+        ctx = S.context(None, None, k_elams, prefix, n, req.app, req.text)
         ctx_t = torch.from_numpy(ctx)
         zero = np.zeros(1, dtype=np.int64)
-        step0 = F.step_inputs(s, prefix, zero, zero)
+        step0 = S.step_inputs(s, prefix, zero, zero)
         inputs0 = (
             torch.zeros((bsz, 1), dtype=torch.int64),
             *(torch.from_numpy(x) for x in step0),
         )
-        inputs0 = (inputs0[0], inputs0[1], torch.zeros_like(inputs0[2]), *inputs0[3:6],
-                   torch.zeros_like(inputs0[6]))  # fmt: skip
+        inputs0 = (
+            inputs0[0],
+            inputs0[1],
+            torch.zeros_like(inputs0[2]),
+            *inputs0[3:6],
+            torch.zeros_like(inputs0[6]),
+        )
         _, elam_logits, value = policy.heads(node_h, *inputs0, ctx_t)
         if forced_elam is not None:
             kappa = np.asarray(forced_elam, dtype=np.int64)
@@ -130,22 +153,17 @@ def run_episodes(
         fee = req.fees[kappa]
         traj_rows.append(np.zeros(bsz))
         if keep_tensors:
-            out.inputs.append(inputs0)
-            out.ctx.append(ctx_t)
-            out.actions.append(torch.from_numpy(kappa))
-            out.logprobs.append(logp)
-            out.values.append(value)
-            out.is_elam_row.append(True)
+            out.record(inputs0, ctx_t, kappa, logp, value, elam_row=True)
         elam_arg = kappa
     else:
         intent = np.broadcast_to(EVEN, (bsz, 4)).copy()
         elam_arg = None
     out.intent_seen = intent
     for k in range(n):
-        cols = F.step_candidates(s, k)
-        step_in = F.step_inputs(s, prefix, cols, F.lookahead_candidates(s, k, shared=True))
+        cols = S.step_candidates(s, k)
+        step_in = S.step_inputs(s, prefix, cols, S.lookahead_candidates(s, k, shared=True))
         idx = np.broadcast_to(cols, (bsz, len(cols)))
-        ctx = F.context(intent, elam_arg, k_elams, prefix, n, req.app, req.text)
+        ctx = S.context(intent, elam_arg, k_elams, prefix, n, req.app, req.text)
         inputs = (
             torch.from_numpy(np.ascontiguousarray(idx)),
             *(torch.from_numpy(x) for x in step_in),
@@ -158,12 +176,7 @@ def run_episodes(
         prefix.append(s, a)
         out.chains[:, k] = a
         if keep_tensors:
-            out.inputs.append(inputs)
-            out.ctx.append(ctx_t)
-            out.actions.append(torch.from_numpy(a_sub))
-            out.logprobs.append(logp)
-            out.values.append(value)
-            out.is_elam_row.append(False)
+            out.record(inputs, ctx_t, a_sub, logp, value, elam_row=False)
         traj_rows.append(r)
     out.outcome = chain_outcome(s, prefix)
     out.score = episode_scores(out.outcome, req.true_s, fee)

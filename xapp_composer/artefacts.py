@@ -28,6 +28,14 @@ __all__ = [
     "sha256_file",
 ]
 
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "models" / "policy"
+"""Where the shipped policies live."""
+RUNS_DIR = ROOT / "runs" / "policy"
+"""Where training writes checkpoints and curves."""
+SHIPPED_POLICY = MODELS_DIR / "srl-general.onnx"
+"""The policy the xApp serves by default."""
+
 STEP_INPUTS = ["cand_idx", "raw", "mask", "chain", "look_raw", "look_keep", "look_mask"]
 INPUT_NAMES = ["x", "adj", *STEP_INPUTS, "ctx"]
 ENCODER_INPUTS = ["x", "adj"]

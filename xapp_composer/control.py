@@ -2,24 +2,26 @@
 
 :class:`ControlCore` turns a network state and a service request into exactly one
 :class:`~lameta_proto.v1.network_pb2.ControlDecision`: a chain, or an explicit rejection
-with a reason. The transport (``xapp_composer.loop``) feeds it payloads, records the
-decision with :meth:`ControlCore.commit`, publishes it, and calls
-:meth:`ControlCore.forget` if the publish failed, so that a redelivered request is decided
-exactly once: again if its decision never went out, never twice otherwise.
+with a reason. The transport (``xapp_composer.loop``) feeds it payloads and a publish
+function (:meth:`ControlCore.process`); the core records the decision in its
+:class:`~xapp_composer.ledger.DecisionLedger` before publishing and forgets it if the
+publish failed, so that a redelivered request is decided exactly once: again if its
+decision never went out, never twice otherwise.
 
 One decision (ARCHITECTURE.md "Data flow of one request"):
 
 1. the latest state, rebuilt as a :class:`~agentnet.network.Network` and prepared once per
-   state (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare` runs the GCN encoder);
-   no state yet, or a state older than ``max_state_age_s`` -> rejection;
+   state (:mod:`xapp_composer.live_state`: the GCN encoder runs there); no state yet, or
+   a state older than ``max_state_age_s`` -> rejection;
 2. the policy picks the E-LAM (``choose_elam``) and the translator (the rApp) maps the
-   prompt to a preference vector with it; on any failure the vector is the recent mean of
-   the app's successful translations, else the app's profile (INTENTS.md), else the even
-   vector, and the decision says ``fallback``;
+   prompt to a preference vector with it; on any failure the vector is the fallback of
+   :class:`~xapp_composer.translation.FallbackVectors` and the decision says ``fallback``;
 3. the policy composes the chain step by step (``compose``); the chain is checked against
    the constraints of eq. 18 on the xApp's view of the network; an infeasible chain is
-   replaced by the greedy baseline's feasible one when there is one (``repair``), else the
-   request is rejected (no feasible chain).
+   repaired when a feasible one exists (:meth:`ControlCore._repair`: the best feasible
+   chain for the predicted vector by exhaustive search when the network has at most
+   :data:`~xapp_composer.live_state.REPAIR_SEARCH_MAX` chains, else the greedy
+   baseline's chain if it is feasible), else the request is rejected (no feasible chain).
 
 Rejection reasons (``ControlDecision.rejection`` is ``"<code>: <detail>"``):
 
@@ -36,28 +38,28 @@ code                   cause
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import structlog
 
 from agentnet import qoe
 from agentnet.chain import chain_factors
-from agentnet.intents import APP_PROFILES, APPS, EVEN, validate_vector
+from agentnet.intents import APPS, EVEN
 from agentnet.network import Network
-from agentnet.optimum import OptimumUnavailable, SearchSpace, build_search_space, greedy_chain
+from agentnet.optimum import OptimumUnavailable, SearchSpace, greedy_chain
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from xapp_composer import features as F
+from xapp_composer.ledger import Decided, DecisionLedger
+from xapp_composer.live_state import LiveState, build_state
 from xapp_composer.metrics import XappMetrics
-from xapp_composer.runtime import PolicyRuntime, Prepared
+from xapp_composer.runtime import PolicyRuntime
+from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed, Translator
 
 log = structlog.get_logger("xapp_composer.control")
 
@@ -66,187 +68,10 @@ STALE_STATE = "stale_state"
 NO_FEASIBLE_CHAIN = "no_feasible_chain"
 MALFORMED_REQUEST = "malformed_request"
 INTERNAL_ERROR = "internal_error"
-REJECTION_CODES = (NO_STATE, STALE_STATE, NO_FEASIBLE_CHAIN, MALFORMED_REQUEST, INTERNAL_ERROR)
-
-REPAIR_SEARCH_MAX = 200_000
-"""Largest number of chains searched exhaustively for a repair (81 agents: about 8,000;
-beyond the bound the greedy baseline repairs instead: the search's grids would cost
-hundreds of MB and seconds on the request path)."""
 
 MAX_CHAIN_STEPS = 16
 """Longest chain a request may ask for (the policy's context has room for any, but a
 request for more steps than this is garbage rather than a service chain)."""
-
-
-# --------------------------------------------------------------------------------------
-# Translation
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Translation:
-    """A preference vector from the rApp.
-
-    Attributes:
-        vector: [w_C, w_B, w_L, w_P].
-        elam: the E-LAM that translated it (may differ from the one asked for).
-        calibrated: the rApp calibrated it with its in-context memory (eq. 46).
-        fallback: the rApp's E-LAM failed and it returned its own fallback.
-        failure: why, when ``fallback``.
-    """
-
-    vector: tuple[float, float, float, float]
-    elam: str
-    calibrated: bool = False
-    fallback: bool = False
-    failure: str = ""
-
-
-class TranslationFailed(RuntimeError):
-    """The translator gave no usable vector.
-
-    Attributes:
-        cause: short machine-readable cause (``unavailable``, ``deadline``, ``error``,
-            ``invalid_vector``, ``circuit_open``, ...), a metrics label.
-    """
-
-    def __init__(self, cause: str, detail: str = ""):
-        super().__init__(f"{cause}: {detail}" if detail else cause)
-        self.cause = cause
-        self.detail = detail
-
-
-class Translator(Protocol):
-    """What the core needs from the rApp (``xapp_composer.rapp_client.RappClient``)."""
-
-    def translate(self, prompt: str, elam: str, app: str, request_id: str) -> Translation:
-        """Translate ``prompt`` with E-LAM ``elam`` ("" = the rApp's default).
-
-        Raises:
-            TranslationFailed: no usable vector.
-        """
-        ...
-
-    def served_models(self) -> frozenset[str] | None:
-        """The E-LAMs the rApp serves, or None when unknown."""
-        ...
-
-
-class FallbackVectors:
-    """Recent mean of successful translations per app (the fallback vector).
-
-    Args:
-        window: translations per app averaged.
-    """
-
-    def __init__(self, window: int = 32):
-        self.window = int(window)
-        self._recent: dict[str, deque[tuple[float, ...]]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, app: str, vector: Sequence[float]) -> None:
-        """Remember a successful translation."""
-        with self._lock:
-            q = self._recent.setdefault(app, deque(maxlen=self.window))
-            q.append(tuple(float(v) for v in vector))
-
-    def vector(self, app: str) -> tuple[tuple[float, float, float, float], str]:
-        """The fallback vector of an app and where it comes from.
-
-        Returns:
-            ``(vector, source)``, source ``"recent_mean"``, ``"app_profile"`` or ``"even"``.
-        """
-        with self._lock:
-            q = self._recent.get(app)
-            rows = list(q) if q else []
-        if rows:
-            mean = np.mean(np.asarray(rows), axis=0)
-            return validate_vector(mean / mean.sum()), "recent_mean"
-        if app in APP_PROFILES:
-            return APP_PROFILES[app], "app_profile"
-        return EVEN, "even"
-
-
-# --------------------------------------------------------------------------------------
-# State
-# --------------------------------------------------------------------------------------
-@dataclass
-class LiveState:
-    """A network state prepared for one policy: the rebuilt network and, per chain-type
-    tuple, the policy inputs with the GCN encoder already run.
-
-    Attributes:
-        seq: ``NetworkState.seq``.
-        timestamp_ns: the state's wall-clock time (ns since the epoch; 0 if unknown).
-        received: monotonic time at which the xApp received it.
-        net: the network as the state describes it.
-        runtime: the policy the inputs were prepared for.
-    """
-
-    seq: int
-    timestamp_ns: int
-    received: float
-    net: Network
-    runtime: PolicyRuntime
-    prepared: dict[tuple[int, ...], Prepared] = field(default_factory=dict)
-    spaces: dict[tuple[int, ...], SearchSpace | str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def inputs(self, chain_types: tuple[int, ...]) -> Prepared:
-        """Policy inputs for requests of these chain types (prepared on first use)."""
-        with self._lock:
-            p = self.prepared.get(chain_types)
-            if p is None:
-                p = self.runtime.prepare(self.net, chain_types)
-                self.prepared[chain_types] = p
-            return p
-
-    def search_space(self, chain_types: tuple[int, ...]) -> SearchSpace | str:
-        """Every chain of usable agents with its factors (built on first use, only for
-        repairs), or why there is none to search (too many chains)."""
-        with self._lock:
-            space = self.spaces.get(chain_types)
-            if space is None:
-                sizes = [len(self.net.agents_of_type(t, usable=True)) for t in chain_types]
-                size = int(np.prod(sizes, dtype=np.float64))
-                if size > REPAIR_SEARCH_MAX:
-                    space = f"{size:,} chains exceed the repair search bound"
-                else:
-                    try:
-                        space = build_search_space(self.net, chain_types)
-                    except OptimumUnavailable as exc:
-                        space = str(exc)
-                self.spaces[chain_types] = space
-            return space
-
-
-def build_state(
-    msg: network_pb2.NetworkState,
-    runtime: PolicyRuntime,
-    chain_types: Sequence[tuple[int, ...]] = (),
-    *,
-    received: float | None = None,
-) -> LiveState:
-    """Rebuild and prepare a state (the expensive part of a state update).
-
-    Args:
-        msg: a decoded, validated state.
-        runtime: the policy to prepare for.
-        chain_types: chain-type tuples to prepare now (others on first use).
-        received: monotonic time of reception (default now).
-
-    Raises:
-        codec.DecodeError: the state describes no possible network.
-    """
-    net = codec.network_from_state(msg)
-    live = LiveState(
-        seq=int(msg.seq),
-        timestamp_ns=int(msg.timestamp_ns),
-        received=time.monotonic() if received is None else received,
-        net=net,
-        runtime=runtime,
-    )
-    for types in chain_types or (tuple(net.cfg.chain_types),):
-        live.inputs(tuple(types))
-    return live
 
 
 def chain_feasible(net: Network, chain: Sequence[int], chain_types: Sequence[int]) -> str:
@@ -260,17 +85,16 @@ def chain_feasible(net: Network, chain: Sequence[int], chain_types: Sequence[int
     return "" if metrics["feasible"] else qoe.infeasibility_reason(metrics, net.cfg)
 
 
-# --------------------------------------------------------------------------------------
-# The core
-# --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Result:
     """What the core made of one request payload.
 
     Attributes:
         status: ``"decided"`` (a chain), ``"rejected"`` (an explicit rejection),
-            ``"duplicate"`` (already decided: nothing to publish) or ``"dropped"`` (no
-            request id: nothing can be published; logged and counted).
+            ``"duplicate"`` (already decided: its decision is published again, since the
+            request coming back may mean the first one was lost with a broker that kept
+            no state; the emulator settles a request once and refuses the second) or
+            ``"dropped"`` (no request id: nothing can be published; logged and counted).
         request_id: the request's id ("" when dropped).
         decision: the message to publish (decided and rejected).
         reason: the rejection code, the fallback cause, or why it was dropped.
@@ -282,15 +106,6 @@ class Result:
     decision: network_pb2.ControlDecision | None = None
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decided:
-    """What the core remembers of a published decision (see :meth:`ControlCore.decided`)."""
-
-    fallback: bool
-    elam: str
-    rejected: bool
 
 
 class ControlCore:
@@ -308,8 +123,10 @@ class ControlCore:
         max_state_age_s: requests on an older state are rejected.
         fallback_window: successful translations per app averaged for the fallback.
         dedup_capacity: decided request ids remembered.
-        repair_infeasible: serve the greedy baseline's feasible chain when the policy's
+        repair_infeasible: serve a feasible chain (:meth:`_repair`) when the policy's
             chain breaks a constraint.
+        max_prompt_bytes: longer prompts are rejected as ``malformed_request`` before any
+            rApp call (the rApp's own limit); None: no limit.
         wall_clock_ns: wall clock (ns since the epoch), for the state's age.
         clock: monotonic clock (s).
     """
@@ -324,6 +141,7 @@ class ControlCore:
         fallback_window: int = 32,
         dedup_capacity: int = 100_000,
         repair_infeasible: bool = True,
+        max_prompt_bytes: int | None = None,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -332,16 +150,13 @@ class ControlCore:
         self.metrics = metrics or XappMetrics()
         self.max_state_age_s = float(max_state_age_s)
         self.fallbacks = FallbackVectors(fallback_window)
-        self.dedup_capacity = int(dedup_capacity)
+        self.ledger = DecisionLedger(dedup_capacity)
         self.repair_infeasible = repair_infeasible
+        self.max_prompt_bytes = max_prompt_bytes
         self.wall_clock_ns = wall_clock_ns
         self.clock = clock
         self.state: LiveState | None = None
         self._swap = threading.Lock()
-        self._decided: OrderedDict[str, Decided] = OrderedDict()
-        self._decided_lock = threading.Lock()
-        self._claims: dict[str, threading.Event] = {}
-        self._claims_lock = threading.Lock()
         self.metrics.set_policy(runtime.version, runtime.provider)
 
     # ---- state and policy ---------------------------------------------------------------
@@ -382,7 +197,7 @@ class ControlCore:
                 if live.runtime is runtime:
                     self.state = live
                     break
-            live = _for_runtime(live, runtime)
+            live = live.for_runtime(runtime)
         self.metrics.state("accepted")
         self.metrics.state_seq.set(live.seq)
 
@@ -409,7 +224,7 @@ class ControlCore:
         so that no request waits for the encoder and none is decided half-and-half."""
         while True:
             current = self.state
-            fresh = None if current is None else _for_runtime(current, runtime)
+            fresh = None if current is None else current.for_runtime(runtime)
             with self._swap:
                 if self.state is current:  # else a newer state came meanwhile: again
                     self.runtime = runtime
@@ -420,23 +235,14 @@ class ControlCore:
     # ---- requests -----------------------------------------------------------------------
     def decided(self, request_id: str) -> Decided | None:
         """What was published for a request id (None: nothing, or forgotten)."""
-        with self._decided_lock:
-            return self._decided.get(request_id)
+        return self.ledger.get(request_id)
 
     def commit(self, result: Result) -> None:
         """Record ``result``'s decision as made, so that a redelivery of its request is
         recognised (call it before publishing; :meth:`forget` undoes it if the publish
         fails)."""
-        if result.decision is None or not result.request_id:
-            return
-        d = result.decision
-        with self._decided_lock:
-            self._decided[result.request_id] = Decided(
-                fallback=d.fallback, elam=d.elam, rejected=bool(d.rejection)
-            )
-            self._decided.move_to_end(result.request_id)
-            while len(self._decided) > self.dedup_capacity:
-                self._decided.popitem(last=False)
+        if result.decision is not None and result.request_id:
+            self.ledger.record(result.request_id, result.decision)
 
     def published(self, result: Result) -> None:
         """Count a decision or rejection that was handed to the broker."""
@@ -450,9 +256,7 @@ class ControlCore:
 
     def forget(self, request_id: str) -> None:
         """Undo :meth:`commit` (its decision could not be published after all)."""
-        with self._decided_lock:
-            d = self._decided.pop(request_id, None)
-        if d is not None:
+        if self.ledger.forget(request_id):
             self.metrics.event("decision_unpublished")
 
     def reject_internal(self, payload: bytes, exc: BaseException) -> Result:
@@ -467,27 +271,6 @@ class ControlCore:
             return Result("dropped", reason=f"internal error: {exc!r}")
         return self._reject(rid, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
 
-    @contextlib.contextmanager
-    def _claim(self, rid: str) -> Iterator[None]:
-        """Hold a request id while it is decided and published: a redelivery of it that
-        arrives meanwhile (another decider thread) waits, then finds it decided."""
-        if not rid:
-            yield
-            return
-        with self._claims_lock:
-            while (busy := self._claims.get(rid)) is not None:
-                self._claims_lock.release()
-                try:
-                    busy.wait()
-                finally:
-                    self._claims_lock.acquire()
-            self._claims[rid] = threading.Event()
-        try:
-            yield
-        finally:
-            with self._claims_lock:
-                self._claims.pop(rid).set()
-
     def process(
         self, payload: bytes, publish: Callable[[network_pb2.ControlDecision], bool]
     ) -> tuple[Result, bool]:
@@ -499,13 +282,18 @@ class ControlCore:
             ``(result, settled)``: settled is False when a decision could not be handed to
             the broker (do not acknowledge the request: it must come again).
         """
-        with self._claim(_request_id(payload)):
+        with self.ledger.claim(_request_id(payload)):
             try:
                 result = self.handle_request(payload)
             except Exception as exc:  # a bug, not bad input: the request is still answered
                 log.exception("request_handling_failed", bytes=len(payload))
                 result = self.reject_internal(payload, exc)
             if result.decision is None:
+                return result, True
+            if result.status == "duplicate":
+                if not publish(result.decision):
+                    return result, False
+                self.metrics.event("decision_republished")
                 return result, True
             self.commit(result)  # before the publish: its outcome may come back at once
             if not publish(result.decision):
@@ -519,20 +307,20 @@ class ControlCore:
         try:
             req = codec.decode_request(payload)
         except codec.DecodeError as exc:
-            rid = getattr(exc.message, "request_id", "") if exc.message is not None else ""
+            rid = _readable_request_id(exc)
             if not rid:
                 self.metrics.drop(f"undecodable_{exc.code}")
                 log.warning("request_dropped", code=exc.code, reason=exc.reason, bytes=len(payload))
                 return Result("dropped", reason=exc.reason)
-            if self.decided(rid) is not None:
+            if (mine := self.decided(rid)) is not None:
                 self.metrics.duplicate()
-                return Result("duplicate", rid)
+                return Result("duplicate", rid, decision=mine.decision)
             return self._reject(rid, MALFORMED_REQUEST, exc.reason)
         rid = req.request_id
-        if self.decided(rid) is not None:
+        if (mine := self.decided(rid)) is not None:
             self.metrics.duplicate()
             log.info("request_duplicate", request_id=rid)
-            return Result("duplicate", rid)
+            return Result("duplicate", rid, decision=mine.decision)
         return self.decide(req)
 
     def decide(self, req: network_pb2.ServiceRequest) -> Result:
@@ -551,7 +339,7 @@ class ControlCore:
                 f"state {live.seq} is {age:.1f} s old (limit {self.max_state_age_s:g} s)",
                 seen=seen,
             )
-        problem = _check_request(req, live.net)
+        problem = check_request(req, live.net, self.max_prompt_bytes)
         if problem:
             return self._reject(rid, MALFORMED_REQUEST, problem, seen=seen)
         types = tuple(int(t) for t in req.chain_types)
@@ -685,8 +473,14 @@ class ControlCore:
                 return chain, f"no feasible chain found ({why}; greedy: {alt_why})"
             how = "greedy"
         self.metrics.event("repaired")
-        log.info("chain_repaired", request_id=rid, policy_chain=list(chain), why=why,
-                 chain=list(alt), how=how)  # fmt: skip
+        log.info(
+            "chain_repaired",
+            request_id=rid,
+            policy_chain=list(chain),
+            why=why,
+            chain=list(alt),
+            how=how,
+        )
         return alt, ""
 
     def _reject(
@@ -715,16 +509,28 @@ class ControlCore:
         return Result("rejected", rid, decision, code, timings or {})
 
 
+def _readable_request_id(exc: codec.DecodeError) -> str:
+    """The request id of a payload that failed validation, when it could be parsed."""
+    return getattr(exc.message, "request_id", "") if exc.message is not None else ""
+
+
 def _request_id(payload: bytes) -> str:
     """The request id of a payload, or "" when it has none that can be read."""
     try:
         return codec.decode_request(payload).request_id
     except codec.DecodeError as exc:
-        return getattr(exc.message, "request_id", "") if exc.message is not None else ""
+        return _readable_request_id(exc)
 
 
-def _check_request(req: network_pb2.ServiceRequest, net: Network) -> str:
+def check_request(
+    req: network_pb2.ServiceRequest, net: Network, max_prompt_bytes: int | None = None
+) -> str:
     """Why a (structurally valid) request cannot be decided on ``net``, or ""."""
+    size = len(req.prompt.encode("utf-8"))
+    if max_prompt_bytes is not None and size > max_prompt_bytes:
+        # Answered here, before any rApp call: the rApp would refuse it anyway, and a
+        # refusal is not a sign of an rApp in trouble.
+        return f"prompt of {size} bytes exceeds the rApp's limit of {max_prompt_bytes}"
     if req.app not in APPS:
         return f"unknown application {req.app!r}; expected one of {list(APPS)}"
     if len(req.chain_types) > MAX_CHAIN_STEPS:
@@ -736,18 +542,3 @@ def _check_request(req: network_pb2.ServiceRequest, net: Network) -> str:
     if not math.isfinite(req.arrival_rate) or req.arrival_rate < 0:
         return f"arrival rate {req.arrival_rate} is not a rate"
     return ""
-
-
-def _for_runtime(live: LiveState, runtime: PolicyRuntime) -> LiveState:
-    """The same state prepared for another policy (same chain types)."""
-    fresh = LiveState(
-        seq=live.seq,
-        timestamp_ns=live.timestamp_ns,
-        received=live.received,
-        net=live.net,
-        runtime=runtime,
-        spaces=dict(live.spaces),
-    )
-    for types in list(live.prepared):
-        fresh.inputs(types)
-    return fresh

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
 from agentnet.intents import APPS, LabelledIntent, project_intents
+from xapp_composer.configs import PredictionSource
 from xapp_composer.episodes import RequestSet, synthetic_predictions
 from xapp_composer.predictions import (
     ELAM_PARAMS,
@@ -15,7 +15,6 @@ from xapp_composer.predictions import (
     residual_predictions,
 )
 
-PredictionSource = Literal["rapp", "synthetic"]
 SYNTHETIC_NOISE = {"minilm": 0.07, "smollm2": 0.09}
 """Std of the stand-in E-LAM error when no rApp model is used (tests, quick runs)."""
 

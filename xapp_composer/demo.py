@@ -35,18 +35,22 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import grpc
+import httpx
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lameta_proto.v1 import network_pb2
-from servicekit import codec
+from servicekit import cli, codec
+from servicekit.broker import EmbeddedBroker, quiet_amqtt_logs
 from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
+from xapp_composer.artefacts import ROOT, SHIPPED_POLICY
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -121,8 +125,9 @@ class Observer:
 
     def __post_init__(self) -> None:
         self.topics = Topics.for_network(self.network)
-        self.client = MqttClient(self.url, "demo-observer", reconnect_min_delay_s=0.2,
-                                 reconnect_max_delay_s=2.0)  # fmt: skip
+        self.client = MqttClient(
+            self.url, "demo-observer", reconnect_min_delay_s=0.2, reconnect_max_delay_s=2.0
+        )
         self._active = threading.Event()
         self.client.subscribe(self.topics.requests, self._on_request, qos=1)
         self.client.subscribe(self.topics.control, self._on_decision, qos=1)
@@ -138,32 +143,29 @@ class Observer:
     def stop(self) -> None:
         self.client.stop(timeout=2.0)
 
-    def _on_request(self, topic: str, payload: bytes) -> None:
+    def _decoded(self, decode: Callable[[bytes], Any], payload: bytes) -> Any:
+        """The decoded message, or None (counted) when it is not one."""
         try:
-            r = codec.decode_request(payload)
+            return decode(payload)
         except codec.DecodeError:
-            self.undecodable += 1
-            return
-        with self.lock:
-            self.requests.setdefault(r.request_id, r.timestamp_ns)
+            with self.lock:
+                self.undecodable += 1
+            return None
+
+    def _on_request(self, topic: str, payload: bytes) -> None:
+        if (r := self._decoded(codec.decode_request, payload)) is not None:
+            with self.lock:
+                self.requests.setdefault(r.request_id, r.timestamp_ns)
 
     def _on_decision(self, topic: str, payload: bytes) -> None:
         t = time.time_ns()
-        try:
-            d = codec.decode_decision(payload)
-        except codec.DecodeError:
-            self.undecodable += 1
-            return
-        with self.lock:
-            self.decisions.setdefault(d.request_id, []).append((t, d))
+        if (d := self._decoded(codec.decode_decision, payload)) is not None:
+            with self.lock:
+                self.decisions.setdefault(d.request_id, []).append((t, d))
 
     def _on_outcome(self, topic: str, payload: bytes) -> None:
-        try:
-            o = codec.decode_outcome(payload)
-        except codec.DecodeError:
-            self.undecodable += 1
-            return
-        if o.resolved:
+        o = self._decoded(codec.decode_outcome, payload)
+        if o is not None and o.resolved:
             with self.lock:
                 self.outcomes[o.request_id] = o
 
@@ -189,9 +191,12 @@ class Observer:
         # When the xApp built each decision (its own clock, before publishing): the
         # difference to the latency above is the broker hop to this subscriber.
         made_ms = np.array(
-            [(d.timestamp_ns - requests[rid]) / 1e6 for rid, (_, d) in firsts.items()
-             if requests[rid] > 0 and d.timestamp_ns > 0]
-        )  # fmt: skip
+            [
+                (d.timestamp_ns - requests[rid]) / 1e6
+                for rid, (_, d) in firsts.items()
+                if requests[rid] > 0 and d.timestamp_ns > 0
+            ]
+        )
         rejections = Counter(
             d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
         )
@@ -200,9 +205,13 @@ class Observer:
         windows = []
         for part in np.array_split(lat_ms, 10) if len(lat_ms) else []:
             if len(part):
-                windows.append({"requests": len(part),
-                                "p50": round(float(np.percentile(part, 50)), 3),
-                                "p99": round(float(np.percentile(part, 99)), 3)})  # fmt: skip
+                windows.append(
+                    {
+                        "requests": len(part),
+                        "p50": round(float(np.percentile(part, 50)), 3),
+                        "p99": round(float(np.percentile(part, 99)), 3),
+                    }
+                )
         chains = [d for _, d in firsts.values() if not d.rejection]
         scores = [
             o.normalized_score
@@ -296,22 +305,30 @@ class ClosedLoop:
             },
         )
         self.rapp_target = f"127.0.0.1:{rapp_port}"
-        _wait(lambda: _grpc_serving(self.rapp_target), 300, "the rApp's health SERVING", rapp)
+        _wait(lambda: grpc_serving(self.rapp_target), 300, "the rApp's health SERVING", rapp)
         self.xapp_health = free_port()
         xapp = self._spawn(
             "xapp-composer",
-            ["run", "--rapp", self.rapp_target, "--policy", str(self.policy),
-             "--network", self.network, "--health-host", "127.0.0.1",
-             "--health-port", str(self.xapp_health)],
+            [
+                "run",
+                "--rapp",
+                self.rapp_target,
+                "--policy",
+                str(self.policy),
+                "--network",
+                self.network,
+                "--health-host",
+                "127.0.0.1",
+                "--health-port",
+                str(self.xapp_health),
+            ],
             {"XAPP_BROKER": self.url, "XAPP_LOG_FORMAT": "json", **self.xapp_env},
-        )  # fmt: skip
+        )
         _wait(self._xapp_ready, 120, "the xApp's readiness", xapp)
         self.observer = Observer(self.url, self.network).start()
 
     def _start_broker(self) -> str:
         if self.broker_kind == "embedded":
-            from servicekit.broker import EmbeddedBroker, quiet_amqtt_logs
-
             quiet_amqtt_logs()
             broker = self._stack.enter_context(EmbeddedBroker())
             return broker.url
@@ -339,8 +356,6 @@ class ClosedLoop:
         return comp
 
     def _xapp_ready(self) -> bool:
-        import httpx
-
         try:
             r = httpx.get(f"http://127.0.0.1:{self.xapp_health}/ric/v1/health/ready", timeout=1)
         except httpx.HTTPError:
@@ -349,8 +364,6 @@ class ClosedLoop:
 
     def xapp_metrics(self) -> str:
         """The xApp's ``/metrics`` text."""
-        import httpx
-
         return httpx.get(f"http://127.0.0.1:{self.xapp_health}/metrics", timeout=5).text
 
     # ---- run ----------------------------------------------------------------------------
@@ -366,10 +379,19 @@ class ClosedLoop:
         t0 = time.monotonic()
         sim = self._spawn(
             "sim-ric",
-            ["run", "--network", self.network, "--rate", str(rate),
-             "--requests", str(requests), "--seed", str(seed)],
+            [
+                "run",
+                "--network",
+                self.network,
+                "--rate",
+                str(rate),
+                "--requests",
+                str(requests),
+                "--seed",
+                str(seed),
+            ],
             {"SIM_BROKER": self.url, "SIM_LOG_FORMAT": "json"},
-        )  # fmt: skip
+        )
         timeout = timeout if timeout is not None else requests / max(rate, 1e-9) * 2 + 120
         try:
             sim.proc.wait(timeout)
@@ -409,10 +431,8 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _grpc_serving(target: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+def grpc_serving(target: str) -> bool:
+    """The gRPC server at ``target`` (plaintext) answers its overall health with SERVING."""
     with grpc.insecure_channel(target) as ch:
         try:
             resp = health_pb2_grpc.HealthStub(ch).Check(
@@ -439,14 +459,18 @@ def format_summary(s: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m xapp_composer.demo", description="The closed loop, end to end."
     )
-    p.add_argument("--requests", type=int, default=200, help="requests the emulator issues")
-    p.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    p.add_argument(
+        "--requests", type=cli.bounded(int, ge=1), default=200, help="requests the emulator issues"
+    )
+    p.add_argument(
+        "--rate", type=cli.bounded(float, gt=0), default=10.0, help="requests per second"
+    )
     p.add_argument("--broker", default="embedded", help="embedded, mosquitto or mqtt://...")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's policy")
-    p.add_argument("--seed", type=int, default=0, help="emulator seed")
+    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--logs", type=Path, default=None, help="keep component logs here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -455,9 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``make demo``."""
     args = build_parser().parse_args(argv)
-    if args.requests < 1 or not args.rate > 0:
-        print("demo: --requests must be >= 1 and --rate > 0", file=sys.stderr)
-        return 2
     policy = args.policy
     if not (policy.exists() and policy.with_suffix(".card.json").exists()):
         print(
@@ -469,8 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     log_dir = args.logs or Path(tempfile.mkdtemp(prefix="lameta-demo-"))
-    print(f"demo: broker {args.broker}, rApp (minilm), xApp ({policy.name}), emulator: "
-          f"{args.requests} requests at {args.rate:g}/s; logs in {log_dir}", file=sys.stderr)  # fmt: skip
+    print(
+        f"demo: broker {args.broker}, rApp (minilm), xApp ({policy.name}), emulator: "
+        f"{args.requests} requests at {args.rate:g}/s; logs in {log_dir}",
+        file=sys.stderr,
+    )
     try:
         with ClosedLoop(policy, log_dir, broker=args.broker) as loop:
             print("demo: rApp serving, xApp ready; running the emulator", file=sys.stderr)

@@ -16,9 +16,10 @@ from scipy.special import pdtrc
 
 from agentnet import qoe
 from agentnet.config import DEFAULT, ModelConfig, elam_fee
-from agentnet.intents import APP_PROFILES, APPS, LabelledIntent
+from agentnet.intents import APPS, LabelledIntent
 from agentnet.network import Network, generate_network
-from xapp_composer.features import BatchState, Prefix, batch_state, text_features
+from xapp_composer.features import BatchState, batch_state, text_features
+from xapp_composer.steps import Prefix
 
 
 # ---- requests --------------------------------------------------------------------------------
@@ -73,20 +74,20 @@ class RequestSet:
     def subset(self, idx: np.ndarray) -> RequestSet:
         """The requests at ``idx``."""
         return RequestSet(
-            self.true_s[idx], self.app[idx], self.text[idx], self.preds[idx],
-            list(self.elam_ids), self.fees, [self.prompts[i] for i in idx],
-        )  # fmt: skip
+            self.true_s[idx],
+            self.app[idx],
+            self.text[idx],
+            self.preds[idx],
+            list(self.elam_ids),
+            self.fees,
+            [self.prompts[i] for i in idx],
+        )
 
 
 def synthetic_predictions(true_s: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
     """Truth plus Gaussian noise, clipped and renormalised (a stand-in E-LAM)."""
     p = np.clip(true_s + rng.normal(0.0, noise, true_s.shape), 1e-3, None)
     return p / p.sum(axis=-1, keepdims=True)
-
-
-def app_profile_vectors(app: np.ndarray) -> np.ndarray:
-    """(M, 4) typical profile of each request's application (INTENTS.md)."""
-    return np.array([APP_PROFILES[APPS[a]] for a in app], dtype=float)
 
 
 # ---- networks --------------------------------------------------------------------------------

@@ -15,18 +15,63 @@ Methods:
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from agentnet.chain import evaluate_chain
-from agentnet.intents import APPS
+from agentnet.intents import APPS, LabelledIntent, load_intents, project_intents
 from agentnet.optimum import build_search_space, greedy_chain, random_chain
+from servicekit.integrity import sha256_file
+from xapp_composer.configs import EvalConfig
+from xapp_composer.data import evaluation_requests
+from xapp_composer.llm_baseline import run_llm
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.scoring import EvalSet
 
-METHODS = ("random", "greedy", "drl_even", "llm_zero_shot", "srl")
+REFERENCE_MSES = (0.004, 0.008)
+"""MSEs of the noisy-true-vector references (MODEL.md's calibration points)."""
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The exported policies of a models directory: ``srl-general``, ``drl-even`` and the
+    per-application ``srl-<app>`` that exist."""
+
+    general: PolicyRuntime
+    even: PolicyRuntime
+    per_app: dict[str, PolicyRuntime]
+    files: dict[str, Path]
+
+    @classmethod
+    def load(cls, models: Path) -> Policies:
+        """Load and verify them.
+
+        Raises:
+            FileNotFoundError: ``srl-general.onnx`` or ``drl-even.onnx`` is missing.
+            PolicyIntegrityError: a policy does not match its card.
+        """
+        models = Path(models)
+        files = {name: models / f"{name}.onnx" for name in ("srl-general", "drl-even")}
+        for path in files.values():
+            if not path.exists():
+                raise FileNotFoundError(
+                    errno.ENOENT, "policy missing (train and export first)", str(path)
+                )
+        for app in sorted(APPS):
+            if (models / f"srl-{app}.onnx").exists():
+                files[f"srl-{app}"] = models / f"srl-{app}.onnx"
+        per_app = {a: PolicyRuntime(files[f"srl-{a}"]) for a in APPS if f"srl-{a}" in files}
+        return cls(
+            PolicyRuntime(files["srl-general"]), PolicyRuntime(files["drl-even"]), per_app, files
+        )
+
+    def for_app(self, app: str) -> PolicyRuntime:
+        """The application's own policy, else the general one (SRL)."""
+        return self.per_app.get(app, self.general)
 
 
 @dataclass
@@ -115,8 +160,19 @@ def score_decisions(
     norm = np.where(
         span > 1e-12, (out["score"] - rnd[pairs]) / np.where(span > 1e-12, span, 1), 1.0
     )
-    return MethodResult(list(chains), list(elams), out["score"], norm, out["Q"], out["C"],
-                        out["B"], out["L"], out["P_outage"], feasible, pairs)  # fmt: skip
+    return MethodResult(
+        list(chains),
+        list(elams),
+        out["score"],
+        norm,
+        out["Q"],
+        out["C"],
+        out["B"],
+        out["L"],
+        out["P_outage"],
+        feasible,
+        pairs,
+    )
 
 
 def run_random(ev: EvalSet, pairs: np.ndarray, seed: int = 0) -> tuple[list, list]:
@@ -216,6 +272,11 @@ def run_best_for_vectors(
     return chains, [label] * len(pairs)
 
 
+def application_means(intents: Sequence[LabelledIntent]) -> dict[str, np.ndarray]:
+    """Mean labelled vector of each application."""
+    return {a: np.mean([i.s for i in intents if i.app == a], axis=0) for a in APPS}
+
+
 def app_mean_vectors(ev: EvalSet, pairs: np.ndarray, means: Mapping[str, np.ndarray]) -> np.ndarray:
     """Each pair's application-mean vector (``means[app]``), shape (len(pairs), 4)."""
     return np.array([means[APPS[int(ev.requests.app[ev.req_idx[p]])]] for p in pairs], dtype=float)
@@ -265,3 +326,66 @@ def noisy_true_vectors(
     noisy = corrupt(0.5 * (lo + hi))
     row = {int(r): i for i, r in enumerate(reqs)}
     return noisy[[row[int(r)] for r in ev.req_idx[pairs]]]
+
+
+def evaluate(cfg: EvalConfig, *, progress: bool = False) -> dict:
+    """Every method and reference of ``xapp-composer eval`` on the same pairs.
+
+    Returns:
+        Per method and reference its :meth:`MethodResult.summary` with ``per_app``, and
+        ``_meta`` (the run's settings and the sha256 of every evaluated graph).
+    """
+    intents = load_intents(cfg.intents)
+    policies = Policies.load(cfg.models)
+    general = policies.general
+    elam_ids = general.elam_ids
+    req = evaluation_requests(intents, elam_ids, cfg.predictions, seed=cfg.seed, progress=progress)
+    ev = EvalSet.build(cfg.seeds, req, n_agents=cfg.agents)
+    rng = np.random.default_rng(cfg.seed)
+    pairs = np.arange(len(ev))
+    if cfg.requests and cfg.requests < len(pairs):
+        pairs = np.sort(rng.choice(pairs, size=cfg.requests, replace=False))
+    fee_of = dict(zip(req.elam_ids, req.fees.tolist(), strict=True))
+
+    def score(decisions: tuple[list, list], at: np.ndarray = pairs, fees=fee_of) -> MethodResult:
+        return score_decisions(ev, at, *decisions, fees)
+
+    results = {
+        "random": score(run_random(ev, pairs, cfg.seed)),
+        "greedy": score(run_greedy(ev, pairs, elam_ids[0])),
+        "drl_even": score(run_policy(ev, pairs, lambda a: policies.even)),
+    }
+    llm_pairs = pairs if not cfg.llm_requests else pairs[: cfg.llm_requests]
+    if cfg.llm != "off":
+        chains, elams, llm_fee = run_llm(ev, llm_pairs, backend=cfg.llm, progress=progress)
+        results["llm_zero_shot"] = score((chains, elams), llm_pairs, {**fee_of, **llm_fee})
+    results["srl"] = score(run_policy(ev, pairs, policies.for_app))
+    if policies.per_app:
+        results["srl_general"] = score(run_policy(ev, pairs, lambda a: general))
+    # References (not methods): the exact best chain for the vector each policy decides on.
+    results["ref_best_for_even"] = score(run_best_for(ev, pairs, None))
+    for e in elam_ids:
+        results[f"ref_best_for_{e}"] = score(run_best_for(ev, pairs, e))
+    # MODEL.md's calibration points of the objective: the chain best for the user's
+    # application-mean vector (means of the project's train split) and for the true vector
+    # corrupted to MSE 0.004 and 0.008; no E-LAM fee.
+    means = application_means(project_intents("train"))
+    vectors = {"app_mean": app_mean_vectors(ev, pairs, means)}
+    for mse in REFERENCE_MSES:
+        vectors[f"true_mse_{mse}"] = noisy_true_vectors(ev, pairs, mse, seed=cfg.seed)
+    for name, v in vectors.items():
+        results[f"ref_best_for_{name}"] = score(run_best_for_vectors(ev, pairs, v))
+    out = {k: {**v.summary(elam_ids), "per_app": v.per_app(ev)} for k, v in results.items()}
+    out["_meta"] = {
+        "intents": str(cfg.intents),
+        "seeds": cfg.seeds,
+        "agents": cfg.agents,
+        "pairs": len(pairs),
+        "llm_pairs": len(llm_pairs) if cfg.llm != "off" else 0,
+        "per_app_policies": sorted(policies.per_app),
+        "provider": general.provider,
+        "predictions": cfg.predictions,
+        # which graphs produced the numbers: a stale report is detectable against the cards
+        "policies": {name: sha256_file(path) for name, path in policies.files.items()},
+    }
+    return out

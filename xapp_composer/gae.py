@@ -1,20 +1,8 @@
-"""Generalised advantage estimation (paper eq. 42) and the PPO batch type."""
+"""Generalised advantage estimation (paper eq. 42)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
-
-
-class RolloutBatch(NamedTuple):
-    """Flattened transitions of a rollout, for the PPO update (eq. 43)."""
-
-    actions: torch.Tensor
-    logprobs: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    values: torch.Tensor
 
 
 def compute_gae(

@@ -55,8 +55,9 @@ class HealthServer:
                 path = self.path.split("?", 1)[0].rstrip("/")
                 if path == ALIVE_PATH:
                     ok = outer.alive()
-                    self._json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-                               {"alive": ok})  # fmt: skip
+                    self._json(
+                        HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"alive": ok}
+                    )
                 elif path == READY_PATH:
                     try:
                         checks = outer.checks()
@@ -99,8 +100,12 @@ class HealthServer:
     def start(self) -> HealthServer:
         """Serve in the background."""
         self._thread.start()
-        log.info("health_serving", host=self.host, port=self.port,
-                 paths=[ALIVE_PATH, READY_PATH, METRICS_PATH])  # fmt: skip
+        log.info(
+            "health_serving",
+            host=self.host,
+            port=self.port,
+            paths=[ALIVE_PATH, READY_PATH, METRICS_PATH],
+        )
         return self
 
     def stop(self) -> None:

@@ -4,8 +4,9 @@ The model gets the system description, the user's request and a table of candida
 agents per step (capability, latency, outage rate, and route BER to the next step's best
 link), and must answer with one agent id per step. It runs on a chat model of
 :mod:`llmkit.chat` (``local``: SmolLM2-135M-Instruct offline; ``openai``: any
-OpenAI-compatible endpoint, settings ``XAPP_LLM_*``). An answer that is not a valid chain counts as a failed decision (scored as an
-infeasible chain). The fee is that of the model that understood the intent.
+OpenAI-compatible endpoint, settings ``XAPP_LLM_*``). An answer that is not a valid chain
+counts as a failed decision (scored as an infeasible chain). The fee is that of the model
+that understood the intent.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic_settings import SettingsConfigDict
+from tqdm import tqdm
 
 from agentnet.config import elam_fee
 from agentnet.intents import APPS
 from agentnet.network import Network
-from llmkit.chat import ChatSettings
+from llmkit.chat import ChatSettings, make_chat
 from llmkit.smollm2 import PARAMETERS as SMOLLM2_PARAMETERS
 
 MAX_CANDIDATES = 8
@@ -97,16 +99,18 @@ def parse_chain(text: str, net: Network) -> tuple[int, ...] | None:
     return chain
 
 
-"""Parameters of the local C-LAM (SmolLM2-135M-Instruct): its fee when it understood the intent."""
-
 MAX_TOKENS = 24
 """Enough for three agent ids and separators."""
 
 
 def run_llm(
-    ev, pairs: Sequence[int], *, backend: str = "local", chat: ChatFn | None = None,
+    ev,
+    pairs: Sequence[int],
+    *,
+    backend: str = "local",
+    chat: ChatFn | None = None,
     progress: bool = False,
-) -> tuple[list, list, dict[str, float]]:  # fmt: skip
+) -> tuple[list, list, dict[str, float]]:
     """Ask the C-LAM for each pair's chain. Returns (chains, elam labels, fee table).
 
     Args:
@@ -130,15 +134,11 @@ def run_llm(
         texts: list[str | None] = [chat(m) for m in conversations]
         label, fee = "llm", 0.0
     else:
-        from llmkit.chat import make_chat
-
         clam = make_chat(BaselineLlmSettings(backend=backend))
         texts = []
         step = max(1, int(getattr(clam, "batch_size", 8)))
         batches = range(0, len(conversations), step)
         if progress:
-            from tqdm import tqdm
-
             batches = tqdm(batches, desc="LLM zero-shot", unit="batch")
         for i in batches:
             answers = clam.chat(conversations[i : i + step], max_tokens=MAX_TOKENS, temperature=0.0)

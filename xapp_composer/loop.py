@@ -15,49 +15,46 @@ topic                             direction  what
 ================================  =========  ============================================
 
 Threads: paho's network thread only hands messages over (requests to a queue, the
-latest state to a slot, outcomes to the relay queue); *decider* threads (``XAPP_DECIDERS``, so that one request's
-translation overlaps another's composition; one request id is handled by one of them at a
-time) decide each request, publish, then acknowledge (so a request whose decision was
-not handed to the broker is redelivered on the next connection of the persistent
-session, and a redelivered one that was decided is recognised and only acknowledged);
-a *state* thread rebuilds and prepares each new state off the request path; a *relay*
-thread reports served outcomes to the rApp, keeping them (bounded) and retrying with
-backoff while the rApp is down; a *housekeeping* thread checks the rApp's gRPC health
-and the policy file (hot reload). SIGTERM/SIGINT: requests not yet taken stay
-unacknowledged (the broker keeps them for the next session), the ones taken are decided
-within ``shutdown_grace``, the relay flushes what it can, "offline" is published and the
-client flushes before it disconnects.
+latest state to a slot, outcomes to the relay queue); *decider* threads
+(``XAPP_DECIDERS``, so that one request's translation overlaps another's composition; one
+request id is handled by one of them at a time) decide each request, publish, then
+acknowledge (so a request whose decision was not handed to the broker is redelivered on
+the next connection of the persistent session, and a redelivered one that was decided is
+recognised and only acknowledged); a *state* thread rebuilds and prepares each new state
+off the request path; a *relay* thread reports served outcomes to the rApp
+(:mod:`xapp_composer.outcome_relay`); a *housekeeping* thread checks the rApp's gRPC
+health and the policy file (:mod:`xapp_composer.policy_watch`). SIGTERM/SIGINT: requests
+not yet taken stay unacknowledged (the broker keeps them for the next session), the ones
+taken are decided within ``shutdown_grace``, the relay flushes what it can, "offline" is
+published and the client flushes before it disconnects.
 """
 
 from __future__ import annotations
 
-import argparse
 import queue
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import structlog
-from pydantic import ValidationError
 
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from servicekit.cli import UsageError
+from servicekit.integrity import IntegrityError, load_public_key
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics
 from servicekit.signals import stop_on_signals
-from xapp_composer.artefacts import policy_files
 from xapp_composer.control import ControlCore, Result
 from xapp_composer.health import HealthServer
 from xapp_composer.metrics import XappMetrics
-from xapp_composer.rapp_client import DOWN_CODES, RappClient
+from xapp_composer.outcome_relay import OutcomeRelay
+from xapp_composer.policy_watch import PolicyWatcher
+from xapp_composer.rapp_client import RappClient
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
 from xapp_composer.settings import XappSettings
 
-EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
 TICK_S = 0.25
 """Housekeeping period; also bounds how long the loops take to notice a stop."""
@@ -70,199 +67,6 @@ was away are delivered right after the CONNACK, before the retained state that t
 resubscription brings."""
 
 log = structlog.get_logger("xapp_composer.loop")
-
-
-def policy_signature(path: Path) -> tuple:
-    """(name, mtime, size) of the policy's files: changes when any of them is rewritten."""
-    out = []
-    for p in policy_files(path):
-        try:
-            st = p.stat()
-        except FileNotFoundError:  # removed between glob and stat: the next poll sees it
-            continue
-        out.append((p.name, st.st_mtime_ns, st.st_size))
-    return tuple(out)
-
-
-class PolicyWatcher:
-    """Hot reload: notices a rewritten policy, verifies it and swaps it in.
-
-    A change is acted upon once the files have stayed the same for one poll (an export
-    writes several files). A new policy that fails to load (sha256 mismatch with its
-    card, a missing companion, a broken graph) is rejected and logged, and the serving
-    policy stays; the same files are not tried again until they change.
-
-    Args:
-        path: the policy file.
-        core: the decision core whose policy is swapped.
-        loader: builds a verified :class:`PolicyRuntime` from a path.
-        metrics: reload counts.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        core: ControlCore,
-        loader: Callable[[Path], PolicyRuntime],
-        metrics: XappMetrics,
-    ):
-        self.path = Path(path)
-        self.core = core
-        self.loader = loader
-        self.metrics = metrics
-        self._settled = policy_signature(self.path)  # what the serving policy was made of
-        self._seen = self._settled
-
-    def poll(self) -> str:
-        """Check once.
-
-        Returns:
-            ``"unchanged"``, ``"settling"``, ``"loaded"``, ``"same_version"`` or
-            ``"rejected"``.
-        """
-        sig = policy_signature(self.path)
-        if sig == self._settled:
-            self._seen = sig
-            return "unchanged"
-        if sig != self._seen:
-            self._seen = sig
-            return "settling"
-        self._settled = sig
-        try:
-            runtime = self.loader(self.path)
-        except Exception as exc:  # any failure keeps the serving policy (logged, counted)
-            self.metrics.reload("rejected")
-            log.error(
-                "policy_reload_rejected",
-                path=str(self.path),
-                error=f"{type(exc).__name__}: {exc}",
-                serving=self.core.runtime.version,
-            )
-            return "rejected"
-        if runtime.version == self.core.runtime.version:
-            self.metrics.reload("same_version")
-            return "same_version"
-        old = self.core.runtime.version
-        self.core.install_runtime(runtime)
-        self.metrics.reload("loaded")
-        log.info("policy_reloaded", old=old, new=runtime.version, provider=runtime.provider)
-        return "loaded"
-
-
-class OutcomeRelay:
-    """Reports served outcomes to the rApp (ReportOutcome), in order, with retries.
-
-    Outcomes wait in a bounded queue; beyond the bound new ones are dropped (counted and
-    logged). While the rApp is down the head is retried with exponential backoff up to
-    ``retry_max_s``; an outcome the rApp refuses as invalid is dropped (retrying cannot
-    help).
-
-    Args:
-        report: the ReportOutcome call (``RappClient.report_outcome``).
-        metrics: counts.
-        capacity: queue bound.
-        retry_max_s: longest wait between retries.
-    """
-
-    def __init__(
-        self,
-        report: Callable[..., int],
-        metrics: XappMetrics,
-        *,
-        capacity: int = 10_000,
-        retry_max_s: float = 10.0,
-    ):
-        self.report = report
-        self.metrics = metrics
-        self.capacity = int(capacity)
-        self.retry_max_s = float(retry_max_s)
-        self._queue: deque[network_pb2.Outcome] = deque()
-        self._cond = threading.Condition()
-        self._backoff = 0.0
-        self.memory_size = 0
-        """The rApp's memory size after the last successful report."""
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
-    def offer(self, outcome: network_pb2.Outcome) -> bool:
-        """Queue an outcome (any thread). False: the queue is full and it was dropped."""
-        with self._cond:
-            if len(self._queue) >= self.capacity:
-                self.metrics.outcome("dropped_queue_full")
-                log.error("outcome_dropped_queue_full", request_id=outcome.request_id,
-                          capacity=self.capacity)  # fmt: skip
-                return False
-            self._queue.append(outcome)
-            self.metrics.outcome_queue.set(len(self._queue))
-            self._cond.notify()
-        return True
-
-    def run_once(self, timeout: float) -> bool:
-        """Report the head of the queue if there is one (waits up to ``timeout``).
-
-        Returns:
-            True if an outcome was reported or dropped; False if nothing was done
-            (empty queue, or a failed attempt that keeps the outcome for a retry).
-        """
-        with self._cond:
-            if not self._queue:
-                self._cond.wait(timeout)
-                if not self._queue:
-                    return False
-            head = self._queue[0]
-        try:
-            self.memory_size = self.report(
-                head.prompt, list(head.predicted), head.reward, head.app, head.request_id
-            )
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code in DOWN_CODES:
-                self._backoff = min(max(2 * self._backoff, 0.2), self.retry_max_s)
-                self.metrics.event("outcome_retry")
-                log.warning("outcome_report_retry", request_id=head.request_id,
-                            code=code.name, retry_in_s=round(self._backoff, 2),
-                            queued=len(self))  # fmt: skip
-                return False
-            self._pop()
-            self.metrics.outcome("refused_by_rapp")
-            log.error("outcome_refused_by_rapp", request_id=head.request_id, code=code.name,
-                      detail=exc.details())  # fmt: skip
-            return True
-        self._pop()
-        self._backoff = 0.0
-        self.metrics.outcome("relayed")
-        return True
-
-    def _pop(self) -> None:
-        with self._cond:
-            self._queue.popleft()
-            self.metrics.outcome_queue.set(len(self._queue))
-
-    def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set."""
-        while not stop.is_set():
-            if not self.run_once(TICK_S) and self._backoff and len(self):
-                stop.wait(self._backoff)
-
-    def drain(self, timeout: float) -> int:
-        """Report what can be reported within ``timeout``; count the rest as dropped.
-
-        Returns:
-            Outcomes left unreported.
-        """
-        deadline = time.monotonic() + timeout
-        while len(self) and time.monotonic() < deadline:
-            if not self.run_once(0.0) and self._backoff:
-                break  # the rApp is down: no point in waiting for it at shutdown
-        with self._cond:
-            left = len(self._queue)
-            self._queue.clear()
-        if left:
-            self.metrics.outcome("dropped_shutdown")
-            log.warning("outcomes_unreported_at_shutdown", count=left)
-        return left
 
 
 class XappService:
@@ -355,6 +159,12 @@ class XappService:
         if mine is None:
             self.metrics.outcome("ignored_not_ours")
             return
+        if not mine.matches(out):
+            # Not the decision this xApp made (another chain or vector): forged, or a
+            # replay of another run. Never written into the rApp's memory.
+            self.metrics.outcome("ignored_mismatch")
+            log.warning("outcome_mismatch", request_id=out.request_id)
+            return
         if mine.fallback:
             # The memory calibrates translations (eq. 46); a fallback vector is not one.
             self.metrics.outcome("ignored_fallback")
@@ -396,10 +206,14 @@ class XappService:
             self.metrics.observe("end_to_end", published_at - received)
             for stage, seconds in result.timings.items():
                 self.metrics.observe(stage, seconds)
-            log.debug("decision_published", request_id=result.request_id,
-                      status=result.status, chain=list(result.decision.chain),
-                      fallback=result.decision.fallback,
-                      ms=round((published_at - received) * 1e3, 3))  # fmt: skip
+            log.debug(
+                "decision_published",
+                request_id=result.request_id,
+                status=result.status,
+                chain=list(result.decision.chain),
+                fallback=result.decision.fallback,
+                ms=round((published_at - received) * 1e3, 3),
+            )
         self.client.ack(delivery)
         return result
 
@@ -508,22 +322,32 @@ class XappService:
         self.client.start()
         if not self.client.wait_connected(s.connect_timeout):
             if self.client.counters["connect_refused"]:
-                log.error("broker_refused_connection", error=self.client.last_error,
-                          broker=self.client.url.redacted())  # fmt: skip
+                log.error(
+                    "broker_refused_connection",
+                    error=self.client.last_error,
+                    broker=self.client.url.redacted(),
+                )
                 self._shutdown("broker_refused")
                 return EXIT_BROKER_REFUSED
-            log.warning("broker_unreachable_retrying", broker=self.client.url.redacted(),
-                        waited_s=s.connect_timeout)  # fmt: skip
+            log.warning(
+                "broker_unreachable_retrying",
+                broker=self.client.url.redacted(),
+                waited_s=s.connect_timeout,
+            )
         log.info(
             "xapp_started",
             policy=self.core.runtime.version,
             provider=self.core.runtime.provider,
             rapp=self.rapp.target,
             rapp_reachable=self.rapp.reachable,
-            topics=[self.topics.state, self.topics.requests, self.topics.control,
-                    self.topics.outcomes],
+            topics=[
+                self.topics.state,
+                self.topics.requests,
+                self.topics.control,
+                self.topics.outcomes,
+            ],
             health_port=self.health.port if self.health else None,
-        )  # fmt: skip
+        )
         stop.wait()
         self._shutdown("signal")
         return 0
@@ -564,6 +388,13 @@ def build_service(settings: XappSettings) -> XappService:
         OSError: the health port cannot be bound.
     """
 
+    public_key = None
+    if settings.policy_public_key is not None:
+        try:
+            public_key = load_public_key(settings.policy_public_key)
+        except (OSError, IntegrityError) as exc:
+            raise PolicyIntegrityError(f"policy public key: {exc}") from None
+
     def loader(path: Path) -> PolicyRuntime:
         return PolicyRuntime(
             path,
@@ -571,6 +402,7 @@ def build_service(settings: XappSettings) -> XappService:
             threads=settings.onnx_threads,
             tree=settings.tabulate,
             tree_max_rows=settings.tabulate_max_rows,
+            public_key=public_key,
         )
 
     if not settings.policy.exists():
@@ -596,43 +428,33 @@ def build_service(settings: XappSettings) -> XappService:
         fallback_window=settings.fallback_window,
         dedup_capacity=settings.dedup_capacity,
         repair_infeasible=settings.repair_infeasible,
+        max_prompt_bytes=settings.rapp_max_prompt_bytes,
     )
     client = settings.mqtt_client(manual_ack=True)
     return XappService(settings, core, rapp, client, loader)
 
 
-def main_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Run the xApp for ``xapp-composer run`` (flags override ``XAPP_*`` settings).
-
-    Args:
-        args: the parsed ``xapp-composer run`` flags.
-        stop: set it to stop the service (default: SIGTERM/SIGINT set it).
+def main_run(settings: XappSettings, stop: threading.Event | None = None) -> int:
+    """Run the xApp until ``stop`` is set (default: until SIGTERM/SIGINT).
 
     Returns:
-        The process exit code: 0, 2 (bad settings, policy or port), 3 (broker refused us).
+        The process exit code: 0, or 3 (the broker refused the credentials).
+
+    Raises:
+        FileNotFoundError: the policy is missing.
+        servicekit.cli.UsageError: the policy does not match its card, or the health port
+            cannot be bound.
     """
-    try:
-        settings = XappSettings.from_cli(args)
-    except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"xapp-composer run: invalid settings: {errors}", file=sys.stderr)
-        return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     try:
         service = build_service(settings)
-    except (FileNotFoundError, PolicyIntegrityError) as exc:
-        log.error("policy_unavailable", error=str(exc))
-        print(f"xapp-composer run: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except PolicyIntegrityError as exc:
+        raise UsageError(f"--policy {settings.policy}: {exc}") from None
     try:
         service.start_health()
     except OSError as exc:
-        log.error("health_port_unavailable", error=str(exc), port=settings.health_port)
-        print(f"xapp-composer run: health port {settings.health_port}: {exc}", file=sys.stderr)
         service.rapp.close()
-        return EXIT_CONFIG
+        raise UsageError(f"--health-port {settings.health_port}: {exc}") from None
     stop = stop or threading.Event()
     with stop_on_signals(stop):
         return service.run(stop)

@@ -110,60 +110,50 @@ class XappMetrics:
         for stage in STAGES:
             self.latency.labels(stage)
 
-    def _mirror(self, key: str, n: float = 1) -> None:
+    def _count(self, counter: PromCounter, label: str | None, *keys: str) -> None:
+        """Increment ``counter`` (with ``label`` when it has one) and the mirror's ``keys``."""
+        (counter if label is None else counter.labels(label)).inc()
         with self._lock:
-            self.counts[key] += n
+            for key in keys:
+                self.counts[key] += 1
 
     # ---- counting -----------------------------------------------------------------------
     def decision(self, fallback: bool) -> None:
         """One decision (a chain) published."""
-        self.decisions.labels(str(fallback).lower()).inc()
-        self._mirror("decisions")
-        if fallback:
-            self._mirror("decisions_fallback")
+        keys = ("decisions", "decisions_fallback") if fallback else ("decisions",)
+        self._count(self.decisions, str(fallback).lower(), *keys)
 
     def rejection(self, reason: str) -> None:
         """One rejection published."""
-        self.rejections.labels(reason).inc()
-        self._mirror("rejections")
-        self._mirror(f"rejections{{{reason}}}")
+        self._count(self.rejections, reason, "rejections", f"rejections{{{reason}}}")
 
     def fallback(self, cause: str) -> None:
         """A fallback vector was used."""
-        self.fallbacks.labels(cause).inc()
-        self._mirror("fallbacks")
-        self._mirror(f"fallbacks{{{cause}}}")
+        self._count(self.fallbacks, cause, "fallbacks", f"fallbacks{{{cause}}}")
 
     def duplicate(self) -> None:
         """A redelivered request was recognised."""
-        self.duplicates.inc()
-        self._mirror("duplicates")
+        self._count(self.duplicates, None, "duplicates")
 
     def drop(self, reason: str) -> None:
         """A request got no decision (logged where it happens)."""
-        self.dropped.labels(reason).inc()
-        self._mirror("dropped")
-        self._mirror(f"dropped{{{reason}}}")
+        self._count(self.dropped, reason, "dropped", f"dropped{{{reason}}}")
 
     def state(self, result: str) -> None:
         """A state message was handled."""
-        self.states.labels(result).inc()
-        self._mirror(f"states{{{result}}}")
+        self._count(self.states, result, f"states{{{result}}}")
 
     def outcome(self, result: str) -> None:
         """An outcome was handled."""
-        self.outcomes.labels(result).inc()
-        self._mirror(f"outcomes{{{result}}}")
+        self._count(self.outcomes, result, f"outcomes{{{result}}}")
 
     def reload(self, result: str) -> None:
         """A hot reload was attempted."""
-        self.reloads.labels(result).inc()
-        self._mirror(f"reloads{{{result}}}")
+        self._count(self.reloads, result, f"reloads{{{result}}}")
 
     def event(self, name: str) -> None:
         """Any other counted event."""
-        self.events.labels(name).inc()
-        self._mirror(name)
+        self._count(self.events, name, name)
 
     def observe(self, stage: str, seconds: float) -> None:
         """Record the latency of a stage."""

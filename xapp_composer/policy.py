@@ -1,10 +1,10 @@
 """The GCN actor-critic of SRL (paper sec. V-C, eqs. 36-39).
 
-Shared by the trainer, the ONNX exporter and the xApp. The encoder is a stack of GCN
-layers on a precomputed normalised adjacency D^-1/2 (A + I) D^-1/2 (eq. 36): the same
-operator as torch-geometric's ``GCNConv`` (its weights load one-to-one, see
-:meth:`DenseGCNLayer.load_gcnconv`), but a dense matmul exports to ONNX cleanly and runs
-faster at the sizes of this network than the sparse scatter. Global mean pooling (eq. 37)
+Shared by the trainer and the ONNX exporter. The encoder is a stack of GCN layers on a
+precomputed normalised adjacency D^-1/2 (A + I) D^-1/2 (eq. 36): the same operator as
+torch-geometric's ``GCNConv``, which is its tested reference
+(:mod:`xapp_composer.gcn_reference`), but a dense matmul exports to ONNX cleanly and
+trains and runs faster at the sizes of this network than the sparse scatter. Global mean pooling (eq. 37)
 gives h_graph; with the intent embedding phi(s) and the E-LAM embedding psi(kappa) it
 forms the latent z_t. The actor (eq. 38) scores every agent from its node embedding, its
 candidate features (what the chain becomes with it) and z_t; invalid agents are masked.
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from agentnet.config import DEFAULT, ModelConfig
 from xapp_composer import features as F
 
 MASKED_LOGIT = -1e9
@@ -52,20 +53,40 @@ def neg_expm1(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > -1e-3, -x * (1.0 + 0.5 * x), 1.0 - torch.exp(x))
 
 
+# Columns of the step inputs by name (one-column slices: the column axis stays), and the
+# groups of the four factors [ln p, ln(1 - BER), L, ln(1 - F/O)], which travel together.
+_RAW = {name: F.span(F.RAW_COLUMNS, name) for name in F.RAW_COLUMNS}
+_CHAIN = {name: F.span(F.CHAIN_COLUMNS, name) for name in F.CHAIN_COLUMNS}
+_LOOK = {name: F.span(F.LOOK_COLUMNS, name) for name in F.LOOK_COLUMNS}
+_FACTORS = F.span(F.RAW_COLUMNS, "logp", "lnc")
+_OWN_SCALED = F.span(F.RAW_COLUMNS, "f_hop", "f_rate")
+_PRE = F.span(F.CHAIN_COLUMNS, "pre_logp", "pre_lnc")
+_REST = F.span(F.CHAIN_COLUMNS, "rest_logp", "rest_lnc")
+_REST2 = F.span(F.CHAIN_COLUMNS, "rest2_logp", "rest2_lnc")
+_LOOK_FACTORS = F.span(F.LOOK_COLUMNS, "logp", "lnc")
+_LOOK_SCORE = F.CAND_COLUMNS.index("look_score")
+
+
 class CandidateFeatures(nn.Module):
     """What the chain becomes with each candidate (MODEL.md factors and utilities).
 
     No parameters: the same computation in training and inside the exported graph.
-    From the per-candidate terms and the chain so far (:func:`features.step_inputs`):
+    From the per-candidate terms and the chain so far (:func:`steps.step_inputs`):
     C (eq. 2), B (eq. 3), L (eq. 8), P_outage (eqs. 9-14, P_over through the chain's
     bottleneck) of the prefix + candidate + optimistic completion; their utilities,
     feasibility and score s . u under the predicted intent; scaled logs; and a one-step
     lookahead: the best score over the next step's agents (with the steps after that
     completed optimistically) and its utilities. At the last step both are exact; one
-    step before, the lookahead is the exact best completion.
+    step before, the lookahead is the exact best completion. Output columns:
+    :data:`features.CAND_COLUMNS`.
 
     The four factors travel as one tensor [ln p, ln(1 - BER), L, ln(1 - F/O)] so the
     exported graph stays small (a few dozen nodes): the xApp runs it at every step.
+
+    Args:
+        cfg: the model configuration whose utility reference points (``c_ref``,
+            ``b_ref``, ``b_decades``, ``l_ref``, ``p_ref``, ``p_decades``) the utilities
+            use; C_th and L_max come with each state (its ``chain`` inputs).
 
     Shapes:
         - raw: (B, M, RAW_DIM); chain: (B, CHAIN_DIM); intent: (B, 4)
@@ -73,29 +94,38 @@ class CandidateFeatures(nn.Module):
         - output: (B, M, CAND_DIM)
     """
 
-    LN10 = 2.302585092994046
-
-    def __init__(self, c_ref: float = 0.25, l_ref: float = 0.05):
+    def __init__(self, cfg: ModelConfig = DEFAULT):
         super().__init__()
-        self.c_ref = c_ref
-        self.l_ref = l_ref
-        # Utility = clamp(ln(factor) * w + b): the constant parts of w and b (MODEL.md).
-        ln10 = self.LN10
+        self.c_ref = cfg.c_ref
+        self.l_ref = cfg.l_ref
+        ln10 = math.log(10.0)
+        # Utility = clamp(ln(factor) * w + b). u_B and u_P (MODEL.md) are fixed by the
+        # configuration: u = 1 - (ln x - ln x_ref) / (decades ln 10); u_C and u_L depend on
+        # the state's C_th and L_max as well (:meth:`_affine`).
         self.register_buffer(
             "w_const",
-            torch.tensor([0.0, -1.0 / (4 * ln10), 0.0, -1.0 / (3 * ln10)]),
+            torch.tensor([0.0, -1.0 / (cfg.b_decades * ln10), 0.0, -1.0 / (cfg.p_decades * ln10)]),
             persistent=False,
         )
         self.register_buffer(
             "b_const",
             torch.tensor(
-                [0.0, 1.0 + math.log(1e-5) / (4 * ln10), 0.0, 1.0 + math.log(1e-3) / (3 * ln10)]
+                [
+                    0.0,
+                    1.0 + math.log(cfg.b_ref) / (cfg.b_decades * ln10),
+                    0.0,
+                    1.0 + math.log(cfg.p_ref) / (cfg.p_decades * ln10),
+                ]
             ),
             persistent=False,
         )
+        # Scaled logs of [C, B, L, P_outage], as the step inputs scale the candidate's own
+        # terms: ln C / 3 + 1, log10 B / 8 + 1, ln L / 3, log10 P / 3 + 1, each floored.
         self.register_buffer(
             "log_floor",
-            torch.tensor([math.log(1e-6), math.log(1e-16), -50.0, math.log(1e-6)]),
+            torch.tensor(
+                [math.log(F.RATE_FLOOR), math.log(F.BER_FLOOR), -50.0, math.log(F.RATE_FLOOR)]
+            ),
             persistent=False,
         )
         self.register_buffer(
@@ -152,28 +182,40 @@ class CandidateFeatures(nn.Module):
             utilities and feasibility of each (candidate, next agent) pair of the
             lookahead; ``has_look`` (B, 1): whether there is a next step.
         """
-        pre, rest, rest2 = chain[:, None, 0:4], chain[:, None, 5:9], chain[:, None, 10:14]
-        inv_n, c_th, l_max = chain[:, 16:17], chain[:, 17:18], chain[:, 18:19]
+        pre, rest, rest2 = chain[:, None, _PRE], chain[:, None, _REST], chain[:, None, _REST2]
+        inv_n, c_th, l_max = (
+            chain[:, _CHAIN["inv_n"]],
+            chain[:, _CHAIN["c_th"]],
+            chain[:, _CHAIN["l_max"]],
+        )
         log_th = torch.cat([torch.log(c_th), torch.log(l_max)], dim=-1)[:, None, :]
         w, b = self._affine(c_th, l_max)
         w, b = w[:, None, :], b[:, None, :]
+        pre_pover = chain[:, None, _CHAIN["pre_pover"]]
         # Candidate + optimistic completion.
         logs = self._factors(
-            pre + raw[..., 0:4] + rest,
-            torch.maximum(torch.maximum(chain[:, None, 4:5], raw[..., 4:5]), chain[:, None, 9:10]),
+            pre + raw[..., _FACTORS] + rest,
+            torch.maximum(
+                torch.maximum(pre_pover, raw[..., _RAW["pover"]]),
+                chain[:, None, _CHAIN["rest_pover"]],
+            ),
             inv_n[:, None, :],
         )
         u = torch.clamp(logs * w + b, 0.0, 1.0)
         feasible = (logs[..., 0] >= log_th[..., 0]) & (logs[..., 2] <= log_th[..., 1])
-        # One-step lookahead over the next step's agents (pairs candidate x next agent).
-        own = raw[..., None, 0:4] + torch.stack(
-            [torch.zeros_like(look_keep), look_keep - raw[..., 1:2] + raw[..., 8:9],
-             torch.zeros_like(look_keep), torch.zeros_like(look_keep)], dim=-1,
-        )  # fmt: skip
-        sums2 = pre[:, :, None, :] + own + look_raw[:, None, :, 0:4] + rest2[:, :, None, :]
+        # One-step lookahead over the next step's agents (pairs candidate x next agent): the
+        # candidate's BER term becomes its hop BER plus the route BER to the next agent.
+        zero = torch.zeros_like(look_keep)
+        keep2 = look_keep - raw[..., _RAW["keep"]] + raw[..., _RAW["hop_keep"]]
+        own = raw[..., None, _FACTORS] + torch.stack([zero, keep2, zero, zero], dim=-1)
+        sums2 = (
+            pre[:, :, None, :] + own + look_raw[:, None, :, _LOOK_FACTORS] + rest2[:, :, None, :]
+        )
         pover2 = torch.maximum(
-            torch.maximum(chain[:, None, None, 4:5], raw[..., None, 4:5]),
-            torch.maximum(look_raw[:, None, :, 4:5], chain[:, None, None, 14:15]),
+            torch.maximum(pre_pover[:, :, None, :], raw[..., None, _RAW["pover"]]),
+            torch.maximum(
+                look_raw[:, None, :, _LOOK["pover"]], chain[:, None, None, _CHAIN["rest2_pover"]]
+            ),
         )
         logs2 = self._factors(sums2, pover2, inv_n[:, None, None, :])
         u2 = torch.clamp(logs2 * w[:, :, None, :] + b[:, :, None, :], 0.0, 1.0)
@@ -183,13 +225,14 @@ class CandidateFeatures(nn.Module):
             & look_mask[:, None, :]
         )
         scaled = (torch.maximum(logs, self.log_floor) * self.log_scale) + self.log_shift
-        last = chain[:, None, 15].expand_as(feasible).to(u.dtype)
+        last = chain[:, _CHAIN["last"]].expand_as(feasible).to(u.dtype)
         own_terms = torch.cat(
-            [raw[..., 0:1], torch.log(raw[..., 2:3]) / 3.0, raw[..., 5:8]], dim=-1
+            [raw[..., _RAW["logp"]], torch.log(raw[..., _RAW["lat"]]) / 3.0, raw[..., _OWN_SCALED]],
+            dim=-1,
         )
         head = torch.cat([u, feasible.to(u.dtype)[..., None]], dim=-1)
         tail = torch.cat([scaled, own_terms, last[..., None]], dim=-1)
-        return head, tail, u2, feas2, chain[:, 19:20] > 0.5
+        return head, tail, u2, feas2, chain[:, _CHAIN["has_look"]] > 0.5
 
     @staticmethod
     def combine(
@@ -248,12 +291,6 @@ class DenseGCNLayer(nn.Module):
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return torch.relu(torch.matmul(adj, self.lin(x)) + self.bias)
 
-    def load_gcnconv(self, conv) -> None:
-        """Copy the weights of a ``torch_geometric.nn.GCNConv`` (same operator)."""
-        with torch.no_grad():
-            self.lin.weight.copy_(conv.lin.weight)
-            self.bias.copy_(conv.bias)
-
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
@@ -272,7 +309,7 @@ class GCNActorCritic(nn.Module):
         - x: (B, N, node_dim) node features
         - adj: (B, N, N) normalised adjacency
         - cand_idx: (B, M) ids of the step's candidate agents (int64)
-        - raw: (B, M, RAW_DIM) their step inputs (:func:`features.step_inputs`)
+        - raw: (B, M, RAW_DIM) their step inputs (:func:`steps.step_inputs`)
         - mask: (B, M) valid candidates (bool)
         - chain: (B, CHAIN_DIM) the chain so far
         - look_raw, look_keep, look_mask: the next step's agents (lookahead)
@@ -280,7 +317,7 @@ class GCNActorCritic(nn.Module):
         - outputs: candidate logits (B, M), E-LAM logits (B, K), value (B,)
     """
 
-    def __init__(self, cfg: PolicyConfig):
+    def __init__(self, cfg: PolicyConfig, model: ModelConfig = DEFAULT):
         super().__init__()
         self.cfg = cfg
         h, e = cfg.hidden, cfg.embed
@@ -295,7 +332,7 @@ class GCNActorCritic(nn.Module):
         self.actor = mlp([h + cfg.cand_dim + z_dim, h, h, 1])
         self.elam_head = mlp([z_dim, h, cfg.n_elams])
         self.critic = mlp([z_dim + 2, h, h, 1])
-        self.featurize = CandidateFeatures()
+        self.featurize = CandidateFeatures(model)
 
     def encode_graph(self, x: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Node embeddings and their global mean pooling h_graph (eqs. 36, 37)."""
@@ -343,7 +380,7 @@ class GCNActorCritic(nn.Module):
         Only the M candidate agents of the step are scored (the others are invalid
         anyway): ``cand_idx`` (B, M) are their ids, ``raw``/``mask`` (B, M, .) their step
         inputs; ``chain`` (B, CHAIN_DIM) describes the chain so far; ``look_*`` the next
-        step's agents (:class:`features.StepInputs`).
+        step's agents (:class:`steps.StepInputs`).
         """
         cand = self.featurize(raw, chain, ctx[:, :4], look_raw, look_keep, look_mask)
         z = self.latent(node_h.mean(dim=1), ctx)
@@ -353,7 +390,7 @@ class GCNActorCritic(nn.Module):
         logits = self.actor(torch.cat([h_cand, cand, z_nodes], dim=-1)).squeeze(-1)  # eq. 38
         logits = torch.where(mask, logits, torch.full_like(logits, MASKED_LOGIT))
         elam_logits = self.elam_head(z)
-        score = cand[..., 16]  # lookahead score
+        score = cand[..., _LOOK_SCORE]
         maskf = mask.to(score.dtype)
         count = maskf.sum(dim=1).clamp(min=1.0)
         best = torch.where(mask, score, torch.full_like(score, -1.0)).amax(dim=1)

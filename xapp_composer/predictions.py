@@ -33,6 +33,10 @@ ELAM_PARAMS = {"minilm": 22.7e6, "smollm2": 134.5e6}
 """Parameter counts used for fees when the rApp's registry is not importable."""
 
 
+class PredictionsUnavailable(RuntimeError):
+    """The rApp's models could not translate the prompts (``rapp-intent predict`` failed)."""
+
+
 def rapp_predictions(
     elam_ids: Sequence[str],
     intents: Sequence[LabelledIntent],
@@ -51,7 +55,7 @@ def rapp_predictions(
         ``(predictions {id: (M, 4)}, n_parameters {id: count}, failed {id: (M,) bool})``.
 
     Raises:
-        RuntimeError: the rApp's command failed (its message is included).
+        PredictionsUnavailable: the rApp's command failed (its message is included).
     """
     cache_dir = Path(cache_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,15 +67,30 @@ def rapp_predictions(
             ),
             encoding="utf-8",
         )
-        cmd = [sys.executable, "-m", "rapp_intent.cli", "predict", "--models",
-               ",".join(elam_ids), "--intents", str(requests), "--out", str(cache_dir)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "rapp_intent.cli",
+            "predict",
+            "--models",
+            ",".join(elam_ids),
+            "--intents",
+            str(requests),
+            "--out",
+            str(cache_dir),
+        ]
         if not progress:
             cmd.append("--no-progress")
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if progress else subprocess.PIPE,
-                              text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=None if progress else subprocess.PIPE,
+            text=True,
+            check=False,
+        )
     if done.returncode != 0:
         detail = (done.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
-        raise RuntimeError(
+        raise PredictionsUnavailable(
             f"rapp-intent predict failed (exit {done.returncode}): {detail[0]}; E-LAM "
             "predictions need the rApp's models (pip install '.[rapp]')"
         )

@@ -1,15 +1,17 @@
 """gRPC client of the intent rApp (``lameta.v1.IntentService``), the xApp's adapter.
 
-:class:`RappClient` implements the :class:`~xapp_composer.control.Translator` interface
+:class:`RappClient` implements the :class:`~xapp_composer.translation.Translator` interface
 the decision core needs, plus ReportOutcome and the rApp's gRPC health:
 
 - every Translate has a deadline; an error, a timeout or a vector that is not a
-  preference vector raises :class:`~xapp_composer.control.TranslationFailed` with a
+  preference vector raises :class:`~xapp_composer.translation.TranslationFailed` with a
   short cause, and the core falls back;
-- after a failure that says the rApp is down or slow (UNAVAILABLE, DEADLINE_EXCEEDED,
-  RESOURCE_EXHAUSTED) the client stops calling it for ``retry_after_s`` (requests fall
+- after a failure that says the rApp is down or slow (UNAVAILABLE: a transport failure;
+  DEADLINE_EXCEEDED) the client stops calling it for ``retry_after_s`` (requests fall
   back at once instead of each waiting for the deadline); a SERVING health check
-  closes that window early;
+  closes that window early. An answer about one request (INVALID_ARGUMENT, NOT_FOUND,
+  a message too large, the rApp's own load shedding) never opens it: one bad request
+  must not turn translation off for everyone;
 - the channel reconnects with a short backoff (grpc's default grows to two minutes,
   which would keep a restarted rApp unused for that long);
 - :meth:`check_health` asks ``grpc.health.v1`` for ``lameta.v1.IntentService`` and, on
@@ -29,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentnet.intents import validate_vector
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from xapp_composer.control import Translation, TranslationFailed
+from xapp_composer.translation import Translation, TranslationFailed
 
 log = structlog.get_logger("xapp_composer.rapp_client")
 
@@ -40,13 +42,10 @@ CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 30_000),
 )
-DOWN_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
+DOWN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+"""Failures that say the rApp is down or slow: they open the circuit."""
+RETRY_CODES = DOWN_CODES | {grpc.StatusCode.RESOURCE_EXHAUSTED}
+"""Failures worth retrying later (a ReportOutcome): also the rApp shedding load."""
 _CAUSE = {
     grpc.StatusCode.UNAVAILABLE: "unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "deadline",

@@ -17,13 +17,16 @@ import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
 
 from agentnet.intents import APPS
 from agentnet.network import Network
+from servicekit.integrity import IntegrityError, verify_artefact
 from xapp_composer import features as F
+from xapp_composer import steps as S
 from xapp_composer import tree as T
 from xapp_composer.artefacts import (
     ENCODER_OUTPUTS,
@@ -46,7 +49,7 @@ EVEN = (0.25, 0.25, 0.25, 0.25)
 
 
 class PolicyIntegrityError(RuntimeError):
-    """The policy file does not match its model card."""
+    """The policy does not match its model card or its signature."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Prepared:
     request decided on that state): the feature arrays and the GCN encoder's output."""
 
     state: F.BatchState
-    plan: F.StatePlan
+    plan: S.StatePlan
     node_h: np.ndarray
     h_graph: np.ndarray
     n_agents: int
@@ -67,8 +70,9 @@ class Prepared:
     tree_levels: int = 0
     """Steps the tables cover: all (one call of the whole-decision graph), the first one
     or two (a prefix graph, then the step graph), or 0 (step by step)."""
-    bindings: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, compare=False,
-                                        repr=False)  # fmt: skip
+    bindings: queue.SimpleQueue = field(
+        default_factory=queue.SimpleQueue, compare=False, repr=False
+    )
     """onnxruntime I/O bindings with this state's tables bound, reused by the requests
     (one per concurrent decider): binding 20 tables at every call would cost about a
     third of a decision."""
@@ -99,7 +103,7 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     The first call of the process chooses (and logs) the providers; later calls reuse
     the choice.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: importers that run no graph (the CLI) skip it
 
     available = ort.get_available_providers()
     chosen = _PROVIDERS.get(prefer_gpu)
@@ -133,8 +137,12 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
     got = sess.get_providers()
     if probing:
         _PROVIDERS[prefer_gpu] = [p for p in chosen if p in got] or ["CPUExecutionProvider"]
-        log.info("onnx_providers_chosen", providers=_PROVIDERS[prefer_gpu], requested=chosen,
-                 available=available)  # fmt: skip
+        log.info(
+            "onnx_providers_chosen",
+            providers=_PROVIDERS[prefer_gpu],
+            requested=chosen,
+            available=available,
+        )
     log.info("onnx_session", path=str(path), providers=got)
     return sess
 
@@ -155,6 +163,9 @@ class PolicyRuntime:
         tree_max_rows: the largest table (prefixes x candidates of a step) to build.
         tree_max_pairs: the largest lookahead table (prefixes x candidates x next agents)
             of a step to build.
+        public_key: the Ed25519 key the policy must be signed with (its card's hashes
+            guard against corruption, a signature against whoever can write the
+            directory); None: the card only.
     """
 
     def __init__(
@@ -167,8 +178,15 @@ class PolicyRuntime:
         tree: bool = True,
         tree_max_rows: int = T.DEFAULT_MAX_ROWS,
         tree_max_pairs: int = T.DEFAULT_MAX_PAIRS,
+        public_key: Any = None,
     ):
         self.path = Path(path)
+        self.signed_by = ""
+        if public_key is not None:
+            try:
+                self.signed_by = verify_artefact(self.path, public_key)
+            except IntegrityError as exc:
+                raise PolicyIntegrityError(f"signature: {exc}") from None
         try:
             self.card = read_card(self.path)
         except FileNotFoundError as exc:
@@ -225,9 +243,9 @@ class PolicyRuntime:
     # ---- per state ----------------------------------------------------------------------
     def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
         """Policy inputs of a network state, with the encoder run once."""
-        state = F.batch_state([net], chain_types, shortlist_k=F.K_CAND)
+        state = F.batch_state([net], chain_types, shortlist_k=S.K_CAND)
         node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
-        plan = F.StatePlan(state)
+        plan = S.StatePlan(state)
         tables, cols, levels = None, (), []
         if self.plan_session is not None and len(plan.steps) == TREE_STEPS:
             for count in (TREE_STEPS, *sorted(PREFIX_LEVELS, reverse=True)):
@@ -245,7 +263,7 @@ class PolicyRuntime:
         return Prepared(state, plan, node_h, h_graph, net.n_agents, tables, cols, len(levels))
 
     # ---- per request --------------------------------------------------------------------
-    def _run(self, p: Prepared, idx: np.ndarray, step: F.StepInputs, ctx: np.ndarray):
+    def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):
         feeds = {
             "node_h": p.node_h,
             "cand_idx": idx[None, :].astype(np.int64),
@@ -313,8 +331,9 @@ class PolicyRuntime:
         chain: list[int] = []
         if p.tables is not None and self.decide_session is not None:
             # Every step has candidates (else the state has no tables).
-            feeds = T.request_feeds(seen, None if elam is None else elam_index, self.n_elams,
-                                    _app_index(app), text)  # fmt: skip
+            feeds = T.request_feeds(
+                seen, None if elam is None else elam_index, self.n_elams, _app_index(app), text
+            )
             session = self.tree_session(p.tree_levels)
             try:
                 binding = p.bindings.get_nowait()
@@ -339,7 +358,7 @@ class PolicyRuntime:
                 if not s.usable[0, k].any():
                     raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
         # The step graph finishes what the tables did not (large states, XAPP_TABULATE off).
-        prefix = F.Prefix.empty(1)
+        prefix = S.Prefix.empty(1)
         for agent in chain:
             prefix.append(s, np.array([agent]))
         app_i = np.array([_app_index(app)])
@@ -347,7 +366,7 @@ class PolicyRuntime:
             idx, step = p.plan.inputs(prefix)
             if len(idx) == 0:
                 raise ValueError(f"no usable agent of type {s.chain_types[k]} for step {k + 1}")
-            ctx = F.context(seen, elam, self.n_elams, prefix, n, app_i, text)
+            ctx = S.context(seen, elam, self.n_elams, prefix, n, app_i, text)
             logits, _, _ = self._run(p, idx, step, ctx)
             agent = int(idx[int(np.argmax(logits[0]))])
             chain.append(agent)

@@ -20,9 +20,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from servicekit.settings import MqttSettings
+from xapp_composer.artefacts import SHIPPED_POLICY
 from xapp_composer.tree import DEFAULT_MAX_ROWS
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "models" / "policy" / "srl-general.onnx"
 COMPONENT = "xapp-composer"
 
 
@@ -89,9 +89,21 @@ class XappSettings(MqttSettings):
     rapp_tls_ca: Path | None = Field(None, description="CA bundle of the rApp's certificate")
     rapp_tls_cert: Path | None = Field(None, description="client certificate (mutual TLS)")
     rapp_tls_key: Path | None = Field(None, description="client key (mutual TLS)")
+    rapp_max_prompt_bytes: int | None = Field(
+        4096,
+        ge=1,
+        description="longer prompts are rejected (malformed_request) before any rApp call: "
+        "the rApp's RAPP_MAX_PROMPT_BYTES (null: no limit)",
+    )
 
     # ---- policy -------------------------------------------------------------------------
-    policy: Path = Field(DEFAULT_POLICY, description="the ONNX policy (card and encoder beside)")
+    policy: Path = Field(SHIPPED_POLICY, description="the ONNX policy (card and encoder beside)")
+    policy_public_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM) the policy must be signed with "
+        "(<stem>.signature.json beside it), at start and on every reload; unset: the "
+        "card's hashes only",
+    )
     policy_reload_period: float = Field(
         1.0, ge=0, description="seconds between checks of the policy file (0: no hot reload)"
     )
@@ -130,15 +142,18 @@ class XappSettings(MqttSettings):
     )
     repair_infeasible: bool = Field(
         True,
-        description="when the policy's chain breaks a constraint, serve the greedy "
-        "baseline's feasible chain instead (else reject: no feasible chain)",
+        description="when the policy's chain breaks a constraint, serve a feasible chain "
+        "instead: the best for the predicted vector by exhaustive search on networks of at "
+        "most 200,000 chains, else the greedy baseline's (else reject: no feasible chain)",
     )
     shutdown_grace: float = Field(
         10.0, ge=0, description="seconds in-flight requests get to finish on SIGTERM"
     )
 
     # ---- observability ------------------------------------------------------------------
-    health_host: str = Field("0.0.0.0", description="bind address of health and metrics")
+    health_host: str = Field(
+        "127.0.0.1", description="bind address of health and metrics (containers: 0.0.0.0)"
+    )
     health_port: int = Field(
         8080, ge=0, le=65535, description="port of /ric/v1/health/* and /metrics (0: any)"
     )

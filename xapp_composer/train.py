@@ -14,15 +14,14 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from agentnet.config import DEFAULT
-from xapp_composer.agent import IntentMode, Trajectory, run_episodes
+from xapp_composer.agent import Trajectory, run_episodes
+from xapp_composer.configs import IntentMode, TrainConfig
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.gae import compute_gae
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
@@ -30,49 +29,6 @@ from xapp_composer.scoring import EvalSet
 
 VALIDATION_SEEDS = tuple(range(900_001, 900_017))
 """Networks for model selection during training (never the evaluation seeds 101, ...)."""
-
-
-@dataclass
-class TrainConfig:
-    """PPO hyper-parameters and budget."""
-
-    name: str = field(default="srl-general", metadata={"help": "policy name (file stem)"})
-    app: str | None = field(default=None, metadata={"help": "train on one application only"})
-    mode: IntentMode = field(
-        default="predicted", metadata={"help": "'predicted' (SRL) or 'even' (DRL (Even))"}
-    )
-    minutes: float = field(default=12.0, metadata={"help": "wall-clock budget"})
-    max_iterations: int = field(default=100_000, metadata={"help": "stop after this many"})
-    batch_episodes: int = field(default=256, metadata={"help": "episodes per iteration"})
-    minibatch_episodes: int = field(default=128, metadata={"help": "episodes per minibatch"})
-    epochs: int = field(default=3, metadata={"help": "PPO epochs per iteration"})
-    lr: float = field(default=3e-4, metadata={"help": "Adam learning rate (annealed)"})
-    gamma: float = field(default=0.99, metadata={"help": "discount (eq. 40)"})
-    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda (eq. 42)"})
-    clip: float = field(default=0.2, metadata={"help": "PPO clip epsilon (eq. 43)"})
-    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus (annealed to 0)"})
-    vf_coef: float = field(default=0.5, metadata={"help": "value-loss weight"})
-    max_grad_norm: float = field(default=0.5, metadata={"help": "gradient clipping"})
-    step_reward_coef: float = field(
-        default=1.0, metadata={"help": "weight of r_step (eq. 34) against r_episode"}
-    )
-    pool_size: int = field(default=512, metadata={"help": "training networks in the pool"})
-    pool_refresh: int = field(default=8, metadata={"help": "networks replaced per iteration"})
-    n_agents: int = field(default=DEFAULT.n_agents, metadata={"help": "N of training networks"})
-    hidden: int = field(default=64, metadata={"help": "policy width"})
-    threads: int = field(
-        default=1, metadata={"help": "torch threads (1 avoids oversubscription on 2 cores)"}
-    )
-    eval_every: int = field(default=20, metadata={"help": "iterations between validations"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    init: str | None = field(
-        default=None,
-        metadata={"help": "warm start from this checkpoint (.pt), e.g. the general policy"},
-    )
-
-    def to_dict(self) -> dict:
-        """JSON-friendly."""
-        return asdict(self)
 
 
 def ppo_update(
@@ -161,7 +117,7 @@ def train(
     pcfg = PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
     policy = GCNActorCritic(pcfg)
     if cfg.init:
-        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=True)
         if ckpt["policy"] != pcfg.to_dict():
             raise ValueError(
                 f"--init {cfg.init}: its policy shape {ckpt['policy']} differs from "
@@ -180,10 +136,27 @@ def train(
     )
     curve_path = out_dir / f"{cfg.name}.curve.csv"
     fields = [
-        "iteration", "episodes", "seconds", "return", "r_episode", "Q", "C", "B", "L",
-        "P_outage", "feasible", "elam0_share", "pg", "vf", "ent", "kl", "clipfrac",
-        "val_normalized_score", "val_feasible", "val_elam0_share",
-    ]  # fmt: skip
+        "iteration",
+        "episodes",
+        "seconds",
+        "return",
+        "r_episode",
+        "Q",
+        "C",
+        "B",
+        "L",
+        "P_outage",
+        "feasible",
+        "elam0_share",
+        "pg",
+        "vf",
+        "ent",
+        "kl",
+        "clipfrac",
+        "val_normalized_score",
+        "val_feasible",
+        "val_elam0_share",
+    ]
     best = {"val_normalized_score": -math.inf, "iteration": -1}
     best_state = None
     if cfg.init:
@@ -208,9 +181,14 @@ def train(
             s = pool.sample(cfg.batch_episodes)
             req = requests.subset(rng.integers(len(requests), size=cfg.batch_episodes))
             traj = run_episodes(
-                policy, s, req, mode=cfg.mode, rng=rng, keep_tensors=True,
+                policy,
+                s,
+                req,
+                mode=cfg.mode,
+                rng=rng,
+                keep_tensors=True,
                 step_reward_coef=cfg.step_reward_coef,
-            )  # fmt: skip
+            )
             # ---- advantages (eq. 42): every episode ends after its last row -----------
             rewards = torch.from_numpy(traj.rewards).float()
             values = torch.stack(traj.values)
@@ -218,9 +196,14 @@ def train(
             terminated = torch.zeros_like(rewards)
             terminated[-1] = 1.0
             adv, ret = compute_gae(
-                rewards, values, next_values, terminated, torch.zeros_like(rewards),
-                cfg.gamma, cfg.gae_lambda,
-            )  # fmt: skip
+                rewards,
+                values,
+                next_values,
+                terminated,
+                torch.zeros_like(rewards),
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
             # ---- update (eq. 43) --------------------------------------------------------
             stats = ppo_update(policy, opt, traj, adv, ret, cfg, ent_coef, rng)
             it += 1
@@ -274,7 +257,46 @@ def train(
         "fees": requests.fees.tolist(),
         "train_requests": len(requests),
     }
-    torch.save({"state_dict": policy.state_dict(), "policy": pcfg.to_dict(), "summary": summary},
-               out_dir / f"{cfg.name}.pt")  # fmt: skip
+    torch.save(
+        {"state_dict": policy.state_dict(), "policy": pcfg.to_dict(), "summary": summary},
+        out_dir / f"{cfg.name}.pt",
+    )
     (out_dir / f"{cfg.name}.train.json").write_text(json.dumps(summary, indent=2))
     return policy, summary
+
+
+def plot_curve(csv_path: Path, png_path: Path, title: str) -> None:
+    """Training curve: validation score, return, and the factors C, B, L, P (paper Fig. 9)."""
+    import matplotlib  # deferred: only the plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(csv_path.open()))
+    ep = np.array([float(r["episodes"]) for r in rows])
+
+    def col(name: str) -> np.ndarray:
+        return np.array([float(r[name]) if r[name] not in ("", "nan") else np.nan for r in rows])
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    val = col("val_normalized_score")
+    ok = np.isfinite(val)
+    axes[0, 0].plot(ep[ok], val[ok], marker=".")
+    axes[0, 0].set_title("validation normalised score")
+    axes[0, 1].plot(ep, col("r_episode"), lw=0.8)
+    axes[0, 1].set_title("episode bonus 10 Q*_s - F (true s)")
+    for ax, key, label in [
+        (axes[0, 2], "C", "capability C"),
+        (axes[1, 0], "B", "information loss B"),
+        (axes[1, 1], "L", "latency L (s)"),
+        (axes[1, 2], "P_outage", "outage P"),
+    ]:
+        ax.plot(ep, col(key), lw=0.8)
+        ax.set_title(label)
+    for ax in axes.ravel():
+        ax.set_xlabel("episodes")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)

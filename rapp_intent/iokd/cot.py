@@ -19,7 +19,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tqdm.auto import tqdm
+
 from llmkit.chat import ChatModel, Message
+from rapp_intent.elam.base import format_vector
+from rapp_intent.iokd.config import CotConfig
 from rapp_intent.iokd.data import Sample
 from rapp_intent.iokd.rubric import FACTORS, describe, find_cues
 
@@ -55,25 +59,6 @@ _PERCENT = re.compile(r"\d\s*%")
 _UNITS = re.compile(r"\b0?\.\d+\s*(seconds|second|secs|ms|milliseconds|minutes)\b", re.I)
 
 
-@dataclass(frozen=True)
-class CotConfig:
-    """Chain-of-thought step.
-
-    Attributes:
-        max_tokens: generation budget of an explanation.
-        temperature: sampling temperature (0: greedy).
-        max_rounds: attempts per demonstration before the rubric fallback.
-        min_words: shortest acceptable explanation.
-        max_words: longest acceptable explanation.
-    """
-
-    max_tokens: int = 64
-    temperature: float = 0.3
-    max_rounds: int = 2
-    min_words: int = 6
-    max_words: int = 120
-
-
 @dataclass
 class CotReport:
     """Counts of the chain-of-thought step."""
@@ -85,11 +70,6 @@ class CotReport:
     def to_json(self) -> dict:
         """Plain dict for the build report."""
         return {"rounds": self.rounds, "by_clam": self.by_clam, "by_rubric": self.by_rubric}
-
-
-def format_vector(s: Sequence[float]) -> str:
-    """``[0.40, 0.30, 0.15, 0.15]``: the text form of a vector in every prompt."""
-    return "[" + ", ".join(f"{x:.2f}" for x in s) + "]"
 
 
 COT_INSTRUCTION = (
@@ -125,8 +105,9 @@ def cot_messages(sample: Sample) -> list[Message]:
     ]
 
 
-def reasoning_problems(text: str, sample: Sample, config: CotConfig = CotConfig()) -> list[str]:
+def reasoning_problems(text: str, sample: Sample, config: CotConfig | None = None) -> list[str]:
     """What is wrong with an explanation of ``sample`` (empty list: acceptable)."""
+    config = config or CotConfig()
     problems = []
     words = text.split()
     if len(words) < config.min_words:
@@ -173,6 +154,17 @@ def rubric_reasoning(sample: Sample) -> str:
     return cue_text + f"Rubric reading for {sample.app}: {describe(sample.s)}."
 
 
+def round_entry(round_no: int, attempted: int, accepted: int, reasons: Counter) -> dict:
+    """One round of a quality loop in a build report: its counts and rejection reasons."""
+    return {
+        "round": round_no,
+        "attempted": attempted,
+        "accepted": accepted,
+        "rejected": attempted - accepted,
+        "reasons": dict(reasons.most_common()),
+    }
+
+
 def feedback_turns(previous: str, reasons: Sequence[str], instruction: str) -> list[Message]:
     """The turns that feed a rejection back to the C-LAM (Generative AI-in-the-loop)."""
     return [
@@ -187,7 +179,7 @@ def feedback_turns(previous: str, reasons: Sequence[str], instruction: str) -> l
 def explain(
     samples: Sequence[Sample],
     clam: ChatModel,
-    config: CotConfig = CotConfig(),
+    config: CotConfig | None = None,
     progress: bool = False,
 ) -> tuple[list[Sample], CotReport]:
     """Eq. 22 for every sample: attach the C-LAM's reasoning (or the rubric fallback).
@@ -201,6 +193,7 @@ def explain(
     Returns:
         The samples with ``reasoning``/``reasoning_by`` set, and the step's counts.
     """
+    config = config or CotConfig()
     report = CotReport()
     pending = {i: cot_messages(s) for i, s in enumerate(samples)}
     done: dict[int, str] = {}
@@ -208,7 +201,7 @@ def explain(
         if not pending:
             break
         idx = sorted(pending)
-        answers = _chat_in_chunks(
+        answers = chat_in_chunks(
             clam,
             [pending[i] for i in idx],
             config.max_tokens,
@@ -235,15 +228,7 @@ def explain(
                 pending[i] = pending[i] + feedback_turns(
                     text, problems, "Explain it again, fixing this."
                 )
-        report.rounds.append(
-            {
-                "round": round_no,
-                "attempted": len(idx),
-                "accepted": accepted,
-                "rejected": len(idx) - accepted,
-                "reasons": dict(reasons.most_common()),
-            }
-        )
+        report.rounds.append(round_entry(round_no, len(idx), accepted, reasons))
     out = []
     for i, sample in enumerate(samples):
         if i in done:
@@ -255,7 +240,7 @@ def explain(
     return out, report
 
 
-def _chat_in_chunks(
+def chat_in_chunks(
     clam: ChatModel,
     conversations: list[list[Message]],
     max_tokens: int,
@@ -265,8 +250,6 @@ def _chat_in_chunks(
     chunk: int = 32,
 ) -> list:
     """Call the C-LAM in chunks (a progress bar that moves; cache writes as it goes)."""
-    from tqdm.auto import tqdm
-
     out = []
     with tqdm(total=len(conversations), desc=desc, disable=not progress, unit="call") as bar:
         for start in range(0, len(conversations), chunk):

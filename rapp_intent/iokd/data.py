@@ -211,3 +211,12 @@ def load_evaluation(path: str | Path) -> list[Sample]:
             )
         )
     return out
+
+
+def dedupe(samples: Sequence[Sample]) -> list[Sample]:
+    """One copy per sample id, preferring the copy in its own application's dataset."""
+    chosen: dict[str, Sample] = {}
+    for s in samples:
+        if s.id not in chosen or (s.target_app == s.app and chosen[s.id].target_app != s.app):
+            chosen[s.id] = s
+    return list(chosen.values())

@@ -20,39 +20,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from agentnet.intents import APPS
 from llmkit.chat import ChatModel
-from rapp_intent.elam.base import sha256_file
-from rapp_intent.iokd.augment import AugmentConfig, augment
+from rapp_intent.iokd.augment import augment
+from rapp_intent.iokd.config import BUILD_FILE, DATA_DIR, BuildConfig
 from rapp_intent.iokd.contrastive import top_k_contrastive
-from rapp_intent.iokd.cot import CotConfig, explain
+from rapp_intent.iokd.cot import explain
 from rapp_intent.iokd.data import Sample, history, read_jsonl, user_samples, write_jsonl
 from rapp_intent.iokd.filtering import Embedder, filter_relevant
-
-REPO_DIR = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_DIR / "models" / "elam" / "data"
-BUILD_FILE = "build.json"
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Dataset construction (eqs. 19-26).
-
-    Attributes:
-        tau_min: SBERT similarity threshold of eq. 20a.
-        k: contrastive vectors per sample (eq. 25).
-        cot: chain-of-thought step (eq. 22).
-        augment: augmentation step and quality loop (eq. 23).
-    """
-
-    tau_min: float = 0.5
-    k: int = 4
-    cot: CotConfig = field(default_factory=CotConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+from servicekit.integrity import sha256_file
 
 
 def dataset_path(app: str, directory: Path = DATA_DIR) -> Path:
@@ -65,7 +45,7 @@ def build_dataset(
     apps: Sequence[str],
     clam: ChatModel,
     embed: Embedder,
-    config: BuildConfig = BuildConfig(),
+    config: BuildConfig | None = None,
     out_dir: Path = DATA_DIR,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -83,6 +63,7 @@ def build_dataset(
     Returns:
         The build report (also written to ``out_dir/build.json``).
     """
+    config = config or BuildConfig()
     unknown = [a for a in apps if a not in APPS]
     if unknown:
         raise ValueError(f"unknown applications {unknown}; expected some of {APPS}")

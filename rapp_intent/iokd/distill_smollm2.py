@@ -26,75 +26,28 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 import torch
+from peft import LoraConfig, PeftModel
+from tqdm.auto import tqdm
 
-from rapp_intent.iokd.data import Sample
-from rapp_intent.iokd.distill_minilm import dataset_means, dedupe
-from rapp_intent.iokd.loss import LossConfig, iokd_loss, sample_beta
+from llmkit.smollm2 import load_model
+from rapp_intent.elam import lora
+from rapp_intent.elam.base import format_vector
+from rapp_intent.elam.smollm2 import user_turn
+from rapp_intent.iokd.config import Smollm2DistillConfig
+from rapp_intent.iokd.data import Sample, dedupe
+from rapp_intent.iokd.loss import dataset_means, iokd_loss, sample_beta
 
 log = structlog.get_logger(__name__)
 
 DISTILLED_SYSTEM = "Answer with the preference vector [w_C, w_B, w_L, w_P] of the request."
 """System message of the distilled model (recorded in its model card)."""
-
-
-@dataclass(frozen=True)
-class Smollm2DistillConfig:
-    """Distillation of SmolLM2-135M-Instruct with LoRA.
-
-    Attributes:
-        loss: eq. 31/32 configuration (kind, beta_base, lambda, auxiliary NLL weight).
-        steps: optimiser steps.
-        batch_items: prompts per step.
-        contrastive_per_item: contrastive answers s_c per prompt (each makes a pair
-            with s_p; the prompt's forward pass is shared by its answers).
-        lr: AdamW learning rate of the adapters.
-        warmup_steps: linear warm-up steps (then cosine decay to 10 %).
-        lora_r: LoRA rank.
-        lora_alpha: LoRA scaling numerator.
-        lora_dropout: dropout on the LoRA input.
-        lora_layers: adapters on the top this many decoder layers (0: all layers).
-        target_modules: projections that get adapters.
-        max_minutes: wall-clock limit of the training loop (the run stops cleanly and
-            the card records the steps done).
-        seed: pair order, initialisation.
-    """
-
-    loss: LossConfig = field(
-        default_factory=lambda: LossConfig(beta_base=0.1, lam=1.5, nll_weight=1.0)
-    )
-    steps: int = 160
-    batch_items: int = 4
-    contrastive_per_item: int = 2
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_layers: int = 12
-    target_modules: tuple[str, ...] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    )
-    max_minutes: float = 30.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_items < 1 or self.contrastive_per_item < 1:
-            raise ValueError("steps, batch_items and contrastive_per_item must be positive")
-        if self.lora_r < 1 or self.lora_layers < 0:
-            raise ValueError("lora_r must be positive and lora_layers non-negative")
 
 
 class PromptBuilder:
@@ -127,8 +80,6 @@ class PromptBuilder:
 
     def prompt(self, request: str, app: str | None) -> list[int]:
         """System turn, user turn, and the opening of the assistant turn."""
-        from rapp_intent.elam.smollm2 import user_turn
-
         return (
             self.turn("system", self.system)
             + self.turn("user", user_turn(request, app))
@@ -138,8 +89,6 @@ class PromptBuilder:
 
     def answer(self, vector: Sequence[float]) -> list[int]:
         """The answer text of a vector plus the end-of-turn token."""
-        from rapp_intent.elam.smollm2 import format_vector
-
         return [*self._ids(format_vector(vector)), self.im_end]
 
 
@@ -245,8 +194,6 @@ def reference_items(
     progress: bool = False,
 ) -> Items:
     """Tokenise the items and compute log pi_ref once (no gradient)."""
-    from tqdm.auto import tqdm
-
     prompts = [builder.prompt(s.prompt, s.app) for s, _, _ in chosen]
     answers = [[builder.answer(s.s)] + [builder.answer(c) for c in cs] for s, cs, _ in chosen]
     refs = []
@@ -287,8 +234,6 @@ def sample_reference(
     Returns:
         ``{sample id: log-probs of [s_p, s_c1, ..., s_ck]}``.
     """
-    from tqdm.auto import tqdm
-
     prompts = [builder.prompt(s.prompt, s.app) for s in data]
     answers = [[builder.answer(s.s)] + [builder.answer(c) for c in s.contrastive] for s in data]
     key = hashlib.sha256(
@@ -353,15 +298,13 @@ def items_from_reference(
     )
 
 
-def add_adapters(model: torch.nn.Module, config: Smollm2DistillConfig) -> torch.nn.Module:
+def add_adapters(model: torch.nn.Module, config: Smollm2DistillConfig) -> PeftModel:
     """Wrap the model with fresh LoRA adapters on the top ``lora_layers`` layers."""
-    from peft import LoraConfig, get_peft_model
-
     n_layers = model.config.num_hidden_layers
     layers = None
     if config.lora_layers and config.lora_layers < n_layers:
         layers = list(range(n_layers - config.lora_layers, n_layers))
-    lora = LoraConfig(
+    spec = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
@@ -369,7 +312,7 @@ def add_adapters(model: torch.nn.Module, config: Smollm2DistillConfig) -> torch.
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    return lora.add_adapters(model, spec)
 
 
 def _lr_factor(step: int, config: Smollm2DistillConfig) -> float:
@@ -397,8 +340,6 @@ def train_adapters(
     Returns:
         Training history (losses, pair accuracy, steps done, seconds).
     """
-    from tqdm.auto import tqdm
-
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -449,24 +390,12 @@ def train_adapters(
     return hist
 
 
-def load_base(cache_dir: Path) -> tuple[torch.nn.Module, Any]:
-    """The raw SmolLM2-135M-Instruct (fp32) and its tokenizer, via the rApp's cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rapp_intent.elam.smollm2 import ensure_dequantised
-
-    folder = ensure_dequantised(cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
-    return model.eval(), tokenizer
-
-
 def distill_smollm2(
     samples: Sequence[Sample],
     cache_dir: Path,
-    config: Smollm2DistillConfig = Smollm2DistillConfig(),
+    config: Smollm2DistillConfig | None = None,
     progress: bool = False,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[PeftModel, dict[str, Any]]:
     """Distil D_IoKD into LoRA adapters of SmolLM2-135M-Instruct.
 
     Args:
@@ -476,11 +405,12 @@ def distill_smollm2(
         progress: tqdm bars.
 
     Returns:
-        The peft model (adapters trained; save with ``save_pretrained``) and a summary
-        for the model card.
+        The peft model (adapters trained; saved by :func:`rapp_intent.elam.lora.save_adapter`)
+        and a summary for the model card.
     """
+    config = config or Smollm2DistillConfig()
     start = time.perf_counter()
-    model, tokenizer = load_base(cache_dir)
+    model, tokenizer = load_model(cache_dir)
     builder = PromptBuilder(tokenizer)
     chosen = make_items(samples, config.steps * config.batch_items, config)
     used = dedupe([s for s, _, _ in chosen])
@@ -490,7 +420,7 @@ def distill_smollm2(
     items = items_from_reference(builder, chosen, reference)
     peft_model = add_adapters(model, config)
     hist = train_adapters(peft_model, items, config, progress)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    trainable = lora.adapter_parameters(peft_model)
     summary = {
         "samples": len(dedupe(samples)),
         "items": len(chosen),

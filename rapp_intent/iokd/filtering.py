@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rapp_intent.elam.encoder import EmbeddingCache
 from rapp_intent.iokd.data import Sample
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
@@ -28,7 +29,7 @@ class SbertEmbedder:
 
     Args:
         encoder: an object with ``encode(texts) -> (n, 384)`` (the rApp's
-            :class:`~rapp_intent.elam.encoder.TorchEncoder` by default).
+            :class:`~rapp_intent.elam.encoder_torch.TorchEncoder` by default).
     """
 
     def __init__(self, encoder: object | None = None):
@@ -37,7 +38,8 @@ class SbertEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         if self._cache is None:
-            from rapp_intent.elam.encoder import EmbeddingCache, TorchEncoder
+            # Deferred: the default encoder loads torch; an injected one may not need it.
+            from rapp_intent.elam.encoder_torch import TorchEncoder
 
             self._cache = EmbeddingCache(self._encoder or TorchEncoder(), max_entries=1 << 16)
         return self._cache(list(texts))

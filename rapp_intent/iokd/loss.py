@@ -24,46 +24,16 @@ without it. TRL has no per-sample beta, hence this small module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rapp_intent.iokd.config import LossConfig
 from rapp_intent.iokd.contrastive import angular_distance
-
-LossKind = Literal["iokd", "dpo"]
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Configuration of the distillation loss.
-
-    Attributes:
-        kind: ``iokd`` (per-sample beta of eq. 32) or ``dpo`` (constant beta_base).
-        beta_base: the default temperature beta_base of eq. 32.
-        lam: the scaling factor lambda of eq. 32, >= 0. Beta must stay positive on the
-            data: :func:`sample_beta` refuses a lambda that makes it reach 0 (the angular
-            distance of two non-negative vectors is at most 0.5, so lambda < 2 is always
-            safe).
-        nll_weight: weight of the auxiliary NLL term on s_p (0: the paper's loss alone).
-    """
-
-    kind: LossKind = "iokd"
-    beta_base: float = 0.1
-    lam: float = 1.5
-    nll_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("iokd", "dpo"):
-            raise ValueError(f"loss kind must be 'iokd' or 'dpo', got {self.kind!r}")
-        if not self.beta_base > 0:
-            raise ValueError("beta_base must be positive")
-        if self.lam < 0:
-            raise ValueError("lambda must be non-negative")
-        if self.nll_weight < 0:
-            raise ValueError("nll_weight must be non-negative")
+from rapp_intent.iokd.data import Sample
 
 
 def mean_vector(vectors: np.ndarray) -> np.ndarray:
@@ -72,6 +42,14 @@ def mean_vector(vectors: np.ndarray) -> np.ndarray:
     if vectors.ndim != 2 or len(vectors) == 0:
         raise ValueError("mean_vector needs a non-empty (n, 4) array")
     return vectors.mean(axis=0)
+
+
+def dataset_means(samples: Sequence[Sample]) -> dict[str, np.ndarray]:
+    """s_bar of eq. 32 for each target application's D_IoKD (before deduplication)."""
+    groups: dict[str, list] = {}
+    for s in samples:
+        groups.setdefault(s.target_app or s.app, []).append(s.s)
+    return {app: mean_vector(np.array(v)) for app, v in groups.items()}
 
 
 def sample_beta(s_p: np.ndarray, s_bar: np.ndarray, config: LossConfig) -> np.ndarray:

@@ -145,10 +145,6 @@ class Cues:
     raised: frozenset[str]
     waived: frozenset[str]
 
-    def signature(self) -> frozenset[tuple[str, str]]:
-        """The cues as (factor, "raise" | "waive") pairs."""
-        return frozenset({(f, "raise") for f in self.raised} | {(f, "waive") for f in self.waived})
-
 
 def find_cues(text: str) -> Cues:
     """Factors whose raise or waive phrases occur in ``text``.

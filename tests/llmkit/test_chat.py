@@ -3,11 +3,15 @@ the chat-completions protocol, the completion cache, and the local SmolLM2 backe
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from support.openai import ChatServer, completion
 
-from llmkit.chat import CachedChat, LocalChat, OpenAIChat, make_chat
-from rapp_intent.iokd.clam import ClamSettings
+from llmkit import chat as llmkit_chat
+from llmkit.chat import CachedChat, ChatSettings, OpenAIChat, make_chat
+from llmkit.local import LocalChat
 
 
 @pytest.fixture
@@ -17,9 +21,9 @@ def server():
     srv.close()
 
 
-def _settings(server: ChatServer, **kw) -> ClamSettings:
+def _settings(server: ChatServer, **kw) -> ChatSettings:
     values = {"base_url": server.url, "model": "big-model", "backoff_s": 0.0, "concurrency": 2}
-    return ClamSettings(_env_file=None, **(values | kw))
+    return ChatSettings(_env_file=None, **(values | kw))
 
 
 CONV = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
@@ -64,7 +68,7 @@ def test_openai_backend_reports_errors_instead_of_raising(server) -> None:
     server.script.append((200, {"choices": []}, {}))
     (out,) = OpenAIChat(_settings(server)).chat([CONV], max_tokens=8, temperature=0)
     assert not out.ok and "malformed" in out.error
-    dead = ClamSettings(_env_file=None, base_url="http://127.0.0.1:9/v1", model="m", max_retries=0)
+    dead = ChatSettings(_env_file=None, base_url="http://127.0.0.1:9/v1", model="m", max_retries=0)
     (out,) = OpenAIChat(dead).chat([CONV], max_tokens=8, temperature=0)
     assert not out.ok and "transport error" in out.error
 
@@ -78,11 +82,11 @@ def test_openai_backend_refuses_malformed_input(server) -> None:
 
 
 def test_settings_come_from_the_environment(monkeypatch, server, tmp_path) -> None:
-    monkeypatch.setenv("RAPP_CLAM_BACKEND", "openai")
-    monkeypatch.setenv("RAPP_CLAM_BASE_URL", server.url)
-    monkeypatch.setenv("RAPP_CLAM_MODEL", "deepseek-r1")
-    monkeypatch.setenv("RAPP_CLAM_API_KEY", "secret")
-    settings = ClamSettings(_env_file=None)
+    monkeypatch.setenv("LLM_BACKEND", "openai")
+    monkeypatch.setenv("LLM_BASE_URL", server.url)
+    monkeypatch.setenv("LLM_MODEL", "deepseek-r1")
+    monkeypatch.setenv("LLM_API_KEY", "secret")
+    settings = ChatSettings(_env_file=None)
     assert "secret" not in repr(settings)
     clam = make_chat(settings, tmp_path)
     assert isinstance(clam, OpenAIChat) and clam.name == "openai:deepseek-r1"
@@ -132,3 +136,11 @@ def test_local_backend_shares_the_prompt_prefix_without_changing_answers(tmp_pat
         assert answer.text == expected.strip()
     sampled = clam.chat(convs, max_tokens=8, temperature=0.8)
     assert sampled == clam.chat(convs, max_tokens=8, temperature=0.8)  # seeded
+
+
+def test_the_openai_backend_loads_no_model_framework() -> None:
+    """Users of the openai backend (the LLM baseline, the negotiators) need no torch."""
+    code = "import sys, llmkit.chat; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+    assert llmkit_chat.LocalChat is LocalChat  # reachable from llmkit.chat, loaded on first use

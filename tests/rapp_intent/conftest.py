@@ -17,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from rapp_intent.elam.registry import Registry
+from rapp_intent.server import RappServer
 from rapp_intent.settings import RappSettings
 
 
@@ -51,10 +53,28 @@ def make_settings(tmp_path: Path):
     return make
 
 
+@pytest.fixture
+def running(make_settings, minilm):
+    """Function starting a ready server (settings overrides as keywords) on a free port,
+    serving the session's minilm, with its own memory file; stopped after the test."""
+    servers = []
+
+    def start(**overrides) -> RappServer:
+        server = RappServer(make_settings(**overrides), registry=Registry([minilm]))
+        server.start()
+        assert server.wait_ready(60)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop(grace=5)
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """The raw minilm E-LAM (ONNX runtime), loaded once."""
-    from rapp_intent.elam.encoder import OnnxEncoder
+    from rapp_intent.elam.encoder_onnx import OnnxEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     cache = RappSettings(_env_file=None).cache_dir

@@ -61,7 +61,7 @@ def test_eval_prints_the_documented_json(small_data):
 
 
 def test_eval_raw_ignores_distilled_artefacts(small_data, tmp_path):
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     # a "distilled" head that pushes every vector towards latency: clearly worse
@@ -152,6 +152,13 @@ class _Served:
             time.sleep(0.2)
         raise AssertionError("the server never became SERVING")
 
+    def report(self, prompt: str, reward: float) -> int:
+        """Report an outcome of an immersive request; the memory's size after it."""
+        request = intent_pb2.ReportOutcomeRequest(
+            prompt=prompt, preference=[0.1, 0.1, 0.6, 0.2], reward=reward, app="immersive"
+        )
+        return self.stub.ReportOutcome(request, timeout=10).memory_size
+
     def in_flight(self) -> float:
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         line = next(x for x in text.splitlines() if x.startswith("rapp_in_flight_requests "))
@@ -174,13 +181,7 @@ def test_serve_shuts_down_gracefully_and_keeps_memory(tmp_path):
     served = _Served(memory)
     try:
         served.wait_serving()
-        resp = served.stub.ReportOutcome(
-            intent_pb2.ReportOutcomeRequest(
-                prompt="vr game", preference=[0.1, 0.1, 0.6, 0.2], reward=3.0, app="immersive"
-            ),
-            timeout=10,
-        )
-        assert resp.memory_size == 1
+        assert served.report("vr game", 3.0) == 1
         words = [
             "keep",
             "every",
@@ -225,13 +226,7 @@ def test_serve_shuts_down_gracefully_and_keeps_memory(tmp_path):
     again = _Served(memory)
     try:
         again.wait_serving()
-        resp = again.stub.ReportOutcome(
-            intent_pb2.ReportOutcomeRequest(
-                prompt="vr game 2", preference=[0.1, 0.1, 0.6, 0.2], reward=4.0, app="immersive"
-            ),
-            timeout=10,
-        )
-        assert resp.memory_size == 2  # the record of the first process survived
+        assert again.report("vr game 2", 4.0) == 2  # the first process's record survived
         assert again.terminate() == 0
     finally:
         again.kill()

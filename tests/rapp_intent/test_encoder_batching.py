@@ -7,14 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from rapp_intent.elam.encoder import (
+from rapp_intent.elam.batch_plan import (
     FORWARD_COST,
     LENGTH_STEP,
     MAX_ROWS,
-    MAX_TOKENS,
     ROW_SIZES,
     plan_sub_batches,
 )
+from rapp_intent.elam.encoder import MAX_TOKENS
 
 
 def _spy_forward(encoder, monkeypatch) -> list[tuple[int, int]]:
@@ -129,7 +129,7 @@ def test_prompts_past_max_tokens_are_truncated_not_refused(minilm):
 def test_bf16_warmup_runs_every_quantised_shape_once(monkeypatch):
     import torch
 
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
 
     encoder = TorchEncoder(dtype=torch.bfloat16, warm_lengths=20)
     seen = _spy_forward(encoder, monkeypatch)

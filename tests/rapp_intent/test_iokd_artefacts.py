@@ -10,12 +10,18 @@ import grpc
 import pytest
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from rapp_intent.elam.base import MemoryContext, sha256_file
+from rapp_intent.elam.base import MemoryContext
+from rapp_intent.iokd import fig6, render
+from rapp_intent.iokd.cards import card_setup
+from rapp_intent.iokd.config import DOC_FILE
 from rapp_intent.settings import REPO_MODELS_DIR, RappSettings
+from servicekit.integrity import sha256_file
 
 MINILM = REPO_MODELS_DIR / "minilm"
 SMOLLM2 = REPO_MODELS_DIR / "smollm2"
 ABLATION = REPO_MODELS_DIR / "ablation"
+REPORT = REPO_MODELS_DIR / "report"
+REPO_ROOT = REPO_MODELS_DIR.parents[1]
 MB = 1 << 20
 
 
@@ -40,20 +46,25 @@ def _check_card(folder: Path, weights: str) -> dict:
 
 
 def test_minilm_artefact_is_a_head_and_encoder_adapters_not_a_model_copy() -> None:
-    from rapp_intent.elam.lora import load_adapter
+    from safetensors import safe_open
+
+    from rapp_intent.elam import lora
 
     card = _check_card(MINILM, "head.safetensors")
     files = sorted(p.name for p in MINILM.iterdir())
-    assert files == ["card.json", "encoder_lora.safetensors", "head.safetensors"]
+    assert files == sorted(["card.json", "head.safetensors", *lora.ADAPTER_FILES])
     assert sum(p.stat().st_size for p in MINILM.iterdir()) < 5 * MB
     adapter = card["encoder_adapter"]
-    assert adapter["sha256"] == sha256_file(MINILM / adapter["file"])
-    state, spec = load_adapter(MINILM / adapter["file"])
-    assert (
-        spec.r == adapter["r"] and sum(t.numel() for t in state.values()) == adapter["parameters"]
-    )
+    lora.check_adapter(MINILM, adapter["files"])
+    assert set(adapter["files"]) == set(lora.ADAPTER_FILES)
+    config = json.loads((MINILM / lora.ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    assert config["peft_type"] == "LORA"
+    assert (config["r"], config["lora_alpha"]) == (adapter["r"], adapter["alpha"])
+    with safe_open(str(MINILM / lora.ADAPTER_WEIGHTS), framework="pt") as fh:
+        parameters = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118
+    assert parameters == adapter["parameters"]
     assert adapter["parameters"] < 0.05 * 22.7e6  # a few % of the encoder, never a copy
-    assert card["training"]["train_seconds"] < 600  # the issue's 10-minute budget
+    assert card["training"]["train_seconds"] < 600  # the 10-minute training budget
 
 
 def test_smollm2_artefact_is_lora_adapters_not_a_model_copy() -> None:
@@ -155,27 +166,54 @@ def test_the_rapp_loads_the_smollm2_adapters_with_their_short_prompt(repo_settin
     assert abs(sum(out.preference) - 1) < 1e-6
 
 
+def _artefact_folder(stored: str) -> Path:
+    """The folder of a Fig. 6 row's artefact in this checkout (fig6.json stores the path
+    the report ran from; its part after ``models/elam`` is the same everywhere)."""
+    rel = Path(stored).parts
+    at = max(i for i in range(1, len(rel)) if rel[i - 1 : i + 1] == ("models", "elam"))
+    return REPO_MODELS_DIR.joinpath(*rel[at + 1 :])
+
+
 def test_the_shipped_fig6_rows_are_those_of_the_shipped_cards() -> None:
-    """Every Fig. 6 row taken from a card is that card's evaluation of those weights, the
-    README holds the generated table, and every ablation folder is a row."""
-    report = REPO_MODELS_DIR / "report"
-    f6 = json.loads((report / "fig6.json").read_text(encoding="utf-8"))
-    readme = (REPO_MODELS_DIR.parent.parent / "README.md").read_text(encoding="utf-8")
-    assert (report / "fig6.md").read_text(encoding="utf-8").strip() in readme
+    """Every Fig. 6 row taken from a card is that card's evaluation of those weights, and
+    every ablation folder is a row."""
+    f6 = json.loads((REPORT / "fig6.json").read_text(encoding="utf-8"))
     rows = {}
     for label, row in f6["models"].items():
         if row.get("evaluated") != "card":
             continue
-        rel = Path(row["artefact"]).parts
-        at = max(i for i in range(1, len(rel)) if rel[i - 1 : i + 1] == ("models", "elam"))
-        folder = REPO_MODELS_DIR.joinpath(*rel[at + 1 :])
+        folder = _artefact_folder(row["artefact"])
         card = _card(folder)
         assert card["sha256"] == row["sha256"] == sha256_file(folder / card.get("artefact", ""))
+        assert row["setup"] == card_setup(folder)
         for set_name, rep in card["evaluation"].items():
-            assert f6["sets"][set_name][label]["overall"]["mse"] == rep["overall"]["mse"]
+            assert f6["sets"][set_name][label]["overall"] == rep["overall"]
+            assert f6["sets"][set_name][label]["per_app"] == rep["per_app"]
         rows[folder.name] = label
     ablations = {p.name for p in ABLATION.iterdir() if (p / "card.json").exists()}
     assert ablations <= set(rows)
-    for entry in f6["seed_means"]:
-        for m in entry["mse"].values():
-            assert f"IoKD {m['iokd']:.5f} vs DPO {m['dpo']:.5f}" in readme
+
+
+def test_the_shipped_report_files_are_what_the_code_makes_of_their_data() -> None:
+    """fig6.md renders fig6.json; fig6.json's seed means recompute from its rows; the
+    documentation's IoKD section is the renderer's output for the shipped data."""
+    f6 = json.loads((REPORT / "fig6.json").read_text(encoding="utf-8"))
+    f7 = json.loads((REPORT / "fig7.json").read_text(encoding="utf-8"))
+    assert (REPORT / "fig6.md").read_text(encoding="utf-8") == render.fig6_markdown(f6)
+    assert f6["seed_means"] == fig6.seed_means(f6)
+    assert all(p["labelled"] > 0 and "dev_mse" in p for p in f7["points"])
+    for row in f6["models"].values():  # config_differences reads the rows' cards
+        if row.get("artefact") not in (None, "raw"):
+            row["artefact"] = str(_artefact_folder(row["artefact"]))
+    build = json.loads((REPO_MODELS_DIR / "data" / "build.json").read_text(encoding="utf-8"))
+    section = render.SectionData(
+        fig6=f6,
+        fig7=f7,
+        build=build,
+        cards=fig6.shipped_cards(REPO_MODELS_DIR, ("minilm", "smollm2")),
+        differences=fig6.config_differences(f6["models"], REPO_MODELS_DIR),
+        targets=fig6.targets(f6),
+        figures=str(REPORT.relative_to(REPO_ROOT)),
+    )
+    doc = (REPO_ROOT / DOC_FILE).read_text(encoding="utf-8")
+    assert render.iokd_section(section) in doc + "\n"

@@ -13,9 +13,10 @@ from support.shared import shared_file
 
 from agentnet.intents import APPS, IntentFormatError
 from rapp_intent.iokd import data as iokd_data
-from rapp_intent.iokd.augment import AugmentConfig, augment, parse_candidate
+from rapp_intent.iokd.augment import augment, parse_candidate
+from rapp_intent.iokd.config import AugmentConfig, BuildConfig, CotConfig
 from rapp_intent.iokd.contrastive import angular_distance, top_k_contrastive
-from rapp_intent.iokd.cot import CotConfig, explain, reasoning_problems, rubric_reasoning
+from rapp_intent.iokd.cot import explain, reasoning_problems, rubric_reasoning
 from rapp_intent.iokd.data import (
     EvaluationDataError,
     Sample,
@@ -23,7 +24,7 @@ from rapp_intent.iokd.data import (
     load_labelled,
     user_samples,
 )
-from rapp_intent.iokd.dataset import BuildConfig, build_dataset, load_dataset
+from rapp_intent.iokd.dataset import build_dataset, load_dataset
 from rapp_intent.iokd.filtering import cosine_matrix, filter_relevant
 from rapp_intent.iokd.rubric import cue_problems, find_cues, format_problems, label_problems
 
@@ -333,7 +334,8 @@ def test_build_dataset_writes_d_iokd_and_never_touches_heldout(tmp_path) -> None
 
 # --- the shipped dataset ---------------------------------------------------------------------------
 def test_shipped_dataset_is_train_only_and_valid() -> None:
-    from rapp_intent.iokd.dataset import DATA_DIR, dataset_path
+    from rapp_intent.iokd.config import DATA_DIR
+    from rapp_intent.iokd.dataset import dataset_path
 
     if not all(dataset_path(a).exists() for a in APPS):
         pytest.skip("dataset not built (rapp-intent iokd-dataset)")

@@ -7,10 +7,14 @@ import pytest
 import torch
 from support.iokd import sample
 
+from llmkit.smollm2 import load_model
 from rapp_intent.elam.minilm import DirichletHead
 from rapp_intent.iokd import distill_minilm as dm
 from rapp_intent.iokd import distill_smollm2 as ds
-from rapp_intent.iokd.loss import LossConfig, sample_beta
+from rapp_intent.iokd import minilm_pairs as mp
+from rapp_intent.iokd.config import LossConfig, MinilmDistillConfig, Smollm2DistillConfig
+from rapp_intent.iokd.data import dedupe
+from rapp_intent.iokd.loss import dataset_means, sample_beta
 from rapp_intent.settings import RappSettings
 
 CACHE = RappSettings(_env_file=None).cache_dir
@@ -53,7 +57,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def raw_minilm():
-    from rapp_intent.elam.encoder import TorchEncoder
+    from rapp_intent.elam.encoder_torch import TorchEncoder
     from rapp_intent.elam.minilm import MiniLMELam
 
     return MiniLMELam(TorchEncoder())
@@ -61,16 +65,16 @@ def raw_minilm():
 
 # --- minilm ---------------------------------------------------------------------------------
 def test_targets_are_smoothed_off_the_simplex_boundary(raw_minilm) -> None:
-    t = dm.smooth([[0.0, 0.0, 0.4, 0.6]], eps=0.02)
+    t = mp.smooth([[0.0, 0.0, 0.4, 0.6]], eps=0.02)
     assert torch.all(t > 0) and torch.allclose(t.sum(-1), torch.tensor(1.0))
     lp = raw_minilm.log_prob(["hello"], t, ["qa"])
     assert torch.isfinite(lp).all()
 
 
 def test_pairs_carry_the_raw_elam_as_reference_and_eq_32_beta(raw_minilm) -> None:
-    config = dm.MinilmDistillConfig(loss=LossConfig(kind="iokd", beta_base=0.1, lam=1.5))
-    means = dm.dataset_means(SAMPLES)
-    pairs = dm.build_pairs(raw_minilm, SAMPLES, config, means, cache_dir=None)
+    config = MinilmDistillConfig(loss=LossConfig(kind="iokd", beta_base=0.1, lam=1.5))
+    means = dataset_means(SAMPLES)
+    pairs = mp.build_pairs(raw_minilm, SAMPLES, config, means, cache_dir=None)
     assert len(pairs) == 5  # one pair per contrastive vector
     assert pairs.sample.tolist() == [0, 0, 1, 2, 3]
     prompts = [SAMPLES[i].prompt for i in pairs.sample.tolist()]
@@ -88,7 +92,7 @@ def test_pairs_carry_the_raw_elam_as_reference_and_eq_32_beta(raw_minilm) -> Non
 
 def test_validation_groups_keep_synthetic_children_out_of_training() -> None:
     for seed in range(20):
-        train, val = dm.validation_groups(SAMPLES, 0.3, seed)
+        train, val = mp.validation_groups(SAMPLES, 0.3, seed)
         ids = [s.id for s in SAMPLES]
         if val[ids.index("qa-2")]:
             assert not train[ids.index("qa-2~syn1")] and not val[ids.index("qa-2~syn1")]
@@ -97,8 +101,8 @@ def test_validation_groups_keep_synthetic_children_out_of_training() -> None:
 
 
 def test_one_training_step_changes_the_head(raw_minilm) -> None:
-    config = dm.MinilmDistillConfig(batch_size=8, seed=3)
-    pairs = dm.build_pairs(raw_minilm, SAMPLES, config, dm.dataset_means(SAMPLES))
+    config = MinilmDistillConfig(batch_size=8, seed=3)
+    pairs = mp.build_pairs(raw_minilm, SAMPLES, config, dataset_means(SAMPLES))
     torch.manual_seed(config.seed)
     fresh = DirichletHead(hidden=config.hidden)
     head, hist = dm.train_head(raw_minilm, pairs, config, epochs=1)
@@ -111,7 +115,7 @@ def test_one_training_step_changes_the_head(raw_minilm) -> None:
 
 
 def test_distill_minilm_end_to_end_on_tiny_data(raw_minilm) -> None:
-    config = dm.MinilmDistillConfig(epochs=3, patience=2, val_fraction=0.34)
+    config = MinilmDistillConfig(epochs=3, patience=2, val_fraction=0.34)
     head, summary = dm.distill_minilm(raw_minilm, SAMPLES, config)
     assert isinstance(head, DirichletHead)
     assert summary["samples"] == 4 and summary["synthetic"] == 1
@@ -144,7 +148,7 @@ def test_merged_heads_output_the_mean_of_their_members() -> None:
 
 
 def test_an_ensemble_is_one_wider_head_that_the_rapp_loads(raw_minilm, tmp_path) -> None:
-    config = dm.MinilmDistillConfig(epochs=2, patience=2, val_fraction=0.34, ensemble=3, hidden=16)
+    config = MinilmDistillConfig(epochs=2, patience=2, val_fraction=0.34, ensemble=3, hidden=16)
     head, summary = dm.distill_minilm(raw_minilm, SAMPLES, config)
     assert head.hidden == 48 and summary["ensemble"] == 3
     distilled = type(raw_minilm)(raw_minilm.encoder)
@@ -155,13 +159,13 @@ def test_an_ensemble_is_one_wider_head_that_the_rapp_loads(raw_minilm, tmp_path)
     assert served.head.hidden == 48
     assert (served.predict_mean(prompts, apps) == distilled.predict_mean(prompts, apps)).all()
     with pytest.raises(ValueError):
-        dm.MinilmDistillConfig(ensemble=0)
+        MinilmDistillConfig(ensemble=0)
 
 
 # --- smollm2 --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_smollm2():
-    return ds.load_base(CACHE)
+    return load_model(CACHE)
 
 
 def test_shared_prompt_log_probs_equal_full_sequence_log_probs(base_smollm2) -> None:
@@ -184,7 +188,7 @@ def test_shared_prompt_log_probs_equal_full_sequence_log_probs(base_smollm2) -> 
 
 
 def test_items_cycle_through_samples_and_contrastive_vectors() -> None:
-    config = ds.Smollm2DistillConfig(contrastive_per_item=2)
+    config = Smollm2DistillConfig(contrastive_per_item=2)
     items = ds.make_items(SAMPLES, 8, config)
     assert len(items) == 8
     assert len({s.id for s, _, _ in items[:4]}) == 4  # every sample before any twice
@@ -199,9 +203,9 @@ def test_per_sample_reference_gives_the_items_reference_and_is_cached(
 ) -> None:
     model, tok = base_smollm2
     b = ds.PromptBuilder(tok)
-    config = ds.Smollm2DistillConfig(contrastive_per_item=1)
+    config = Smollm2DistillConfig(contrastive_per_item=1)
     chosen = ds.make_items(SAMPLES, 6, config)  # some samples twice, other s_c
-    data = dm.dedupe([s for s, _, _ in chosen])
+    data = dedupe([s for s, _, _ in chosen])
     table = ds.sample_reference(model, b, data, batch=3, cache_dir=tmp_path)
     assert set(table) == {s.id for s in SAMPLES}
     assert [len(table[s.id]) for s in SAMPLES] == [3, 2, 2, 2]  # s_p and every s_c
@@ -218,7 +222,7 @@ def test_per_sample_reference_gives_the_items_reference_and_is_cached(
 
 def test_one_training_step_changes_the_adapters(base_smollm2) -> None:
     model, tok = base_smollm2
-    config = ds.Smollm2DistillConfig(
+    config = Smollm2DistillConfig(
         steps=1, batch_items=1, contrastive_per_item=1, lora_layers=1, lora_r=2, warmup_steps=1
     )
     b = ds.PromptBuilder(tok)

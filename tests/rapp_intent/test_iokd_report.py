@@ -1,4 +1,4 @@
-"""The IoKD report: README placement, Fig. 6 table and targets, card reuse, Fig. 7 plot."""
+"""The IoKD report: section placement, Fig. 6 table and targets, card reuse, Fig. 7 plot."""
 
 from __future__ import annotations
 
@@ -9,24 +9,27 @@ import pytest
 from support.iokd import sample
 
 from agentnet.intents import APPS
-from rapp_intent.elam.base import sha256_file
-from rapp_intent.iokd import report as rp
+from rapp_intent.iokd import cards, fig6, fig7, plot, render
+from rapp_intent.iokd.doc_section import write_section
+from rapp_intent.iokd.report import DOC_AFTER
+from servicekit.integrity import sha256_file
 
-SECTION = rp.README_HEADING + "\n\nnumbers\n"
+HEADING = render.SECTION_HEADING
+SECTION = HEADING + "\n\nnumbers\n"
 
 
 # --- README ---------------------------------------------------------------------------------
 def test_section_goes_right_after_the_intent_rapp_section(tmp_path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# P\n\nintro\n\n## Intent rApp\n\nrapp text\n\n## Deploy\n\nd\n")
-    rp.update_readme(readme, SECTION)
+    write_section(readme, SECTION, after=DOC_AFTER)
     text = readme.read_text()
-    assert text.index("## Intent rApp") < text.index(rp.README_HEADING) < text.index("## Deploy")
-    assert "rapp text\n\n" + rp.README_HEADING in text and "d\n" in text
+    assert text.index("## Intent rApp") < text.index(HEADING) < text.index("## Deploy")
+    assert "rapp text\n\n" + HEADING in text and "d\n" in text
     # A second run replaces the section in place and leaves the others alone.
-    rp.update_readme(readme, rp.README_HEADING + "\n\nnew numbers\n")
+    write_section(readme, HEADING + "\n\nnew numbers\n", after=DOC_AFTER)
     again = readme.read_text()
-    assert again.count(rp.README_HEADING) == 1 and "new numbers" in again
+    assert again.count(HEADING) == 1 and "new numbers" in again
     assert "numbers\n" not in again.replace("new numbers\n", "")
     assert again.replace("new numbers", "numbers") == text
 
@@ -34,17 +37,17 @@ def test_section_goes_right_after_the_intent_rapp_section(tmp_path) -> None:
 def test_section_is_appended_without_the_anchor_and_kept_when_last(tmp_path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# P\n\n## Other\n\no\n")
-    rp.update_readme(readme, SECTION)
+    write_section(readme, SECTION, after=DOC_AFTER)
     assert readme.read_text() == "# P\n\n## Other\n\no\n\n" + SECTION
-    rp.update_readme(readme, SECTION)  # idempotent
+    write_section(readme, SECTION, after=DOC_AFTER)  # idempotent
     assert readme.read_text() == "# P\n\n## Other\n\no\n\n" + SECTION
     empty = tmp_path / "NEW.md"
-    rp.update_readme(empty, SECTION)
+    write_section(empty, SECTION, after=DOC_AFTER)
     assert empty.read_text() == SECTION
     # Only a level-2 heading that starts the line counts as the anchor.
     odd = tmp_path / "ODD.md"
     odd.write_text("# P\n\nsee ## Intent rApp below\n\n### Intent rApp notes\n")
-    rp.update_readme(odd, SECTION)
+    write_section(odd, SECTION, after=DOC_AFTER)
     assert odd.read_text().endswith("### Intent rApp notes\n\n" + SECTION)
 
 
@@ -63,7 +66,7 @@ def test_targets_compare_the_measured_numbers() -> None:
     data["sets"]["dev"]["smollm2 raw"] = _rep(0.024)
     data["sets"]["dev"]["smollm2 IoKD"] = _rep(0.020, fail=0.03)
     data["sets"]["dev"]["smollm2 DPO"] = _rep(0.019)
-    got = {t["target"]: t["met"] for t in rp.targets(data)}
+    got = {t["target"]: t["met"] for t in fig6.targets(data)}
     assert got == {
         "IoKD minilm MSE <= 40% of the even baseline's": True,
         "IoKD better than plain DPO (minilm)": True,
@@ -71,8 +74,8 @@ def test_targets_compare_the_measured_numbers() -> None:
         "distilled smollm2 failure rate <= 2%": False,
         "distilled smollm2 MSE below the raw model's": True,
     }
-    assert rp.targets(_fig6(even=0.015, minilm_IoKD=0.0062))[0]["met"] is False
-    md = rp.fig6_markdown(data)
+    assert fig6.targets(_fig6(even=0.015, minilm_IoKD=0.0062))[0]["met"] is False
+    md = render.fig6_markdown(data)
     assert "| smollm2 IoKD | 0.0200 | 0.0200 | 0.0200 | 0.0200 | 0.02000 | 0.2000 | 3.0% |" in md
 
 
@@ -83,7 +86,7 @@ def _write_artefact(folder: Path, sets: dict, reports: dict) -> dict:
         "artefact": "w.bin",
         "sha256": sha256_file(folder / "w.bin"),
         "evaluation": {
-            name: {**reports[name], "sha256": rp.set_digest(samples)}
+            name: {**reports[name], "sha256": cards.set_digest(samples)}
             for name, samples in sets.items()
         },
     }
@@ -95,14 +98,14 @@ def test_a_cards_evaluation_is_reused_only_for_the_same_sets_and_weights(tmp_pat
     sets = {"heldout": [sample("qa-1", "quick, 2+2?", [0.2, 0.15, 0.5, 0.15], split="heldout")]}
     folder = tmp_path / "minilm"
     _write_artefact(folder, sets, {"heldout": _rep(0.005)})
-    got = rp.card_evaluation(folder, sets)
+    got = cards.card_evaluation(folder, sets)
     assert got is not None and got["reports"]["heldout"]["overall"]["mse"] == 0.005
     relabelled = {"heldout": [sample("qa-1", "quick, 2+2?", [0.25] * 4, split="heldout")]}
-    assert rp.card_evaluation(folder, relabelled) is None  # another set: evaluate again
-    assert rp.card_evaluation(folder, {**sets, "dev": sets["heldout"]}) is None
+    assert cards.card_evaluation(folder, relabelled) is None  # another set: evaluate again
+    assert cards.card_evaluation(folder, {**sets, "dev": sets["heldout"]}) is None
     (folder / "w.bin").write_bytes(b"retrained")
-    assert rp.card_evaluation(folder, sets) is None  # weights no longer match the card
-    assert rp.card_evaluation(tmp_path / "missing", sets) is None
+    assert cards.card_evaluation(folder, sets) is None  # weights no longer match the card
+    assert cards.card_evaluation(tmp_path / "missing", sets) is None
 
 
 def test_a_cards_evaluation_is_reused_only_for_the_same_decoding(tmp_path) -> None:
@@ -110,26 +113,26 @@ def test_a_cards_evaluation_is_reused_only_for_the_same_decoding(tmp_path) -> No
     expected = {"decoding": "expected", "beams": 4}
     folder = tmp_path / "smollm2"
     _write_artefact(folder, sets, {"heldout": {**_rep(0.015), "decoding": expected}})
-    assert rp.card_evaluation(folder, sets, dict(expected)) is not None
-    assert rp.card_evaluation(folder, sets, {"decoding": "expected", "beams": 1}) is None
-    assert rp.card_evaluation(folder, sets, {"decoding": "constrained", "beams": 4}) is None
-    assert rp.card_evaluation(folder, sets) is None  # made with a decoding, asked without
-    legacy = tmp_path / "legacy"  # a report without the key was made with no options
-    _write_artefact(legacy, sets, {"heldout": _rep(0.02)})
-    assert rp.card_evaluation(legacy, sets, expected) is None
-    assert rp.card_evaluation(legacy, sets) is not None
+    assert cards.card_evaluation(folder, sets, dict(expected)) is not None
+    assert cards.card_evaluation(folder, sets, {"decoding": "expected", "beams": 1}) is None
+    assert cards.card_evaluation(folder, sets, {"decoding": "constrained", "beams": 4}) is None
+    assert cards.card_evaluation(folder, sets) is None  # made with a decoding, asked without
+    plain = tmp_path / "plain"  # a report without the key was made with no options
+    _write_artefact(plain, sets, {"heldout": _rep(0.02)})
+    assert cards.card_evaluation(plain, sets, expected) is None
+    assert cards.card_evaluation(plain, sets) is not None
 
 
 def test_variant_decoding_follows_the_settings() -> None:
     from rapp_intent.settings import RappSettings
 
-    minilm = rp.Variant("minilm", "iokd", "minilm IoKD", None)
-    smol = rp.Variant("smollm2", "iokd", "smollm2 IoKD", None)
+    minilm = fig6.Variant("minilm", "iokd", "minilm IoKD", None)
+    smol = fig6.Variant("smollm2", "iokd", "smollm2 IoKD", None)
     settings = RappSettings(_env_file=None)
-    assert rp.variant_decoding(minilm, settings) == {}
-    assert rp.variant_decoding(smol, settings) == {"decoding": "expected", "beams": 4}
+    assert fig6.variant_decoding(minilm, settings) == {}
+    assert fig6.variant_decoding(smol, settings) == {"decoding": "expected", "beams": 4}
     free = RappSettings(_env_file=None, smollm2_decoding="free", smollm2_max_new_tokens=40)
-    assert rp.variant_decoding(smol, free) == {"decoding": "free", "max_new_tokens": 40}
+    assert fig6.variant_decoding(smol, free) == {"decoding": "free", "max_new_tokens": 40}
 
 
 def test_fig6_takes_card_rows_and_evaluates_the_raw_elam(tmp_path) -> None:
@@ -139,10 +142,7 @@ def test_fig6_takes_card_rows_and_evaluates_the_raw_elam(tmp_path) -> None:
     sets = {"heldout": heldout(load_labelled())}
     models = tmp_path / "elam"
     _write_artefact(models / "minilm", sets, {"heldout": _rep(0.0042)})
-    config = rp.ReportConfig(
-        models_dir=models, out_dir=tmp_path / "out", dev=None, readme=None, families=("minilm",)
-    )
-    data = rp.fig6(config, RappSettings(_env_file=None))
+    data = fig6.fig6(models, ("minilm",), sets, RappSettings(_env_file=None))
     rows = data["sets"]["heldout"]
     assert list(rows) == ["even", "minilm raw", "minilm IoKD"]  # no DPO artefact here
     assert rows["minilm IoKD"]["overall"]["mse"] == 0.0042
@@ -169,7 +169,7 @@ def test_fig7_subsets_are_nested_stratified_and_keep_synthetic_children() -> Non
             source_id="qa-000",
         )
     )
-    small, large = rp._subset(data, 0.25), rp._subset(data, 0.5)
+    small, large = fig7.subset(data, 0.25), fig7.subset(data, 0.5)
     assert {s.id for s in small} <= {s.id for s in large}
     for app in APPS:
         assert sum(s.app == app and s.origin == "labelled" for s in small) == 2
@@ -183,13 +183,13 @@ def test_fig7_plot_writes_a_png(tmp_path) -> None:
         for f, n, m in ((0.5, 10, 0.01), (1.0, 20, 0.008))
         for aug in (False, True)
     ]
-    path = rp.fig7_plot({"points": points}, tmp_path / "fig7.png")
+    path = plot.fig7_plot({"points": points}, tmp_path / "fig7.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("value", [None, float("nan")])
 def test_missing_numbers_print_as_a_dash(value) -> None:
-    assert rp._fmt(value) == "-"
+    assert render._fmt(value) == "-"
 
 
 def test_readme_section_holds_the_table_targets_and_shipped_configuration() -> None:
@@ -208,8 +208,9 @@ def test_readme_section_holds_the_table_targets_and_shipped_configuration() -> N
             },
         },
     }
-    text = rp.readme_section(data, None, None, "models/elam/report", {"minilm": card})
-    assert text.startswith(rp.README_HEADING + "\n")
+    section = render.SectionData(fig6=data, cards={"minilm": card}, targets=fig6.targets(data))
+    text = render.iokd_section(section)
+    assert text.startswith(HEADING + "\n")
     assert "| minilm IoKD | 0.0060 |" in text
     assert "| IoKD better than plain DPO (minilm) | MSE 0.00600 vs 0.00610 | yes |" in text
     assert "5 heads averaged into one (256 hidden units each), 90 epochs" in text
@@ -237,7 +238,7 @@ def test_rows_from_another_configuration_are_named(tmp_path) -> None:
             "artefact": card(tmp_path / "ablation" / "minilm-iokd-nll0", "iokd"),
         },
     }
-    assert rp.config_notes(info, tmp_path) == [
+    assert render.difference_lines(fig6.config_differences(info, tmp_path)) == [
         "- minilm IoKD, eq. 31 only: trained with ensemble 1 (shipped: 5)"
     ]
 
@@ -248,9 +249,9 @@ def test_the_section_names_how_the_generative_rows_were_decoded() -> None:
         "minilm IoKD": {"family": "minilm", "decoding": {}},
         "smollm2 IoKD": {"family": "smollm2", "decoding": {"decoding": "expected", "beams": 4}},
     }
-    (line,) = [x for x in rp.decoding_lines(models) if x]
+    (line,) = [x for x in render.decoding_lines(models) if x]
     assert "`expected` (beams 4)" in line and "constrained`" in line
-    assert rp.decoding_lines({"minilm IoKD": {"decoding": {}}}) == []
+    assert render.decoding_lines({"minilm IoKD": {"decoding": {}}}) == []
 
 
 def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
@@ -270,7 +271,7 @@ def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
     card(tmp_path / "ablation" / "smollm2-dpo-s1", 0.1, kind="dpo", seed=1, lam=9.0)
     card(tmp_path / "ablation" / "minilm-dpo", kind="dpo")  # another family: not a row here
     (tmp_path / "ablation" / "smollm2-broken").mkdir()  # no card: skipped
-    labels = [v.label for v in rp.variants(tmp_path, ["smollm2"])]
+    labels = [v.label for v in fig6.variants(tmp_path, ["smollm2"])]
     assert labels == [
         "smollm2 raw",
         "smollm2 DPO",
@@ -279,16 +280,18 @@ def test_further_ablations_become_rows_named_by_what_differs(tmp_path) -> None:
         "smollm2 IoKD (beta_base 0.1246, mean beta 0.100)",
         "smollm2 IoKD (seed 1, mean beta 0.080)",
     ]
-    extra = rp.variants(tmp_path, ["smollm2"])[-1]
+    extra = fig6.variants(tmp_path, ["smollm2"])[-1]
     assert extra.name == "extra:smollm2-iokd-s1" and extra.family == "smollm2"
     # The single-seed targets compare the shipped IoKD with the plain DPO row only.
     data = _fig6(even=0.015, smollm2_raw=0.02, smollm2_IoKD=0.0148, smollm2_DPO=0.0144)
     data["sets"]["dev"]["smollm2 IoKD (seed 1, mean beta 0.080)"] = _rep(0.0100)
-    (row,) = [t for t in rp.targets(data) if t["target"] == "IoKD better than plain DPO (smollm2)"]
+    (row,) = [
+        t for t in fig6.targets(data) if t["target"] == "IoKD better than plain DPO (smollm2)"
+    ]
     assert row["met"] is False
-    models = {v.label: {"variant": v.name} for v in rp.variants(tmp_path, ["smollm2"])}
-    assert "further ablations" in " ".join(rp.extra_lines(models))
-    assert rp.extra_lines({"smollm2 DPO": {"variant": "dpo"}}) == []
+    models = {v.label: {"variant": v.name} for v in fig6.variants(tmp_path, ["smollm2"])}
+    assert "further ablations" in " ".join(render.extra_lines(models))
+    assert render.extra_lines({"smollm2 DPO": {"variant": "dpo"}}) == []
 
 
 def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
@@ -314,14 +317,14 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     f6 = {
         "sets": {"dev": {k: _rep(v) for k, v in mse.items()}},
         "models": {
-            k: {"family": "smollm2", "setup": rp.card_setup(Path(a))} for k, a in arts.items()
+            k: {"family": "smollm2", "setup": cards.card_setup(Path(a))} for k, a in arts.items()
         },
     }
-    (entry,) = rp.seed_means(f6)
+    (entry,) = fig6.seed_means(f6)
     assert entry["family"] == "smollm2" and entry["seeds"] == [0, 1]
     assert entry["mse"]["dev"]["iokd"] == pytest.approx((0.0148 + 0.0128) / 2)
     assert entry["mse"]["dev"]["dpo"] == pytest.approx((0.0144 + 0.0150) / 2)
-    (line, _) = rp.seed_lines(f6)
+    (line, _) = render.seed_lines(fig6.seed_means(f6))
     assert entry["mse"]["dev"]["iokd_range"] == pytest.approx(0.0020)
     assert "seeds 0, 1" in line and "IoKD 0.01380 vs DPO 0.01470 (difference +0.00090" in line
     assert "IoKD moves 0.00200, DPO 0.00060" in line
@@ -333,14 +336,14 @@ def test_iokd_and_dpo_are_averaged_over_their_common_seeds(tmp_path) -> None:
     assert dev["paired_diff_se"] == pytest.approx(0.0013)
     assert "IoKD lower in 1 of 2, standard error of the difference 0.00130" in line
     # The seed-mean target: IoKD ahead by 0.0009 but the standard error is 0.0013, not met.
-    (row,) = [t for t in rp.targets(f6) if "mean of" in t["target"]]
+    (row,) = [t for t in fig6.targets(f6) if "mean of" in t["target"]]
     assert row["target"] == "IoKD better than plain DPO (smollm2, mean of 2 seeds)"
     assert row["met"] is False and "+0.00090 +- 0.00130" in row["value"]
     assert "IoKD lower in 1 of 2 seeds" in row["value"]
     f6["sets"]["dev"]["smollm2 IoKD"] = _rep(0.0140)  # differences +0.0004, +0.0022
-    (row,) = [t for t in rp.targets(f6) if "mean of" in t["target"]]
+    (row,) = [t for t in fig6.targets(f6) if "mean of" in t["target"]]
     assert row["met"] is True and "+0.00130 +- 0.00090" in row["value"]
     f6["sets"]["dev"]["smollm2 IoKD"] = _rep(0.0148)
     # With one common seed there is nothing to average.
     del f6["models"]["s1 dpo"]
-    assert rp.seed_means(f6) == [] and rp.seed_lines(f6) == []
+    assert fig6.seed_means(f6) == [] and render.seed_lines(fig6.seed_means(f6)) == []

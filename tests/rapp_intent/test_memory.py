@@ -6,6 +6,7 @@ import itertools
 import math
 import threading
 
+import numpy as np
 import pytest
 
 from agentnet.intents import APP_PROFILES, EVEN
@@ -116,7 +117,7 @@ def test_memory_persists_across_reopen(tmp_path):
 def test_memory_is_bounded_per_app(tmp_path):
     mem = Memory(tmp_path / "m.sqlite3", max_records=4)
     for i in range(10):
-        size = mem.append(_rec(i))
+        size = mem.append(_rec(i)).count
     mem.append(_rec(0, app="critical"))
     assert size == 4 and mem.size("qa") == 4 and mem.size("critical") == 1
     assert [r.prompt for r in mem.recent("qa", 10)] == [f"prompt {i}" for i in (9, 8, 7, 6)]
@@ -150,3 +151,64 @@ def test_context_without_app_has_no_records(tmp_path):
     mem.append(_rec(1))
     assert mem.context(None, 8).records == ()
     assert len(mem.context("qa", 8).records) == 1
+
+
+def _vec(w):
+    w = np.clip(np.asarray(w, dtype=float), 1e-4, None)
+    return tuple(float(x) for x in w / w.sum())
+
+
+def _history(mem, app, n, seed=0):
+    """n ordinary records of ``app``: its profile plus the spread of labelled intents."""
+    rng = np.random.default_rng(seed)
+    profile = np.array(APP_PROFILES[app])
+    for i in range(n):
+        mem.append(MemoryRecord(f"{app} {i}", _vec(profile + rng.normal(0, 0.04, 4)), 5.0, app),
+                   request_id=f"{app}-{seed}-{i}")  # fmt: skip
+
+
+def test_a_repeated_request_id_is_stored_once(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3")
+    first = mem.append(_rec(1), request_id="r-1")
+    again = mem.append(_rec(2), request_id="r-1")
+    assert first.stored and not again.stored and again.count == 1 == mem.size()
+    assert mem.append(_rec(3), request_id="").stored and mem.append(_rec(4)).stored
+
+
+def test_records_far_from_the_history_are_quarantined_not_averaged_in(tmp_path):
+    mem = Memory(tmp_path / "m.sqlite3")
+    _history(mem, "immersive", 50)
+    out = mem.append(MemoryRecord("poison", (0.97, 0.01, 0.01, 0.01), 1e6, "immersive"), "p-1")
+    assert out.stored and out.quarantined and out.divergence > mem.quarantine.radius
+    assert mem.quarantined("immersive") == 1 and mem.size("immersive") == 51
+    assert "poison" not in {r.prompt for r in mem.recent("immersive", 100)}
+    # Before any history, the application's profile is the anchor.
+    fresh = Memory(tmp_path / "fresh.sqlite3")
+    assert fresh.anchor("critical") == APP_PROFILES["critical"]
+    assert fresh.append(MemoryRecord("p", (0.97, 0.01, 0.01, 0.01), 0.0, "critical")).quarantined
+
+
+def test_poisoning_bound_on_a_regular_prompt(tmp_path):
+    """100 attacker records (one-factor extremes and a drift just inside the quarantine
+    radius) move the vector served for a regular prompt by at most 0.05 (L1)."""
+    cfg = CalibrationConfig()
+    regular = Translation(vector=(0.223, 0.139, 0.437, 0.201))  # "render the scene ... no lag"
+    for attack in ("extreme", "edge"):
+        mem = Memory(tmp_path / f"{attack}.sqlite3")
+        _history(mem, "immersive", 200)
+        before = apply_memory(regular, mem.context("immersive", 8), cfg).vector
+        anchor = np.array(mem.anchor("immersive"))
+        for i in range(100):
+            if attack == "extreme":
+                v = (0.97, 0.01, 0.01, 0.01)
+            else:  # as far towards capability as the radius lets a record pass
+                v = anchor
+                for step in np.linspace(0, 1, 200):
+                    cand = _vec(anchor + step * (np.array([1.0, 0, 0, 0]) - anchor))
+                    if angular_distance(cand, mem.anchor("immersive")) > mem.quarantine.radius:
+                        break
+                    v = cand
+            mem.append(MemoryRecord(f"attack {i}", tuple(v), 1e6, "immersive"), f"a-{i}")
+        after = apply_memory(regular, mem.context("immersive", 8), cfg).vector
+        shift = float(np.abs(np.subtract(after, before)).sum())
+        assert shift <= 0.05, (attack, shift)

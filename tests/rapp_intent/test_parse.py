@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from rapp_intent.elam.smollm2 import answer_space, format_vector, parse_vector
+from rapp_intent.elam.base import format_vector
+from rapp_intent.elam.smollm2 import answer_space, parse_vector
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from rapp_intent.elam.registry import Registry
 from rapp_intent.memory import angular_distance
 from rapp_intent.server import SERVICE_NAME, RappServer
 
@@ -32,23 +31,6 @@ def _start(settings, registry=None) -> RappServer:
     server = RappServer(settings, registry=registry)
     server.start()
     return server
-
-
-@pytest.fixture
-def running(make_settings, minilm):
-    """A started, ready server on a free port with its own memory file."""
-    servers = []
-
-    def start(**overrides) -> RappServer:
-        settings = make_settings(**overrides)
-        server = _start(settings, Registry([minilm]))
-        assert server.wait_ready(60)
-        servers.append(server)
-        return server
-
-    yield start
-    for s in servers:
-        s.stop(grace=5)
 
 
 @pytest.fixture

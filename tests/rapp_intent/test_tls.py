@@ -13,7 +13,6 @@ import grpc
 import pytest
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
-from rapp_intent.elam.registry import Registry
 from rapp_intent.server import RappServer
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -23,15 +22,15 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+"""openssl req arguments of a new P-256 key without a passphrase."""
+
+
 def _ca(d: Path, name: str) -> None:
     _openssl(
         "req",
         "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+        *EC_KEY,
         "-keyout",
         f"{name}.key",
         "-out",
@@ -47,11 +46,7 @@ def _ca(d: Path, name: str) -> None:
 def _leaf(d: Path, name: str, ca: str, san: str | None) -> None:
     _openssl(
         "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+        *EC_KEY,
         "-keyout",
         f"{name}.key",
         "-out",
@@ -115,25 +110,16 @@ def _creds(certs: Path, client: str | None = None) -> grpc.ChannelCredentials:
 
 
 @pytest.fixture
-def tls_server(make_settings, minilm, certs):
-    servers = []
-
+def tls_server(running, certs):
     def start(mutual: bool) -> RappServer:
-        settings = make_settings(
+        return running(
             host="localhost",
             tls_cert=certs / "server.pem",
             tls_key=certs / "server.key",
             tls_client_ca=certs / "ca.pem" if mutual else None,
         )
-        server = RappServer(settings, registry=Registry([minilm]))
-        server.start()
-        assert server.wait_ready(60)
-        servers.append(server)
-        return server
 
-    yield start
-    for s in servers:
-        s.stop(grace=2)
+    return start
 
 
 def test_tls_serves_tls_clients_and_refuses_plaintext(tls_server, certs):

@@ -30,13 +30,22 @@ from support.mqtt import (
     wait_until,
 )
 from support.processes import ManagedProcess
+from xapp_composer.demo import grpc_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
 SHIPPED = ROOT / "models" / "policy" / "srl-general.onnx"
 ELAM_IDS = ["minilm", "smollm2"]
 ELAM_FEES = [0.00227, 0.0135]
-_INTERFACE = ("policy.py", "export.py", "features.py", "runtime.py")
+_INTERFACE = (
+    "policy.py",
+    "export.py",
+    "export_tree.py",
+    "features.py",
+    "steps.py",
+    "runtime.py",
+    "tree.py",
+)
 
 __all__ = [
     "SHIPPED",
@@ -255,19 +264,9 @@ class RappProcess(ManagedProcess):
         return f"127.0.0.1:{self.port}"
 
     def wait_serving(self, timeout: float = 120.0) -> RappProcess:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
         def serving() -> bool:
             assert self.alive(), f"rapp-intent exited:\n{self.logs()[-3000:]}"
-            with grpc.insecure_channel(self.target) as ch:
-                try:
-                    resp = health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                    )
-                except grpc.RpcError:
-                    return False
-            return resp.status == health_pb2.HealthCheckResponse.SERVING
+            return grpc_serving(self.target)
 
         wait_until(serving, timeout, "rapp-intent health SERVING", step=0.2)
         return self

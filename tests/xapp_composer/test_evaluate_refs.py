@@ -89,8 +89,12 @@ def test_best_for_vectors_matches_the_elam_reference_and_degrades_with_noise() -
     noisy = E.run_best_for_vectors(ev, pairs, E.noisy_true_vectors(ev, pairs, 0.05, seed=2))
     res = E.score_decisions(ev, pairs, *noisy, fee)
     assert res.feasible.all() and res.normalized.mean() < 1.0 - 1e-6
-    means = {"immersive": np.full(4, 0.25), "critical": np.full(4, 0.25),
-             "qa": np.full(4, 0.25), "content": np.full(4, 0.25)}  # fmt: skip
+    means = {
+        "immersive": np.full(4, 0.25),
+        "critical": np.full(4, 0.25),
+        "qa": np.full(4, 0.25),
+        "content": np.full(4, 0.25),
+    }
     app_mean = E.run_best_for_vectors(ev, pairs, E.app_mean_vectors(ev, pairs, means))[0]
     assert app_mean == E.run_best_for(ev, pairs, None)[0]
     with pytest.raises(ValueError, match="shape"):

@@ -1,33 +1,39 @@
 """The xApp's decision core without a broker: states, requests, rejections, fallbacks,
-duplicates, repairs and policy swaps (``xapp_composer.control``)."""
+duplicates, repairs and policy swaps (``xapp_composer.control`` and the modules it
+composes: ``translation``, ``live_state``, ``ledger``)."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 from support.loop import perturbed_copy, unit_policy
 
 from agentnet import qoe
 from agentnet.chain import chain_factors
 from agentnet.intents import APP_PROFILES
 from agentnet.network import generate_network
+from agentnet.optimum import greedy_chain
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from xapp_composer import live_state
+from xapp_composer.artefacts import encoder_path, sha256_file
 from xapp_composer.control import (
     MALFORMED_REQUEST,
     NO_FEASIBLE_CHAIN,
     NO_STATE,
     STALE_STATE,
     ControlCore,
-    FallbackVectors,
-    Translation,
-    TranslationFailed,
     chain_feasible,
 )
 from xapp_composer.runtime import PolicyRuntime
+from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed
 
 VEC = (0.1, 0.2, 0.5, 0.2)
 
@@ -46,8 +52,12 @@ class StubRapp:
         self.calls.append((elam, app, request_id))
         if self.fail:
             raise TranslationFailed(self.fail, "scripted failure")
-        return Translation(self.vector, elam or "minilm", calibrated=True,  # type: ignore[arg-type]
-                           fallback=self.rapp_fallback)  # fmt: skip
+        return Translation(
+            self.vector,
+            elam or "minilm",
+            calibrated=True,  # type: ignore[arg-type]
+            fallback=self.rapp_fallback,
+        )
 
     def served_models(self) -> frozenset[str] | None:
         return self.models
@@ -64,8 +74,14 @@ def state_payload(net, seq: int = 1, ts: int | None = None, network: str = "defa
 
 
 def request(rid: str = "r-1", app: str = "immersive", types=(1, 2, 3), **kw) -> bytes:
-    fields = {"request_id": rid, "prompt": "render my headset scene with no lag", "app": app,
-              "chain_types": types, "arrival_rate": 1.0, **kw}  # fmt: skip
+    fields = {
+        "request_id": rid,
+        "prompt": "render my headset scene with no lag",
+        "app": app,
+        "chain_types": types,
+        "arrival_rate": 1.0,
+        **kw,
+    }
     return codec.encode(network_pb2.ServiceRequest(**fields))
 
 
@@ -103,8 +119,10 @@ def test_a_state_round_trip_rebuilds_the_same_network(runtime) -> None:
     core = make_core(runtime)
     net = generate_network(11)
     live = core.on_state(state_payload(net))
-    assert np.allclose(live.net.route_ber(np.arange(81), np.arange(81)),
-                       net.route_ber(np.arange(81), np.arange(81)))  # fmt: skip
+    assert np.allclose(
+        live.net.route_ber(np.arange(81), np.arange(81)),
+        net.route_ber(np.arange(81), np.arange(81)),
+    )
     assert np.allclose(live.net.agent_latency(), net.agent_latency())
     assert live.net.cfg.c_th == net.cfg.c_th and live.net.cfg.l_max == net.cfg.l_max
 
@@ -234,8 +252,11 @@ def test_fallback_vectors_even_for_an_unknown_app() -> None:
 def test_the_policy_picks_among_the_elams_the_rapp_hosts(runtime) -> None:
     net = generate_network(3)
     asked = {}
-    for name, served in (("all", frozenset(runtime.elam_ids)), ("none", frozenset({"other"})),
-                         *((e, frozenset({e})) for e in runtime.elam_ids)):  # fmt: skip
+    for name, served in (
+        ("all", frozenset(runtime.elam_ids)),
+        ("none", frozenset({"other"})),
+        *((e, frozenset({e})) for e in runtime.elam_ids),
+    ):
         rapp = StubRapp(models=served)
         core = make_core(runtime, rapp)
         core.on_state(state_payload(net))
@@ -260,7 +281,9 @@ def test_duplicates_are_decided_once(runtime) -> None:
     assert again.status == "decided"
     core.commit(again)
     third = core.handle_request(request("dup"))
-    assert third.status == "duplicate" and third.decision is None
+    # Decided once; the recorded decision comes back to be published again (the request
+    # coming back may mean the first publication was lost with the broker).
+    assert third.status == "duplicate" and third.decision is again.decision
     assert core.decided("dup").fallback is False
     core.forget("dup")
     assert core.handle_request(request("dup")).status == "decided"
@@ -269,8 +292,6 @@ def test_duplicates_are_decided_once(runtime) -> None:
 
 
 def test_concurrent_deliveries_of_one_request_are_decided_once(runtime) -> None:
-    import threading
-
     class SlowRapp(StubRapp):
         def translate(self, *a):
             time.sleep(0.2)  # the first delivery is still being decided when the second comes
@@ -279,24 +300,33 @@ def test_concurrent_deliveries_of_one_request_are_decided_once(runtime) -> None:
     core = make_core(runtime, SlowRapp())
     core.on_state(state_payload(generate_network(3)))
     published: list[str] = []
+    chains: dict[str, set[tuple[int, ...]]] = {}
     results = []
+    rapp = core.translator
 
     def publish(d) -> bool:
         published.append(d.request_id)
+        chains.setdefault(d.request_id, set()).add(tuple(d.chain))
         return True
 
     def worker(payload: bytes) -> None:
         results.append(core.process(payload, publish))
 
-    threads = [threading.Thread(target=worker, args=(request(rid),))
-               for rid in ("same", "same", "other")]  # fmt: skip
+    threads = [
+        threading.Thread(target=worker, args=(request(rid),)) for rid in ("same", "same", "other")
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert sorted(published) == ["other", "same"]
+    # "same" was decided once (one translation), its decision published twice, unchanged.
+    assert sorted(published) == ["other", "same", "same"] and len(chains["same"]) == 1
+    assert [c[2] for c in rapp.calls].count("same") == 1
     assert sorted(r.status for r, settled in results if settled) == [
-        "decided", "decided", "duplicate"]  # fmt: skip
+        "decided",
+        "decided",
+        "duplicate",
+    ]
 
 
 def test_a_failed_publish_leaves_the_request_undecided(runtime) -> None:
@@ -333,11 +363,8 @@ def _latency(net, chain) -> float:
 
 @pytest.mark.parametrize("mode", ["search", "greedy", "off"])
 def test_an_infeasible_policy_chain_is_repaired_or_rejected(runtime, mode, monkeypatch) -> None:
-    from agentnet.optimum import greedy_chain
-    from xapp_composer import control
-
     if mode == "greedy":  # beyond the search bound the greedy baseline repairs
-        monkeypatch.setattr(control, "REPAIR_SEARCH_MAX", 0)
+        monkeypatch.setattr(live_state, "REPAIR_SEARCH_MAX", 0)
     repair = mode != "off"
 
     vec = (0.7, 0.1, 0.1, 0.1)  # capability first: the policy need not pick fast agents
@@ -397,13 +424,6 @@ def _perturb_encoder(path, seed: int = 0):
     """Also change the GCN encoder of an exported policy (noise on its weight matrices; its
     card updated), so that a state prepared for one policy decides differently with the
     other's heads."""
-    import json
-
-    import onnx
-    from onnx import numpy_helper
-
-    from xapp_composer.artefacts import encoder_path, sha256_file
-
     enc = encoder_path(path)
     model = onnx.load(str(enc))
     rng = np.random.default_rng(seed)
@@ -425,7 +445,6 @@ def test_hot_swaps_under_load_drop_no_request_and_mix_no_policies(runtime, tmp_p
     request gets exactly one answer, and each is wholly one policy's: what that policy
     answers on its own for the same request and state. Repair is off, so an infeasible
     chain shows up as a rejection that names the policy's own chain."""
-    import threading
 
     def answer(d) -> tuple:
         return tuple(d.chain), d.elam, d.rejection

@@ -14,8 +14,13 @@ DEMO = [sys.executable, "-m", "xapp_composer.demo"]
 
 
 def test_demo_refuses_to_run_without_a_policy(tmp_path) -> None:
-    res = subprocess.run([*DEMO, "--policy", str(tmp_path / "none.onnx")], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    res = subprocess.run(
+        [*DEMO, "--policy", str(tmp_path / "none.onnx")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "models/policy/srl-general.onnx" in res.stderr and "xapp-composer export" in res.stderr
 
@@ -23,10 +28,23 @@ def test_demo_refuses_to_run_without_a_policy(tmp_path) -> None:
 @pytest.mark.slow
 def test_demo_runs_the_closed_loop_and_summarises(tmp_path) -> None:
     res = subprocess.run(
-        [*DEMO, "--policy", str(e2e_policy()), "--requests", "20", "--rate", "10",
-         "--logs", str(tmp_path / "logs"), "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
-    )  # fmt: skip
+        [
+            *DEMO,
+            "--policy",
+            str(e2e_policy()),
+            "--requests",
+            "20",
+            "--rate",
+            "10",
+            "--logs",
+            str(tmp_path / "logs"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads(res.stdout.strip().splitlines()[-1])
     assert s["requests"] == 20 and s["lost"] == 0 and s["duplicated"] == 0

@@ -192,8 +192,11 @@ def test_compose_file_wires_the_four_services() -> None:
             DEPLOY / "Dockerfile"
         ).resolve()
         assert re.search(rf"^FROM source AS {build['target']}$", dockerfile, re.M), build
-    prefixes = {"sim-ric": ("SIM_", SimSettings), "rapp": ("RAPP_", RappSettings),
-                "xapp": ("XAPP_", XappSettings)}  # fmt: skip
+    prefixes = {
+        "sim-ric": ("SIM_", SimSettings),
+        "rapp": ("RAPP_", RappSettings),
+        "xapp": ("XAPP_", XappSettings),
+    }
     for name, (prefix, cls) in prefixes.items():
         for var in _env_names(services[name]):
             if var == "XAPP_CONFIG_FILE":
@@ -219,8 +222,10 @@ def test_containers_are_given_longer_to_stop_than_their_own_shutdown_grace() -> 
     outlast the service's own drain (RAPP_GRACE_S, XAPP_SHUTDOWN_GRACE), or in-flight
     calls are cut."""
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
-    own = {"rapp": RappSettings.model_fields["grace_s"].default,
-           "xapp": XappSettings.model_fields["shutdown_grace"].default}  # fmt: skip
+    own = {
+        "rapp": RappSettings.model_fields["grace_s"].default,
+        "xapp": XappSettings.model_fields["shutdown_grace"].default,
+    }
     for name, grace in own.items():
         assert _seconds(services[name]["stop_grace_period"]) > grace, name
         helm = (DEPLOY / "helm/lameta-ric/templates" / f"{name}.yaml").read_text()
@@ -242,8 +247,10 @@ def test_dockerfile_targets_run_the_console_scripts() -> None:
         top = src.split("/")[0]
         assert top in ("pyproject.toml", "README.md") or f"!{top}/**" in ignore, src
     # Each image installs its role's extra only: no torch in the xApp's.
-    stages = {t: text.split(f"AS {t}\n", 1)[1].split("\nFROM ", 1)[0]
-              for t in ("sim-ric", "rapp-intent", "xapp-composer")}  # fmt: skip
+    stages = {
+        t: text.split(f"AS {t}\n", 1)[1].split("\nFROM ", 1)[0]
+        for t in ("sim-ric", "rapp-intent", "xapp-composer")
+    }
     assert "pip install '.[xapp]'" in stages["xapp-composer"]
     assert "torch" not in stages["xapp-composer"] and "torch" not in stages["sim-ric"]
     assert "pip install '.[rapp]'" in stages["rapp-intent"]

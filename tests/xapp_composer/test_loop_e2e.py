@@ -85,8 +85,9 @@ def test_decisions_flow_and_outcomes_reach_the_rapp_memory(workdir, rapp) -> Non
     xapp = XappProcess(workdir, broker.url, rapp.target, e2e_policy()).wait_ready()
     before = set(rapp.memory_request_ids())
     n = 40
-    sim = ServiceProcess(["--broker", broker.url, "--rate", "10", "--requests", str(n),
-                          "--seed", "3"], workdir)  # fmt: skip
+    sim = ServiceProcess(
+        ["--broker", broker.url, "--rate", "10", "--requests", str(n), "--seed", "3"], workdir
+    )
     try:
         assert sim.wait(120) == 0
         counters = sim_counters(sim)
@@ -101,8 +102,11 @@ def test_decisions_flow_and_outcomes_reach_the_rapp_memory(workdir, rapp) -> Non
         assert all(abs(sum(d.predicted) - 1) < 1e-3 for d in served)
         # Every served, translated decision's outcome lands in the rApp's memory.
         want = {d.request_id for d in translated}
-        wait_until(lambda: want <= set(rapp.memory_request_ids()) - before, 20,
-                   "outcomes in the rApp memory")  # fmt: skip
+        wait_until(
+            lambda: want <= set(rapp.memory_request_ids()) - before,
+            20,
+            "outcomes in the rApp memory",
+        )
         assert xapp.metric("xapp_outcomes_total", result="relayed") >= len(want)
         assert xapp.metric("xapp_decisions_total") == len(served)
         assert xapp.metric("xapp_stage_latency_seconds_count", stage="end_to_end") == n
@@ -119,8 +123,9 @@ def test_rapp_killed_mid_run_gives_fallbacks_then_recovers(workdir) -> None:
     rec = DecisionRecorder(broker.url).start()
     xapp = XappProcess(workdir, broker.url, rapp.target, e2e_policy()).wait_ready()
     n = 400
-    sim = ServiceProcess(["--broker", broker.url, "--rate", "8", "--requests", str(n),
-                          "--seed", "4"], workdir)  # fmt: skip
+    sim = ServiceProcess(
+        ["--broker", broker.url, "--rate", "8", "--requests", str(n), "--seed", "4"], workdir
+    )
     try:
         wait_until(lambda: rec.count() >= 20, 60, "20 decisions")
         rapp.kill()
@@ -130,9 +135,11 @@ def test_rapp_killed_mid_run_gives_fallbacks_then_recovers(workdir) -> None:
         restarted = RappProcess(rapp.memory.parent, port=rapp.port).wait_serving()
         t_back = time.time_ns()
         translated_again = lambda: [  # noqa: E731
-            d for ds in rec.by_request().values() for d in ds
+            d
+            for ds in rec.by_request().values()
+            for d in ds
             if not d.fallback and not d.rejection and d.timestamp_ns > t_back
-        ]  # fmt: skip
+        ]
         wait_until(lambda: len(translated_again()) >= 5, 60, "translations after the restart")
         assert xapp.ready().get("ready")
         decisions = [d for ds in rec.by_request().values() for d in ds]
@@ -158,10 +165,11 @@ def test_broker_restart_loses_no_request(workdir, rapp) -> None:
     rec = DecisionRecorder(broker.url).start()
     xapp = XappProcess(workdir, broker.url, rapp.target, e2e_policy()).wait_ready()
     n = 100
-    sim = ServiceProcess(["--broker", broker.url, "--rate", "10", "--requests", str(n),
-                          "--seed", "5"], workdir,
-                         env={"SIM_RECONNECT_MIN_DELAY": "0.2",
-                              "SIM_RECONNECT_MAX_DELAY": "1.0"})  # fmt: skip
+    sim = ServiceProcess(
+        ["--broker", broker.url, "--rate", "10", "--requests", str(n), "--seed", "5"],
+        workdir,
+        env={"SIM_RECONNECT_MIN_DELAY": "0.2", "SIM_RECONNECT_MAX_DELAY": "1.0"},
+    )
     try:
         wait_until(lambda: rec.count() >= 25, 60, "25 decisions")
         broker.stop()  # SIGTERM: Mosquitto saves sessions and queued messages
@@ -183,8 +191,14 @@ def _state(net, seq: int, ts: int) -> bytes:
 
 
 def _req(rid: str, **kw) -> bytes:
-    fields = {"request_id": rid, "prompt": "summarise the lab results exactly", "app": "qa",
-              "chain_types": [1, 2, 3], "arrival_rate": 1.0, **kw}  # fmt: skip
+    fields = {
+        "request_id": rid,
+        "prompt": "summarise the lab results exactly",
+        "app": "qa",
+        "chain_types": [1, 2, 3],
+        "arrival_rate": 1.0,
+        **kw,
+    }
     return codec.encode(network_pb2.ServiceRequest(**fields))
 
 
@@ -193,8 +207,15 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
     topics = Topics.for_network("t")
     rec = DecisionRecorder(broker.url, network="t").start()
     live = copy_policy(e2e_policy(), workdir / "hot")
-    xapp = XappProcess(workdir, broker.url, rapp.target, live, "--network", "t",
-                       env={"XAPP_POLICY_RELOAD_PERIOD": "0.3"}).wait_ready()  # fmt: skip
+    xapp = XappProcess(
+        workdir,
+        broker.url,
+        rapp.target,
+        live,
+        "--network",
+        "t",
+        env={"XAPP_POLICY_RELOAD_PERIOD": "0.3"},
+    ).wait_ready()
     pub = MqttClient(broker.url, "test-emulator")
     pub.start()
     assert pub.wait_connected(5)
@@ -220,26 +241,37 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
         send(topics.requests, codec.encode(network_pb2.ServiceRequest(request_id="bad-1")))
         send(topics.requests, _req("bad-2", app="banking"))
         send(topics.requests, _req("bad-3", chain_types=[1, 9, 3]))
-        for rid, words in (("bad-1", "missing field"), ("bad-2", "unknown application"),
-                           ("bad-3", "chain types [9]")):  # fmt: skip
+        for rid, words in (
+            ("bad-1", "missing field"),
+            ("bad-2", "unknown application"),
+            ("bad-3", "chain types [9]"),
+        ):
             d = rec.wait_for(rid)
             assert d.rejection.startswith("malformed_request:") and words in d.rejection
         # Malformed states: ignored (the serving state stays), counted.
         send(topics.state, b"not a state")
-        wait_until(lambda: xapp.metric("xapp_states_total", result="malformed_garbage") == 1,
-                   10, "garbage state counted")  # fmt: skip
+        wait_until(
+            lambda: xapp.metric("xapp_states_total", result="malformed_garbage") == 1,
+            10,
+            "garbage state counted",
+        )
         bad = codec.state_message(net, network="t", seq=2, timestamp_ns=time.time_ns())
         bad.agents[3].mu = -1.0
         send(topics.state, codec.encode(bad))
-        wait_until(lambda: xapp.metric("xapp_states_total", result="malformed_invalid_field")
-                   == 1, 10, "impossible state counted")  # fmt: skip
+        wait_until(
+            lambda: xapp.metric("xapp_states_total", result="malformed_invalid_field") == 1,
+            10,
+            "impossible state counted",
+        )
         assert xapp.metric("xapp_state_seq") == 1  # the serving state stays
-        # A duplicated request (same id twice): one decision.
+        # A duplicated request (same id twice): decided once, and the same decision
+        # published again for the second announcement.
         send(topics.requests, _req("dup"))
         send(topics.requests, _req("dup"))
         send(topics.requests, _req("ok-2"))
         assert not rec.wait_for("ok-2").rejection  # the loop is alive, in order
-        assert len(rec.by_request()["dup"]) == 1
+        dups = rec.by_request()["dup"]
+        assert len(dups) == 2 and codec.encode(dups[0]) == codec.encode(dups[1])
         assert xapp.metric("xapp_duplicates_total") == 1
         assert xapp.metric("xapp_requests_dropped_total", reason="undecodable_garbage") == 1
         # Hot reload: a new policy is swapped in; a broken one is rejected.
@@ -247,8 +279,11 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
         new = perturbed_copy(e2e_policy(), workdir / "hot-new")
         for f in new.parent.iterdir():
             shutil.copy(f, live.parent / f.name)
-        wait_until(lambda: xapp.metric("xapp_policy_reloads_total", result="loaded") == 1, 20,
-                   "policy reloaded")  # fmt: skip
+        wait_until(
+            lambda: xapp.metric("xapp_policy_reloads_total", result="loaded") == 1,
+            20,
+            "policy reloaded",
+        )
         fresh(3)  # states older than XAPP_MAX_STATE_AGE are stale: this test is the emulator
         send(topics.requests, _req("after-reload"))
         after = rec.wait_for("after-reload")
@@ -257,8 +292,11 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
         assert new_version != old_version
         with live.open("ab") as fh:
             fh.write(b"broken")
-        wait_until(lambda: xapp.metric("xapp_policy_reloads_total", result="rejected") == 1,
-                   20, "broken policy rejected")  # fmt: skip
+        wait_until(
+            lambda: xapp.metric("xapp_policy_reloads_total", result="rejected") == 1,
+            20,
+            "broken policy rejected",
+        )
         fresh(4)
         send(topics.requests, _req("after-broken"))
         after = rec.wait_for("after-broken")
@@ -268,8 +306,10 @@ def test_malformed_input_duplicates_stale_state_reload_and_shutdown(workdir, rap
         wait_until(lambda: xapp.metric("xapp_state_seq") == 5, 10, "stale state installed")
         send(topics.requests, _req("stale"))
         assert rec.wait_for("stale").rejection.startswith("stale_state:")
-        reasons = {r: xapp.metric("xapp_rejections_total", reason=r)
-                   for r in ("no_state", "malformed_request", "stale_state")}  # fmt: skip
+        reasons = {
+            r: xapp.metric("xapp_rejections_total", reason=r)
+            for r in ("no_state", "malformed_request", "stale_state")
+        }
         assert reasons == {"no_state": 1, "malformed_request": 3, "stale_state": 1}
     finally:
         pub.stop()

@@ -4,6 +4,7 @@ the health server, and the settings."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -16,12 +17,15 @@ from prometheus_client import CollectorRegistry, Counter
 from support.loop import copy_policy, perturbed_copy, unit_policy
 
 from lameta_proto.v1 import network_pb2
-from xapp_composer.control import ControlCore, Translation
+from xapp_composer.cli import main
+from xapp_composer.control import ControlCore
 from xapp_composer.health import ALIVE_PATH, METRICS_PATH, READY_PATH, HealthServer
-from xapp_composer.loop import OutcomeRelay, PolicyWatcher, policy_signature
 from xapp_composer.metrics import XappMetrics
+from xapp_composer.outcome_relay import OutcomeRelay
+from xapp_composer.policy_watch import PolicyWatcher, policy_signature
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.settings import XappSettings
+from xapp_composer.translation import Translation
 
 
 class FakeRpcError(grpc.RpcError):
@@ -52,8 +56,15 @@ class ScriptedReport:
 
 
 def outcome(rid: str) -> network_pb2.Outcome:
-    return network_pb2.Outcome(request_id=rid, code="served", prompt="p", app="qa",
-                               predicted=[0.25] * 4, reward=3.0, accepted=True)  # fmt: skip
+    return network_pb2.Outcome(
+        request_id=rid,
+        code="served",
+        prompt="p",
+        app="qa",
+        predicted=[0.25] * 4,
+        reward=3.0,
+        accepted=True,
+    )
 
 
 def test_relay_retries_while_the_rapp_is_down_and_keeps_order() -> None:
@@ -181,36 +192,57 @@ def test_health_paths() -> None:
 
 
 def test_settings_from_env_and_flags(monkeypatch) -> None:
-    import argparse
-
     monkeypatch.setenv("XAPP_RAPP", "rapp.example:7000")
     monkeypatch.setenv("XAPP_MAX_STATE_AGE", "3.5")
     monkeypatch.setenv("XAPP_BROKER", "mqtt://u:p@broker:1883")
     s = XappSettings.from_cli(argparse.Namespace(max_state_age=None, rapp_deadline_ms=80.0))
     assert s.rapp == "rapp.example:7000" and s.max_state_age == 3.5 and s.rapp_deadline_ms == 80
     assert s.client_id == "xapp-composer-default"
-    for bad in ({"rapp": "nohost"}, {"broker": "http://x"}, {"network": "a/b"},
-                {"rapp_tls_cert": "c.pem"}, {"reconnect_min_delay": 5, "reconnect_max_delay": 1}):  # fmt: skip
+    for bad in (
+        {"rapp": "nohost"},
+        {"broker": "http://x"},
+        {"network": "a/b"},
+        {"rapp_tls_cert": "c.pem"},
+        {"reconnect_min_delay": 5, "reconnect_max_delay": 1},
+    ):
         with pytest.raises(ValueError):
             XappSettings(**bad)
 
 
 def test_run_refuses_a_missing_policy_with_a_clear_message(tmp_path, capsys) -> None:
-    from xapp_composer.cli import main
-
-    code = main(["run", "--broker", "mqtt://127.0.0.1:1", "--policy", str(tmp_path / "no.onnx"),
-                 "--health-port", "0", "--log-format", "json"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--policy",
+            str(tmp_path / "no.onnx"),
+            "--health-port",
+            "0",
+            "--log-format",
+            "json",
+        ]
+    )
     assert code == 2
     assert "not found: train and export one" in capsys.readouterr().err
 
 
 def test_run_refuses_a_policy_that_does_not_match_its_card(tmp_path, capsys) -> None:
-    from xapp_composer.cli import main
-
     path = copy_policy(unit_policy(), tmp_path / "bad")
     card = json.loads(path.with_suffix(".card.json").read_text())
     card["sha256"] = "0" * 64
     path.with_suffix(".card.json").write_text(json.dumps(card))
-    code = main(["run", "--broker", "mqtt://127.0.0.1:1", "--policy", str(path),
-                 "--health-port", "0", "--log-format", "json"])  # fmt: skip
+    code = main(
+        [
+            "run",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--policy",
+            str(path),
+            "--health-port",
+            "0",
+            "--log-format",
+            "json",
+        ]
+    )
     assert code == 2 and "does not match its card" in capsys.readouterr().err

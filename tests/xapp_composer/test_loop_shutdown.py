@@ -21,11 +21,12 @@ from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.mqtt import MqttClient, Topics
-from xapp_composer.control import ControlCore, Translation
+from xapp_composer.control import ControlCore
 from xapp_composer.loop import XappService
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.settings import COMPONENT, XappSettings
+from xapp_composer.translation import Translation
 
 pytestmark = pytest.mark.slow
 

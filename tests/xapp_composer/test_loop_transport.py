@@ -23,8 +23,15 @@ def broker(tmp_path):
 
 
 def _client(url: str, **kw) -> MqttClient:
-    return MqttClient(url, "acker", persistent_session=True, manual_ack=True,
-                      reconnect_min_delay_s=0.2, reconnect_max_delay_s=1.0, **kw)  # fmt: skip
+    return MqttClient(
+        url,
+        "acker",
+        persistent_session=True,
+        manual_ack=True,
+        reconnect_min_delay_s=0.2,
+        reconnect_max_delay_s=1.0,
+        **kw,
+    )
 
 
 def _start(client: MqttClient) -> MqttClient:
@@ -37,6 +44,14 @@ def _start(client: MqttClient) -> MqttClient:
     return client
 
 
+def _publisher(url: str) -> MqttClient:
+    """A started, connected publisher."""
+    pub = MqttClient(url, "publisher")
+    pub.start()
+    assert pub.wait_connected(5)
+    return pub
+
+
 def test_unacknowledged_messages_come_back_acknowledged_ones_do_not(broker) -> None:
     got: list[Delivery] = []
     lock = threading.Lock()
@@ -45,9 +60,7 @@ def test_unacknowledged_messages_come_back_acknowledged_ones_do_not(broker) -> N
         with lock:
             got.append(d)
 
-    pub = MqttClient(broker.url, "publisher")
-    pub.start()
-    assert pub.wait_connected(5)
+    pub = _publisher(broker.url)
     sub = _client(broker.url)
     sub.subscribe("t/req", keep, qos=1, ack="manual")
     _start(sub)
@@ -79,9 +92,7 @@ def test_an_ack_from_an_earlier_connection_is_not_sent(broker) -> None:
     sub = _client(broker.url)
     sub.subscribe("t/x", got.append, qos=1, ack="manual")
     _start(sub)
-    pub = MqttClient(broker.url, "publisher")
-    pub.start()
-    assert pub.wait_connected(5)
+    pub = _publisher(broker.url)
     pub.publish("t/x", b"one", qos=1)
     wait_until(lambda: got, 5, "a delivery")
     old = got[0]
@@ -101,9 +112,7 @@ def test_auto_subscriptions_of_a_manual_client_are_still_acknowledged(broker) ->
     sub = _client(broker.url)
     sub.subscribe("t/auto", lambda t, p: seen.append(p), qos=1)
     _start(sub)
-    pub = MqttClient(broker.url, "publisher")
-    pub.start()
-    assert pub.wait_connected(5)
+    pub = _publisher(broker.url)
     pub.publish("t/auto", b"a", qos=1)
     wait_until(lambda: seen, 5, "delivery")
     sub.stop()
@@ -139,9 +148,13 @@ def test_network_from_state_inverts_state_message() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "words"),
-    [("mu", -1.0, "mu"), ("observations", 0.0, "observations"), ("capability", 1.5, "capability"),
-     ("failures", 2000.0, "failures")],
-)  # fmt: skip
+    [
+        ("mu", -1.0, "mu"),
+        ("observations", 0.0, "observations"),
+        ("capability", 1.5, "capability"),
+        ("failures", 2000.0, "failures"),
+    ],
+)
 def test_network_from_state_refuses_impossible_agents(field, value, words) -> None:
     msg = codec.state_message(generate_network(2, n_agents=12), network="n", seq=1, timestamp_ns=1)
     setattr(msg.agents[5], field, value)

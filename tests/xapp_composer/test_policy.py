@@ -1,4 +1,5 @@
-"""The actor-critic: GCN layer = torch-geometric's GCNConv; masking; one PPO update."""
+"""The actor-critic: the dense GCN layers = torch-geometric's GCNConv; masking; one PPO
+update."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from xapp_composer import features as F
 from xapp_composer.agent import run_episodes
 from xapp_composer.episodes import RequestSet
 from xapp_composer.gae import compute_gae
+from xapp_composer.gcn_reference import PygGCNEncoder, graph_batch
 from xapp_composer.policy import DenseGCNLayer, GCNActorCritic, PolicyConfig
 from xapp_composer.train import TrainConfig, ppo_update
 
@@ -18,11 +20,20 @@ from xapp_composer.train import TrainConfig, ppo_update
 def requests(m: int, rng) -> RequestSet:
     s = rng.dirichlet(np.ones(4), size=m)
     preds = np.stack([s, np.full_like(s, 0.25)], axis=1)
-    return RequestSet(s, rng.integers(4, size=m), np.zeros((m, F.TEXT_DIM), np.float32), preds,
-                      ["a", "b"], np.array([0.002, 0.01]), ["p"] * m)  # fmt: skip
+    return RequestSet(
+        s,
+        rng.integers(4, size=m),
+        np.zeros((m, F.TEXT_DIM), np.float32),
+        preds,
+        ["a", "b"],
+        np.array([0.002, 0.01]),
+        ["p"] * m,
+    )
 
 
-def test_dense_gcn_matches_gcnconv() -> None:
+def test_dense_gcn_layer_matches_gcnconv() -> None:
+    """The exported layer is torch-geometric's GCNConv, which normalises the edge list
+    itself (self-loops, symmetric degrees), on the dense normalised adjacency."""
     torch.manual_seed(0)
     for n in (10, 81, 300):
         net = generate_network(n, n_agents=n)
@@ -30,12 +41,40 @@ def test_dense_gcn_matches_gcnconv() -> None:
         conv = GCNConv(7, 5)
         torch.nn.init.normal_(conv.bias)
         dense = DenseGCNLayer(7, 5)
-        dense.load_gcnconv(conv)
+        with torch.no_grad():
+            dense.lin.weight.copy_(conv.lin.weight)
+            dense.bias.copy_(conv.bias)
         edge_index = torch.from_numpy(np.concatenate([net.edges, net.edges[:, ::-1]]).T.copy())
         want = torch.relu(conv(x, edge_index))
         adj = torch.from_numpy(F.normalized_adjacency(n, net.edges)).float()
         got = dense(x.unsqueeze(0), adj.unsqueeze(0))[0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_encoder_matches_the_pyg_encoder_on_a_batch_of_graphs() -> None:
+    """Node embeddings and mean pooling (eqs. 36, 37) of the policy's dense encoder equal
+    the GCNConv + global_mean_pool reference on one torch-geometric batch of networks of
+    different sizes, some agents unavailable."""
+    torch.manual_seed(1)
+    policy = GCNActorCritic(PolicyConfig(hidden=32))
+    for layer in policy.gcn:
+        torch.nn.init.normal_(layer.bias, std=0.1)
+    nets = [generate_network(20 + n, n_agents=n) for n in (12, 81, 300)]
+    nets[1].available[:10] = False
+    batch = graph_batch(nets)
+    node_h, h_graph = PygGCNEncoder.from_policy(policy)(batch.x, batch.edge_index, batch.batch)
+    start = 0
+    for i, net in enumerate(nets):
+        s = F.batch_state([net])
+        with torch.no_grad():
+            want_h, want_g = policy.encode_graph(
+                torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
+            )
+        torch.testing.assert_close(
+            node_h[start : start + net.n_agents], want_h[0], atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(h_graph[i], want_g[0], atol=1e-5, rtol=1e-5)
+        start += net.n_agents
 
 
 def test_masking_never_lets_an_invalid_agent_through() -> None:

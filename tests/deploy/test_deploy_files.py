@@ -1,0 +1,101 @@
+"""The committed trust files of deploy/: the ACL is servicekit.acl's rendering byte for
+byte, the Helm chart ships the same files, the broker configuration keeps what the loop
+relies on, and every image opts in to listening beyond loopback explicitly."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from deploy.deploy_support import ACL, BROKER_INIT, CHART, DEPLOY, PROBE, password_var
+from lameta_stack.broker import MESSAGE_SIZE_LIMIT
+from servicekit.acl import USERS, mosquitto_acl
+
+
+def test_the_committed_acl_is_the_rendering_of_servicekit_acl() -> None:
+    assert ACL.read_bytes() == mosquitto_acl().encode()
+    assert (CHART / "files" / "acl").read_bytes() == mosquitto_acl().encode()
+
+
+@pytest.mark.parametrize(
+    ("original", "copy"),
+    [
+        (DEPLOY / "mosquitto" / "mosquitto.conf", "mosquitto.conf"),
+        (BROKER_INIT, "mosquitto-init.sh"),
+        (PROBE, "rapp_health.py"),
+        (DEPLOY / "xapp" / "config-file.json", "config-file.json"),
+    ],
+)
+def test_the_chart_ships_the_same_files(original, copy) -> None:
+    assert (CHART / "files" / copy).read_bytes() == original.read_bytes()
+
+
+def _directives(path) -> list[tuple[str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.append((key, value.strip()))
+    return out
+
+
+def test_the_broker_config_is_tls_only_with_users_acl_and_limits() -> None:
+    conf = _directives(DEPLOY / "mosquitto" / "mosquitto.conf")
+    d = dict(conf)
+    assert [v for k, v in conf if k == "listener"] == ["8883 0.0.0.0"]  # one listener, TLS
+    # Its TLS files follow the listener line (per-listener settings).
+    after = [k for k, _ in conf[[k for k, _ in conf].index("listener") :]]
+    assert {"cafile", "certfile", "keyfile"} <= set(after)
+    assert d["allow_anonymous"] == "false"
+    assert d["password_file"] == "/mosquitto/auth/passwd"
+    assert d["acl_file"] == "/mosquitto/auth/acl"
+    assert d["require_certificate"] == "false"  # clients log in with user and password
+    assert int(d["message_size_limit"]) == MESSAGE_SIZE_LIMIT == 4 * 1024 * 1024
+    assert d["set_tcp_nodelay"] == "true"
+    assert d["persistence"] == "true"
+
+
+def test_every_identity_has_a_password_variable_in_compose_and_helm() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    init_env = compose["services"]["mosquitto-auth"]["environment"]
+    assert set(init_env) == {password_var(u) for u in USERS}
+    for var, value in init_env.items():
+        assert value == f"${{{var}:?set {var} in deploy/.env}}", var  # required, no default
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values["broker"]["users"]) == set(USERS)
+    for user, cfg in values["broker"]["users"].items():
+        assert cfg == {"existingSecret": "", "password": ""}, user  # nothing in clear
+
+
+def test_the_broker_init_reads_the_users_from_the_acl() -> None:
+    text = BROKER_INIT.read_text()
+    assert "sed -n 's/^user  *//p' \"$ACL_SRC\"" in text
+    users = re.findall(r"^user (\S+)$", ACL.read_text(), re.M)
+    assert users == list(USERS)
+
+
+@pytest.mark.parametrize(
+    ("target", "variables"),
+    [
+        ("sim-ric", ["SIM_METRICS_HOST"]),
+        ("rapp-intent", ["RAPP_HOST", "RAPP_METRICS_HOST"]),
+        ("xapp-composer", ["XAPP_HEALTH_HOST"]),
+    ],
+)
+def test_images_opt_in_to_every_interface_explicitly(target, variables) -> None:
+    """The services bind loopback unless told otherwise; each image says 0.0.0.0 for
+    what must be reached from outside its container, with a comment saying why."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    stage = text.split(f"AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+    for var in variables:
+        assert re.search(rf"^\s*(ENV )?{var}=0\.0\.0\.0\b", stage, re.M), (target, var)
+    comment = stage[stage.index("USER 10001") : stage.index("ENV ")]
+    assert "loopback" in comment, target
+
+
+def test_secrets_made_by_the_operator_stay_out_of_git() -> None:
+    ignored = (DEPLOY / ".gitignore").read_text().split()
+    assert {".env", "pki/", "trust/"} <= set(ignored)

@@ -1,0 +1,383 @@
+"""The Helm chart rendered by Helm's own engine (helm-python-sdk binds Helm's Go SDK;
+no cluster is contacted) and every manifest validated against the Kubernetes OpenAPI
+schemas (kubernetes-validate, strict: unknown fields are errors); then the trust model
+checked on what Kubernetes would receive."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from deploy.deploy_support import CHART, DEPLOY, PROBE, password_var
+from rapp_intent.settings import RappSettings
+from servicekit.acl import USERS, mosquitto_acl
+from servicekit.mqtt import parse_broker_url
+from sim_ric.settings import SimSettings
+from xapp_composer.settings import XappSettings
+
+helm = pytest.importorskip(
+    "helm_python", reason="Helm is not installed (pip install helm-python-sdk: the dev extra)"
+)
+kubernetes_validate = pytest.importorskip(
+    "kubernetes_validate", reason="pip install kubernetes-validate (the dev extra)"
+)
+
+KUBERNETES = ("1.29.0", "1.33.0")
+"""Kubernetes versions the manifests must validate against (oldest supported, recent)."""
+
+RELEASE, NAMESPACE = "lab", "ric"
+NAME = f"{RELEASE}-lameta"
+VALUES = {
+    "broker": {
+        "users": {
+            "sim-ric": {"password": "0123456789abcdef0123456789abcdef"},
+            "xapp-composer": {"existingSecret": "xapp-mqtt"},
+            "observer": {"password": "fedcba9876543210fedcba9876543210"},
+        }
+    },
+    "tls": {"brokerSecret": "tls-broker", "rappSecret": "tls-rapp", "xappSecret": "tls-xapp"},
+    "policy": {"configMap": "policy-srl-general"},
+}
+SETTINGS = {"SIM_": SimSettings, "RAPP_": RappSettings, "XAPP_": XappSettings}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def render(extra: dict | None = None) -> list[dict]:
+    """Every manifest of an install of the chart with VALUES (and ``extra``)."""
+    chart = helm.Chart.load(str(CHART))
+    out = chart.render(_merge(VALUES, extra or {}), name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for text in out.values():
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def render_error(extra: dict) -> str:
+    with pytest.raises(helm.HelmError) as err:
+        render(extra)
+    return str(err.value)
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def workloads(docs: list[dict]) -> dict[str, dict]:
+    """Component name -> its pod spec."""
+    out = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            out[labels["app.kubernetes.io/name"]] = d["spec"]["template"]["spec"]
+    return out
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[dict]:
+    return render()
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_every_manifest_validates_against_the_kubernetes_schemas(docs, version) -> None:
+    assert len(docs) >= 15
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_validator_rejects_what_kubernetes_would(docs) -> None:
+    deployment = copy.deepcopy(next(d for d in docs if d["kind"] == "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["evn"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES[-1], strict=True)
+    policy = copy.deepcopy(next(d for d in docs if d["kind"] == "NetworkPolicy"))
+    policy["spec"]["ingress"][0]["ports"][0]["port"] = {"number": 8883}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(policy, KUBERNETES[-1], strict=True)
+
+
+def test_helm_lint_finds_no_error() -> None:
+    report = helm.lint(str(CHART), VALUES, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    assert all(m["severity"] < 2 for m in report["messages"]), report["messages"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"broker": {"users": {"xapp-composer": {"existingSecret": ""}}}},
+         "broker user xapp-composer needs a password"),
+        ({"broker": {"users": {"sim-ric": {"password": ""}}}}, "broker user sim-ric"),
+        ({"broker": {"users": {"observer": {"password": "not url safe!0123456"}}}},
+         "broker.users.observer.password: at least 16 characters of A-Z"),
+        ({"broker": {"users": {"operator": {"password": "short"}}}},
+         "broker.users.operator.password"),
+        ({"tls": {"rappSecret": ""}}, "tls.rappSecret"),
+        ({"tls": {"xappSecret": ""}}, "tls.xappSecret"),
+        ({"tls": {"brokerSecret": ""}}, "tls.brokerSecret"),
+        ({"policy": {"configMap": ""}}, "policy.configMap"),
+        ({"broker": {"port": 1883}}, "broker.port: the bundled Mosquitto listens on 8883"),
+        ({"mosquitto": {"enabled": False}, "broker": {"host": "mqtt.example"},
+          "tls": {"caSecret": "ca"}}, "networkPolicy.externalBroker"),
+    ],
+)  # fmt: skip
+def test_an_install_without_its_secrets_fails_saying_which(extra, message) -> None:
+    assert message in render_error(extra)
+
+
+def test_the_broker_gets_the_committed_acl_and_one_password_per_user(docs) -> None:
+    cm = by_kind(docs, "ConfigMap")[f"{NAME}-mosquitto"]["data"]
+    assert cm["acl"] + "\n" == mosquitto_acl()
+    assert cm["mosquitto.conf"] + "\n" == (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    assert cm["init.sh"] + "\n" == (DEPLOY / "mosquitto/init.sh").read_text()
+    pod = workloads(docs)["mosquitto"]
+    init = env_of(pod["initContainers"][0])
+    assert set(init) == {"ACL_SRC", "REQUIRED_USERS"} | {password_var(u) for u in USERS}
+    assert init["REQUIRED_USERS"]["value"].split() == ["xapp-composer", "sim-ric"]
+    refs = {u: init[password_var(u)]["valueFrom"]["secretKeyRef"] for u in USERS}
+    assert refs["xapp-composer"] == {"name": "xapp-mqtt", "key": "password", "optional": False}
+    assert refs["sim-ric"] == {"name": f"{NAME}-mqtt-sim-ric", "key": "password",
+                               "optional": False}  # fmt: skip
+    # Users without a password can be enabled later by making their Secret.
+    assert refs["operator"] == {"name": f"{NAME}-mqtt-operator", "key": "password",
+                                "optional": True}  # fmt: skip
+    secrets = by_kind(docs, "Secret")
+    assert set(secrets) == {f"{NAME}-mqtt-sim-ric", f"{NAME}-mqtt-observer"}
+    assert secrets[f"{NAME}-mqtt-observer"]["stringData"] == {
+        "password": VALUES["broker"]["users"]["observer"]["password"]}  # fmt: skip
+
+
+def test_the_broker_is_tls_only_from_its_certificate_secret(docs) -> None:
+    pod = workloads(docs)["mosquitto"]
+    [container] = pod["containers"]
+    assert [p["containerPort"] for p in container["ports"]] == [8883]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/mosquitto/tls"]]["secret"]["secretName"] == "tls-broker"
+    assert pod["securityContext"]["runAsUser"] == 1883 and pod["securityContext"]["runAsNonRoot"]
+    service = by_kind(docs, "Service")[f"{NAME}-mosquitto"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [8883]
+
+
+def test_components_use_their_own_identity_and_settings_they_have(docs) -> None:
+    pods = workloads(docs)
+    users = {"sim-ric": "sim-ric", "xapp-composer": "xapp-composer"}
+    unknown = []
+    for component, user in users.items():
+        env = env_of(pods[component]["containers"][0])
+        prefix = "SIM_" if component == "sim-ric" else "XAPP_"
+        url = parse_broker_url(env[f"{prefix}BROKER"]["value"].replace("$(MQTT_PASSWORD)", "p"))
+        assert (url.scheme, url.host, url.port, url.username) == (
+            "mqtts", f"{NAME}-mosquitto", 8883, user)  # fmt: skip
+        secret = env["MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+        assert secret == ("xapp-mqtt" if user == "xapp-composer" else f"{NAME}-mqtt-{user}")
+    for component, pod in pods.items():
+        for var in env_of(pod["containers"][0]):
+            for prefix, cls in SETTINGS.items():
+                if var.startswith(prefix) and var[len(prefix) :].lower() not in cls.model_fields:
+                    unknown.append((component, var))
+    assert not unknown, f"settings the services do not have: {unknown}"
+
+
+def _mounted_secret(pod: dict, path: str) -> str:
+    container = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    hits = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert hits, path
+    volume = volumes[hits[0]["name"]]
+    return volume["secret"]["secretName"] if "secret" in volume else volume["configMap"]["name"]
+
+
+def test_mutual_tls_between_the_xapp_and_the_rapp(docs) -> None:
+    pods = workloads(docs)
+    xapp, rapp = env_of(pods["xapp-composer"]["containers"][0]), env_of(
+        pods["rapp-intent"]["containers"][0])  # fmt: skip
+    for var in ("XAPP_RAPP_TLS_CA", "XAPP_RAPP_TLS_CERT", "XAPP_RAPP_TLS_KEY"):
+        assert _mounted_secret(pods["xapp-composer"], xapp[var]["value"]) == "tls-xapp"
+    for var in ("RAPP_TLS_CERT", "RAPP_TLS_KEY", "RAPP_TLS_CLIENT_CA"):
+        assert _mounted_secret(pods["rapp-intent"], rapp[var]["value"]) == "tls-rapp"
+    assert rapp["RAPP_REPORT_IDENTITIES"]["value"] == "xapp-composer"
+    # The xApp dials the rApp's Service by the name its probe checks in the certificate.
+    service = f"{NAME}-rapp"
+    assert service in by_kind(docs, "Service")
+    assert xapp["XAPP_RAPP"]["value"] == f"{service}:50051"
+    container = pods["rapp-intent"]["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        cmd = container[probe]["exec"]["command"]
+        assert cmd[:2] == ["python", "/opt/lameta/probes/rapp_health.py"]
+        assert cmd[cmd.index("--server-name") + 1] == service
+    probes = by_kind(docs, "ConfigMap")[f"{NAME}-rapp-probes"]["data"]["rapp_health.py"]
+    assert probes + "\n" == PROBE.read_text()
+
+
+def test_the_xapp_verifies_its_policy_signature(docs) -> None:
+    pod = workloads(docs)["xapp-composer"]
+    env = env_of(pod["containers"][0])
+    assert env["XAPP_POLICY"]["value"] == "/app/models/policy/srl-general.onnx"
+    assert _mounted_secret(pod, env["XAPP_POLICY_PUBLIC_KEY"]["value"]) == "policy-srl-general"
+    sig = [m for m in pod["containers"][0]["volumeMounts"]
+           if m["mountPath"] == "/app/models/policy/srl-general.signature.json"]  # fmt: skip
+    assert sig and sig[0]["subPath"] == "srl-general.signature.json"
+
+
+def test_services_opt_in_to_every_interface_explicitly(docs) -> None:
+    expected = {"sim-ric": ["SIM_METRICS_HOST"], "rapp-intent": ["RAPP_HOST",
+                "RAPP_METRICS_HOST"], "xapp-composer": ["XAPP_HEALTH_HOST"]}  # fmt: skip
+    pods = workloads(docs)
+    for component, variables in expected.items():
+        env = env_of(pods[component]["containers"][0])
+        for var in variables:
+            assert env[var]["value"] == "0.0.0.0", (component, var)
+
+
+def _policies(docs) -> dict[str, dict]:
+    return {d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: d["spec"]
+            for d in docs if d["kind"] == "NetworkPolicy"}  # fmt: skip
+
+
+def _peers(rule_peers: list[dict]) -> list[str]:
+    """Pod peers by component name; other peers as JSON."""
+    out = []
+    for peer in rule_peers:
+        labels = peer.get("podSelector", {}).get("matchLabels", {})
+        if set(peer) == {"podSelector"} and "app.kubernetes.io/name" in labels:
+            assert labels["app.kubernetes.io/instance"] == RELEASE
+            out.append(labels["app.kubernetes.io/name"])
+        else:
+            out.append(json.dumps(peer, sort_keys=True))
+    return out
+
+
+def _rules(rules: list[dict], key: str) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for rule in rules:
+        for port in rule["ports"]:
+            assert port["protocol"] in ("TCP", "UDP")
+            out.setdefault(int(port["port"]), []).extend(_peers(rule[key]))
+    return out
+
+
+MONITORING = json.dumps({"namespaceSelector": {"matchLabels": {
+    "kubernetes.io/metadata.name": "monitoring"}}}, sort_keys=True)  # fmt: skip
+DNS = json.dumps({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+    "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}, sort_keys=True)  # fmt: skip
+
+
+def test_a_network_policy_per_component_allows_the_loop_and_nothing_else(docs) -> None:
+    policies = _policies(docs)
+    assert set(policies) == {"mosquitto", "rapp-intent", "xapp-composer", "sim-ric"}
+    for spec in policies.values():
+        assert spec["policyTypes"] == ["Ingress", "Egress"]  # default deny both ways
+        for rule in spec["ingress"]:
+            assert rule["from"], "an empty 'from' would admit everyone"
+        for rule in spec["egress"]:
+            assert rule["to"], "an empty 'to' would reach everywhere"
+    ingress = {c: _rules(s["ingress"], "from") for c, s in policies.items()}
+    egress = {c: _rules(s["egress"], "to") for c, s in policies.items()}
+    assert ingress["mosquitto"] == {8883: ["xapp-composer", "sim-ric"]}
+    assert ingress["rapp-intent"] == {50051: ["xapp-composer"], 9464: [MONITORING]}
+    assert ingress["xapp-composer"] == {8080: [MONITORING]}
+    assert ingress["sim-ric"] == {9465: [MONITORING]}
+    assert egress["mosquitto"] == {}
+    assert egress["rapp-intent"] == {53: [DNS, DNS]}  # UDP and TCP
+    assert egress["xapp-composer"] == {8883: ["mosquitto"], 50051: ["rapp-intent"],
+                                       53: [DNS, DNS]}  # fmt: skip
+    assert egress["sim-ric"] == {8883: ["mosquitto"], 53: [DNS, DNS]}
+
+
+def test_network_policies_follow_the_values() -> None:
+    assert not [d for d in render({"networkPolicy": {"enabled": False}})
+                if d["kind"] == "NetworkPolicy"]  # fmt: skip
+    custom = render({
+        "sim": {"enabled": False},
+        "networkPolicy": {
+            "monitoring": [{"namespaceSelector": {"matchLabels": {"team": "obs"}},
+                            "podSelector": {"matchLabels": {"app": "prometheus"}}}],
+            "brokerClients": [{"podSelector": {"matchLabels": {"app": "guard"}}}],
+        },
+    })  # fmt: skip
+    policies = _policies(custom)
+    assert set(policies) == {"mosquitto", "rapp-intent", "xapp-composer"}
+    assert _rules(policies["mosquitto"]["ingress"], "from") == {
+        8883: ["xapp-composer", json.dumps({"podSelector": {"matchLabels": {"app": "guard"}}})]
+    }
+    monitoring = policies["xapp-composer"]["ingress"][0]["from"]
+    assert monitoring == [{"namespaceSelector": {"matchLabels": {"team": "obs"}},
+                           "podSelector": {"matchLabels": {"app": "prometheus"}}}]  # fmt: skip
+    closed = _policies(render({"networkPolicy": {"monitoring": []}}))
+    assert closed["xapp-composer"]["ingress"] == [] and closed["sim-ric"]["ingress"] == []
+    assert _rules(closed["rapp-intent"]["ingress"], "from") == {50051: ["xapp-composer"]}
+    assert "networkPolicy.dns" in render_error({"networkPolicy": {"dns": []}})
+    external = render({
+        "mosquitto": {"enabled": False},
+        "broker": {"host": "mqtt.example", "port": 8884},
+        "tls": {"caSecret": "corp-ca"},
+        "networkPolicy": {"externalBroker": [{"ipBlock": {"cidr": "192.0.2.10/32"}}]},
+    })  # fmt: skip
+    policies = _policies(external)
+    assert "mosquitto" not in policies and "mosquitto" not in workloads(external)
+    assert _rules(policies["xapp-composer"]["egress"], "to")[8884] == [
+        json.dumps({"ipBlock": {"cidr": "192.0.2.10/32"}})]  # fmt: skip
+    xapp = env_of(workloads(external)["xapp-composer"]["containers"][0])
+    assert parse_broker_url(xapp["XAPP_BROKER"]["value"]).host == "mqtt.example"
+    assert _mounted_secret(workloads(external)["xapp-composer"],
+                           xapp["XAPP_TLS_CA"]["value"]) == "corp-ca"  # fmt: skip
+
+
+def test_a_new_password_restarts_whoever_reads_it() -> None:
+    def checksums(docs):
+        return {c: p for c, p in ((d["spec"]["template"]["metadata"]["labels"][
+            "app.kubernetes.io/name"], d["spec"]["template"]["metadata"]["annotations"].get(
+            "checksum/users")) for d in docs if d["kind"] in ("Deployment", "StatefulSet"))}  # fmt: skip
+
+    before = checksums(render())
+    after = checksums(render({"broker": {"users": {"sim-ric": {"password": "1" * 32}}}}))
+    for component in ("mosquitto", "sim-ric", "xapp-composer"):
+        assert before[component] and before[component] != after[component], component
+
+
+def test_no_secret_has_a_default_in_the_values() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert all(not v["password"] and not v["existingSecret"]
+               for v in values["broker"]["users"].values())  # fmt: skip
+    assert not any(values["tls"].values()) and not values["policy"]["configMap"]
+    # With every password in a Secret of the operator's, the chart makes none.
+    docs = render({"broker": {"users": {"sim-ric": {"password": "",
+                                                    "existingSecret": "sim-mqtt"},
+                                        "observer": {"password": ""}}}})  # fmt: skip
+    assert by_kind(docs, "Secret") == {}
+
+
+def test_a_signature_of_the_shipped_policy_verifies_beside_the_images_files(tmp_path) -> None:
+    """The chart mounts <name>.signature.json into the image's policy directory (the
+    repository's models/policy): a signature made as TRUST.md says verifies there, and
+    not once a file differs."""
+    from lameta_stack.stack import SHIPPED_POLICY, Stack
+    from servicekit.integrity import IntegrityError, load_public_key, verify_files
+
+    signed, public, _ = Stack(tmp_path / "trust").signed_policy(SHIPPED_POLICY)
+    document = json.loads((signed.parent / "srl-general.signature.json").read_text())
+    shipped = sorted(p.name for p in SHIPPED_POLICY.parent.glob("srl-general.*"))
+    verify_files(document, SHIPPED_POLICY.parent, shipped, load_public_key(public))
+    tampered = tmp_path / "image-policy"
+    tampered.mkdir()
+    for name in shipped:
+        (tampered / name).write_bytes((SHIPPED_POLICY.parent / name).read_bytes())
+    (tampered / "srl-general.card.json").write_text("{}")
+    with pytest.raises(IntegrityError, match="changed after signing"):
+        verify_files(document, tampered, shipped, load_public_key(public))

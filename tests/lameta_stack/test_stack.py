@@ -1,0 +1,124 @@
+"""The local stack as deployed: TLS-only broker, one user per component with its ACL,
+the rApp behind mutual TLS, a signed policy; ``up`` returns ready, ``down`` leaves
+nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lameta_stack.broker import mosquitto_available
+from lameta_stack.stack import Stack, StackConfig
+from servicekit.integrity import load_public_key, verify_files
+from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics
+
+BROKERS = ["embedded", pytest.param("mosquitto", marks=pytest.mark.skipif(
+    not mosquitto_available(), reason="mosquitto not installed"))]  # fmt: skip
+
+
+def _client(desc: dict, user: str, password: str) -> MqttClient:
+    b = desc["broker"]
+    url = BrokerUrl("mqtts", b["host"], b["port"], user, password)
+    return MqttClient(url, user, tls=TlsOptions(ca_certs=b["ca_file"]))
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def stack(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(f"stack-{request.param}")
+    st = Stack(directory)
+    desc = st.up(StackConfig(directory=directory, broker=request.param, rate=5.0))
+    yield st, desc
+    stopped = st.down(grace=20)
+    assert all(stopped.values()), stopped
+    assert not any(r.alive() for r in st.records())
+
+
+def test_up_describes_the_stack(stack) -> None:
+    st, desc = stack
+    on_disk = json.loads(st.file.read_text())
+    assert on_disk == desc and desc["ready"] is True
+    assert {"host", "port", "ca_file", "kind"} <= set(desc["broker"])
+    assert {"address", "ca_file"} <= set(desc["rapp"])
+    assert Path(desc["observer"]["password_file"]).exists()
+    assert oct(Path(desc["observer"]["password_file"]).stat().st_mode & 0o777) == "0o600"
+    assert desc["network"] == "default"
+    assert all(st.status().values())
+
+
+def test_only_the_owner_of_a_topic_reaches_its_subscribers(stack) -> None:
+    """The loop runs (decisions reach the observer) while forged control messages from
+    the observer and forged state from the xApp's identity never do."""
+    st, desc = stack
+    topics = Topics.for_network(desc["network"])
+    seen: dict[str, list[bytes]] = {"control": [], "state": []}
+    observer = _client(desc, "observer", st.password("observer"))
+    observer.subscribe(topics.control, lambda t, p: seen["control"].append(p))
+    observer.subscribe(topics.state, lambda t, p: seen["state"].append(p))
+    observer.start()
+    assert observer.wait_connected(10)
+    xapp_id = _client(desc, "xapp-composer", st.password("xapp-composer"))
+    xapp_id.start()
+    assert xapp_id.wait_connected(10)
+    try:
+        observer.publish(topics.control, b"FORGED-CONTROL", qos=1)
+        xapp_id.publish(topics.state, b"FORGED-STATE", qos=1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(seen["control"]) < 3:
+            time.sleep(0.1)
+    finally:
+        observer.stop()
+        xapp_id.stop()
+    assert len(seen["control"]) >= 3, "the xApp's decisions reach the observer"
+    assert b"FORGED-CONTROL" not in seen["control"]
+    assert b"FORGED-STATE" not in seen["state"]
+
+
+def test_a_wrong_password_is_refused(stack) -> None:
+    _, desc = stack
+    client = _client(desc, "sim-ric", "not-the-password")
+    client.start()
+    try:
+        assert not client.wait_connected(3)
+    finally:
+        client.stop(timeout=1)
+
+
+def test_the_rapp_refuses_callers_without_a_certificate(stack) -> None:
+    _, desc = stack
+    ca = Path(desc["rapp"]["ca_file"]).read_bytes()
+    anonymous = grpc.ssl_channel_credentials(ca)
+    with (
+        grpc.secure_channel(desc["rapp"]["address"], anonymous) as ch,
+        pytest.raises(grpc.RpcError),
+    ):
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    op = desc["operator"]
+    creds = grpc.ssl_channel_credentials(
+        ca, Path(op["client_key"]).read_bytes(), Path(op["client_cert"]).read_bytes()
+    )
+    with grpc.secure_channel(desc["rapp"]["address"], creds) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_xapp_runs_a_policy_signed_by_the_stacks_key(stack) -> None:
+    st, desc = stack
+    policy = Path(desc["xapp"]["policy"])
+    doc = json.loads((policy.parent / f"{policy.stem}.signature.json").read_text())
+    names = [p.name for p in policy.parent.glob(f"{policy.stem}.*")
+             if not p.name.endswith(".signature.json")]  # fmt: skip
+    verify_files(doc, policy.parent, names, load_public_key(st.keys_dir / "policy.pub"))
+    assert doc["key_id"] == desc["xapp"]["policy_key_id"]
+
+
+def test_a_second_up_in_the_same_directory_is_refused(stack) -> None:
+    st, _ = stack
+    from lameta_stack.stack import StackError
+
+    with pytest.raises(StackError, match="already running"):
+        st.up(StackConfig(directory=st.dir))

@@ -1,0 +1,128 @@
+"""Fuzz of every MQTT payload decoder and of the emulator's control handler: whatever
+arrives, a decoder answers with a message or a DecodeError naming the cause, and the
+emulator answers every control payload with an outcome (never an exception)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentnet.intents import LabelledIntent
+from servicekit import codec
+from sim_ric.emulator import REFUSAL_CODES, RESOLVING_CODES, Emulator, EmulatorConfig
+
+pytestmark = pytest.mark.fuzz
+
+DECODERS = (
+    codec.decode,
+    codec.decode_state,
+    codec.decode_request,
+    codec.decode_decision,
+    codec.decode_outcome,
+)
+CODES = {"garbage", "unsupported_schema", "wrong_message_type", "missing_field", "invalid_field"}
+
+floats = st.floats(allow_nan=True, allow_infinity=True, width=32)
+text = st.text(max_size=64)
+decisions = st.builds(
+    codec.ControlDecision,
+    request_id=text,
+    chain=st.lists(st.integers(0, 2**32 - 1), max_size=6),
+    elam=text,
+    predicted=st.lists(floats, max_size=6),
+    policy_version=text,
+    fallback=st.booleans(),
+    rejection=text,
+    timestamp_ns=st.integers(-(2**63), 2**63 - 1),
+)
+requests = st.builds(
+    codec.ServiceRequest,
+    request_id=text,
+    prompt=st.text(max_size=300),
+    app=text,
+    chain_types=st.lists(st.integers(0, 2**32 - 1), max_size=6),
+    arrival_rate=st.floats(allow_nan=True, allow_infinity=True),
+    timestamp_ns=st.integers(-(2**63), 2**63 - 1),
+)
+outcomes = st.builds(
+    codec.Outcome,
+    request_id=text,
+    accepted=st.booleans(),
+    reason=text,
+    code=text,
+    resolved=st.booleans(),
+    reward=st.floats(allow_nan=True, allow_infinity=True),
+    predicted=st.lists(floats, max_size=6),
+    chain=st.lists(st.integers(0, 2**32 - 1), max_size=6),
+    prompt=text,
+    app=text,
+)
+messages = st.one_of(decisions, requests, outcomes)
+
+
+def _mutate(data: bytes, flips: list[int], cut: int) -> bytes:
+    out = bytearray(data)
+    for pos in flips:
+        if out:
+            out[pos % len(out)] ^= 1 << (pos % 8)
+    return bytes(out[: max(0, len(out) - cut)])
+
+
+def _check(decoder, data: bytes) -> None:
+    try:
+        decoder(data)
+    except codec.DecodeError as exc:
+        assert exc.code in CODES and exc.reason
+
+
+@given(st.binary(max_size=512))
+def test_decoders_on_random_bytes(data: bytes) -> None:
+    for decoder in DECODERS:
+        _check(decoder, data)
+
+
+@given(messages, st.lists(st.integers(0, 10_000), max_size=4), st.integers(0, 8))
+def test_decoders_on_mutated_envelopes(msg, flips: list[int], cut: int) -> None:
+    data = _mutate(codec.encode(msg), flips, cut)
+    for decoder in DECODERS:
+        _check(decoder, data)
+
+
+@given(messages)
+def test_whatever_validates_round_trips(msg) -> None:
+    data = codec.encode(msg)
+    try:
+        back = codec.decode(data)
+    except codec.DecodeError:
+        return
+    assert codec.encode(back) == data
+
+
+_EMU = Emulator(
+    [LabelledIntent("a request", (0.25, 0.25, 0.25, 0.25), "qa")],
+    EmulatorConfig(seed=5, pending_timeout_s=1e9),
+)
+_PENDING = [_EMU.new_request().request_id for _ in range(3)]
+
+
+@given(st.one_of(st.binary(max_size=512), decisions.map(codec.encode)),
+       st.sampled_from([None, *_PENDING]))  # fmt: skip
+def test_the_emulator_answers_every_control_payload(payload: bytes, rid) -> None:
+    if rid is not None and payload and not payload.startswith(b"\x00"):
+        try:
+            d = codec.decode_decision(payload)
+            d.request_id = rid
+            d.rejection = ""  # keep the pending requests pending: a refusal or a serve
+            payload = codec.encode(d)
+        except codec.DecodeError:
+            pass
+    out = _EMU.handle_control(payload)
+    assert out.code in (*REFUSAL_CODES, *RESOLVING_CODES)
+    assert out.resolved == (out.code in RESOLVING_CODES)
+    if out.code == "served":  # settled: keep three requests pending for the next example
+        assert math.isfinite(out.reward) or not out.feasible
+        _PENDING.remove(out.request_id)
+        _PENDING.append(_EMU.new_request().request_id)

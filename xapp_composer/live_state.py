@@ -1,0 +1,124 @@
+"""The serving network state: rebuilt from a ``NetworkState`` and prepared for a policy.
+
+A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
+chain types, the policy's inputs with the GCN encoder already run
+(:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`), and the exhaustive search space a
+repair uses. Both are built once per state (on first use, or ahead of the requests by
+:func:`build_state`), so that a request only pays for its own decision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agentnet.network import Network
+from agentnet.optimum import OptimumUnavailable, SearchSpace, build_search_space
+from lameta_proto.v1 import network_pb2
+from servicekit import codec
+from xapp_composer.runtime import PolicyRuntime, Prepared
+
+REPAIR_SEARCH_MAX = 200_000
+"""Largest number of chains searched exhaustively for a repair (81 agents: about 8,000;
+beyond the bound the greedy baseline repairs instead: the search's grids would cost
+hundreds of MB and seconds on the request path)."""
+
+
+@dataclass
+class LiveState:
+    """A network state prepared for one policy: the rebuilt network and, per chain-type
+    tuple, the policy inputs with the GCN encoder already run.
+
+    Attributes:
+        seq: ``NetworkState.seq``.
+        timestamp_ns: the state's wall-clock time (ns since the epoch; 0 if unknown).
+        received: monotonic time at which the xApp received it.
+        net: the network as the state describes it.
+        runtime: the policy the inputs were prepared for.
+    """
+
+    seq: int
+    timestamp_ns: int
+    received: float
+    net: Network
+    runtime: PolicyRuntime
+    prepared: dict[tuple[int, ...], Prepared] = field(default_factory=dict)
+    spaces: dict[tuple[int, ...], SearchSpace | str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def inputs(self, chain_types: tuple[int, ...]) -> Prepared:
+        """Policy inputs for requests of these chain types (prepared on first use)."""
+        with self._lock:
+            p = self.prepared.get(chain_types)
+            if p is None:
+                p = self.runtime.prepare(self.net, chain_types)
+                self.prepared[chain_types] = p
+            return p
+
+    def search_space(self, chain_types: tuple[int, ...]) -> SearchSpace | str:
+        """Every chain of usable agents with its factors (built on first use, only for
+        repairs), or why there is none to search (too many chains)."""
+        with self._lock:
+            space = self.spaces.get(chain_types)
+            if space is None:
+                sizes = [len(self.net.agents_of_type(t, usable=True)) for t in chain_types]
+                size = int(np.prod(sizes, dtype=np.float64))
+                if size > REPAIR_SEARCH_MAX:
+                    space = f"{size:,} chains exceed the repair search bound"
+                else:
+                    try:
+                        space = build_search_space(self.net, chain_types)
+                    except OptimumUnavailable as exc:
+                        space = str(exc)
+                self.spaces[chain_types] = space
+            return space
+
+    def for_runtime(self, runtime: PolicyRuntime) -> LiveState:
+        """The same state prepared for another policy (same chain types, same search
+        spaces: they do not depend on the policy)."""
+        fresh = LiveState(
+            seq=self.seq,
+            timestamp_ns=self.timestamp_ns,
+            received=self.received,
+            net=self.net,
+            runtime=runtime,
+            spaces=dict(self.spaces),
+        )
+        for types in list(self.prepared):
+            fresh.inputs(types)
+        return fresh
+
+
+def build_state(
+    msg: network_pb2.NetworkState,
+    runtime: PolicyRuntime,
+    chain_types: Sequence[tuple[int, ...]] = (),
+    *,
+    received: float | None = None,
+) -> LiveState:
+    """Rebuild and prepare a state (the expensive part of a state update).
+
+    Args:
+        msg: a decoded, validated state.
+        runtime: the policy to prepare for.
+        chain_types: chain-type tuples to prepare now (others on first use).
+        received: monotonic time of reception (default now).
+
+    Raises:
+        codec.DecodeError: the state describes no possible network.
+    """
+    net = codec.network_from_state(msg)
+    live = LiveState(
+        seq=int(msg.seq),
+        timestamp_ns=int(msg.timestamp_ns),
+        received=time.monotonic() if received is None else received,
+        net=net,
+        runtime=runtime,
+    )
+    for types in chain_types or (tuple(net.cfg.chain_types),):
+        live.inputs(tuple(types))
+    return live
