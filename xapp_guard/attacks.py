@@ -6,6 +6,17 @@ to the rApp for memory poisoning) doing what its scenario says at the times
 request ids, messages to replay) subscribes to the network's requests and decisions and
 uses what it has captured so far. :meth:`Attack.run` returns what it did; the recorder
 labels the attacker's client id with the scenario's class for the episode.
+
+On a broker with the deployment's identities (:mod:`servicekit.acl`) an attacker is only
+as strong as the credentials it holds. What still gets through is a compromised client
+of an identity allowed to do the thing (:func:`compromised_identity`): the xApp's user
+forging or replaying decisions, the emulator's user forging outcomes, flooding or
+replaying requests, either one sending oversize or garbage payloads on its own topics,
+the xApp's rApp channel flooding ReportOutcome, any user storming connections. Where its
+identity may not read a topic it needs (the emulator's user reads no requests), the
+attacker reads it through a tap, a second connection with the read-only ``observer``
+user. The same scripts run with an identity that may not publish (:data:`REFUSED_IDENTITY`)
+are refused at the broker, and the recorder keeps them as such.
 """
 
 from __future__ import annotations
@@ -22,11 +33,13 @@ import grpc
 import numpy as np
 import paho.mqtt.client as paho
 import structlog
+from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agentnet.intents import APPS
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
 from servicekit import codec
+from servicekit.acl import read_filters
 from servicekit.mqtt import BrokerUrl, Topics
 from xapp_guard.scenarios import Scenario, schedule
 
@@ -51,6 +64,33 @@ def _simplex(rng: np.random.Generator) -> list[float]:
     return [float(x) for x in v]
 
 
+REFUSED_IDENTITY = "observer"
+"""A real, authenticated user that may publish nothing on a network: the identity of the
+attacks that the broker's ACL refuses at the door."""
+TAP_IDENTITY = "observer"
+"""The read-only user through which an attacker reads what its own identity may not."""
+
+
+def compromised_identity(scenario: Scenario) -> str:
+    """The broker user whose compromised client can run ``scenario`` under the ACL (the
+    user allowed to publish on the topic the attack writes)."""
+    cls, p = scenario.cls, scenario.params
+    if cls in ("forged_decision", "memory_poisoning"):
+        return "xapp-composer"  # the rApp's ReportOutcome caller is the xApp
+    if cls == "replay":
+        return "sim-ric" if p["what"] == "requests" else "xapp-composer"
+    if cls == "oversize":
+        return "xapp-composer" if p["topic"] == "control" else "sim-ric"
+    if cls == "reconnect_storm":
+        return REFUSED_IDENTITY  # connecting needs no publish right
+    return "sim-ric"  # forged_outcome, request_flood
+
+
+def may_read(user: str | None, topic: str) -> bool:
+    """``user`` may subscribe to ``topic`` (an anonymous, open broker reads everything)."""
+    return user is None or any(topic_matches_sub(f, topic) for f in read_filters(user))
+
+
 @dataclass
 class Capture:
     """What a subscribed attacker has seen: requests and decisions, newest last."""
@@ -66,11 +106,13 @@ class Attack:
 
     Args:
         scenario: what to do.
-        broker: the broker (an attacker needs only a connection, not the services' users).
+        broker: the broker, with the user the attacker logs in as (if any).
         network: the attacked network.
         client_id: the attacker's MQTT client id.
         rapp: the rApp's gRPC target (memory poisoning).
         seed: randomness of the schedule and the forged contents.
+        tap: the broker as a read-only user, for topics ``broker``'s user may not read
+            (its connection's client id is ``<client_id>-tap``).
     """
 
     def __init__(
@@ -82,6 +124,7 @@ class Attack:
         *,
         rapp: str | None = None,
         seed: int = 0,
+        tap: BrokerUrl | None = None,
     ):
         self.s = scenario
         self.p = scenario.params
@@ -89,6 +132,7 @@ class Attack:
         self.topics = Topics.for_network(network)
         self.client_id = client_id
         self.rapp = rapp
+        self.tap = tap
         self.rng = np.random.default_rng(seed)
         self.capture = Capture()
         self.done: dict[str, int] = {"actions": 0, "errors": 0}
@@ -100,10 +144,13 @@ class Attack:
         return self.s.cls == "memory_poisoning"
 
     # ---- MQTT plumbing --------------------------------------------------------------
-    def _client(self, clean: bool = True) -> paho.Client:
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=clean)
-        if self.broker.username is not None:
-            c.username_pw_set(self.broker.username, self.broker.password)
+    def _client(self, clean: bool = True, broker: BrokerUrl | None = None,
+                client_id: str | None = None) -> paho.Client:  # fmt: skip
+        broker = broker or self.broker
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or self.client_id,
+                        clean_session=clean)  # fmt: skip
+        if broker.username is not None:
+            c.username_pw_set(broker.username, broker.password)
         return c
 
     def _connect(self, c: paho.Client, timeout: float = 5.0) -> bool:
@@ -130,11 +177,24 @@ class Attack:
                 (now, bytes(msg.payload), m)
             )
 
-    def _subscribe(self, c: paho.Client, decisions: bool = False) -> None:
+    def _subscribe(self, c: paho.Client, decisions: bool = False) -> paho.Client | None:
+        """Subscribe to what the attack captures: on ``c`` where its user may read it, else
+        through a tap connection (returned, for closing), else not at all."""
+        topics = [self.topics.requests, *([self.topics.control] if decisions else [])]
+        own = [t for t in topics if may_read(self.broker.username, t)]
+        other = [t for t in topics if t not in own]
         c.on_message = self._on_message
-        c.subscribe(self.topics.requests, qos=1)
-        if decisions:
-            c.subscribe(self.topics.control, qos=1)
+        for t in own:
+            c.subscribe(t, qos=1)
+        if not other or self.tap is None:
+            return None
+        tap = self._client(broker=self.tap, client_id=f"{self.client_id}-tap")
+        if not self._connect(tap):
+            return None
+        tap.on_message = self._on_message
+        for t in other:
+            tap.subscribe(t, qos=1)
+        return tap
 
     # ---- run --------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> dict[str, int]:
@@ -148,8 +208,9 @@ class Attack:
         c = self._client()
         if not self._connect(c):
             return self.done
+        tap = None
         if self.s.cls != "oversize":
-            self._subscribe(c, decisions=self.s.cls in ("replay", "forged_outcome"))
+            tap = self._subscribe(c, decisions=self.s.cls in ("replay", "forged_outcome"))
         act = getattr(self, f"_act_{self.s.cls}")
         t0 = time.monotonic()
         for t in times:
@@ -166,8 +227,10 @@ class Attack:
                 continue
             c.publish(action[1], action[0], qos=1)
             self.done["actions"] += 1
-        c.disconnect()
-        c.loop_stop()
+        for conn in (c, tap):
+            if conn is not None:
+                conn.disconnect()
+                conn.loop_stop()
         return self.done
 
     # ---- the actions ------------------------------------------------------------------

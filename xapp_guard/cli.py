@@ -37,7 +37,8 @@ def cmd_record(args) -> int:
     configure_logging(args.log_level, "auto")
     cfg = cli.config_from_args(RecordConfig, args)
     labels = Recorder(cfg).run()
-    counts = Counter(f"{e['class']}/{e['variant']}" for e in labels["episodes"])
+    counts = Counter(f"{e['class']}/{'refused' if e.get('refused') else e['variant']}"
+                     for e in labels["episodes"])  # fmt: skip
     cli.print_json({"out": str(cfg.out), "events": labels.get("events"),
                     "episodes": dict(sorted(counts.items())),
                     "benign_events": len(labels["benign_events"])})  # fmt: skip

@@ -7,8 +7,9 @@ A recording (``xapp-guard record``) is ``events.jsonl.gz`` plus ``labels.json``.
 - a window of an episode's attacker client, overlapping the episode, in which the client
   acted (published, connected, called): the episode's class;
 - a window of an attacker client in which it only received messages, or outside its
-  episode: ``-1``, left out of training and scoring (an idle subscriber looks the same
-  whoever runs it) but kept as context in the sequences;
+  episode, a window of its read-only tap, every window of an episode the broker refused
+  (``"refused": true``): ``-1``, left out of training and scoring (an idle subscriber
+  looks the same whoever runs it) but kept as context in the sequences;
 - every other window: benign (0).
 
 A gRPC attacker is named by its peer address, which the recorder cannot know in
@@ -93,6 +94,8 @@ def label_windows(
     clients: dict[str, list[int]] = {}
     for i, ep in enumerate(episodes):
         names = grpc.get(i, set()) if ep["grpc"] else {ep["client"]}
+        if ep.get("tap"):
+            clients.setdefault(ep["tap"], [])
         for c in names:
             clients.setdefault(c, []).append(i)
     n = len(windows)
@@ -114,7 +117,7 @@ def label_windows(
             ep = episodes[i]
             if t1 > ep["t_start"] and t0 < ep["t_end"] + SLACK_S:
                 part[k] = ep["part"]
-                if win.active:
+                if win.active and not ep.get("refused"):
                     y[k] = CLASSES.index(ep["class"])
                     variant[k] = ep["variant"]
                     episode[k] = i

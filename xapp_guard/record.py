@@ -16,6 +16,14 @@ the rApp's access log and the payloads from the first line on. Then, in time ord
   joining;
 - part ``val``: the same with ``val_episodes`` per class and variant.
 
+The broker admits only the deployment's users under their ACL (:mod:`xapp_guard.stack`).
+Each attack episode runs as a compromised client of the identity allowed to do it
+(:func:`~xapp_guard.attacks.compromised_identity`): that is what the guard is for. Each
+part also holds one fast episode of every attack that writes on the bus run by a user
+without the right (:data:`~xapp_guard.attacks.REFUSED_IDENTITY`); the broker refuses
+its publishes, and the episode is kept with ``"refused": true`` and the number of
+``Denied PUBLISH`` lines its client got, its windows left out of training and scoring.
+
 With ``clean_requests`` the run has no attacks: the emulator runs until that many
 requests were published, with the legitimate bursts spread over it (false alarms).
 
@@ -40,7 +48,7 @@ import numpy as np
 import structlog
 
 from servicekit.mqtt import MqttClient, parse_broker_url
-from xapp_guard.attacks import Attack
+from xapp_guard.attacks import REFUSED_IDENTITY, TAP_IDENTITY, Attack, compromised_identity
 from xapp_guard.config import RecordConfig
 from xapp_guard.events import Event
 from xapp_guard.scenarios import ATTACKS, VARIANTS, draw
@@ -55,6 +63,10 @@ _NAMES = ("mqtt-explorer", "paho", "node-red", "telegraf", "xapp-composer-defaul
 """Client id stems of the attackers (generic tools and look-alikes of the services)."""
 
 
+REFUSED_CLASSES = ("forged_decision", "forged_outcome", "request_flood", "oversize")
+"""Attacks that write on the bus, run once per part by a user without the right."""
+
+
 def sensor_client_id(network: str) -> str:
     """The sensor's MQTT client id (its own events are left out of the windows)."""
     return f"xapp-guard-sensor-{network}"
@@ -67,6 +79,7 @@ class _Writer:
         self.events = events
         self.fh = path.open("w", encoding="utf-8")
         self.count = 0
+        self.denied: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
         self._thread.start()
@@ -79,6 +92,8 @@ class _Writer:
                 continue
             self.fh.write(json.dumps(ev.to_json(), separators=(",", ":")) + "\n")
             self.count += 1
+            if ev.kind == "denied":
+                self.denied[ev.client] = self.denied.get(ev.client, 0) + 1
 
     def close(self) -> None:
         self._stop.set()
@@ -119,6 +134,7 @@ class Recorder:
             for variant in VARIANTS
             for _ in range(per_variant)
         ]
+        items += [("refused", draw(cls, "fast", self.rng)) for cls in REFUSED_CLASSES]
         order = self.rng.permutation(len(items))
         items = [items[i] for i in order]
         bursts: list[tuple[str, Any]] = [
@@ -143,20 +159,24 @@ class Recorder:
         assert self.stack is not None
         self.stack.check_alive()
 
-    def _attack(self, scenario, part: str) -> None:
-        assert self.stack is not None
+    def _attack(self, scenario, part: str, refused: bool = False) -> None:
+        s = self.stack
+        assert s is not None
         client = self._client_id()
-        attack = Attack(scenario, parse_broker_url(self.stack.url), self.cfg.network, client,
-                        rapp=self.stack.rapp_target, seed=int(self.rng.integers(1 << 31)))  # fmt: skip
+        user = REFUSED_IDENTITY if refused else compromised_identity(scenario)
+        attack = Attack(scenario, parse_broker_url(s.url_for(user)), self.cfg.network, client,
+                        rapp=s.rapp_target, seed=int(self.rng.integers(1 << 31)),
+                        tap=parse_broker_url(s.url_for(TAP_IDENTITY)))  # fmt: skip
         t0 = time.time()
         done = attack.run()
         t1 = time.time()
         self.labels["episodes"].append({
             "class": scenario.cls, "variant": scenario.variant, "params": scenario.params,
-            "client": client, "grpc": attack.over_grpc, "t_start": t0, "t_end": t1,
-            "part": part, **done,
+            "client": client, "tap": f"{client}-tap", "identity": user, "refused": refused,
+            "grpc": attack.over_grpc, "t_start": t0, "t_end": t1, "part": part, **done,
         })  # fmt: skip
-        log.info("episode", cls=scenario.cls, variant=scenario.variant, client=client, **done)
+        log.info("episode", cls=scenario.cls, variant=scenario.variant, client=client,
+                 identity=user, refused=refused, **done)  # fmt: skip
 
     def _burst(self, kind: str, value: float) -> None:
         s = self.stack
@@ -176,7 +196,7 @@ class Recorder:
             s.start_broker()
         elif kind == "observer":
             name = f"lameta-dashboard-{int(self.rng.integers(100, 999))}"
-            c = MqttClient(s.url, name, client_id=name)
+            c = MqttClient(s.url_for("observer"), "observer", client_id=name)
             c.subscribe(f"lameta/v1/{self.cfg.network}/#", lambda t, p: None, qos=1)
             c.start()
             time.sleep(value)
@@ -190,8 +210,8 @@ class Recorder:
         t0 = time.time()
         for kind, item in self._plan(per_variant):
             self._gap()
-            if kind == "attack":
-                self._attack(item, name)
+            if kind in ("attack", "refused"):
+                self._attack(item, name, refused=kind == "refused")
             else:
                 self._burst(kind, item)
         self._gap()
@@ -228,7 +248,7 @@ class Recorder:
             stack.start_broker()
             sid = sensor_client_id(cfg.network)
             sensor = Sensor(cfg.network, stack.broker_log,
-                            MqttClient(stack.url, "xapp-guard-sensor", client_id=sid),
+                            MqttClient(stack.url_for("xapp-guard"), "xapp-guard", client_id=sid),
                             stack.access_log, from_start=True).start()  # fmt: skip
             writer = _Writer(sensor.events, raw)
             if cfg.rapp:
@@ -253,6 +273,8 @@ class Recorder:
             if writer is not None:
                 writer.close()
                 self.labels["events"] = writer.count
+                for ep in self.labels["episodes"]:
+                    ep["denied"] = writer.denied.get(ep["client"], 0)
         with raw.open("rb") as src, gzip.open(cfg.out / "events.jsonl.gz", "wb", 6) as dst:
             shutil.copyfileobj(src, dst)
         raw.unlink()

@@ -1,6 +1,14 @@
 """The real control loop as processes, for recording traffic: Mosquitto (logging every
 packet), the intent rApp (with its access log), the xApp and the emulator.
 
+The broker runs the deployment's identities (:mod:`servicekit.acl`): no anonymous
+clients, one user per component with its password, the ACL that lets each publish only
+its own topics. Every client logs in as its user (:meth:`Stack.url_for`): the emulator as
+``sim-ric``, the xApp as ``xapp-composer``, the observer and dashboards as ``observer``,
+the guard's sensor as ``xapp-guard``. A publish the ACL forbids is dropped by the broker
+and logged (``Denied PUBLISH``), which is how attacks from unauthorised identities end.
+The recording runs on loopback without TLS: encryption changes nothing the broker logs.
+
 Each component is the project's own console script (``rapp-intent``, ``xapp-composer``,
 ``sim-ric``) started as a subprocess with its log in the run directory; the guard imports
 none of them. Components can be stopped and started again while the others run (an xApp
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,7 +35,8 @@ from pathlib import Path
 import httpx
 import structlog
 
-from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
+from servicekit.acl import USERS, mosquitto_acl, mosquitto_password_hash
+from servicekit.mqtt import MqttClient, Topics
 from xapp_guard.config import ROOT, SHIPPED_POLICY
 from xapp_guard.sensor import MOSQUITTO_LOG_LINES
 
@@ -101,6 +111,23 @@ def console_script(name: str) -> list[str]:
     return [str(exe)]
 
 
+def identity_lines(directory: Path, passwords: dict[str, str]) -> list[str]:
+    """Mosquitto lines (and the ``passwd`` and ``acl`` files they name, written into
+    ``directory``) that admit only the users of ``passwords``, each under the ACL of
+    :mod:`servicekit.acl`."""
+    passwd, acl = directory / "passwd", directory / "acl"
+    passwd.write_text("".join(f"{u}:{mosquitto_password_hash(p)}\n" for u, p in passwords.items()))
+    acl.write_text(mosquitto_acl())
+    for path in (passwd, acl):
+        path.chmod(0o600)
+    return ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+
+
+def broker_conf(port: int, *lines: str) -> str:
+    """A loopback Mosquitto listener with ``set_tcp_nodelay`` and ``lines``."""
+    return "\n".join([f"listener {port} 127.0.0.1", "set_tcp_nodelay true", *lines]) + "\n"
+
+
 class Stack:
     """Broker, rApp, xApp, emulator and a passive observer, on loopback.
 
@@ -134,11 +161,14 @@ class Stack:
         self.access_log = self.run_dir / "rapp-access.jsonl"
         self.procs: dict[str, Proc] = {}
         self.observer: MqttClient | None = None
+        self.passwords = {u: secrets.token_hex(12) for u in USERS}
         self._lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.broker_port}"
+    def url_for(self, user: str | None) -> str:
+        """The broker URL of ``user`` (with its password), or with no login at all."""
+        if user is None:
+            return f"mqtt://127.0.0.1:{self.broker_port}"
+        return f"mqtt://{user}:{self.passwords[user]}@127.0.0.1:{self.broker_port}"
 
     @property
     def rapp_target(self) -> str:
@@ -151,8 +181,9 @@ class Stack:
         # Started as root, Mosquitto drops to the "mosquitto" user, which cannot write here.
         user = ["user root"] if os.geteuid() == 0 else []
         conf = self.run_dir / "mosquitto.conf"
-        conf.write_text(loopback_mosquitto_conf(
-            self.broker_port, *user, "persistence true", f"persistence_location {store}/",
+        conf.write_text(broker_conf(
+            self.broker_port, *user, *identity_lines(self.run_dir, self.passwords),
+            "persistence true", f"persistence_location {store}/",
             "max_queued_messages 100000", "max_inflight_messages 100",
             f"log_dest file {self.broker_log}", *MOSQUITTO_LOG_LINES,
         ))  # fmt: skip
@@ -176,7 +207,7 @@ class Stack:
             raise StackError(f"the rApp exited; see {p.log_path}")
 
     def start_xapp(self) -> None:
-        env = {"XAPP_BROKER": self.url, "XAPP_LOG_FORMAT": "json",
+        env = {"XAPP_BROKER": self.url_for("xapp-composer"), "XAPP_LOG_FORMAT": "json",
                "XAPP_RECONNECT_MIN_DELAY": "0.2", "XAPP_RECONNECT_MAX_DELAY": "2.0"}  # fmt: skip
         rapp = self.rapp_target if self.with_rapp else f"127.0.0.1:{free_port()}"
         argv = [*console_script("xapp-composer"), "run", "--rapp", rapp,
@@ -192,13 +223,13 @@ class Stack:
         self.rate = self.rate if rate is None else rate
         argv = [*console_script("sim-ric"), "run", "--network", self.network,
                 "--seed", str(self.seed), "--rate", f"{self.rate:g}"]  # fmt: skip
-        env = {"SIM_BROKER": self.url, "SIM_LOG_FORMAT": "json"}
+        env = {"SIM_BROKER": self.url_for("sim-ric"), "SIM_LOG_FORMAT": "json"}
         self.procs["sim"] = Proc("sim-ric", argv, self.run_dir / "sim-ric.log", env).start()
 
     def start_observer(self, name: str = "lameta-observer") -> None:
         """A passive client watching decisions and outcomes (a dashboard, a logger)."""
         topics = Topics.for_network(self.network)
-        c = MqttClient(self.url, name, client_id=name, reconnect_min_delay_s=0.2,
+        c = MqttClient(self.url_for("observer"), "observer", client_id=name, reconnect_min_delay_s=0.2,
                        reconnect_max_delay_s=2.0)  # fmt: skip
         c.subscribe(topics.control, lambda t, p: None, qos=1)
         c.subscribe(topics.outcomes, lambda t, p: None, qos=1)
@@ -217,11 +248,16 @@ class Stack:
             p.stop()
 
     def _xapp_ready(self) -> bool:
+        """The xApp's readiness checks pass (without an rApp, all but the rApp's)."""
         try:
             url = f"http://127.0.0.1:{self.xapp_health}/ric/v1/health/ready"
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
+            checks = httpx.get(url, timeout=1).json()
+        except (httpx.HTTPError, ValueError):
             return False
+        if not self.with_rapp:
+            checks.pop("rapp", None)
+        checks.pop("ready", None)
+        return bool(checks) and all(checks.values())
 
     # ---- whole ---------------------------------------------------------------------------
     def __enter__(self) -> Stack:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from guard_support import CAL, LoggingMosquitto
 
+from servicekit.acl import USERS
 from xapp_guard.traffic import Calibration
 
 
@@ -16,5 +17,13 @@ def cal() -> Calibration:
 @pytest.fixture
 def mosquitto(tmp_path):
     broker = LoggingMosquitto(tmp_path)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def acl_mosquitto(tmp_path):
+    """A logging Mosquitto that admits only the deployment's users, under their ACL."""
+    broker = LoggingMosquitto(tmp_path, {u: f"pw-{u}" for u in USERS})
     yield broker
     broker.stop()

@@ -18,6 +18,7 @@ from servicekit.mqtt import loopback_mosquitto_conf
 from xapp_guard.config import TrainConfig
 from xapp_guard.events import Event
 from xapp_guard.sensor import MOSQUITTO_LOG_LINES
+from xapp_guard.stack import broker_conf, identity_lines
 from xapp_guard.traffic import Calibration
 
 CAL = Calibration(
@@ -33,15 +34,19 @@ TINY = TrainConfig(epochs=4, hidden=8)
 
 class LoggingMosquitto:
     """Mosquitto on a free loopback port writing every packet to ``log`` (the sensor's
-    source)."""
+    source); anonymous, or with ``passwords`` only those users under the deployment's ACL."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, passwords: dict[str, str] | None = None):
         self.port = free_port()
         self.log = workdir / "mosquitto.log"
+        self.passwords = passwords
         conf = workdir / "mosquitto.conf"
         user = ["user root"] if os.geteuid() == 0 else []
-        conf.write_text(loopback_mosquitto_conf(self.port, *user, f"log_dest file {self.log}",
-                                                *MOSQUITTO_LOG_LINES))  # fmt: skip
+        lines = [*user, f"log_dest file {self.log}", *MOSQUITTO_LOG_LINES]
+        if passwords is None:
+            conf.write_text(loopback_mosquitto_conf(self.port, *lines))
+        else:
+            conf.write_text(broker_conf(self.port, *identity_lines(workdir, passwords), *lines))
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)  # fmt: skip
         wait_until(lambda: self.log.exists() and "running" in self.log.read_text(), 10,
@@ -50,6 +55,11 @@ class LoggingMosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    def url_for(self, user: str) -> str:
+        """The URL with ``user``'s login (an ACL broker)."""
+        assert self.passwords is not None
+        return f"mqtt://{user}:{self.passwords[user]}@127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -18,7 +18,7 @@ from lameta_proto.v1 import intent_pb2
 from servicekit import codec
 from servicekit.grpc_access import AccessLog
 from servicekit.mqtt import MqttClient, Topics, parse_broker_url
-from xapp_guard.attacks import Attack
+from xapp_guard.attacks import REFUSED_IDENTITY, TAP_IDENTITY, Attack, compromised_identity
 from xapp_guard.corpus import label_windows
 from xapp_guard.features import INDEX, windows_of
 from xapp_guard.scenarios import CLASSES, Scenario
@@ -46,11 +46,13 @@ SIGNATURE = {
 class _Background:
     """Benign traffic: requests at 5/s and a decision for each (what attackers feed on)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, passwords: dict[str, str] | None = None):
         self.stop = threading.Event()
         self.sim = paho.Client(CallbackAPIVersion.VERSION2, client_id="sim-ric-default")
         self.xapp = paho.Client(CallbackAPIVersion.VERSION2, client_id="xapp-composer-default")
-        for c in (self.sim, self.xapp):
+        for c, user in ((self.sim, "sim-ric"), (self.xapp, "xapp-composer")):
+            if passwords is not None:
+                c.username_pw_set(user, passwords[user])
             c.connect("127.0.0.1", port)
             c.loop_start()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -134,3 +136,54 @@ def test_attack_is_seen_and_labelled(cls: str, mosquitto, rapp) -> None:
         if w.client in ("sim-ric-default", "xapp-composer-default"):
             assert label == 0
     assert set(np.unique(part[y == k])) == {"test"} and set(variant[y == k]) == {"fast"}
+
+
+def test_under_the_acl_compromised_identities_get_through_and_others_are_refused(
+    acl_mosquitto,
+) -> None:
+    """On the deployment's broker a replay by the emulator's (compromised) user reads the
+    requests through its tap and publishes them; a forged decision by a user without the
+    right is denied by the broker, and its episode's windows are left out of the labels."""
+    b = acl_mosquitto
+    sensor = Sensor("default", b.log, MqttClient(b.url_for("xapp-guard"), "xapp-guard",
+                                                 client_id="guard"), None).start()  # fmt: skip
+    replay = Scenario("replay", "fast", {**BASE, "rate_hz": 5.0, "what": "requests",
+                                         "delay_s": 0.5})  # fmt: skip
+    forged = Scenario("forged_decision", "fast", {**BASE, **CASES["forged_decision"]})
+    assert compromised_identity(replay) == "sim-ric"
+    runs = []
+    try:
+        with _Background(b.port, b.passwords):
+            time.sleep(1.0)
+            for name, scenario, user in (("mallory-1", replay, compromised_identity(replay)),
+                                         ("eve-1", forged, REFUSED_IDENTITY)):  # fmt: skip
+                attack = Attack(scenario, parse_broker_url(b.url_for(user)), "default", name,
+                                seed=3, tap=parse_broker_url(b.url_for(TAP_IDENTITY)))  # fmt: skip
+                t0 = time.time()
+                done = attack.run()
+                runs.append((name, scenario, user, done, t0, time.time()))
+            time.sleep(0.5)
+        time.sleep(1.5)
+    finally:
+        sensor.stop()
+    events = drain(sensor.events, lambda g: sensor.events.empty(), timeout=5)
+    denied = {e.client for e in events if e.kind == "denied"}
+    assert "eve-1" in denied and "mallory-1" not in denied
+    # The tap feeds the replay (the first tick may come before the tap's first message).
+    assert runs[0][3]["actions"] >= 5 and runs[0][3].get("skipped", 0) <= 2
+    episodes = [{"class": s.cls, "variant": "fast", "client": n, "tap": f"{n}-tap",
+                 "identity": u, "refused": u == REFUSED_IDENTITY, "grpc": False,
+                 "t_start": t0, "t_end": t1, "part": "test"}
+                for n, s, u, _, t0, t1 in runs]  # fmt: skip
+    labels = {"network": "default", "episodes": episodes,
+              "parts": [{"name": "test", "t_start": runs[0][4] - 5, "t_end": runs[-1][5] + 5}]}  # fmt: skip
+    windows = windows_of(events, "default", ignore=("guard",))
+    y, *_ = label_windows(windows, events, labels)
+    by_client: dict[str, set[int]] = {}
+    for w, label in zip(windows, y, strict=True):
+        by_client.setdefault(w.client, set()).add(int(label))
+    assert CLASSES.index("replay") in by_client["mallory-1"]
+    assert sum(w.x[INDEX["pub_req"]] for w in windows if w.client == "mallory-1") >= 5
+    assert by_client["mallory-1-tap"] == {-1}  # the tap reads, nothing to learn from
+    assert by_client["eve-1"] == {-1}  # refused at the broker: not the guard's to learn
+    assert by_client["sim-ric-default"] == {0} and by_client["xapp-composer-default"] == {0}
