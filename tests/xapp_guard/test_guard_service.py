@@ -1,5 +1,6 @@
-"""``xapp-guard run`` end to end: Mosquitto, the emulator and the xApp as processes, the guard
-as a process, a real flood from an attack script; the alert arrives on the alerts topic."""
+"""``xapp-guard run`` end to end: Mosquitto with the deployment's users and ACL, the emulator
+and the xApp as processes, the guard as a process logged in as ``xapp-guard``, a real flood
+from a compromised emulator identity; the alert arrives on the alerts topic."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from support.mqtt import ServiceProcess, free_port, wait_until
 from support.processes import ManagedProcess
 
 from servicekit.mqtt import MqttClient, parse_broker_url
-from xapp_guard.attacks import Attack
+from xapp_guard.attacks import TAP_IDENTITY, Attack, compromised_identity
 from xapp_guard.config import TrainConfig
 from xapp_guard.export import export_onnx, write_card
 from xapp_guard.features import sequences
@@ -48,12 +49,15 @@ def toy_detector(tmp_path_factory):
     return path
 
 
-def test_a_flood_raises_an_alert_naming_the_flooder(mosquitto, tmp_path, toy_detector) -> None:
-    sim = ServiceProcess(["--broker", mosquitto.url, "--seed", "0", "--rate", "3"], tmp_path)
-    xapp = XappProcess(tmp_path, mosquitto.url, f"127.0.0.1:{free_port()}", e2e_policy())
+def test_a_flood_raises_an_alert_naming_the_flooder(acl_mosquitto, tmp_path, toy_detector) -> None:
+    mosquitto = acl_mosquitto
+    sim = ServiceProcess(["--broker", mosquitto.url_for("sim-ric"), "--seed", "0", "--rate", "3"],
+                         tmp_path)  # fmt: skip
+    xapp = XappProcess(tmp_path, mosquitto.url_for("xapp-composer"), f"127.0.0.1:{free_port()}",
+                       e2e_policy())  # fmt: skip
     metrics_port = free_port()
     guard = ManagedProcess("xapp-guard", ["run"], tmp_path, env={
-        "GUARD_BROKER": mosquitto.url, "GUARD_BROKER_LOG": str(mosquitto.log),
+        "GUARD_BROKER": mosquitto.url_for("xapp-guard"), "GUARD_BROKER_LOG": str(mosquitto.log),
         "GUARD_MODEL": str(toy_detector), "GUARD_LOG_FORMAT": "json",
         "GUARD_METRICS_PORT": str(metrics_port), "GUARD_LAG": "1.0",
     })  # fmt: skip
@@ -64,7 +68,7 @@ def test_a_flood_raises_an_alert_naming_the_flooder(mosquitto, tmp_path, toy_det
         with lock:
             alerts.append(json.loads(payload))
 
-    watcher = MqttClient(mosquitto.url, "alert-watcher", client_id="alert-watcher")
+    watcher = MqttClient(mosquitto.url_for("observer"), "observer", client_id="alert-watcher")
     watcher.subscribe("lameta/v1/default/alerts", on_alert, qos=1)
     watcher.start()
     import httpx
@@ -84,7 +88,9 @@ def test_a_flood_raises_an_alert_naming_the_flooder(mosquitto, tmp_path, toy_det
         flood = draw("request_flood", "fast", np.random.default_rng(1))
         flood = type(flood)(flood.cls, "fast", {**flood.params, "rate_hz": 30.0, "burst": 1,
                                                 "duration_s": 6.0})  # fmt: skip
-        attack = Attack(flood, parse_broker_url(mosquitto.url), "default", "probe-42", seed=1)
+        user = compromised_identity(flood)
+        attack = Attack(flood, parse_broker_url(mosquitto.url_for(user)), "default", "probe-42",
+                        seed=1, tap=parse_broker_url(mosquitto.url_for(TAP_IDENTITY)))  # fmt: skip
         done = attack.run()
         assert done["actions"] >= 150
         wait_until(lambda: any(a["client"] == "probe-42" for a in list(alerts)), 20,
@@ -102,3 +108,5 @@ def test_a_flood_raises_an_alert_naming_the_flooder(mosquitto, tmp_path, toy_det
     assert first["score"] == pytest.approx(1 - first["probs"]["benign"], abs=1e-3)
     assert set(first["probs"]) == set(CLASSES)
     assert '"guard_stopped"' in guard.logs()
+    # The guard's identity may publish its alerts and its status: the broker denied nothing.
+    assert "Denied PUBLISH from xapp-guard" not in mosquitto.log.read_text()
