@@ -1,8 +1,9 @@
 """``lameta-stack``: the local stack that runs as deployed (identities, ACL, TLS, mTLS,
 signed policy).
 
-- ``up --dir DIR [--broker auto|mosquitto|embedded] [--rate R] [--requests N]``: start
-  the broker, the rApp, the xApp and the emulator in the background; return once every
+- ``up --dir DIR [--broker auto|mosquitto|embedded] [--rate R] [--requests N]
+  [--negotiation [--negotiation-llm local|openai|scripted]]``: start the broker, the rApp,
+  the xApp, the emulator (and the negotiation rApp) in the background; return once every
   component reports ready; ``DIR/stack.json`` says where everything is.
 - ``status --dir DIR``: which components run (exit 1 when one is down).
 - ``down --dir DIR``: stop them all; nothing is left running.
@@ -34,6 +35,8 @@ def cmd_up(args) -> int:
         seed=args.seed,
         rapp_models=args.rapp_models,
         policy=args.policy,
+        negotiation=args.negotiation,
+        env={"nego": {"NEGO_LLM": args.negotiation_llm}} if args.negotiation_llm else {},
     )
     if not args.policy.exists():
         raise cli.UsageError(f"--policy {args.policy}: no such file")
@@ -115,6 +118,11 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--rapp-models", default="minilm", help="E-LAMs the rApp loads")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's ONNX policy")
+    p.add_argument("--negotiation", action="store_true",
+                   help="also run the negotiation rApp (publishes the negotiated λ*)")  # fmt: skip
+    p.add_argument("--negotiation-llm", choices=("local", "openai", "scripted"),
+                   default=None, help="its LLM unit (default: NEGO_LLM, else local SmolLM2; "
+                   "openai: NEGO_LLM_* from the environment; scripted: a test aid)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print stack.json")
     p.set_defaults(func=cmd_up)
 

@@ -1,9 +1,13 @@
-"""``lameta-studies``: offline studies that need both the rApp and the xApp.
+"""``lameta-studies``: offline studies that need several apps.
 
 - ``srl-report --intents FILE.jsonl``: the paper's Figs. 9-11 and the generalisation
   study of the SRL policies (Fig. 11 runs the rApp's in-context calibration, eqs. 44-46,
   in front of the xApp's policies); writes ``<models>/report/srl_report.json`` and
   ``fig9_factors.png``. Its flags come from :class:`SrlReportConfig`.
+- ``nego-timeline [--llm local|openai|scripted] [--design soft]``: maestro Fig. 5, the
+  emulator and the negotiation service over a scripted timeline of outages and intents;
+  writes ``models/negotiation/report/timeline_<llm>-<design>.{log.jsonl,json,png}``. Its
+  flags come from :class:`lameta_studies.negotiation_timeline.TimelineConfig`.
 
 A user error (a bad value, a missing or tampered file) is one line on stderr naming the
 flag or the file, exit code 2 (:func:`servicekit.cli.run`).
@@ -103,6 +107,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from lameta_studies import negotiation_timeline as T
+
+    summary = T.run(cli.config_from_args(T.TimelineConfig, args, "tl_"))
+    cli.print_json(summary, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="lameta-studies", description="offline studies across the rApp and the xApp"
@@ -112,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_config(p, SrlReportConfig)
     xcli.require(p, "intents")
     p.set_defaults(func=cmd_report)
+
+    from lameta_studies.negotiation_timeline import TimelineConfig
+
+    p = sub.add_parser("nego-timeline", help="maestro Fig. 5: negotiations over a timeline")
+    cli.add_config(p, TimelineConfig, dest_prefix="tl_")
+    p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.set_defaults(func=cmd_timeline)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Protobuf codec of the MQTT payloads (``lameta.v1``, ARCHITECTURE.md "Interfaces").
 
 Every payload on the wire is an :class:`~lameta_proto.v1.network_pb2.Envelope` with
-``schema = 1`` and one of ``state``, ``request``, ``decision`` or ``outcome`` set. This
+``schema = 1`` and one of ``state``, ``request``, ``decision``, ``outcome`` or ``policy``
+set. This
 module turns emulator objects into those messages and bytes back into messages, with a
 :class:`DecodeError` that says why a payload was refused (garbage bytes, a message of
 the wrong type, a missing or invalid field). :func:`to_json` renders any of them as JSON
@@ -31,22 +32,25 @@ NetworkState = network_pb2.NetworkState
 ServiceRequest = network_pb2.ServiceRequest
 ControlDecision = network_pb2.ControlDecision
 Outcome = network_pb2.Outcome
+Policy = network_pb2.Policy
 Envelope = network_pb2.Envelope
 
-Payload = NetworkState | ServiceRequest | ControlDecision | Outcome
-P = TypeVar("P", NetworkState, ServiceRequest, ControlDecision, Outcome)
+Payload = NetworkState | ServiceRequest | ControlDecision | Outcome | Policy
+P = TypeVar("P", NetworkState, ServiceRequest, ControlDecision, Outcome, Policy)
 
 _FIELD_OF: dict[type, str] = {
     NetworkState: "state",
     ServiceRequest: "request",
     ControlDecision: "decision",
     Outcome: "outcome",
+    Policy: "policy",
 }
 _KIND_NAME = {
     "state": "network state",
     "request": "service request",
     "decision": "control decision",
     "outcome": "outcome",
+    "policy": "policy",
 }
 
 
@@ -178,6 +182,11 @@ def decode_outcome(data: bytes | bytearray | memoryview) -> network_pb2.Outcome:
     return decode_as(data, Outcome)
 
 
+def decode_policy(data: bytes | bytearray | memoryview) -> network_pb2.Policy:
+    """Decode a :class:`Policy` payload (see :func:`decode_as`)."""
+    return decode_as(data, Policy)
+
+
 # --------------------------------------------------------------------------------------
 # Validation of decoded messages (structure only; the emulator checks semantics)
 # --------------------------------------------------------------------------------------
@@ -230,11 +239,25 @@ def _validate_outcome(m: network_pb2.Outcome) -> None:
         raise _missing("outcome.code")
 
 
+def _validate_policy(m: network_pb2.Policy) -> None:
+    if not m.network:
+        raise _missing("policy.network")
+    if not m.negotiation_id:
+        raise _missing("policy.negotiation_id")
+    if not (math.isfinite(m.arrival_rate) and m.arrival_rate >= 0):
+        raise _invalid(f"policy.arrival_rate is {m.arrival_rate}; it must be finite and >= 0")
+    if m.valid_until_ns < 0:
+        raise _invalid(f"policy.valid_until_ns is {m.valid_until_ns}; it must be >= 0")
+    if not (math.isfinite(m.capacity) and m.capacity >= 0):
+        raise _invalid(f"policy.capacity is {m.capacity}; it must be finite and >= 0")
+
+
 _VALIDATORS = {
     "state": _validate_state,
     "request": _validate_request,
     "decision": _validate_decision,
     "outcome": _validate_outcome,
+    "policy": _validate_policy,
 }
 
 

@@ -32,6 +32,9 @@ code                     cause                                                re
 ``rejected_by_xapp``     the xApp declined the request (``rejection`` set)    yes
 ``expired``              no decision within the pending timeout               yes
 ``shutdown``             the emulator stopped with the request pending        yes
+``suspended``            admission is suspended by the policy (λ* = 0): a     yes
+                         request arriving meanwhile is refused at once and
+                         never published
 =======================  ===================================================  =========
 
 A refused decision never loses the request: it stays pending and a valid decision can
@@ -41,6 +44,25 @@ scored as infeasible, as MODEL.md prescribes. Its ``normalized_score`` compares 
 bonus with the exact optimum over all feasible chains and the fee table's E-LAMs on the
 current state (NaN when the optimum is unavailable); a decision made without an E-LAM
 (``elam = ""``, fee 0) can therefore score slightly above 1.
+
+Policy (NEGOTIATION.md "Enforcement"): :meth:`Emulator.apply_policy` validates a payload
+of the policy topic. An accepted policy's λ* replaces λ in the QoE model from the next
+tick on (so from the next published state on), and :meth:`Emulator.request_rate_scale`
+scales the request stream by λ* / λ_0 (λ_0, the model's base rate: the request stream
+stands for that load). λ* = 0 suspends admission: requests that arrive are refused with
+code ``suspended``; the state keeps the offered λ (nothing is served). A policy lapses
+after its ``valid_until_ns``; an empty payload (a cleared retained message) withdraws it.
+A payload that cannot be accepted is dropped and counted by code, never raised:
+
+=================  ==========================================================
+drop code          cause
+=================  ==========================================================
+``garbage`` ...    the codec's codes (garbage, wrong type, missing or invalid
+                   field)
+``wrong_network``  a policy for another network
+``expired``        its ``valid_until_ns`` has passed
+``stale``          issued before the policy in force
+=================  ==========================================================
 """
 
 from __future__ import annotations
@@ -92,7 +114,13 @@ REFUSAL_CODES: tuple[str, ...] = (
 )
 """Codes of decisions refused without settling a request (see the module docstring)."""
 
-RESOLVING_CODES: tuple[str, ...] = ("served", "rejected_by_xapp", "expired", "shutdown")
+RESOLVING_CODES: tuple[str, ...] = (
+    "served",
+    "rejected_by_xapp",
+    "expired",
+    "shutdown",
+    "suspended",
+)
 """Codes of outcomes that settle a request."""
 
 
@@ -150,6 +178,8 @@ class PendingRequest:
     deadline: float
     timestamp_ns: int
     refused: int = 0
+    announced: float = -math.inf
+    """When the request was last announced (emulator clock); see :meth:`Emulator.stale_requests`."""
 
 
 class Emulator:
@@ -202,6 +232,10 @@ class Emulator:
         """Outcomes produced, by code."""
         self.stats: Counter[str] = Counter()
         """Other counts: ticks, requests, decisions, crashes, recoveries."""
+        self.policy: network_pb2.Policy | None = None
+        """The policy in force (None: λ follows the dynamics)."""
+        self.policy_events: Counter[str] = Counter()
+        """Policy payloads by what became of them: applied, cleared, lapsed or a drop code."""
         self.journal = journal
         if journal is not None:
             self._take_up(journal)
@@ -248,13 +282,78 @@ class Emulator:
         )
 
     def tick(self) -> network_pb2.NetworkState:
-        """Advance the dynamics one tick and return the new state."""
+        """Advance the dynamics one tick, enforce the policy and return the new state."""
         counts = self.dynamics.tick()
+        self._enforce()
         self.seq += 1
         self.stats["ticks"] += 1
         self.stats["crashes"] += counts["crashes"]
         self.stats["recoveries"] += counts["recoveries"]
         return self.state()
+
+    # ---- policy ---------------------------------------------------------------------------
+    def apply_policy(self, payload: bytes) -> str:
+        """Validate a payload of the policy topic and put it in force (module docstring).
+
+        Returns:
+            ``applied``, ``cleared`` (empty payload) or the drop code. Never raises on bad
+            input.
+        """
+        if not payload:
+            self.policy = None
+            return self._policy_event("cleared")
+        try:
+            policy = codec.decode_policy(payload)
+        except codec.DecodeError as exc:
+            return self._policy_event(exc.code)
+        if policy.network != self.cfg.network:
+            return self._policy_event("wrong_network")
+        if policy.valid_until_ns and policy.valid_until_ns <= self.wall_clock_ns():
+            return self._policy_event("expired")
+        if self.policy is not None and policy.timestamp_ns < self.policy.timestamp_ns:
+            return self._policy_event("stale")
+        self.policy = policy
+        return self._policy_event("applied")
+
+    def _policy_event(self, code: str) -> str:
+        self.policy_events[code] += 1
+        return code
+
+    def _active_policy(self) -> network_pb2.Policy | None:
+        p = self.policy
+        if p is not None and p.valid_until_ns and p.valid_until_ns <= self.wall_clock_ns():
+            self.policy = None
+            self._policy_event("lapsed")
+            return None
+        return p
+
+    def _enforce(self) -> None:
+        """λ* replaces the dynamics' λ (a suspension leaves the offered λ in the state)."""
+        p = self._active_policy()
+        if p is not None and p.arrival_rate > 0:
+            self.net.set_arrival_rate(p.arrival_rate)
+
+    @property
+    def suspended(self) -> bool:
+        """True while a policy with λ* = 0 is in force."""
+        p = self._active_policy()
+        return p is not None and p.arrival_rate == 0
+
+    def request_rate_scale(self) -> float:
+        """λ* / λ_0 under a policy (0 while suspended), else 1."""
+        p = self._active_policy()
+        if p is None:
+            return 1.0
+        return p.arrival_rate / self.dynamics.base_rate
+
+    def refuse_suspended(self, now: float | None = None) -> network_pb2.Outcome:
+        """A request that arrives while admission is suspended: drawn, never published,
+        settled at once with code ``suspended``."""
+        pend = self._draw(now)
+        policy = self.policy.negotiation_id if self.policy is not None else ""
+        return self._settle_unserved(
+            pend, "suspended", f"suspended: admission suspended by policy {policy}"
+        )
 
     # ---- requests -------------------------------------------------------------------------
     def next_interarrival(self, rate: float) -> float:
@@ -269,6 +368,13 @@ class Emulator:
         The returned message carries the prompt and the application; the user's true
         vector stays in :attr:`pending`.
         """
+        pend = self._draw(now)
+        self.pending[pend.request_id] = pend
+        return self._request_message(pend)
+
+    def _draw(self, now: float | None) -> PendingRequest:
+        """A new request of a simulated user, journaled as issued (not yet registered as
+        pending: a refused arrival is settled at once)."""
         # Deadlines stay in creation order (pending is insertion-ordered), which keeps
         # expiry O(expired): a clock that steps back is clamped.
         now = max(self.clock() if now is None else now, self._last_created)
@@ -279,7 +385,8 @@ class Emulator:
         ts = self.wall_clock_ns()
         if self.journal is not None:
             self.journal.issue(JournalRequest(rid, user.prompt, user.app, user.s, ts))
-        self.pending[rid] = PendingRequest(
+        self.stats["requests"] += 1
+        return PendingRequest(
             request_id=rid,
             prompt=user.prompt,
             app=user.app,
@@ -288,8 +395,6 @@ class Emulator:
             deadline=now + self.cfg.pending_timeout_s,
             timestamp_ns=ts,
         )
-        self.stats["requests"] += 1
-        return self._request_message(self.pending[rid])
 
     def _request_message(self, p: PendingRequest) -> network_pb2.ServiceRequest:
         return codec.ServiceRequest(
@@ -305,6 +410,22 @@ class Emulator:
         """Every pending request as a message, oldest first: what is re-announced after a
         reconnect or a restart (the same ids: deciders recognise them)."""
         return [self._request_message(p) for p in self.pending.values()]
+
+    def stale_requests(self, now: float, after: float) -> list[network_pb2.ServiceRequest]:
+        """Pending requests announced ``after`` seconds ago or longer, oldest first; each is
+        marked announced at ``now``.
+
+        At-least-once on the request side: a decider that took a request and died before
+        deciding it (an xApp replica killed, its shared-subscription share lost with its
+        session) leaves it pending; announcing it again hands it to a live replica. The
+        same id is settled once whatever number of decisions comes back.
+        """
+        out = []
+        for p in self.pending.values():
+            if now - max(p.announced, p.created) >= after:
+                p.announced = now
+                out.append(self._request_message(p))
+        return out
 
     def expire(self, now: float | None = None) -> list[network_pb2.Outcome]:
         """Settle every pending request whose deadline has passed (code ``expired``)."""
@@ -546,6 +667,7 @@ class Emulator:
     def counters(self) -> dict[str, int]:
         """A snapshot: ``outcome.<code>`` counts plus ticks, requests, decisions, pending."""
         out = {f"outcome.{k}": v for k, v in sorted(self.outcomes.items())}
+        out.update({f"policy.{k}": v for k, v in sorted(self.policy_events.items())})
         out.update(sorted(self.stats.items()))
         out["pending"] = len(self.pending)
         return out

@@ -10,8 +10,14 @@ topic                             direction  what
 ``lameta/v1/<network>/control``   in         the xApp's decisions
 ``lameta/v1/<network>/outcomes``  out        one outcome per control message and per
                                              expired request
+``lameta/v1/<network>/policy``    in         the negotiated λ* (retained; enforced from
+                                             the next state on, see ``Emulator``)
 ``lameta/v1/status/sim-ric``      out        "online" / "offline" (retained, last will)
 ================================  =========  ======================================
+
+Under a policy the request stream runs at ``rate`` · λ* / λ_0; while admission is
+suspended (λ* = 0) requests keep arriving at ``rate`` and each is refused at once with a
+``suspended`` outcome instead of being published.
 
 One thread runs the loop below; paho's network thread only puts control payloads and
 connection events on a queue, so the :class:`~sim_ric.emulator.Emulator` is never
@@ -83,6 +89,7 @@ class SimService:
         self.snapshot: dict[str, Any] = {}
         self.log = structlog.get_logger("sim_ric.service").bind(network=settings.network)
         client.subscribe(self.topics.control, self._on_control, qos=1)
+        client.subscribe(self.topics.policy, self._on_policy, qos=1)
         client.on_connected = self._on_connected  # events go through the queue
         client.on_disconnected = self._on_disconnected
 
@@ -93,6 +100,10 @@ class SimService:
         except queue.Full:
             self.counters["inbound_dropped"] += 1
             self.log.error("control_dropped_queue_full", size=self.inbound.maxsize)
+
+    def _on_policy(self, topic: str, payload: bytes) -> None:
+        # A policy changes every later decision: it must not be lost to a full queue.
+        self._enqueue_event(("policy", payload))
 
     def _on_connected(self, session_present: bool) -> None:
         self._enqueue_event(("connected", session_present))
@@ -170,7 +181,7 @@ class SimService:
         if emu.pending and self.client.connected:
             self._reannounce("restart")
         next_state = start
-        next_request = start + emu.next_interarrival(s.rate)
+        next_request = start + emu.next_interarrival(self._request_rate())
         down_since: float | None = None if self.client.connected else start
         stop_reason = "signal"
         self.log.info(
@@ -187,6 +198,7 @@ class SimService:
                 self.topics.requests,
                 self.topics.control,
                 self.topics.outcomes,
+                self.topics.policy,
             ],
         )
         while not stop.is_set():
@@ -205,19 +217,24 @@ class SimService:
             connected = self.client.connected
             if now >= next_request and left != 0:
                 if connected:
-                    req = emu.new_request(now)
-                    if self.client.publish(self.topics.requests, codec.encode(req), qos=1):
-                        self.counters["requests_published"] += 1
+                    if emu.suspended:
+                        self._publish_outcome(emu.refuse_suspended(now))
+                    else:
+                        req = emu.new_request(now)
+                        if self.client.publish(self.topics.requests, codec.encode(req), qos=1):
+                            self.counters["requests_published"] += 1
                     if left is not None:
                         left -= 1
-                    next_request += emu.next_interarrival(s.rate)
+                    next_request += emu.next_interarrival(self._request_rate())
                     if next_request < now:
                         next_request = now
                 else:
                     self.counters["requests_paused"] += 1
-                    next_request = now + emu.next_interarrival(s.rate)
+                    next_request = now + emu.next_interarrival(self._request_rate())
             for out in emu.expire(now):
                 self._publish_outcome(out)
+            if s.reannounce_after is not None and connected:
+                self._publish_requests(emu.stale_requests(now, s.reannounce_after), "stale")
             wake = min(next_state, end, emu.next_deadline())
             if left != 0:
                 wake = min(wake, next_request)
@@ -226,6 +243,10 @@ class SimService:
             for kind, value in self._drain(timeout):
                 if kind == "control":
                     self._serve_control(value)
+                elif kind == "policy":
+                    if self._apply_policy(value) == "applied" and left != 0:
+                        # The stream's rate changed: draw the next arrival at the new one.
+                        next_request = self.clock() + emu.next_interarrival(self._request_rate())
                 elif kind == "connected":
                     now = self.clock()
                     if down_since is not None:
@@ -250,8 +271,36 @@ class SimService:
         self._shutdown(stop_reason)
         return 0
 
+    def _request_rate(self) -> float:
+        """Requests per second: ``rate`` scaled by the policy (unscaled while suspended,
+        so that refused arrivals are seen)."""
+        if self.emu.suspended:
+            return self.settings.rate
+        return self.settings.rate * self.emu.request_rate_scale()
+
+    def _apply_policy(self, payload: bytes) -> str:
+        code = self.emu.apply_policy(payload)
+        p = self.emu.policy
+        if code == "applied" and p is not None:
+            self.log.info(
+                "policy_applied",
+                negotiation_id=p.negotiation_id,
+                arrival_rate=p.arrival_rate,
+                capacity=p.capacity,
+                reason=p.reason,
+                suspended=p.arrival_rate == 0,
+                valid_until_ns=p.valid_until_ns,
+            )
+        elif code == "cleared":
+            self.log.info("policy_cleared")
+        else:
+            self.log.warning("policy_dropped", code=code, bytes=len(payload))
+        return code
+
     def _reannounce(self, why: str) -> None:
-        msgs = self.emu.pending_requests()
+        self._publish_requests(self.emu.pending_requests(), why)
+
+    def _publish_requests(self, msgs: list, why: str) -> None:
         sent = sum(
             bool(self.client.publish(self.topics.requests, codec.encode(m), qos=1)) for m in msgs
         )
@@ -285,6 +334,8 @@ class SimService:
         for kind, value in self._drain(0.0):
             if kind == "control":
                 self._serve_control(value)
+            elif kind == "policy":
+                self._apply_policy(value)
         for out in self.emu.shutdown():
             self._publish_outcome(out)
         self._snapshot_counters()
@@ -296,6 +347,9 @@ class SimService:
         snap: dict[str, Any] = dict(self.emu.counters())
         snap.update({f"service.{k}": v for k, v in self.counters.items()})
         snap["state_seq"] = self.emu.seq
+        policy = self.emu.policy
+        snap["admitted_rate"] = math.nan if policy is None else policy.arrival_rate
+        snap["arrival_rate"] = self.emu.net.arrival_rate
         self.snapshot = snap  # replaced atomically; read by the metrics thread
 
     def serve_metrics(self, host: str, port: int) -> None:
@@ -341,6 +395,23 @@ class _Collector:
             yield CounterMetricFamily(name, doc, value=snap.get(key, 0))
         yield GaugeMetricFamily(
             "sim_ric_pending_requests", "Requests awaiting a decision", value=snap.get("pending", 0)
+        )
+        policy = CounterMetricFamily(
+            "sim_ric_policy_events", "Policy payloads by what became of them", labels=["code"]
+        )
+        for key, value in snap.items():
+            if key.startswith("policy."):
+                policy.add_metric([key.removeprefix("policy.")], value)
+        yield policy
+        yield GaugeMetricFamily(
+            "sim_ric_admitted_rate",
+            "λ* of the policy in force (NaN without a policy; 0: suspended)",
+            value=snap.get("admitted_rate", math.nan),
+        )
+        yield GaugeMetricFamily(
+            "sim_ric_arrival_rate",
+            "λ of the QoE model in the latest state (req/s per chain)",
+            value=snap.get("arrival_rate", 0.0),
         )
         yield GaugeMetricFamily(
             "sim_ric_state_seq",

@@ -13,6 +13,7 @@ import pytest
 
 from deploy.deploy_support import DEPLOY, PROBE, password_var
 from rapp_intent.settings import RappSettings
+from rapp_negotiation.settings import NegoSettings
 from servicekit.acl import USERS
 from servicekit.mqtt import parse_broker_url
 from sim_ric.settings import SimSettings
@@ -35,7 +36,10 @@ COMPONENTS = {
     "sim-ric": ("SIM_", SimSettings, "sim-ric"),
     "rapp": ("RAPP_", RappSettings, None),
     "xapp": ("XAPP_", XappSettings, "xapp-composer"),
+    "rapp-negotiation": ("NEGO_", NegoSettings, "rapp-negotiation"),
 }
+PROFILES = ("negotiation",)
+"""Every optional service (compose profiles) is checked too."""
 
 
 def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool) -> Path:
@@ -50,10 +54,11 @@ def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool
     return path
 
 
-def _config(env_file: Path) -> subprocess.CompletedProcess:
+def _config(env_file: Path, profiles: tuple[str, ...] = PROFILES) -> subprocess.CompletedProcess:
+    flags = [arg for p in profiles for arg in ("--profile", p)]
     return subprocess.run(
         [str(COMPOSE), "-f", str(DEPLOY / "compose.yaml"), "--env-file", str(env_file),
-         "config", "--format", "json"],
+         *flags, "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, cwd=DEPLOY,
     )  # fmt: skip
 
@@ -115,6 +120,7 @@ def test_tls_files_come_from_each_components_own_volume(config) -> None:
             if m["type"] == "volume"}  # fmt: skip
     expected = {
         ("sim-ric", "SIM_TLS_CA"): "/out/ca",
+        ("rapp-negotiation", "NEGO_TLS_CA"): "/out/ca",
         ("xapp", "XAPP_TLS_CA"): "/out/xapp",
         ("xapp", "XAPP_RAPP_TLS_CA"): "/out/xapp",
         ("xapp", "XAPP_RAPP_TLS_CERT"): "/out/xapp",
@@ -180,7 +186,26 @@ def test_ports_are_published_on_the_hosts_loopback_only(config) -> None:
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
             published.append(int(port["target"]))
-    assert sorted(published) == [8080, 8883, 9464, 9465, 50051]
+    assert sorted(published) == [8080, 8883, 9464, 9465, 9466, 50051]
+
+
+def test_the_negotiation_rapp_is_opt_in_and_binds_its_health_port_in_the_container(
+    tmp_path, passwords, pki, config
+) -> None:
+    done = _config(_env_file(tmp_path, passwords, pki), profiles=())
+    assert done.returncode == 0, done.stderr
+    assert "rapp-negotiation" not in json.loads(done.stdout)["services"]
+    service = config["services"]["rapp-negotiation"]
+    assert service["build"]["target"] == "rapp-negotiation"
+    assert service["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    env = service["environment"]
+    # Defaults of the compose file: the soft design with the local SmolLM2.
+    assert (env["NEGO_DESIGN"], env["NEGO_LLM"]) == ("soft", "local")
+    # The image binds health on 0.0.0.0:9466 (deploy/Dockerfile); its check asks readiness.
+    [port] = service["ports"]
+    assert int(port["target"]) == 9466 and port["host_ip"] == "127.0.0.1"
+    assert "127.0.0.1:9466/ric/v1/health/ready" in service["healthcheck"]["test"][-1]
+    assert _source_of(service, "/data/cache")["type"] == "volume"
 
 
 def test_the_broker_starts_after_its_users_and_certificates(config) -> None:

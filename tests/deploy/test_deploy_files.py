@@ -83,6 +83,7 @@ def test_the_broker_init_reads_the_users_from_the_acl() -> None:
         ("sim-ric", ["SIM_METRICS_HOST"]),
         ("rapp-intent", ["RAPP_HOST", "RAPP_METRICS_HOST"]),
         ("xapp-composer", ["XAPP_HEALTH_HOST"]),
+        ("rapp-negotiation", ["NEGO_HEALTH_HOST"]),
     ],
 )
 def test_images_opt_in_to_every_interface_explicitly(target, variables) -> None:
@@ -99,3 +100,22 @@ def test_images_opt_in_to_every_interface_explicitly(target, variables) -> None:
 def test_secrets_made_by_the_operator_stay_out_of_git() -> None:
     ignored = (DEPLOY / ".gitignore").read_text().split()
     assert {".env", "pki/", "trust/"} <= set(ignored)
+
+
+def test_the_negotiation_image_ships_its_package_and_classifier_and_names_real_settings() -> None:
+    from rapp_negotiation.arbitral import CLASSIFIER_DIR
+    from rapp_negotiation.settings import NegoLLMSettings, NegoSettings
+
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY rapp_negotiation ./rapp_negotiation" in text.split("\nFROM ", 2)[1]
+    assert "!rapp_negotiation/**" in (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    stage = text.split("AS rapp-negotiation\n", 1)[1].split("\nFROM ", 1)[0]
+    env = dict(re.findall(r"^\s*(?:ENV )?(NEGO_[A-Z_]+)=(\S+)", stage, re.M))
+    for var in env:
+        cls, name = ((NegoLLMSettings, var[len("NEGO_LLM_") :]) if var.startswith("NEGO_LLM_")
+                     else (NegoSettings, var[len("NEGO_") :]))  # fmt: skip
+        assert name.lower() in cls.model_fields, var
+    shipped = CLASSIFIER_DIR.relative_to(DEPLOY.parent).as_posix()
+    assert f"COPY {shipped} ./{shipped}" in stage
+    assert env["NEGO_ARBITRAL_DIR"] == f"/app/{shipped}"
+    assert env["NEGO_LLM_CACHE_DIR"].startswith("/data/") and 'VOLUME ["/data"]' in stage

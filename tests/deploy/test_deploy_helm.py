@@ -13,6 +13,7 @@ import yaml
 
 from deploy.deploy_support import CHART, DEPLOY, PROBE, password_var
 from rapp_intent.settings import RappSettings
+from rapp_negotiation.settings import NegoLLMSettings, NegoSettings
 from servicekit.acl import USERS, mosquitto_acl
 from servicekit.mqtt import parse_broker_url
 from sim_ric.settings import SimSettings
@@ -41,7 +42,10 @@ VALUES = {
     "tls": {"brokerSecret": "tls-broker", "rappSecret": "tls-rapp", "xappSecret": "tls-xapp"},
     "policy": {"configMap": "policy-srl-general"},
 }
-SETTINGS = {"SIM_": SimSettings, "RAPP_": RappSettings, "XAPP_": XappSettings}
+SETTINGS = {"SIM_": SimSettings, "RAPP_": RappSettings, "XAPP_": XappSettings,
+            "NEGO_LLM_": NegoLLMSettings, "NEGO_": NegoSettings}  # fmt: skip
+NEGOTIATION = {"negotiation": {"enabled": True},
+               "broker": {"users": {"rapp-negotiation": {"password": "2" * 32}}}}  # fmt: skip
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -188,9 +192,9 @@ def test_components_use_their_own_identity_and_settings_they_have(docs) -> None:
         assert secret == ("xapp-mqtt" if user == "xapp-composer" else f"{NAME}-mqtt-{user}")
     for component, pod in pods.items():
         for var in env_of(pod["containers"][0]):
-            for prefix, cls in SETTINGS.items():
-                if var.startswith(prefix) and var[len(prefix) :].lower() not in cls.model_fields:
-                    unknown.append((component, var))
+            prefix = next((p for p in SETTINGS if var.startswith(p)), None)
+            if prefix and var[len(prefix) :].lower() not in SETTINGS[prefix].model_fields:
+                unknown.append((component, var))
     assert not unknown, f"settings the services do not have: {unknown}"
 
 
@@ -381,3 +385,126 @@ def test_a_signature_of_the_shipped_policy_verifies_beside_the_images_files(tmp_
     (tampered / "srl-general.card.json").write_text("{}")
     with pytest.raises(IntegrityError, match="changed after signing"):
         verify_files(document, tampered, shipped, load_public_key(public))
+
+
+@pytest.fixture(scope="module")
+def negotiation_docs() -> list[dict]:
+    return render(NEGOTIATION)
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_negotiation_rapp_validates_against_the_kubernetes_schemas(negotiation_docs, version):
+    assert "rapp-negotiation" in workloads(negotiation_docs)
+    for doc in negotiation_docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_negotiation_rapp_is_opt_in(docs) -> None:
+    assert "rapp-negotiation" not in workloads(docs)
+    assert "rapp-negotiation" not in _policies(docs)
+    # Enabled, its broker user must have a password.
+    message = render_error({"negotiation": {"enabled": True}})
+    assert "broker user rapp-negotiation needs a password" in message
+
+
+def test_the_negotiation_rapp_logs_in_as_itself_over_tls_and_binds_explicitly(
+    negotiation_docs,
+) -> None:
+    pod = workloads(negotiation_docs)["rapp-negotiation"]
+    env = env_of(pod["containers"][0])
+    url = parse_broker_url(env["NEGO_BROKER"]["value"].replace("$(MQTT_PASSWORD)", "p"))
+    assert (url.scheme, url.host, url.port, url.username) == (
+        "mqtts", f"{NAME}-mosquitto", 8883, "rapp-negotiation")  # fmt: skip
+    assert env["MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        f"{NAME}-mqtt-rapp-negotiation")  # fmt: skip
+    assert _mounted_secret(pod, env["NEGO_TLS_CA"]["value"]) == "tls-broker"
+    assert env["NEGO_HEALTH_HOST"]["value"] == "0.0.0.0"
+    assert (env["NEGO_DESIGN"]["value"], env["NEGO_LLM"]["value"]) == ("soft", "local")
+    for var in env:
+        prefix = next((p for p in SETTINGS if var.startswith(p)), None)
+        assert prefix is None or var[len(prefix) :].lower() in SETTINGS[prefix].model_fields
+    port = int(env["NEGO_HEALTH_PORT"]["value"])
+    assert pod["containers"][0]["ports"] == [{"name": "http", "containerPort": port}]
+    broker = env_of(workloads(negotiation_docs)["mosquitto"]["initContainers"][0])
+    assert "rapp-negotiation" in broker["REQUIRED_USERS"]["value"].split()
+    policies = _policies(negotiation_docs)
+    assert _rules(policies["mosquitto"]["ingress"], "from") == {
+        8883: ["xapp-composer", "sim-ric", "rapp-negotiation"]}  # fmt: skip
+    assert _rules(policies["rapp-negotiation"]["ingress"], "from") == {port: [MONITORING]}
+    assert _rules(policies["rapp-negotiation"]["egress"], "to") == {
+        8883: ["mosquitto"], 53: [DNS, DNS]}  # fmt: skip
+
+
+def test_a_new_negotiation_password_restarts_it(negotiation_docs) -> None:
+    def checksum(docs):
+        [d] = [d for d in docs if d["metadata"]["name"] == f"{NAME}-negotiation"
+               and d["kind"] == "Deployment"]  # fmt: skip
+        return d["spec"]["template"]["metadata"]["annotations"]["checksum/users"]
+
+    new = {"broker": {"users": {"rapp-negotiation": {"password": "3" * 32}}}}
+    assert checksum(negotiation_docs) != checksum(render(_merge(NEGOTIATION, new)))
+
+
+def test_the_negotiation_rapp_reaches_an_openai_endpoint_only_where_listed() -> None:
+    openai = _merge(NEGOTIATION, {"negotiation": {"llm": "openai", "openai": {
+        "baseUrl": "https://llm.example/v1", "model": "big", "apiKeySecret": "llm-key"}}})  # fmt: skip
+    assert "networkPolicy.llmEndpoint" in render_error(openai)
+    endpoint = {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}],
+                "ports": [{"protocol": "TCP", "port": 443}]}  # fmt: skip
+    docs = render(_merge(openai, {"networkPolicy": {"llmEndpoint": [endpoint]}}))
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES[-1], strict=True)
+    env = env_of(workloads(docs)["rapp-negotiation"]["containers"][0])
+    assert env["NEGO_LLM_BASE_URL"]["value"] == "https://llm.example/v1"
+    assert env["NEGO_LLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-key",
+                                                                   "key": "api-key"}  # fmt: skip
+    egress = _rules(_policies(docs)["rapp-negotiation"]["egress"], "to")
+    assert egress[443] == [json.dumps({"ipBlock": {"cidr": "198.51.100.7/32"}})]
+    no_url = {"negotiation": {"llm": "openai"}, "networkPolicy": {"llmEndpoint": [endpoint]}}
+    assert "negotiation.openai.baseUrl" in render_error(_merge(NEGOTIATION, no_url))
+    assert "negotiation.design" in render_error(_merge(NEGOTIATION, {"negotiation": {
+        "design": "firm"}}))  # fmt: skip
+
+
+def test_one_xapp_keeps_its_persistent_session(docs) -> None:
+    deployment = by_kind(docs, "Deployment")[f"{NAME}-xapp"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    env = env_of(workloads(docs)["xapp-composer"]["containers"][0])
+    assert "XAPP_SHARE_GROUP" not in env and "XAPP_MQTT_PERSISTENT_SESSION" not in env
+    assert "SIM_REANNOUNCE_AFTER" not in env_of(workloads(docs)["sim-ric"]["containers"][0])
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize(
+    "xapp", [{"replicas": 3}, {"autoscaling": {"enabled": True, "maxReplicas": 5}}]
+)
+def test_xapp_replicas_share_the_requests(xapp) -> None:
+    docs = render({"xapp": xapp})
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES[-1], strict=True)
+    deployment = by_kind(docs, "Deployment")[f"{NAME}-xapp"]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = env_of(workloads(docs)["xapp-composer"]["containers"][0])
+    assert env["XAPP_SHARE_GROUP"]["value"] == "xapp-composer"
+    assert env["XAPP_MQTT_CLIENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["XAPP_MQTT_PERSISTENT_SESSION"]["value"] == "false"
+    settings = XappSettings(
+        _env_file=None,
+        share_group=env["XAPP_SHARE_GROUP"]["value"],
+        mqtt_client_id="lab-lameta-xapp-7d9f-abcde",
+        mqtt_persistent_session=env["XAPP_MQTT_PERSISTENT_SESSION"]["value"],
+    )
+    assert settings.share_group == "xapp-composer"
+    sim_env = env_of(workloads(docs)["sim-ric"]["containers"][0])
+    assert float(sim_env["SIM_REANNOUNCE_AFTER"]["value"]) > 0
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    if "autoscaling" in xapp:
+        assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
+        hpa = hpas[f"{NAME}-xapp"]["spec"]
+        assert hpa["scaleTargetRef"] == {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-xapp"}  # fmt: skip
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+        assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    else:
+        assert deployment["spec"]["replicas"] == 3 and not hpas

@@ -1,6 +1,6 @@
 """The local stack as deployed: TLS-only broker, one user per component with its ACL,
-the rApp behind mutual TLS, a signed policy; ``up`` returns ready, ``down`` leaves
-nothing."""
+the rApp behind mutual TLS, a signed policy, the negotiation rApp under its own user;
+``up`` returns ready, ``down`` leaves nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lameta_stack.broker import mosquitto_available
 from lameta_stack.stack import Stack, StackConfig
+from servicekit import codec
 from servicekit.integrity import load_public_key, verify_files
 from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics
 
@@ -31,7 +32,15 @@ def _client(desc: dict, user: str, password: str) -> MqttClient:
 def stack(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(f"stack-{request.param}")
     st = Stack(directory)
-    desc = st.up(StackConfig(directory=directory, broker=request.param, rate=5.0))
+    desc = st.up(
+        StackConfig(
+            directory=directory,
+            broker=request.param,
+            rate=5.0,
+            negotiation=True,
+            env={"nego": {"NEGO_LLM": "scripted"}},
+        )
+    )
     yield st, desc
     stopped = st.down(grace=20)
     assert all(stopped.values()), stopped
@@ -122,3 +131,37 @@ def test_a_second_up_in_the_same_directory_is_refused(stack) -> None:
 
     with pytest.raises(StackError, match="already running"):
         st.up(StackConfig(directory=st.dir))
+
+
+def test_the_negotiated_policy_reaches_the_emulator_under_its_own_identity(stack) -> None:
+    """rapp-negotiation logs in as its own user over TLS and publishes λ* (retained); the
+    emulator applies it; the same topic written by the xApp's identity reaches nobody."""
+    st, desc = stack
+    topics = Topics.for_network(desc["network"])
+    got: list[bytes] = []
+    xapp_id = _client(desc, "xapp-composer", st.password("xapp-composer"))
+    xapp_id.start()
+    assert xapp_id.wait_connected(10)
+    xapp_id.publish(topics.policy, b"FORGED-POLICY", qos=1, retain=True)
+    xapp_id.stop()
+    observer = _client(desc, "observer", st.password("observer"))
+    observer.subscribe(topics.policy, lambda t, p: got.append(p))
+    observer.start()
+    try:
+        assert observer.wait_connected(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not got:
+            time.sleep(0.1)
+    finally:
+        observer.stop()
+    assert got and b"FORGED-POLICY" not in got
+    policy = codec.decode_policy(got[-1])
+    assert policy.network == desc["network"] and policy.arrival_rate > 0 < policy.capacity
+    assert st.status()["nego"]
+    sim_log = Path(st.record("sim").log).read_text()
+    deadline = time.monotonic() + 30
+    while policy.negotiation_id not in sim_log and time.monotonic() < deadline:
+        time.sleep(0.2)
+        sim_log = Path(st.record("sim").log).read_text()
+    applied = [json.loads(line) for line in sim_log.splitlines() if '"policy_applied"' in line]
+    assert any(e["negotiation_id"] == policy.negotiation_id for e in applied)

@@ -77,6 +77,7 @@ def test_every_payload_type_roundtrips(net):
         codec.ControlDecision(
             request_id="r1", chain=[0, 1, 2], elam="minilm", predicted=[0.25] * 4
         ),
+        codec.Policy(network="n", negotiation_id="g1", arrival_rate=0.0, capacity=12.9),
         codec.Outcome(request_id="r1", code="served", accepted=True, normalized_score=math.nan),
     ]
     for msg in msgs:
@@ -137,6 +138,23 @@ def test_unsupported_schema_and_empty_envelope():
         (codec.ServiceRequest(request_id="r", prompt="p"), "missing_field", "chain_types"),
         (codec.NetworkState(network="n", arrival_rate=1.0), "missing_field", "state.agents"),
         (codec.Outcome(request_id="r"), "missing_field", "outcome.code"),
+        (codec.Policy(negotiation_id="g", arrival_rate=1.0), "missing_field", "policy.network"),
+        (codec.Policy(network="n", arrival_rate=1.0), "missing_field", "policy.negotiation_id"),
+        (
+            codec.Policy(network="n", negotiation_id="g", arrival_rate=-1.0),
+            "invalid_field",
+            "policy.arrival_rate",
+        ),
+        (
+            codec.Policy(network="n", negotiation_id="g", arrival_rate=math.inf),
+            "invalid_field",
+            "policy.arrival_rate",
+        ),
+        (
+            codec.Policy(network="n", negotiation_id="g", arrival_rate=1.0, valid_until_ns=-5),
+            "invalid_field",
+            "policy.valid_until_ns",
+        ),
     ],
 )
 def test_missing_fields(msg, code, text):
@@ -191,6 +209,7 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data):
             codec.ServiceRequest,
             codec.ControlDecision,
             codec.Outcome,
+            codec.Policy,
         )
 
 

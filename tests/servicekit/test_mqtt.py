@@ -73,11 +73,12 @@ def test_redacted_hides_the_password():
 
 def test_topics():
     t = Topics.for_network("lab-1")
-    assert (t.state, t.requests, t.control, t.outcomes) == (
+    assert (t.state, t.requests, t.control, t.outcomes, t.policy) == (
         "lameta/v1/lab-1/state",
         "lameta/v1/lab-1/requests",
         "lameta/v1/lab-1/control",
         "lameta/v1/lab-1/outcomes",
+        "lameta/v1/lab-1/policy",
     )
     assert status_topic("sim-ric") == "lameta/v1/status/sim-ric"
     for bad in ("", "a/b", "a+", "#"):
@@ -341,3 +342,18 @@ def test_mqtts_verifies_the_broker_certificate(tmp_path):
             assert "CERTIFICATE_VERIFY_FAILED" in stranger.last_error
     finally:
         tls_broker.stop()
+
+
+def test_shared_subscription_filters_and_the_xapp_settings_for_them():
+    from servicekit.mqtt import shared, unshared
+    from xapp_composer.settings import XappSettings
+
+    topic = "lameta/v1/default/requests"
+    assert shared(topic, "xapp-composer") == "$share/xapp-composer/lameta/v1/default/requests"
+    assert unshared(shared(topic, "g")) == topic and unshared(topic) == topic
+    with pytest.raises(ValueError):
+        shared(topic, "a/b")
+    with pytest.raises(ValueError, match="mqtt_persistent_session"):
+        XappSettings(_env_file=None, share_group="g")
+    ok = XappSettings(_env_file=None, share_group="g", mqtt_persistent_session=False)
+    assert ok.share_group == "g"

@@ -19,6 +19,7 @@ _MODULES = {
     "sim-ric": "sim_ric.cli",
     "rapp-intent": "rapp_intent.cli",
     "xapp-composer": "xapp_composer.cli",
+    "rapp-negotiation": "rapp_negotiation.cli",
 }
 
 

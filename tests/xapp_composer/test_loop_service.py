@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, Counter
 from support.loop import copy_policy, perturbed_copy, unit_policy
 
 from lameta_proto.v1 import network_pb2
+from servicekit.health import ALIVE_PATH, METRICS_PATH, READY_PATH, HealthServer
 from xapp_composer.cli import main
 from xapp_composer.control import ControlCore
-from xapp_composer.health import ALIVE_PATH, METRICS_PATH, READY_PATH, HealthServer
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.outcome_relay import OutcomeRelay
 from xapp_composer.policy_watch import PolicyWatcher, policy_signature

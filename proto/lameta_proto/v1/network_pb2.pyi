@@ -154,16 +154,38 @@ class Outcome(_message.Message):
     resolved: bool
     def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., feasible: _Optional[bool] = ..., C: _Optional[float] = ..., B: _Optional[float] = ..., L: _Optional[float] = ..., P_outage: _Optional[float] = ..., Q: _Optional[float] = ..., Q_subjective: _Optional[float] = ..., reward: _Optional[float] = ..., normalized_score: _Optional[float] = ..., elam: _Optional[str] = ..., chain: _Optional[_Iterable[int]] = ..., prompt: _Optional[str] = ..., predicted: _Optional[_Iterable[float]] = ..., app: _Optional[str] = ..., timestamp_ns: _Optional[int] = ..., code: _Optional[str] = ..., resolved: _Optional[bool] = ...) -> None: ...
 
+class Policy(_message.Message):
+    __slots__ = ("network", "negotiation_id", "arrival_rate", "timestamp_ns", "valid_until_ns", "capacity", "state_seq", "reason")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    NEGOTIATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_RATE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_NS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    negotiation_id: str
+    arrival_rate: float
+    timestamp_ns: int
+    valid_until_ns: int
+    capacity: float
+    state_seq: int
+    reason: str
+    def __init__(self, network: _Optional[str] = ..., negotiation_id: _Optional[str] = ..., arrival_rate: _Optional[float] = ..., timestamp_ns: _Optional[int] = ..., valid_until_ns: _Optional[int] = ..., capacity: _Optional[float] = ..., state_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Envelope(_message.Message):
-    __slots__ = ("schema", "state", "request", "decision", "outcome")
+    __slots__ = ("schema", "state", "request", "decision", "outcome", "policy")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     schema: int
     state: NetworkState
     request: ServiceRequest
     decision: ControlDecision
     outcome: Outcome
-    def __init__(self, schema: _Optional[int] = ..., state: _Optional[_Union[NetworkState, _Mapping]] = ..., request: _Optional[_Union[ServiceRequest, _Mapping]] = ..., decision: _Optional[_Union[ControlDecision, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+    policy: Policy
+    def __init__(self, schema: _Optional[int] = ..., state: _Optional[_Union[NetworkState, _Mapping]] = ..., request: _Optional[_Union[ServiceRequest, _Mapping]] = ..., decision: _Optional[_Union[ControlDecision, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...

@@ -1,12 +1,13 @@
-"""HTTP health and metrics of the xApp: the O-RAN SC paths and Prometheus.
+"""HTTP health and metrics of a service: the O-RAN SC paths and Prometheus.
 
 =========================  ==============================================================
 path                       answer
 =========================  ==============================================================
 ``/ric/v1/health/alive``   200 while the process serves (the liveness probe)
-``/ric/v1/health/ready``   200 when the broker is connected, the rApp's gRPC health is
-                           SERVING and a policy is loaded, else 503; the body (JSON)
-                           says which check failed (the readiness probe)
+``/ric/v1/health/ready``   200 when every readiness check of the service passes (the
+                           xApp: broker connected, the rApp SERVING, a policy loaded;
+                           the negotiation rApp: broker connected, a state observed),
+                           else 503; the body (JSON) says which check failed
 ``/metrics``               Prometheus text format
 =========================  ==============================================================
 """
@@ -26,7 +27,7 @@ ALIVE_PATH = "/ric/v1/health/alive"
 READY_PATH = "/ric/v1/health/ready"
 METRICS_PATH = "/metrics"
 
-log = structlog.get_logger("xapp_composer.health")
+log = structlog.get_logger("servicekit.health")
 
 
 class HealthServer:
@@ -38,6 +39,7 @@ class HealthServer:
         checks: ``checks()`` -> ``{name: ok}``; ready when every one is True.
         registry: the Prometheus registry of ``/metrics``.
         alive: ``alive()`` -> False once the service is shutting down for good.
+        name: the server thread's name.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class HealthServer:
         checks: Callable[[], dict[str, bool]],
         registry: CollectorRegistry,
         alive: Callable[[], bool] = lambda: True,
+        name: str = "health",
     ):
         outer = self
 
@@ -93,9 +96,7 @@ class HealthServer:
         self._server.daemon_threads = True
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="xapp-health", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
 
     def start(self) -> HealthServer:
         """Serve in the background."""
