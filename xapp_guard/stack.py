@@ -203,6 +203,9 @@ class Stack:
         env = {"RAPP_HOST": "127.0.0.1", "RAPP_METRICS_PORT": "0", "RAPP_LOG_FORMAT": "json",
                "RAPP_MEMORY_PATH": str(self.run_dir / "rapp-memory.sqlite3"),
                "RAPP_ACCESS_LOG": str(self.access_log), "HF_HUB_OFFLINE": "1",
+               # Plaintext loopback gRPC names no caller; "*" stands for the xApp's client
+               # certificate, held by the xApp and by its compromised copy alike.
+               "RAPP_REPORT_IDENTITIES": "*",
                "TRANSFORMERS_OFFLINE": "1", "RAPP_TORCH_THREADS": "1"}  # fmt: skip
         argv = [*console_script("rapp-intent"), "serve", "--models", "minilm",
                 "--port", str(self.rapp_port)]  # fmt: skip
