@@ -24,6 +24,7 @@ sensor's own subscription and is joined to the broker's line by :mod:`xapp_guard
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -57,6 +58,9 @@ class Event:
         rid: the request id the payload or call is about ('' when none or not decoded).
         decoded: for publishes on :data:`PAYLOAD_TOPICS`: ``"ok"``, a
             :class:`servicekit.codec.DecodeError` code, or ``""`` (payload not seen).
+        digest: for publishes on ``.../control``: :func:`payload_digest` of the decision
+            (``""`` when the payload was not seen), so that a re-published decision can be
+            told from a different one for the same request id.
     """
 
     t: float
@@ -67,6 +71,7 @@ class Event:
     code: str = ""
     rid: str = ""
     decoded: str = ""
+    digest: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The event as a compact dict (empty fields left out)."""
@@ -194,6 +199,11 @@ _DECODERS = {
     "control": codec.decode_decision,
     "outcomes": codec.decode_outcome,
 }
+
+
+def payload_digest(payload: bytes) -> str:
+    """A short digest of a payload (16 hex digits): equal payloads, equal digests."""
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
 
 
 def payload_info(kind: str, payload: bytes) -> tuple[str, str, str]:

@@ -27,13 +27,17 @@ iat_mean            s      mean gap between c's consecutive actions (publish, co
 iat_min             s      smallest such gap
 iat_cv              1      standard deviation / mean of the gaps (0 with < 2 gaps)
 replay_own          msgs   requests or decisions whose request id c already published on
-                           that topic; outcomes repeating c's own (request id, code)
+                           that topic; outcomes repeating c's own (request id, code). A
+                           decision repeating c's last one for a request id announced
+                           again since then (the same payload digest, or the same size
+                           where the digest is unknown) is a re-publication, not counted
 dup_other           msgs   the same, where another client published it first
 unknown_id          msgs   decisions and outcomes for a request id never seen on
                            ``.../requests``
 undecodable         msgs   payloads on requests/control/outcomes the codec refuses
 refused             msgs   refusals (outcome codes other than served, rejected_by_xapp,
-                           expired, shutdown) of requests whose latest decision came from c
+                           expired, shutdown) of requests whose latest decision came from c,
+                           unless that decision was a re-publication (see replay_own)
 orphaned            msgs   ``unknown_request`` refusals of request ids c published
 connects            1      "New client connected ... as c"
 disconnects         1      any end of c's connection
@@ -140,6 +144,31 @@ class _Bounded:
             self.data.popitem(last=False)
 
 
+@dataclass(frozen=True)
+class _Decision:
+    """A client's latest decision for a request id, as the replay check needs it.
+
+    Attributes:
+        announced: times the request id had been published on ``.../requests`` then.
+        digest: the payload's digest ('' when the sensor did not see the payload).
+        size: the payload's bytes.
+    """
+
+    announced: int
+    digest: str
+    size: int
+
+    def answered_by(self, later: _Decision) -> bool:
+        """``later`` re-publishes this decision for a new announcement of its request:
+        the request id was published again in between and the payload is the same (its
+        digest when both are known, else its size)."""
+        if later.announced <= self.announced:
+            return False
+        if self.digest and later.digest:
+            return self.digest == later.digest
+        return self.size == later.size
+
+
 @dataclass
 class _Acc:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(N_FEATURES, np.float64))
@@ -173,8 +202,9 @@ class Featurizer:
         self.window_s = float(window_s)
         self.ignore = frozenset(ignore)
         self._requester = _Bounded(id_capacity)  # rid -> first client publishing the request
-        self._deciders = _Bounded(id_capacity)  # rid -> set of clients that decided it
-        self._latest_decider = _Bounded(id_capacity)  # rid -> latest decider
+        self._announced = _Bounded(id_capacity)  # rid -> times published on .../requests
+        self._deciders = _Bounded(id_capacity)  # rid -> {decider: _Decision}
+        self._latest_decider = _Bounded(id_capacity)  # rid -> (latest decider, republished)
         self._outcomes = _Bounded(id_capacity)  # (rid, code) -> first publisher
         self._served = _Bounded(id_capacity)  # rids with a served outcome
         self._reported = _Bounded(id_capacity)  # rids reported through ReportOutcome
@@ -278,6 +308,7 @@ class Featurizer:
         if not rid:
             return
         if kind == "requests":
+            self._announced.set(rid, int(self._announced.get(rid, 0)) + 1)  # type: ignore[call-overload]
             first = self._requester.get(rid)
             if first is None:
                 self._requester.set(rid, c)
@@ -286,13 +317,19 @@ class Featurizer:
         elif kind == "control":
             if rid not in self._requester:
                 acc.add("unknown_id")
+            announced = int(self._announced.get(rid, 0))  # type: ignore[call-overload]
+            decision = _Decision(announced, ev.digest, ev.size)
             deciders = self._deciders.get(rid)
-            if deciders is None:
-                self._deciders.set(rid, {c})
+            republished = False
+            if not isinstance(deciders, dict):
+                self._deciders.set(rid, {c: decision})
             else:
-                acc.add("replay_own" if c in deciders else "dup_other")
-                deciders.add(c)  # type: ignore[attr-defined]
-            self._latest_decider.set(rid, c)
+                last = deciders.get(c)
+                republished = last is not None and last.answered_by(decision)
+                if not republished:
+                    acc.add("replay_own" if last is not None else "dup_other")
+                deciders[c] = decision
+            self._latest_decider.set(rid, (c, republished))
         else:
             if rid not in self._requester:
                 acc.add("unknown_id")
@@ -302,9 +339,11 @@ class Featurizer:
             else:
                 acc.add("replay_own" if first == c else "dup_other")
             if ev.code and ev.code not in RESOLVING:
-                decider = self._latest_decider.get(rid)
-                if isinstance(decider, str) and decider not in self.ignore:
-                    self._acc_of(decider).add("refused")
+                latest = self._latest_decider.get(rid)
+                if isinstance(latest, tuple):
+                    decider, republished = latest
+                    if not republished and decider not in self.ignore:
+                        self._acc_of(decider).add("refused")
                 if ev.code == "unknown_request":
                     requester = self._requester.get(rid)
                     if isinstance(requester, str) and requester not in self.ignore:

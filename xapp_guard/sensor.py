@@ -41,6 +41,7 @@ from xapp_guard.events import (
     Event,
     parse_access_line,
     parse_mosquitto_line,
+    payload_digest,
     payload_info,
     topic_kind,
 )
@@ -195,8 +196,11 @@ class Joiner:
                 continue
             lines.popleft()
             payloads.popleft()
-            rid, code, decoded = payload_info(topic_kind(topic, self.network), data)
-            out.append(Event(ev.t, ev.kind, ev.client, ev.topic, ev.size, code, rid, decoded))
+            kind = topic_kind(topic, self.network)
+            rid, code, decoded = payload_info(kind, data)
+            digest = payload_digest(data) if kind == "control" else ""
+            out.append(Event(ev.t, ev.kind, ev.client, ev.topic, ev.size, code, rid, decoded,
+                             digest))  # fmt: skip
             self.counters["joined"] += 1
         return out
 

@@ -12,7 +12,8 @@ is measured on the real recording (:class:`Calibration`) or is the stack's own l
   follows ``sim_ric``'s rules (served once for a pending request; ``duplicate``,
   ``unknown_request``, ``garbage``, ``wrong_step_type`` otherwise);
 - the xApp decides requests first in, first out (recorded latency when idle, recorded
-  throughput when busy; a request id it already decided is only acknowledged), calls
+  throughput when busy; for a request id it already decided it publishes the same
+  decision again, without Translate), calls
   Translate before each decision and ReportOutcome after each served outcome of its own
   decisions (also a forged one), and checks the rApp's health periodically; while it is
   down its persistent session keeps the requests, decided in a burst when it returns;
@@ -265,7 +266,7 @@ class _Run:
         self.subs: dict[str, list[tuple[float, float, tuple[str, ...]]]] = defaultdict(list)
         self.settled: dict[str, str] = {}
         self.pending: dict[str, float] = {}  # rid -> deadline
-        self.xapp_decided: set[str] = set()
+        self.xapp_decided: dict[str, int] = {}  # rid -> bytes of the xApp's decision
         self.requests: list[tuple[float, str, int, bool]] = []  # (t, rid, size, valid)
         self._decisions: list[tuple[float, str, str, str]] = []  # (t, client, rid, how)
         self._served: list[tuple[float, str]] = []  # served outcomes (t, rid), real or forged
@@ -390,8 +391,12 @@ class _Run:
             arrive = t
             if down is not None and down[0] <= t < down[1] + 0.3:
                 arrive = down[1] + 0.3  # the persistent session delivers them on return
-            if rid in self.xapp_decided:
-                continue  # a redelivered or replayed request: acknowledged only
+            if rid in self.xapp_decided:  # announced again: the decision is published again
+                again = max(arrive + _draw(cal.decide_s, rng), busy_until)
+                if again < end:
+                    self._publish(again, self.xapp, "control", self.xapp_decided[rid], rid)
+                    self._decisions.append((again, self.xapp, rid, "republished"))
+                continue
             done = max(arrive + _draw(cal.decide_s, rng), busy_until + cal.service_s)
             if done >= end:
                 break
@@ -401,8 +406,8 @@ class _Run:
             code = "OK" if prompt <= MAX_PROMPT_BYTES else "INVALID_ARGUMENT"
             tr_size = _draw(cal.translate_bytes, rng) if size <= 400 else prompt + 20
             self._emit(max(arrive, done - 0.003), "rpc", grpc_now, TRANSLATE, tr_size, code, rid)
-            self._publish(done, self.xapp, "control", _draw(cal.decision_bytes, rng), rid)
-            self.xapp_decided.add(rid)
+            self.xapp_decided[rid] = int(_draw(cal.decision_bytes, rng))
+            self._publish(done, self.xapp, "control", self.xapp_decided[rid], rid)
             self._decisions.append((done, self.xapp, rid, "valid"))
 
     def _xapp_grpc_at(self, t: float) -> str:

@@ -158,3 +158,63 @@ def test_feature_table_is_complete() -> None:
     assert N_FEATURES == len(INDEX) == 34
     assert all(f.unit and f.how for f in FEATURES)
     assert not any(math.isnan(len(f.how)) for f in FEATURES)
+
+
+def ctl(t, client, rid, digest, size=88):
+    return Event(t, "publish", client, CTL, size, "", rid, "ok", digest)
+
+
+def test_a_decision_republished_for_a_reannounced_request_is_benign() -> None:
+    """The emulator announces r1 again (reconnect, unsettled, or a replaying client); the
+    xApp answers with the same decision, the emulator refuses it as a duplicate."""
+    events = [
+        pub(1.0, "sim", REQ, 300, "r1"),
+        ctl(1.1, "xapp", "r1", "d1"),
+        pub(1.2, "sim", OUT, 250, "r1", "served"),
+        pub(3.0, "mal", REQ, 300, "r1"),  # announced again
+        ctl(3.1, "xapp", "r1", "d1"),  # ... the same decision again
+        pub(3.2, "sim", OUT, 200, "r1", "duplicate"),
+    ]
+    got = _table(windows_of(events, "default"))
+    assert "replay_own" not in got[("xapp", 3)] and "refused" not in got[("xapp", 3)]
+    assert got[("xapp", 3)]["pub_ctl"] == 1
+    assert got[("mal", 3)]["dup_other"] == 1
+
+
+def test_a_decision_replayed_without_a_new_announcement_still_counts() -> None:
+    events = [
+        pub(1.0, "sim", REQ, 300, "r1"),
+        ctl(1.1, "xapp", "r1", "d1"),
+        pub(1.2, "sim", OUT, 250, "r1", "served"),
+        pub(2.0, "sim", REQ, 300, "r1"),  # announced again: one re-publication answers it
+        ctl(2.1, "xapp", "r1", "d1"),
+        ctl(3.1, "xapp", "r1", "d1"),  # ... a second one answers nothing
+        pub(3.2, "sim", OUT, 200, "r1", "duplicate"),
+        ctl(4.1, "xapp", "zz", "d9"),  # a decision for a request nobody made ...
+        ctl(4.2, "xapp", "zz", "d9"),  # ... twice
+    ]
+    got = _table(windows_of(events, "default"))
+    assert "replay_own" not in got[("xapp", 2)]
+    assert got[("xapp", 3)]["replay_own"] == 1 and got[("xapp", 3)]["refused"] == 1
+    assert got[("xapp", 4)]["replay_own"] == 1
+
+
+def test_a_different_decision_after_a_new_announcement_still_counts() -> None:
+    events = [
+        pub(1.0, "sim", REQ, 300, "r1"),
+        ctl(1.1, "xapp", "r1", "d1"),
+        pub(1.2, "sim", OUT, 250, "r1", "served"),
+        pub(3.0, "sim", REQ, 300, "r1"),
+        ctl(3.1, "xapp", "r1", "d2"),  # another chain, same size
+        pub(3.2, "sim", OUT, 200, "r1", "duplicate"),
+        pub(5.0, "sim", REQ, 300, "r2"),
+        ctl(5.1, "xapp", "r2", "", 88),  # payloads not seen: the sizes decide
+        pub(6.0, "sim", REQ, 300, "r2"),
+        ctl(6.1, "xapp", "r2", "", 96),
+        pub(7.0, "sim", REQ, 300, "r2"),
+        ctl(7.1, "xapp", "r2", "", 96),  # the same size as the last one: re-published
+    ]
+    got = _table(windows_of(events, "default"))
+    assert got[("xapp", 3)]["replay_own"] == 1 and got[("xapp", 3)]["refused"] == 1
+    assert got[("xapp", 6)]["replay_own"] == 1
+    assert "replay_own" not in got[("xapp", 7)]
