@@ -28,9 +28,10 @@ iat_min             s      smallest such gap
 iat_cv              1      standard deviation / mean of the gaps (0 with < 2 gaps)
 replay_own          msgs   requests or decisions whose request id c already published on
                            that topic; outcomes repeating c's own (request id, code). A
-                           decision repeating c's last one for a request id announced
-                           again since then (the same payload digest, or the same size
-                           where the digest is unknown) is a re-publication, not counted
+                           decision repeating c's last one (the same payload digest, or
+                           the same size where the digest is unknown) while the request id
+                           has more announcements than c's decisions for it answered
+                           (one each) is a re-publication, not counted
 dup_other           msgs   the same, where another client published it first
 unknown_id          msgs   decisions and outcomes for a request id never seen on
                            ``.../requests``
@@ -144,29 +145,29 @@ class _Bounded:
             self.data.popitem(last=False)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Decision:
-    """A client's latest decision for a request id, as the replay check needs it.
+    """A client's decisions for one request id, as the replay check needs them.
 
     Attributes:
-        announced: times the request id had been published on ``.../requests`` then.
-        digest: the payload's digest ('' when the sensor did not see the payload).
-        size: the payload's bytes.
+        answered: announcements of the request id its decisions answered (one each).
+        digest: the latest decision's payload digest ('' when the sensor did not see it).
+        size: the latest decision's bytes.
     """
 
-    announced: int
+    answered: int
     digest: str
     size: int
 
-    def answered_by(self, later: _Decision) -> bool:
-        """``later`` re-publishes this decision for a new announcement of its request:
-        the request id was published again in between and the payload is the same (its
-        digest when both are known, else its size)."""
-        if later.announced <= self.announced:
+    def republishes(self, announced: int, digest: str, size: int) -> bool:
+        """A further decision re-publishes this one for a new announcement of its request:
+        an announcement is still unanswered and the payload is the same (its digest when
+        both are known, else its size)."""
+        if announced <= self.answered:
             return False
-        if self.digest and later.digest:
-            return self.digest == later.digest
-        return self.size == later.size
+        if self.digest and digest:
+            return self.digest == digest
+        return self.size == size
 
 
 @dataclass
@@ -318,17 +319,16 @@ class Featurizer:
             if rid not in self._requester:
                 acc.add("unknown_id")
             announced = int(self._announced.get(rid, 0))  # type: ignore[call-overload]
-            decision = _Decision(announced, ev.digest, ev.size)
             deciders = self._deciders.get(rid)
-            republished = False
             if not isinstance(deciders, dict):
-                self._deciders.set(rid, {c: decision})
-            else:
-                last = deciders.get(c)
-                republished = last is not None and last.answered_by(decision)
-                if not republished:
-                    acc.add("replay_own" if last is not None else "dup_other")
-                deciders[c] = decision
+                deciders = {}
+                self._deciders.set(rid, deciders)
+            last = deciders.get(c)
+            republished = last is not None and last.republishes(announced, ev.digest, ev.size)
+            if not republished and deciders:
+                acc.add("replay_own" if last is not None else "dup_other")
+            answered = last.answered + 1 if last is not None else 1
+            deciders[c] = _Decision(answered, ev.digest, ev.size)
             self._latest_decider.set(rid, (c, republished))
         else:
             if rid not in self._requester:
@@ -392,12 +392,19 @@ class Featurizer:
         return out
 
 
+_TIE_RANK = {"requests": 0, "outcomes": 2}
+"""Order among events with equal stamps (others: 1)."""
+
+
 class Reorder:
     """Puts events from several sources in time order, ``lag`` seconds behind the newest.
 
     Events are released once the newest arrival is ``lag`` seconds past them, oldest
     first, into a :class:`Featurizer`; served outcomes are noted on arrival (see
-    :meth:`Featurizer.note_arrival`). Offline, feeding a recorded stream in its recorded
+    :meth:`Featurizer.note_arrival`). The sensor stamps what it reads in one pass with
+    one clock value, and a publish waits for its payload, so events with equal stamps
+    arrive in any order: among those, requests go first and outcomes last (the order
+    the protocol makes them in: a decision answers a request, an outcome a decision). Offline, feeding a recorded stream in its recorded
     (arrival) order reproduces what the online sensor computed.
 
     Args:
@@ -408,14 +415,19 @@ class Reorder:
     def __init__(self, featurizer: Featurizer, lag: float = 1.5):
         self.featurizer = featurizer
         self.lag = float(lag)
-        self._heap: list[tuple[float, int, Event]] = []
+        self._heap: list[tuple[float, int, int, Event]] = []
         self._n = 0
         self.now = -math.inf
+
+    def _rank(self, ev: Event) -> int:
+        if ev.kind != "publish":
+            return 1
+        return _TIE_RANK.get(topic_kind(ev.topic, self.featurizer.network), 1)
 
     def push(self, ev: Event) -> list[Window]:
         """Add one event; returns the windows closed by what it released."""
         self.featurizer.note_arrival(ev)
-        heapq.heappush(self._heap, (ev.t, self._n, ev))
+        heapq.heappush(self._heap, (ev.t, self._rank(ev), self._n, ev))
         self._n += 1
         return self.advance(ev.t)
 
@@ -425,7 +437,7 @@ class Reorder:
         horizon = self.now - self.lag
         out: list[Window] = []
         while self._heap and self._heap[0][0] <= horizon:
-            out.extend(self.featurizer.feed(heapq.heappop(self._heap)[2]))
+            out.extend(self.featurizer.feed(heapq.heappop(self._heap)[-1]))
         out.extend(self.featurizer.close(horizon))
         return out
 
@@ -433,7 +445,7 @@ class Reorder:
         """Release everything and close the last window."""
         out: list[Window] = []
         while self._heap:
-            out.extend(self.featurizer.feed(heapq.heappop(self._heap)[2]))
+            out.extend(self.featurizer.feed(heapq.heappop(self._heap)[-1]))
         out.extend(self.featurizer.close(math.inf))
         return out
 

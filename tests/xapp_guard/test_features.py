@@ -218,3 +218,19 @@ def test_a_different_decision_after_a_new_announcement_still_counts() -> None:
     assert got[("xapp", 3)]["replay_own"] == 1 and got[("xapp", 3)]["refused"] == 1
     assert got[("xapp", 6)]["replay_own"] == 1
     assert "replay_own" not in got[("xapp", 7)]
+
+
+def test_each_announcement_answers_one_republication_whatever_the_arrival_order() -> None:
+    """A client re-announces r1 four times in one read of the sensor (one stamp); the xApp
+    answers each, and its decisions' lines are joined before the requests' (arrival
+    order). A fifth decision answers nothing."""
+    events = [pub(1.0, "sim", REQ, 300, "r1"), ctl(1.1, "xapp", "r1", "d1")]
+    events += [ctl(2.5, "xapp", "r1", "d1") for _ in range(4)]
+    events += [pub(2.5, "mal", REQ, 300, "r1") for _ in range(4)]
+    events += [pub(2.5, "sim", OUT, 200, "r1", "duplicate") for _ in range(4)]
+    events += [ctl(3.5, "xapp", "r1", "d1"), pub(3.6, "sim", OUT, 200, "r1", "duplicate")]
+    got = _table(windows_of(events, "default"))
+    assert got[("xapp", 2)]["pub_ctl"] == 4
+    assert "replay_own" not in got[("xapp", 2)] and "refused" not in got[("xapp", 2)]
+    assert got[("mal", 2)]["dup_other"] == 4
+    assert got[("xapp", 3)]["replay_own"] == 1 and got[("xapp", 3)]["refused"] == 1
