@@ -28,10 +28,10 @@ iat_min             s      smallest such gap
 iat_cv              1      standard deviation / mean of the gaps (0 with < 2 gaps)
 replay_own          msgs   requests or decisions whose request id c already published on
                            that topic; outcomes repeating c's own (request id, code). A
-                           decision repeating c's last one (the same payload digest, or
-                           the same size where the digest is unknown) while the request id
-                           has more announcements than c's decisions for it answered
-                           (one each) is a re-publication, not counted
+                           decision repeating c's last one for the id (same payload digest;
+                           same size where the digest is unknown) while the id has been
+                           announced on ``.../requests`` more often than c decided it is a
+                           re-publication (the xApp answers every announcement): not counted
 dup_other           msgs   the same, where another client published it first
 unknown_id          msgs   decisions and outcomes for a request id never seen on
                            ``.../requests``
