@@ -85,10 +85,13 @@ def alerts(directory: Path, model: Path) -> dict[str, Any]:
         flagged[(s.window.client, s.window.w)] = s.alert
     by_episode: dict[int, list[tuple[str, int]]] = defaultdict(list)
     benign = false_alarms = 0
+    false_by_client: dict[str, int] = defaultdict(int)
     for k, w in enumerate(corpus.windows):
         if corpus.y[k] == 0:
             benign += 1
-            false_alarms += int(flagged.get((w.client, w.w), False))
+            if flagged.get((w.client, w.w), False):
+                false_alarms += 1
+                false_by_client[w.client] += 1
         if corpus.episode[k] >= 0:
             by_episode[int(corpus.episode[k])].append((w.client, w.w))
     delays: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -111,7 +114,7 @@ def alerts(directory: Path, model: Path) -> dict[str, Any]:
         "detector": str(model.name), "threshold": det.threshold,
         "benign_windows": benign, "false_alarms": false_alarms,
         "false_alarms_per_10k": round(1e4 * false_alarms / max(1, benign), 3),
-        "episodes": summary,
+        "false_alarms_by_client": dict(false_by_client), "episodes": summary,
     }  # fmt: skip
 
 
