@@ -1,24 +1,27 @@
 """The xApp on the large-state format: a delta that arrives before its keyframe waits for
 it, the assembled state decides as the whole state does, and over a real Mosquitto whose
 ``message_size_limit`` a whole state exceeds, ``sim-ric run`` publishes a chunked keyframe
-and deltas the xApp's core turns into decisions."""
+and deltas on which the xApp service decides every request."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.loop import unit_policy
-from support.mqtt import MOSQUITTO, Mosquitto, ServiceProcess, wait_until
+from support.mqtt import MOSQUITTO, Mosquitto, ServiceProcess, free_port, wait_until
 
 from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.mqtt import MqttClient, Topics, loopback_mosquitto_conf
 from xapp_composer.control import ControlCore
+from xapp_composer.loop import build_service
 from xapp_composer.runtime import PolicyRuntime
+from xapp_composer.settings import XappSettings
 from xapp_composer.translation import Translation
 
 VEC = (0.1, 0.2, 0.5, 0.2)
@@ -88,54 +91,70 @@ def test_a_delta_of_another_network_size_is_rejected_and_counted(runtime) -> Non
     assert core.metrics.states.labels("malformed_invalid_field")._value.get() == 1
 
 
+def sim_counters(sim: ServiceProcess) -> dict:
+    """The emulator's final counters (its ``service_stopping`` log line)."""
+    for line in reversed(sim.logs().splitlines()):
+        if '"service_stopping"' in line:
+            return json.loads(line)
+    raise AssertionError(f"no service_stopping line:\n{sim.logs()[-3000:]}")
+
+
 @pytest.mark.slow
-def test_sim_ric_streams_a_state_above_the_broker_limit(runtime, tmp_path: Path) -> None:
+def test_the_xapp_decides_on_a_state_above_the_broker_limit(tmp_path: Path) -> None:
+    """sim-ric and the xApp service over a Mosquitto whose message_size_limit a whole
+    1,500-agent state exceeds: keyframe chunks and deltas pass, and every request is settled
+    by the xApp (the rApp is down: fallback vectors; some requests have no feasible chain
+    at this load and are rejected explicitly)."""
     assert Path(MOSQUITTO).exists()
     limit = 64 * 1024
+    whole = codec.encode(
+        codec.state_message(generate_network(1, n_agents=1500), network="default", seq=1,
+                            timestamp_ns=0)
+    )  # fmt: skip
+    assert len(whole) > limit  # what the broker refuses
     broker = Mosquitto(tmp_path)
     broker.conf.write_text(loopback_mosquitto_conf(broker.port, f"message_size_limit {limit}"))
     broker.start()
-    core = ControlCore(runtime, Rapp())
     topics = Topics.for_network("default")
-    lock = threading.Lock()
-    sizes: dict[str, list[int]] = {"state": [], "keyframe": []}
-
-    def on_state(topic: str, payload: bytes) -> None:
-        with lock:
-            sizes["state"].append(len(payload))
-            core.on_state(payload)
-
-    def on_keyframe(topic: str, payload: bytes) -> None:
-        with lock:
-            sizes["keyframe"].append(len(payload))
-            core.on_keyframe_chunk(payload)
-
-    client = MqttClient(broker.url, "xapp-test")
-    client.subscribe(topics.state, on_state, qos=1)
-    client.subscribe(topics.keyframes, on_keyframe, qos=1)
-    client.start()
+    sizes: list[int] = []
+    spy = MqttClient(broker.url, "spy")
+    spy.subscribe(topics.state, lambda t, p: sizes.append(len(p)), qos=1)
+    spy.subscribe(topics.keyframes, lambda t, p: sizes.append(len(p)), qos=1)
+    spy.start()
+    settings = XappSettings(
+        broker=broker.url,
+        policy=unit_policy(),
+        rapp=f"127.0.0.1:{free_port()}",
+        rapp_deadline_ms=50,
+        health_port=0,
+        prefer_gpu=False,
+    )
+    service = build_service(settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    runner.start()
     sim = ServiceProcess(
         ["--broker", broker.url, "--agents", "1500", "--state-format", "keyframe",
-         "--state-period", "0.3", "--rate", "0", "--duration", "120"],
+         "--state-period", "0.3", "--rate", "2", "--requests", "6", "--duration", "120"],
         tmp_path,
         env={"SIM_STATE_CHUNK_BYTES": "20000"},
     )  # fmt: skip
     try:
-        wait_until(lambda: core.state is not None and core.state.seq >= 3, 60.0, "3 states")
-        whole = codec.encode(codec.state_message(core.state.net, network="default", seq=1,
-                                                 timestamp_ns=0))  # fmt: skip
-        assert len(whole) > limit  # what the broker would refuse
-        with lock:
-            assert len(sizes["keyframe"]) >= 3 and max(sizes["keyframe"]) < limit
-            assert max(sizes["state"]) < limit
-        assert core.state.net.n_agents == 1500
-        res = core.handle_request(request("r-1"))
-        d = res.decision
-        assert res.status == "decided" and not d.rejection, d
-        assert [int(core.state.net.types[a]) for a in d.chain] == [1, 2, 3]
-        assert core.metrics.states.labels("keyframe")._value.get() == 1
-        assert sim.alive(), sim.logs()[-2000:]
+        wait_until(lambda: not sim.alive(), 120.0, "sim-ric to settle its 6 requests")
+        counters = sim_counters(sim)
+        states = service.metrics.states
+        assert states.labels("keyframe")._value.get() == 1
+        assert states.labels("accepted")._value.get() >= 2
+        assert counters["requests"] == 6, counters
+        settled = counters.get("outcome.served", 0) + counters.get("outcome.rejected_by_xapp", 0)
+        assert settled == 6 and counters.get("outcome.served", 0) > 0, counters
+        assert counters.get("outcome.expired", 0) == 0, counters
+        assert counters.get("service.keyframes_published", 0) == 1, counters
+        assert len(sizes) >= 3 and max(sizes) < limit
+        assert service.core.state.net.n_agents == 1500
     finally:
         sim.terminate()
-        client.stop()
+        stop.set()
+        runner.join(30)
+        spy.stop()
         broker.stop()
