@@ -47,6 +47,10 @@ class RolloutWorker:
             PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
         )
 
+    def ready(self) -> bool:
+        """True once the worker is built (its networks generated)."""
+        return True
+
     def rollout(self, weights: dict[str, torch.Tensor], episodes: int) -> Trajectory:
         """``episodes`` episodes with ``weights``, tensors kept for the update."""
         self.policy.load_state_dict(weights)
@@ -109,6 +113,8 @@ class RayRollouts:
         self.workers = [
             actor.remote(worker_cfg, shared, cfg.seed * 1000 + 1 + i) for i in range(cfg.workers)
         ]
+        # Built (networks generated) before training starts, as the in-process pool is.
+        ray.get([w.ready.remote() for w in self.workers])
 
     def collect(self, policy: GCNActorCritic, episodes: int) -> list[Trajectory]:
         """The iteration's episodes, split over the workers, run with ``policy``'s weights."""
