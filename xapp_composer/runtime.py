@@ -43,7 +43,7 @@ from xapp_composer.artefacts import (
     read_card,
     sha256_file,
 )
-from xapp_composer.sparse_gcn import sparse_encoder
+from xapp_composer.sparse_gcn import head_on_rows, sparse_encoder
 
 log = structlog.get_logger(__name__)
 EVEN = (0.25, 0.25, 0.25, 0.25)
@@ -227,7 +227,10 @@ class PolicyRuntime:
                         f"{file.name}: sha256 {digest[:12]}... does not match its card "
                         f"({str(want)[:12]}...)"
                     )
-        self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
+        # The step graph on the candidates' rows only (sparse_gcn.head_on_rows).
+        self.session = make_session(
+            self.path, prefer_gpu=prefer_gpu, threads=threads, model=head_on_rows(self.path)
+        )
         self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
         self.edge_encoder = make_session(
             self.encoder_path,
@@ -348,8 +351,9 @@ class PolicyRuntime:
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):
         feeds = {
-            "node_h": p.node_h,
-            "cand_idx": idx[None, :].astype(np.int64),
+            "node_h": p.node_h[:, idx],
+            "h_graph": p.h_graph,
+            "cand_idx": np.arange(len(idx), dtype=np.int64)[None, :],
             "raw": step.raw,
             "mask": step.mask,
             "chain": step.chain,

@@ -72,3 +72,28 @@ def test_the_partial_path_gives_way_above_its_share(rt, monkeypatch) -> None:
     prep = rt.prepare(net)
     nxt = changed_copy(net, [5])
     assert rt._encode_around(rt.prepare(nxt).state, prep, np.eye(300, dtype=bool)[5]) is None
+
+
+def test_the_step_graph_on_candidate_rows_matches_the_exported_one(rt) -> None:
+    """The runtime's step graph reads the candidates' rows and h_graph
+    (sparse_gcn.head_on_rows); the exported one, every node's rows."""
+    from xapp_composer.artefacts import OUTPUT_NAMES
+    from xapp_composer.runtime import make_session
+    from xapp_composer.steps import Prefix, context
+
+    exported = make_session(rt.path, prefer_gpu=False)
+    net = generate_network(6, n_agents=1500)
+    p = rt.prepare(net)
+    prefix = Prefix.empty(1)
+    for _ in range(3):
+        idx, step = p.plan.inputs(prefix)
+        ctx = context(np.array([[0.2, 0.1, 0.5, 0.2]]), np.array([0]), rt.n_elams, prefix, 3,
+                      np.array([1]), np.zeros((1, 8), np.float32))  # fmt: skip
+        got = rt._run(p, idx, step, ctx)
+        feeds = {"node_h": p.node_h, "cand_idx": idx[None, :].astype(np.int64), "raw": step.raw,
+                 "mask": step.mask, "chain": step.chain, "look_raw": step.look_raw,
+                 "look_keep": step.look_keep, "look_mask": step.look_mask, "ctx": ctx}  # fmt: skip
+        ref = exported.run(OUTPUT_NAMES, feeds)
+        for g, r in zip(got, ref, strict=True):
+            np.testing.assert_allclose(g, r, atol=1e-5)
+        prefix.append(p.state, np.array([int(idx[int(np.argmax(got[0][0]))])]))
