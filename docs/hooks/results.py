@@ -249,6 +249,38 @@ def negotiation_timeline(root: Path) -> str:
     )
 
 
+def guard_eval(root: Path, seed: int) -> str:
+    """The intrusion detector on an unseen recording (``models/guard/eval-seed-<n>.json``)."""
+    data = _json(root, f"models/guard/eval-seed-{seed}.json")
+    classes = list(data["windows"])
+    rows = [
+        [f"`{name}`", _f(m["accuracy"], 4), f"{m['macro_f1']:.4f} ± {m['macro_f1_std']:.4f}",
+         *(_f(m["per_class"][c]["f1"], 2) for c in classes)]
+        for name, m in data["methods"].items()
+    ]  # fmt: skip
+    header = ["method", "accuracy", "macro-F1 (± sd, 5 seeds)", *(f"{c} F1" for c in classes)]
+    windows = ", ".join(f"{c} {n}" for c, n in data["windows"].items())
+    alerts = data["alerts"]
+    delays = [d["max_delay"] for pace in alerts["episodes"].values() for d in pace.values()]
+    detected = sum(d["detected"] for pace in alerts["episodes"].values() for d in pace.values())
+    episodes = sum(d["episodes"] for pace in alerts["episodes"].values() for d in pace.values())
+    text = (
+        f"{_table(header, rows)}\n\nTest seed {data['test_seed']}; windows: {windows}. "
+        f"Alerts of `{alerts['detector']}`: {detected} of {episodes} attack episodes detected, "
+        f"largest delay {max(delays)} windows; {alerts['false_alarms']} false alarms in "
+        f"{alerts['benign_windows']} benign windows ({alerts['false_alarms_per_10k']:.1f} per "
+        "10,000)."
+    )
+    clean = data.get("clean")
+    if clean:
+        text += (
+            f" Clean run: {clean['requests']} requests, {clean['windows']} windows, "
+            f"{clean['false_alarms']} false alarms ({clean['false_alarms_per_10k']:.2f} per "
+            "10,000)."
+        )
+    return text
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -263,5 +295,7 @@ RENDERERS.update(
         "srl-fig10": srl_fig10,
         "srl-fig11": srl_fig11,
         "srl-generalisation": srl_generalisation,
+        "guard-eval-seed-11": lambda root: guard_eval(root, 11),
+        "guard-eval-seed-7": lambda root: guard_eval(root, 7),
     }
 )
