@@ -281,6 +281,31 @@ def guard_eval(root: Path, seed: int) -> str:
     return text
 
 
+def iokd_build(root: Path) -> str:
+    """What the IoKD dataset build asked, accepted and rejected (``models/elam/data/build.json``)."""
+    data = _json(root, "models/elam/data/build.json")
+    rows = []
+    for app, r in data["apps"].items():
+        aug = r["augmentation"]
+        per_round = "; ".join(
+            f"round {x['round']}: {x['accepted']} of {x['attempted']}" for x in aug["rounds"]
+        )
+        rows.append(
+            [app, str(r["d_u"]), str(r["d_rel"]), str(aug["requested"]), str(aug["accepted"]),
+             per_round, str(r["d_iokd"])]
+        )  # fmt: skip
+    header = ["application", "D_u", "D_rel", "synthetic asked", "accepted",
+              "accepted per round", "D_IoKD"]  # fmt: skip
+    cot = data["cot"]["rounds"]
+    accepted = sum(x["accepted"] for x in cot)
+    attempted = sum(x["attempted"] for x in cot)
+    return (
+        f"{_table(header, rows)}\n\nC-LAM `{data['clam']}`; chain-of-thought explanations "
+        f"accepted {accepted} of {attempted} (the rubric's reading of the vector replaces "
+        f"the rest); built in {data['seconds']:.0f} s."
+    )
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -289,6 +314,7 @@ RENDERERS.update(
         "srl-eval-101-105": lambda root: srl_eval(root, "101-105"),
         "negotiation-bench": negotiation_bench,
         "negotiation-timeline": negotiation_timeline,
+        "iokd-build": iokd_build,
         "iokd-fig6": iokd_fig6,
         "iokd-fig7": iokd_fig7,
         "srl-fig9": srl_fig9,

@@ -45,7 +45,8 @@ def _tables(markdown: str) -> list[list[list[str]]]:
         if line.startswith("|") and not line.startswith("|---"):
             if not previous.startswith("|"):
                 tables.append([])
-            tables[-1].append([c.strip() for c in line.strip().strip("|").split(" | ")])
+            cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+            tables[-1].append([c.strip() for c in cells])
         previous = line
     return tables
 
