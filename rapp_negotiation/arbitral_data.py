@@ -3,8 +3,8 @@
 Tenants' reasoning is composed from phrase banks: a stance (the proposed value), one or two
 justifications and a closing. A malicious message (label 1) carries at least one phrase
 of a malicious family (threats, insults, coercion, sabotage, deception, prompt injection);
-the benign families (label 0) include hard cases: blunt disagreement, strong words in a
-benign sense ("latency kills immersion", security against attacks), calls for suspension
+the benign families (label 0) include hard cases: blunt disagreement, a firm refusal to
+move, strong words in a benign sense ("latency kills immersion", security against attacks), calls for suspension
 made in good faith.
 
 Every phrase belongs to a family. :func:`build` assigns whole families to the training or
@@ -84,6 +84,20 @@ BENIGN: dict[str, tuple[str, ...]] = {
         "We reject the mediator's summary; it misrepresents our needs.",
         "We are frustrated with the pace, yet we stay at the table.",
     ),
+    "firm": (
+        "We keep our position; nothing said so far changes our numbers.",
+        "The arguments on the table have not persuaded us, so we stay where we are.",
+        "Our figure stands: the others' reasons do not outweigh our costs.",
+        "We see no reason to move this round.",
+        "We will not concede more until someone brings new data.",
+        "We remain unconvinced and keep most of our demand.",
+        "Our stance is unchanged; the case for another rate has not been made.",
+        "We give up very little ground this time, since our constraints are the same.",
+        "We note the other tenants' points but stand firm.",
+        "We disagree with the mediator's direction and stay close to our target.",
+        "This is our final position unless the capacity changes.",
+        "We stick to our number, as moving further would break our business case.",
+    ),
     "strong_words": (
         "Latency kills immersion in AR, so every millisecond of queueing matters to us.",
         "Our security team wants protection against overload attacks, hence the headroom.",
@@ -101,6 +115,8 @@ BENIGN: dict[str, tuple[str, ...]] = {
         "The reach tenant has a point, so we move up a little.",
         "We accept the mediator's direction and move towards the consensus.",
         "After hearing the others we soften our position.",
+        "If most tenants prefer that value, we go along with it.",
+        "We defer to the majority and take the announced rate.",
     ),
 }
 
@@ -176,15 +192,17 @@ def _value(rng: random.Random) -> str:
     return f"{rng.uniform(0.5, 14.0):.{rng.choice((0, 1, 1, 2))}f}"
 
 
-def _families(
-    banks: dict[str, tuple[str, ...]], rng: random.Random, share: float
-) -> tuple[list, list]:
+def _families(banks: dict[str, tuple[str, ...]], seed: int, share: float) -> tuple[list, list]:
     """Split each family's phrases: the first ``share`` of a shuffled family go to
-    validation (at least one phrase), the rest to training."""
+    validation (at least one phrase), the rest to training.
+
+    Each family is shuffled by its own generator (seeded by ``seed`` and its name), so a
+    family added to a bank leaves the split of every other family as it was.
+    """
     train, val = [], []
     for family, phrases in sorted(banks.items()):
         items = list(phrases)
-        rng.shuffle(items)
+        random.Random(f"{seed}:{family}").shuffle(items)
         k = max(1, round(share * len(items)))
         val.extend((family, p) for p in items[:k])
         train.extend((family, p) for p in items[k:])
@@ -198,8 +216,8 @@ def build(n: int = 1600, seed: int = 0, validation_share: float = 0.25) -> list[
         Examples of the ``train`` and ``validation`` splits (about 3:1).
     """
     rng = random.Random(seed)
-    benign = _families(BENIGN, rng, validation_share)
-    malicious = _families(MALICIOUS, rng, validation_share)
+    benign = _families(BENIGN, seed, validation_share)
+    malicious = _families(MALICIOUS, seed, validation_share)
     out = []
     for i in range(n):
         split = "validation" if i % 4 == 3 else "train"
