@@ -243,7 +243,9 @@ class Network:
         self._routes.clear()
         self._dense = None
 
-    def _cost_graph(self) -> csr_matrix:
+    def cost_graph(self) -> csr_matrix:
+        """The links as a sparse (N, N) matrix of route costs -ln(1 - E[BER]), one entry per
+        link (read as undirected)."""
         # -ln(1 - BER) per edge: the route minimising the sum minimises 1 - prod(1 - BER).
         # Floored at the smallest normal float so that scipy keeps near-perfect links.
         w = np.maximum(-np.log1p(-self.link_ber), np.finfo(float).tiny)
@@ -258,7 +260,7 @@ class Network:
             return self._dense_routes()[source]
         row = self._routes.get(source)
         if row is None:
-            dist = dijkstra(self._cost_graph(), directed=False, indices=source)
+            dist = dijkstra(self.cost_graph(), directed=False, indices=source)
             row = -np.expm1(-dist)
             self._routes[source] = row
             if len(self._routes) > ROUTE_CACHE_ROWS:
@@ -279,7 +281,7 @@ class Network:
             return self._dense_routes()[np.ix_(sources, targets)]
         missing = [int(s) for s in unique if int(s) not in self._routes]
         if missing:
-            dist = dijkstra(self._cost_graph(), directed=False, indices=missing)
+            dist = dijkstra(self.cost_graph(), directed=False, indices=missing)
             for s, d in zip(missing, np.atleast_2d(dist), strict=True):
                 self._routes[s] = -np.expm1(-d)
         rows = np.stack([self.route_ber_from(int(s)) for s in sources]) if len(sources) else None
@@ -289,7 +291,7 @@ class Network:
 
     def _dense_routes(self) -> np.ndarray:
         if self._dense is None:
-            dist = dijkstra(self._cost_graph(), directed=False)
+            dist = dijkstra(self.cost_graph(), directed=False)
             self._dense = -np.expm1(-dist)
         return self._dense
 

@@ -5,13 +5,18 @@ interpreter) and measures over gRPC on loopback:
 
 - ``minilm`` Translate latency of single prompts, p50 / p99 (target p50 <= 25 ms);
 - ``minilm`` TranslateBatch throughput, prompts per second (target >= 200);
-- ``smollm2`` Translate latency, p50 (target <= 2 s).
+- ``smollm2`` Translate latency, p50 (target <= 2 s);
+- with ``--batching``, the cost of micro-batching: for no micro-batching
+  (``RAPP_BATCH_MAX=1``) and windows of 0, 1 and 5 ms, the minilm Translate latency of one
+  call at a time (low load: the wait a lone call pays) and the throughput and latency of
+  ``--clients`` callers sending back to back (high load: what the shared passes gain).
 
 Prompts are the project's labelled intents, each sent once (no embedding-cache hits).
 The run holds the shared heavy-job lock (``/tmp/lameta-heavy.lock``) so that other heavy
 jobs on the machine do not distort it; the load average is reported alongside.
 
-Usage: ``python bench/bench_rapp.py [--single N] [--batch B] [--batches K] [--smollm2 M]``
+Usage: ``python bench/bench_rapp.py [--single N] [--batch B] [--batches K] [--smollm2 M]
+[--batching [--clients C]]``
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +73,7 @@ def _heavy_lock(path: str):
 
 
 @contextlib.contextmanager
-def _server(models: str, tmp: Path):
+def _server(models: str, tmp: Path, extra_env: dict[str, str] | None = None):
     port = _free_port()
     env = {
         **os.environ,
@@ -76,6 +82,7 @@ def _server(models: str, tmp: Path):
         "RAPP_MEMORY_PATH": str(tmp / "bench-memory.sqlite3"),
         "RAPP_LOG_LEVEL": "WARNING",
         "RAPP_MAX_CONCURRENT_RPCS": "64",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "rapp_intent.cli", "serve", "--models", models],
@@ -121,6 +128,56 @@ def _single(stub, prompts, model: str) -> list[float]:
     return out
 
 
+def _pct(seconds: list[float], q: float) -> float:
+    return round(float(np.percentile(seconds, q)) * 1e3, 2)
+
+
+def _clients(stub, prompts, clients: int) -> tuple[list[float], float]:
+    """``clients`` threads sending their share of ``prompts`` back to back; (latencies, s)."""
+    shares = [prompts[i::clients] for i in range(clients)]
+    lat: list[list[float]] = [[] for _ in shares]
+    threads = [
+        threading.Thread(target=lambda i=i: lat[i].extend(_single(stub, shares[i], "minilm")))
+        for i in range(clients)
+    ]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return [x for part in lat for x in part], time.perf_counter() - t
+
+
+BATCHING = {
+    "off": {"RAPP_BATCH_MAX": "1"},
+    "window_0ms": {"RAPP_BATCH_WINDOW_MS": "0", "RAPP_BATCH_MAX": "16"},
+    "window_1ms": {"RAPP_BATCH_WINDOW_MS": "1", "RAPP_BATCH_MAX": "16"},
+    "window_5ms": {"RAPP_BATCH_WINDOW_MS": "5", "RAPP_BATCH_MAX": "16"},
+}
+
+
+def batching_bench(prompts, single: int, clients: int, tmp: Path) -> dict:
+    """Low-load latency and high-load throughput of minilm Translate per batching setting."""
+    warm, low, high = prompts[:10], prompts[10 : 10 + single], prompts[10 + single :]
+    out = {}
+    for name, env in BATCHING.items():
+        with _server("minilm", tmp, env) as (stub, _):
+            _single(stub, warm, "minilm")
+            lat = _single(stub, low, "minilm")
+            busy, seconds = _clients(stub, high, clients)
+        out[name] = {
+            "low_load_p50_ms": _pct(lat, 50),
+            "low_load_p99_ms": _pct(lat, 99),
+            f"{clients}_clients_per_s": round(len(high) / seconds, 1),
+            f"{clients}_clients_p50_ms": _pct(busy, 50),
+            f"{clients}_clients_p99_ms": _pct(busy, 99),
+        }
+    base = out["off"]["low_load_p50_ms"]
+    for name in out:
+        out[name]["low_load_p50_cost_ms"] = round(out[name]["low_load_p50_ms"] - base, 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=200, help="minilm single calls")
@@ -128,8 +185,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=6, help="TranslateBatch calls")
     parser.add_argument("--smollm2", type=int, default=15, help="smollm2 single calls")
     parser.add_argument("--lock", default="/tmp/lameta-heavy.lock", help="'' for no lock")
+    parser.add_argument(
+        "--batching", action="store_true", help="only the micro-batching comparison"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent callers (--batching)")
     args = parser.parse_args()
     prompts = _prompts()
+    if args.batching:
+        tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-rapp-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        with _heavy_lock(args.lock):
+            load = os.getloadavg()[0]
+            res = batching_bench(prompts[: 10 + 2 * args.single], args.single, args.clients, tmp)
+        print(json.dumps({"load_avg_1m_start": load, "micro_batching": res}))
+        return
     need = 10 + args.single + args.batch * args.batches
     if need + args.smollm2 > len(prompts):
         raise SystemExit(f"only {len(prompts)} distinct prompts; asked for {need + args.smollm2}")

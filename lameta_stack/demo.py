@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lameta_stack.observe import Observer
+from lameta_stack.observe import Observer, stack_observer
 from lameta_stack.stack import ROOT, SHIPPED_POLICY, Stack, StackConfig, StackError
 from servicekit import codec
 from servicekit.logs import configure_logging
-from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions
+from servicekit.mqtt import MqttClient
 
 SCORE_HELP = (
     "normalised score: (score - random chain's) / (best chain's - random chain's) under the "
@@ -192,12 +192,9 @@ def run_demo(config: DemoConfig) -> int:
     t0 = time.monotonic()
 
     def start_observer(desc: dict) -> None:
-        b = desc["broker"]
-        url = BrokerUrl("mqtts", b["host"], b["port"], "observer", stack.password("observer"))
-        client = MqttClient(url, "observer", client_id="demo-observer",
-                            tls=TlsOptions(ca_certs=b["ca_file"]))  # fmt: skip
-        holder["state"] = StateKeeper(client, f"lameta/v1/{desc['network']}/state")
-        holder["observer"] = Observer(client, desc["network"]).start()
+        observer = stack_observer(desc, stack.password("observer"), "demo-observer")
+        holder["state"] = StateKeeper(observer.client, observer.topics.state)
+        holder["observer"] = observer.start()
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     try:

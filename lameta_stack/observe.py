@@ -20,7 +20,7 @@ import numpy as np
 
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
-from servicekit.mqtt import MqttClient, Topics
+from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics
 
 
 def percentile(values: list[float] | np.ndarray, q: float) -> float | None:
@@ -171,3 +171,13 @@ class Observer:
             "p99_ms_outside_faults": percentile(calm, 99),
             "undecodable": undecodable,
         }
+
+
+def stack_observer(desc: dict, password: str, client_id: str = "observer") -> Observer:
+    """An observer (not started) of a stack's network, logged in as the read-only
+    ``observer`` user over the broker's TLS (``desc``: what :meth:`Stack.up` describes)."""
+    b = desc["broker"]
+    url = BrokerUrl("mqtts", b["host"], b["port"], "observer", password)
+    client = MqttClient(url, "observer", client_id=client_id,
+                        tls=TlsOptions(ca_certs=b["ca_file"]))  # fmt: skip
+    return Observer(client, desc["network"])

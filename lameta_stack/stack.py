@@ -99,6 +99,27 @@ def wait_for(
         time.sleep(0.1)
 
 
+def grpc_serving(target: str, credentials=None) -> bool:
+    """The gRPC server at ``target`` answers its overall health with SERVING (plaintext
+    without ``credentials``)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
 @dataclass
 class StackConfig:
     """What ``lameta-stack up`` runs."""
@@ -117,6 +138,11 @@ class StackConfig:
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     """Extra environment per component (``{"xapp": {"XAPP_DECIDERS": "2"}}``,
     ``{"nego": {"NEGO_LLM": "scripted"}}``)."""
+    xapp_replicas: int = 1
+    """xApps sharing the network's requests (MQTT shared subscription; Mosquitto only):
+    ``xapp``, ``xapp-2``, ...; the emulator re-announces what stays unsettled
+    ``reannounce_after`` seconds."""
+    reannounce_after: float = 3.0
 
 
 class Stack:
@@ -300,30 +326,44 @@ class Stack:
         wait_for(lambda: self._rapp_serving(address, ca, certs["operator"]), 300,
                  "the rApp's health SERVING (mTLS)", rec)  # fmt: skip
 
-        # ---- xApp (signed policy)
-        progress("xApp (signed policy)")
-        health = free_port(host)
-        xapp_env = {
-            "XAPP_BROKER": url("xapp-composer"),
-            "XAPP_TLS_CA": ca,
-            "XAPP_NETWORK": cfg.network,
-            "XAPP_RAPP": address,
-            "XAPP_RAPP_TLS_CA": ca,
-            "XAPP_RAPP_TLS_CERT": certs["xapp"]["cert"],
-            "XAPP_RAPP_TLS_KEY": certs["xapp"]["key"],
-            "XAPP_POLICY": str(policy),
-            "XAPP_POLICY_PUBLIC_KEY": str(public_key),
-            "XAPP_HEALTH_HOST": host,
-            "XAPP_HEALTH_PORT": str(health),
-            "XAPP_LOG_FORMAT": "json",
-            **cfg.env.get("xapp", {}),
-        }
-        rec = record(spawn("xapp", [*command_for("xapp-composer"), "run"],
-                           self.logs_dir / "xapp.log", xapp_env), xapp_env)  # fmt: skip
-        desc["xapp"] = {"health": f"http://{host}:{health}", "policy": str(policy),
-                        "policy_key_id": kid}  # fmt: skip
-        wait_for(lambda: self._http_ok(f"http://{host}:{health}/ric/v1/health/ready"), 120,
-                 "the xApp's readiness", rec)  # fmt: skip
+        # ---- xApp (signed policy), one or several replicas
+        replicas = cfg.xapp_replicas
+        progress("xApp (signed policy)" if replicas == 1 else f"{replicas} xApp replicas")
+        shared = replicas > 1
+        if shared and kind != "mosquitto":
+            raise StackError("xApp replicas need Mosquitto (shared subscriptions)")
+
+        def start_xapp(i: int) -> None:
+            name = "xapp" if i == 1 else f"xapp-{i}"
+            health = free_port(host)
+            xapp_env = {
+                "XAPP_BROKER": url("xapp-composer"),
+                "XAPP_TLS_CA": ca,
+                "XAPP_NETWORK": cfg.network,
+                "XAPP_RAPP": address,
+                "XAPP_RAPP_TLS_CA": ca,
+                "XAPP_RAPP_TLS_CERT": certs["xapp"]["cert"],
+                "XAPP_RAPP_TLS_KEY": certs["xapp"]["key"],
+                "XAPP_POLICY": str(policy),
+                "XAPP_POLICY_PUBLIC_KEY": str(public_key),
+                "XAPP_HEALTH_HOST": host,
+                "XAPP_HEALTH_PORT": str(health),
+                "XAPP_LOG_FORMAT": "json",
+                **({"XAPP_SHARE_GROUP": "xapp-composer",
+                    "XAPP_MQTT_CLIENT_ID": f"xapp-composer-{cfg.network}-{i}",
+                    "XAPP_MQTT_PERSISTENT_SESSION": "false"} if shared else {}),
+                **cfg.env.get("xapp", {}),
+            }  # fmt: skip
+            rec = record(spawn(name, [*command_for("xapp-composer"), "run"],
+                               self.logs_dir / f"{name}.log", xapp_env), xapp_env)  # fmt: skip
+            desc[name] = {"health": f"http://{host}:{health}", "policy": str(policy),
+                          "policy_key_id": kid}  # fmt: skip
+            wait_for(lambda: self._http_ok(f"http://{host}:{health}/ric/v1/health/ready"), 120,
+                     f"the readiness of {name}", rec)  # fmt: skip
+
+        for i in range(1, replicas + 1):
+            start_xapp(i)
+        sim_extra = {"SIM_REANNOUNCE_AFTER": str(cfg.reannounce_after)} if shared else {}
 
         # ---- emulator
         progress("emulator")
@@ -338,6 +378,7 @@ class Stack:
             "SIM_METRICS_PORT": str(sim_metrics),
             "SIM_LOG_FORMAT": "json",
             **({"SIM_REQUESTS": str(cfg.requests)} if cfg.requests is not None else {}),
+            **sim_extra,
             **cfg.env.get("sim", {}),
         }
         rec = record(spawn("sim", [*command_for("sim-ric"), "run"],
@@ -395,21 +436,13 @@ class Stack:
     @staticmethod
     def _rapp_serving(address: str, ca: str, client: Mapping[str, str]) -> bool:
         import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         creds = grpc.ssl_channel_credentials(
             root_certificates=Path(ca).read_bytes(),
             private_key=Path(client["key"]).read_bytes(),
             certificate_chain=Path(client["cert"]).read_bytes(),
         )
-        with grpc.secure_channel(address, creds) as ch:
-            try:
-                resp = health_pb2_grpc.HealthStub(ch).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                )
-            except grpc.RpcError:
-                return False
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
+        return grpc_serving(address, creds)
 
     @staticmethod
     def _http_ok(url: str) -> bool:

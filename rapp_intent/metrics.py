@@ -50,6 +50,20 @@ class RappMetrics:
         self.memory_appends = Counter(
             "rapp_memory_appends", "records appended by ReportOutcome", ["app"], registry=r
         )
+        self.memory_refused = Counter(
+            "rapp_memory_refused",
+            "ReportOutcome records not averaged in, by reason (denied: caller not allowed; "
+            "rate_limited; duplicate: request id already stored; quarantined: stored but far "
+            "from the application's history)",
+            ["app", "reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "rapp_translate_batch_size",
+            "Translate calls served by one micro-batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.ready = Gauge("rapp_ready", "1 when the E-LAMs are loaded and warm", registry=r)
         self._http = None
 

@@ -10,6 +10,9 @@ NotFound (unknown model)      NOT_FOUND
 Unavailable (loading/drain)   UNAVAILABLE
 DeadlineTooShort              DEADLINE_EXCEEDED
 too many concurrent calls     RESOURCE_EXHAUSTED
+ReportOutcome over the rate   RESOURCE_EXHAUSTED
+ReportOutcome by a caller     PERMISSION_DENIED
+not in report_identities
 anything unexpected           INTERNAL (with an error id that is logged with the traceback)
 ============================  =====================
 
@@ -17,10 +20,24 @@ A request whose bytes do not parse (for example a string field that is not UTF-8
 answered INVALID_ARGUMENT too: the request deserialisers keep the parse error instead of
 letting grpc answer INTERNAL.
 
+Every refusal, whatever its cause, is counted in ``rapp_requests_total{method, code}``:
+the servicer's own admission limit (``max_concurrent_rpcs``) refuses before grpc's, which
+is set well above it.
+
+Who may write the memory: ``ReportOutcome`` is accepted only from a caller whose mutual-TLS
+client certificate has a common name in ``report_identities`` ('*' admits any caller,
+unauthenticated ones included), at most ``report_rate`` records per second per
+application (token bucket of ``report_burst``); the memory itself ignores a request id it
+already holds and quarantines records far from the application's history.
+
+Translate calls are micro-batched (:class:`~rapp_intent.service.MicroBatcher`, settings
+``batch_window_ms`` and ``batch_max``): concurrent calls share one E-LAM pass and get the
+answers single calls would get; ``rapp_translate_batch_size`` counts the batch sizes.
+
 Lifecycle (:class:`RappServer`): the port opens at once with health NOT_SERVING; the E-LAMs
 load and warm up in the background, then health turns SERVING. On stop (SIGTERM in
-:func:`serve`) health turns NOT_SERVING, new IntentService calls get UNAVAILABLE, and
-in-flight calls get ``grace_s`` seconds to finish (``server.stop(grace)``).
+:func:`serve`) health answers NOT_SERVING and new IntentService calls get UNAVAILABLE while
+in-flight calls finish (at most ``grace_s`` seconds); only then does the port close.
 """
 
 from __future__ import annotations
@@ -49,6 +66,7 @@ from rapp_intent.service import (
     DeadlineTooShort,
     IntentTranslator,
     InvalidInput,
+    MicroBatcher,
     NotFound,
     TranslateInput,
     TranslateOutput,
@@ -108,7 +126,7 @@ def _rpc(method: str) -> Callable:
                     raise Unavailable("the service is shutting down")
                 if translator is None:
                     raise Unavailable("the E-LAMs are still loading; retry when health is SERVING")
-                admitted = self._slots.acquire(blocking=False)
+                admitted = self._admit()
                 if not admitted:
                     raise _Abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -127,7 +145,7 @@ def _rpc(method: str) -> Callable:
             finally:
                 if admitted:
                     self.metrics.in_flight.dec()
-                    self._slots.release()
+                    self._release()
                 if code is grpc.StatusCode.OK:
                     self.metrics.requests.labels(method, code.name).inc()
                     self.metrics.latency.labels(method).observe(time.perf_counter() - start)
@@ -141,11 +159,64 @@ def _rpc(method: str) -> Callable:
     return decorate
 
 
+def caller_identity(context: grpc.ServicerContext) -> str | None:
+    """The common name of the caller's verified client certificate (mutual TLS), or None."""
+    names = context.auth_context().get("x509_common_name") or []
+    return names[0].decode("utf-8", "replace") if names else None
+
+
+class TokenBuckets:
+    """One token bucket per key: ``rate`` tokens per second, at most ``burst`` saved."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        """Take one token for ``key``; False when its bucket is empty."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1.0, now)
+            return True
+
+
+class ReportPolicy:
+    """Who may call ReportOutcome, and how often (see the module docstring)."""
+
+    def __init__(self, identities: list[str], rate: float, burst: int):
+        self.anyone = "*" in identities
+        self.identities = frozenset(i for i in identities if i != "*")
+        self.buckets = TokenBuckets(rate, burst)
+
+    def check(self, context: grpc.ServicerContext, app: str) -> tuple[str, str] | None:
+        """None when the call may write, else (reason, message)."""
+        if not self.anyone:
+            who = caller_identity(context)
+            if who is None:
+                return "denied", (
+                    "ReportOutcome needs a client certificate (mutual TLS) whose name is in "
+                    "RAPP_REPORT_IDENTITIES"
+                )
+            if who not in self.identities:
+                return "denied", f"client {who!r} may not write the memory (RAPP_REPORT_IDENTITIES)"
+        if not self.buckets.take(app):
+            return "rate_limited", f"more than the allowed ReportOutcome rate for app {app!r}"
+        return None
+
+
 class ServiceState:
-    """What the servicer reads on every call: the translator once loaded, drain flag."""
+    """What the servicer reads on every call: the translator once loaded, its micro-batcher
+    (None: no micro-batching), drain flag."""
 
     def __init__(self) -> None:
         self.translator: IntentTranslator | None = None
+        self.batcher: MicroBatcher | None = None
         self.draining = False
 
 
@@ -174,11 +245,34 @@ def _input(req: intent_pb2.TranslateRequest) -> TranslateInput:
 class IntentServicer:
     """``lameta.v1.IntentService``: protobuf in, :class:`IntentTranslator` call, protobuf out."""
 
-    def __init__(self, state: ServiceState, metrics: RappMetrics, max_concurrent: int):
+    def __init__(
+        self,
+        state: ServiceState,
+        metrics: RappMetrics,
+        max_concurrent: int,
+        reports: ReportPolicy | None = None,
+    ):
         self.state = state
         self.metrics = metrics
+        self.reports = reports or ReportPolicy(["*"], rate=1e9, burst=1_000_000_000)
         self._max_concurrent = max_concurrent
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def in_flight(self) -> int:
+        """IntentService calls admitted and not yet answered."""
+        return self._running
+
+    def _admit(self) -> bool:
+        with self._lock:
+            if self._running >= self._max_concurrent:
+                return False
+            self._running += 1
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            self._running -= 1
 
     def _count(self, outputs: list[TranslateOutput]) -> None:
         m = self.metrics
@@ -192,7 +286,9 @@ class IntentServicer:
 
     @_rpc("Translate")
     def Translate(self, translator, request, context):
-        out = translator.translate(_input(request), _deadline(context))
+        batcher = self.state.batcher
+        single = batcher.translate if batcher is not None else translator.translate
+        out = single(_input(request), _deadline(context))
         self._count([out])
         return _response(out)
 
@@ -204,15 +300,28 @@ class IntentServicer:
 
     @_rpc("ReportOutcome")
     def ReportOutcome(self, translator, request, context):
-        size = translator.report_outcome(
+        refused = self.reports.check(context, request.app)
+        if refused is not None:
+            reason, message = refused
+            self.metrics.memory_refused.labels(request.app, reason).inc()
+            code = grpc.StatusCode.PERMISSION_DENIED
+            if reason == "rate_limited":
+                code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            raise _Abort(code, message)
+        done = translator.report_outcome(
             request.prompt,
             list(request.preference),
             request.reward,
             request.app,
             request.request_id,
         )
-        self.metrics.memory_appends.labels(request.app).inc()
-        return intent_pb2.ReportOutcomeResponse(memory_size=size)
+        if not done.stored:
+            self.metrics.memory_refused.labels(request.app, "duplicate").inc()
+        else:
+            self.metrics.memory_appends.labels(request.app).inc()
+            if done.quarantined:
+                self.metrics.memory_refused.labels(request.app, "quarantined").inc()
+        return intent_pb2.ReportOutcomeResponse(memory_size=done.count)
 
     @_rpc("ListModels")
     def ListModels(self, translator, request, context):
@@ -285,6 +394,10 @@ class RappServer:
         self._server: grpc.Server | None = None
         self._loader: threading.Thread | None = None
         self._stopped = False
+        self._servicer: IntentServicer | None = None
+
+    def _servicer_busy(self) -> bool:
+        return self._servicer is not None and self._servicer.in_flight() > 0
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
@@ -293,14 +406,25 @@ class RappServer:
     def start(self) -> int:
         """Open the port (health NOT_SERVING) and start loading; returns the bound port."""
         s = self.settings
-        workers = s.max_concurrent_rpcs + 4  # room for health checks and refusals
+        # The servicer admits max_concurrent_rpcs calls and refuses (and counts) the rest
+        # in microseconds; grpc's own limit, which nothing can count, sits far above it.
+        workers = s.max_concurrent_rpcs + 64
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rapp-rpc"),
-            maximum_concurrent_rpcs=s.max_concurrent_rpcs + 16,
+            maximum_concurrent_rpcs=4 * workers,
             options=[("grpc.so_reuseport", 0)],
         )
-        servicer = IntentServicer(self.state, self.metrics, s.max_concurrent_rpcs)
+        reports = ReportPolicy(s.report_identities, s.report_rate, s.report_burst)
+        if not reports.anyone and s.tls_client_ca is None:
+            log.warning(
+                "rapp.reports_refused",
+                reason="without mutual TLS no caller has an identity: every ReportOutcome "
+                "is refused (set RAPP_TLS_CLIENT_CA, or RAPP_REPORT_IDENTITIES='*' in "
+                "development)",
+            )
+        servicer = IntentServicer(self.state, self.metrics, s.max_concurrent_rpcs, reports)
         server.add_generic_rpc_handlers((servicer.handler(),))
+        self._servicer = servicer
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -347,6 +471,11 @@ class RappServer:
             self._ready.set()
             return
         self._registry = registry
+        s = self.settings
+        if s.batch_max > 1:
+            self.state.batcher = MicroBatcher(
+                translator, s.batch_window_ms / 1000.0, s.batch_max, self.metrics.batch_size.observe
+            )
         self.state.translator = translator
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.metrics.ready.set(1)
@@ -377,11 +506,18 @@ class RappServer:
         self._stopped = True
         grace = self.settings.grace_s if grace is None else grace
         log.info("rapp.stopping", grace_s=grace)
+        # Health keeps answering (NOT_SERVING) while in-flight calls finish; new
+        # IntentService calls get UNAVAILABLE from the servicer. Then the port closes.
         self.health.enter_graceful_shutdown()
         self.metrics.ready.set(0)
         self.state.draining = True
+        end = time.monotonic() + grace
+        while self._servicer_busy() and time.monotonic() < end:
+            time.sleep(0.02)
         if self._server is not None:
-            self._server.stop(grace).wait()
+            self._server.stop(max(0.0, end - time.monotonic())).wait()
+        if self.state.batcher is not None:
+            self.state.batcher.close()
         self.metrics.close()
         self.memory.close()
         log.info("rapp.stopped")

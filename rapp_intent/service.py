@@ -9,15 +9,18 @@ about gRPC, so the same logic runs behind the CLI and in tests without a server.
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from agentnet.intents import validate_vector
 from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
 from rapp_intent.elam.registry import Registry, UnknownModel
-from rapp_intent.memory import CalibrationConfig, Memory, apply_memory
+from rapp_intent.memory import Appended, CalibrationConfig, Memory, apply_memory
 from rapp_intent.settings import RappSettings
 
 MAX_REQUEST_ID = 128
@@ -203,7 +206,13 @@ class IntentTranslator:
         return cls(registry, memory, calibration, limits)
 
     # --- Translate / TranslateBatch -------------------------------------------------------
-    def _check_item(self, item: TranslateInput, where: str) -> tuple[str, ELam, str | None]:
+    def check_item(self, item: TranslateInput, where: str = "") -> tuple[str, ELam, str | None]:
+        """Validate one request: (prompt, its E-LAM, its application or None).
+
+        Raises:
+            InvalidInput: a malformed prompt, request id or application.
+            NotFound: an unknown E-LAM.
+        """
         prompt = check_prompt(item.prompt, self.limits.max_prompt_bytes, f"{where}prompt")
         check_request_id(item.request_id, f"{where}request_id")
         app = check_app(item.app, self.limits.apps, f"{where}app")
@@ -216,6 +225,24 @@ class IntentTranslator:
     def translate(self, item: TranslateInput, deadline: float | None = None) -> TranslateOutput:
         """Translate one request (see :meth:`translate_batch`)."""
         return self.translate_batch([item], deadline, single=True)[0]
+
+    def check_deadline(self, prompts_per_model: dict[str, int], deadline: float | None) -> None:
+        """Refuse work that cannot finish before ``deadline`` (None: no deadline).
+
+        Raises:
+            DeadlineTooShort: the expected time of the E-LAMs exceeds what is left.
+        """
+        if deadline is None:
+            return
+        expected = sum(
+            self.registry.get(mid).estimate_seconds(n) for mid, n in prompts_per_model.items()
+        )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or expected > remaining:
+            raise DeadlineTooShort(
+                f"deadline leaves {max(remaining, 0) * 1000:.0f} ms; the work needs "
+                f"about {expected * 1000:.0f} ms"
+            )
 
     def translate_batch(
         self,
@@ -243,22 +270,13 @@ class IntentTranslator:
                 f"the batch has {len(items)} requests; the limit is {self.limits.max_batch}"
             )
         checked = [
-            self._check_item(item, "" if single else f"requests[{i}].")
+            self.check_item(item, "" if single else f"requests[{i}].")
             for i, item in enumerate(items)
         ]
         groups: dict[str, list[int]] = {}
         for i, (_, elam, _) in enumerate(checked):
             groups.setdefault(elam.id, []).append(i)
-        if deadline is not None:
-            expected = sum(
-                self.registry.get(mid).estimate_seconds(len(idx)) for mid, idx in groups.items()
-            )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or expected > remaining:
-                raise DeadlineTooShort(
-                    f"deadline leaves {max(remaining, 0) * 1000:.0f} ms; the work needs "
-                    f"about {expected * 1000:.0f} ms"
-                )
+        self.check_deadline({mid: len(idx) for mid, idx in groups.items()}, deadline)
         contexts: dict[str | None, MemoryContext] = {}
         out: list[TranslateOutput | None] = [None] * len(items)
         for model_id, idx in groups.items():
@@ -295,11 +313,11 @@ class IntentTranslator:
         reward: float,
         app: str,
         request_id: str = "",
-    ) -> int:
+    ) -> Appended:
         """Append <prompt, vector, reward> to the application's memory (eq. 44).
 
         Returns:
-            The number of records now held for the application.
+            What the memory did with it (stored, a repeated request id, quarantined).
 
         Raises:
             InvalidInput: bad prompt, vector, reward or application.
@@ -313,7 +331,7 @@ class IntentTranslator:
             raise InvalidInput("app is required: the memory is kept per application")
         check_request_id(request_id)
         record = MemoryRecord(prompt=text, vector=vector, reward=float(reward), app=checked_app)
-        return self.memory.append(record, request_id=request_id).count
+        return self.memory.append(record, request_id=request_id)
 
     # --- ListModels ----------------------------------------------------------------------
     def list_models(self) -> list[ModelInfo]:
@@ -331,3 +349,116 @@ class IntentTranslator:
             )
             for e in self.registry
         ]
+
+
+class MicroBatcher:
+    """Dynamic micro-batching of single translations, as Triton's and TorchServe's batchers.
+
+    Calls of :meth:`translate` from concurrent threads (the gRPC workers) queue their
+    request; one dispatcher thread takes the first, gathers the ones that arrive within
+    ``window_s`` of it (at most ``max_size`` in all) and runs them as one
+    :meth:`IntentTranslator.translate_batch`, so each E-LAM makes one encoder pass for the
+    whole group. With ``window_s`` 0 it groups only what queued up while the previous
+    batch ran: no added wait at low load, larger batches as the load grows.
+
+    Each request is validated in its caller's thread first, so a bad request fails alone
+    and never the batch it would have joined; answers are those of single calls (the
+    memory context is read once per application and batch, as in ``translate_batch``).
+
+    Args:
+        translator: the service.
+        window_s: how long the dispatcher waits for more requests after the first one.
+        max_size: the most requests in one batch (at most the translator's ``max_batch``).
+        on_batch: told the size of every batch run (metrics).
+    """
+
+    def __init__(
+        self,
+        translator: IntentTranslator,
+        window_s: float,
+        max_size: int,
+        on_batch: Callable[[int], None] = lambda _: None,
+    ):
+        if window_s < 0 or max_size < 1:
+            raise ValueError("window_s must be >= 0 and max_size >= 1")
+        self.translator = translator
+        self.window_s = float(window_s)
+        self.max_size = min(int(max_size), translator.limits.max_batch)
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="rapp-batcher", daemon=True)
+        self._thread.start()
+
+    def translate(self, item: TranslateInput, deadline: float | None = None) -> TranslateOutput:
+        """Translate one request in the next batch (errors as :meth:`IntentTranslator.translate`).
+
+        Raises:
+            Unavailable: the batcher is closed.
+        """
+        _, elam, _ = self.translator.check_item(item)
+        self.translator.check_deadline({elam.id: 1}, deadline)
+        if self._closed:
+            raise Unavailable("the service is shutting down")
+        pending = _Pending(item, deadline)
+        self._queue.put(pending)
+        return pending.future.result()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Run what is queued, then stop the dispatcher (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _gather(self, first: _Pending) -> tuple[list[_Pending], bool]:
+        batch, end = [first], time.monotonic() + self.window_s
+        while len(batch) < self.max_size:
+            wait = end - time.monotonic()
+            try:
+                nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch, stop = self._gather(first)
+            self._on_batch(len(batch))
+            deadlines = [p.deadline for p in batch]
+            # An E-LAM may stop early at the deadline: the latest one, so that no request
+            # is cut short by another's.
+            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+            try:
+                outs = self.translator.translate_batch([p.item for p in batch], latest)
+            except BaseException as exc:  # every caller of the batch gets the error
+                for p in batch:
+                    p.future.set_exception(exc)
+                continue
+            for p, out in zip(batch, outs, strict=True):
+                p.future.set_result(out)
+        # A request queued behind the stop mark (a race with close) is refused, not lost.
+        while True:
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if late is not None:
+                late.future.set_exception(Unavailable("the service is shutting down"))
+
+
+class _Pending:
+    """A queued request and where its answer goes."""
+
+    __slots__ = ("deadline", "future", "item")
+
+    def __init__(self, item: TranslateInput, deadline: float | None):
+        self.item, self.deadline = item, deadline
+        self.future: Future[TranslateOutput] = Future()

@@ -55,6 +55,21 @@ class RappSettings(ServiceSettings):
     )
     max_prompt_bytes: int = Field(4096, ge=1, description="largest prompt accepted (UTF-8 bytes)")
     max_batch: int = Field(256, ge=1, description="largest TranslateBatch accepted")
+    batch_window_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="dynamic micro-batching: Translate calls arriving within this many ms "
+        "of the first queued one share one E-LAM pass; 0: only calls that queued while the "
+        "previous batch ran are grouped (no added wait; measured best here: bench_rapp.py "
+        "--batching)",
+    )
+    batch_max: int = Field(
+        16,
+        ge=1,
+        description="most Translate calls in one micro-batch (1: no micro-batching, each "
+        "call runs on its own)",
+    )
     apps: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(APPS),
         description="application ids accepted in requests (comma-separated in env)",
@@ -149,8 +164,23 @@ class RappSettings(ServiceSettings):
     tls_client_ca: Path | None = Field(
         None, description="CA bundle (PEM) of client certificates: enables mutual TLS"
     )
+    report_identities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["xapp-composer"],
+        description="client certificate names (CN, mutual TLS) allowed to call "
+        "ReportOutcome, i.e. to write the in-context memory (comma-separated in env); '*': "
+        "any caller, unauthenticated ones included (development only)",
+    )
+    report_rate: float = Field(
+        50.0,
+        gt=0,
+        description="ReportOutcome records accepted per second and application (token "
+        "bucket refilled at this rate); more get RESOURCE_EXHAUSTED",
+    )
+    report_burst: int = Field(
+        500, ge=1, description="ReportOutcome records an application may send at once"
+    )
 
-    @field_validator("models", "apps", mode="before")
+    @field_validator("models", "apps", "report_identities", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

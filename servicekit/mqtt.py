@@ -164,6 +164,23 @@ def loopback_mosquitto_conf(port: int, *extra: str) -> str:
     return "\n".join([*lines, *extra]) + "\n"
 
 
+SHARE_PREFIX = "$share/"
+
+
+def shared(topic: str, group: str) -> str:
+    """The shared-subscription filter ``$share/<group>/<topic>`` (MQTT 5, sec. 4.8.2): the
+    broker hands each message to one subscriber of the group."""
+    return f"{SHARE_PREFIX}{check_topic_level(group, 'share group')}/{topic}"
+
+
+def unshared(topic_filter: str) -> str:
+    """The topic filter without a ``$share/<group>/`` prefix (what messages are matched
+    against, and what Mosquitto checks the ACL against)."""
+    if topic_filter.startswith(SHARE_PREFIX):
+        return topic_filter.split("/", 2)[2]
+    return topic_filter
+
+
 def status_topic(component: str) -> str:
     """``lameta/v1/status/<component>``."""
     return f"{TOPIC_ROOT}/status/{check_topic_level(component, 'component')}"
@@ -583,7 +600,7 @@ class MqttClient:
             handlers = [
                 (h, manual)
                 for t, (_, h, manual) in self._subs.items()
-                if paho.topic_matches_sub(t, msg.topic)
+                if paho.topic_matches_sub(unshared(t), msg.topic)
             ]
         deferred = False  # a manual handler took the message and will acknowledge it
         for handler, manual in handlers:

@@ -178,6 +178,8 @@ class PendingRequest:
     deadline: float
     timestamp_ns: int
     refused: int = 0
+    announced: float = -math.inf
+    """When the request was last announced (emulator clock); see :meth:`Emulator.stale_requests`."""
 
 
 class Emulator:
@@ -408,6 +410,22 @@ class Emulator:
         """Every pending request as a message, oldest first: what is re-announced after a
         reconnect or a restart (the same ids: deciders recognise them)."""
         return [self._request_message(p) for p in self.pending.values()]
+
+    def stale_requests(self, now: float, after: float) -> list[network_pb2.ServiceRequest]:
+        """Pending requests announced ``after`` seconds ago or longer, oldest first; each is
+        marked announced at ``now``.
+
+        At-least-once on the request side: a decider that took a request and died before
+        deciding it (an xApp replica killed, its shared-subscription share lost with its
+        session) leaves it pending; announcing it again hands it to a live replica. The
+        same id is settled once whatever number of decisions comes back.
+        """
+        out = []
+        for p in self.pending.values():
+            if now - max(p.announced, p.created) >= after:
+                p.announced = now
+                out.append(self._request_message(p))
+        return out
 
     def expire(self, now: float | None = None) -> list[network_pb2.Outcome]:
         """Settle every pending request whose deadline has passed (code ``expired``)."""

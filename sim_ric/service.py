@@ -233,6 +233,8 @@ class SimService:
                     next_request = now + emu.next_interarrival(self._request_rate())
             for out in emu.expire(now):
                 self._publish_outcome(out)
+            if s.reannounce_after is not None and connected:
+                self._publish_requests(emu.stale_requests(now, s.reannounce_after), "stale")
             wake = min(next_state, end, emu.next_deadline())
             if left != 0:
                 wake = min(wake, next_request)
@@ -296,7 +298,9 @@ class SimService:
         return code
 
     def _reannounce(self, why: str) -> None:
-        msgs = self.emu.pending_requests()
+        self._publish_requests(self.emu.pending_requests(), why)
+
+    def _publish_requests(self, msgs: list, why: str) -> None:
         sent = sum(
             bool(self.client.publish(self.topics.requests, codec.encode(m), qos=1)) for m in msgs
         )

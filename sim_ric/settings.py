@@ -46,6 +46,13 @@ class SimSettings(MqttSettings):
     rate: float = Field(1.0, ge=0, description="requests published per second (Poisson)")
     state_period: float = Field(1.0, gt=0, description="seconds between state messages")
     pending_timeout: float = Field(30.0, gt=0, description="a request expires after this (s)")
+    reannounce_after: float | None = Field(
+        None,
+        gt=0,
+        description="announce a request again when it is still unsettled this many seconds "
+        "after its last announcement (xApp replicas: a killed replica's share goes to "
+        "another; default: only after a reconnect or a restart)",
+    )
     duration: float | None = Field(None, gt=0, description="stop after this many seconds")
     requests: int | None = Field(
         None, ge=0, description="stop after this many requests (once all are settled)"

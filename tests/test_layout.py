@@ -118,3 +118,10 @@ def _modules_after_import(module: str) -> set[str]:
 def test_services_load_no_training_framework_and_no_other_app(module: str, forbidden) -> None:
     loaded = _modules_after_import(module) & set(forbidden)
     assert not loaded, f"importing {module} loads {sorted(loaded)}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (rootdir-relative, no packages): two files
+    with one name stop the whole collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -160,5 +160,13 @@ class BenchConfig:
     agents: int = field(default=81, metadata={"help": "N", "ge": MIN_AGENTS})
     decisions: int = field(default=1000, metadata={"help": "decisions timed", "ge": 1})
     networks: int = field(default=10, metadata={"help": "network states cycled through", "ge": 1})
+    changed: float = field(
+        default=0.01,
+        metadata={
+            "help": "share of agents changed in the next state (prepare_changed_ms)",
+            "gt": 0.0,
+            "le": 1.0,
+        },
+    )
     policy: Path = field(default=SHIPPED_POLICY, metadata={"help": "the ONNX policy"})
     json: bool = field(default=False, metadata={"help": "one line of JSON"})

@@ -103,7 +103,9 @@ class WalkGraph(torch.nn.Module):
 def tree_example(policy_cfg: PolicyConfig, n_agents: int = 50, seed: int = 0):
     """(state, levels of every step, request feeds) of a generated network: the real
     inputs the tabulated graphs are traced on."""
-    s = F.batch_state([generate_network(seed, n_agents=n_agents)], shortlist_k=S.K_CAND)
+    net = generate_network(seed, n_agents=n_agents)
+    s = F.batch_state([net], shortlist_k=S.K_CAND)
+    s.adj = F.normalized_adjacency(net.n_agents, net.edges)[None].astype(np.float32)
     levels = T.build_levels(S.StatePlan(s), policy_cfg.n_elams)
     if len(levels) != TREE_STEPS:
         raise ValueError(f"{n_agents} agents: the example state cannot tabulate every step")

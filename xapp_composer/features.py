@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import pdtrc
@@ -37,6 +38,7 @@ from scipy.special import pdtrc
 from agentnet.config import ModelConfig
 from agentnet.intents import APPS
 from agentnet.network import Network
+from xapp_composer.routes import RouteTable
 
 N_TYPES = 4
 NODE_DIM = N_TYPES + 9
@@ -144,20 +146,22 @@ def text_features(prompt: str) -> np.ndarray:
 class BatchState:
     """Per-state arrays of B networks with N agents and n-step chains of given types.
 
-    Per-agent arrays are (B, N); ``route`` is the (B, N, N) route E[BER]; step arrays are
-    (B, n) over the chain's steps.
+    Per-agent arrays are (B, N); step arrays are (B, n) over the chain's steps. ``route``
+    is the (B, N, N) route E[BER] of a training batch, or for one served state
+    (:func:`serving_state`) a :class:`~xapp_composer.routes.RouteTable` of rows computed
+    per source; ``adj`` is then None and ``gcn_edges`` the GCN operator as an edge list.
     """
 
     cfg: ModelConfig
     chain_types: tuple[int, ...]
     node_x: np.ndarray
-    adj: np.ndarray
+    adj: np.ndarray | None
     logp: np.ndarray
     lat: np.ndarray
     lnc: np.ndarray
     mu: np.ndarray
     lam: np.ndarray
-    route: np.ndarray
+    route: np.ndarray | RouteTable
     usable: np.ndarray  # (B, n, N) bool: available, right type, rho_i < 1
     step_set: np.ndarray  # (B, n, N) bool: available, right type (eq. 34 min-max set)
     outage: np.ndarray  # (B, N) |F_i| / |O_i|
@@ -169,6 +173,27 @@ class BatchState:
     best_lnc: np.ndarray  # (B, n)
     min_pover: np.ndarray  # (B, n)
     min_next_ber: np.ndarray  # (B, n, N): min route BER from i to a usable agent of step k+1
+    gcn_edges: GcnEdges | None = None
+
+    def route_pairs(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Route E[BER] (R, M) of one state (B = 1) from agents ``src`` (R,) to ``dst`` (M,)."""
+        if isinstance(self.route, np.ndarray):
+            return self.route[0][np.asarray(src)[:, None], np.asarray(dst)[None, :]]
+        return self.route.between(src, dst)
+
+    def route_hop(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Route E[BER] (B,) from ``src[b]`` to ``dst[b]`` in each state b; 0 where
+        ``src[b]`` is -1 (the first agent of a chain)."""
+        src = np.asarray(src)
+        if isinstance(self.route, np.ndarray):
+            hop = self.route[np.arange(self.batch), np.maximum(src, 0), dst]
+            return np.where(src >= 0, hop, 0.0)
+        return np.array(
+            [
+                self.route.between([a], [c])[0, 0] if a >= 0 else 0.0
+                for a, c in zip(src, dst, strict=True)
+            ]
+        )
 
     def take(self, idx: np.ndarray) -> BatchState:
         """The states at ``idx`` (a new batch, arrays gathered)."""
@@ -197,6 +222,27 @@ class BatchState:
     def n_agents(self) -> int:
         """N."""
         return self.logp.shape[1]
+
+
+class GcnEdges(NamedTuple):
+    """D^-1/2 (A + I) D^-1/2 of eq. 36 as an edge list (self-loops and both directions of
+    every link): ``out[dst] += weight * h[src]``. ``dst`` is (E, 1), ``weight`` (E, 1)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+
+def gcn_edges(n: int, edges: np.ndarray) -> GcnEdges:
+    """The operator of :func:`normalized_adjacency` without the dense (N, N) matrix."""
+    pairs = np.concatenate([edges, edges[:, ::-1]]).astype(np.int64).reshape(-1, 2)
+    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    loops = np.arange(n, dtype=np.int64)
+    dst = np.concatenate([loops, pairs[:, 0]])
+    src = np.concatenate([loops, pairs[:, 1]])
+    d = 1.0 / np.sqrt(np.bincount(dst, minlength=n).astype(float))
+    w = (d[dst] * d[src]).astype(np.float32)
+    return GcnEdges(src, dst[:, None], w[:, None])
 
 
 def normalized_adjacency(n: int, edges: np.ndarray) -> np.ndarray:
@@ -248,10 +294,14 @@ def batch_state(
 ) -> BatchState:
     """Stack the per-state arrays of networks that share N (one network: B = 1).
 
-    With ``shortlist_k``, route rows are computed only from each step's
-    :func:`shortlist` of that size (what a :class:`StatePlan` with the same K scores);
-    rows of other agents stay zero.
+    With ``shortlist_k`` (one network), the state is the one a
+    :class:`~xapp_composer.steps.StatePlan` with candidate shortlists of that size scores
+    (:func:`serving_state`).
     """
+    if shortlist_k is not None:
+        if len(nets) != 1:
+            raise ValueError("a shortlisted state is built for one network")
+        return serving_state(nets[0], chain_types, shortlist_k)
     cfg = nets[0].cfg
     chain_types = tuple(cfg.chain_types if chain_types is None else chain_types)
     n = nets[0].n_agents
@@ -276,24 +326,11 @@ def batch_state(
         out = np.where(usable, arr[:, None, :], fill)
         return fn(out, axis=2)
 
-    # P_over depends on the chain only through its bottleneck, the lowest mu_i (eqs.
-    # 11-13), and pdtrc(floor(mu), lambda) falls as mu grows: so P_over of a chain is the
-    # largest P_over its agents would have alone.
-    pover = pdtrc(np.floor(np.minimum(mu, 1e6)), lam[:, None])
-    # Route E[BER] rows are only needed from agents that can precede another step; with
-    # ``shortlist_k`` (one state, run time) only from the shortlisted candidates.
+    pover = overload(mu, lam[:, None])
+    # Route E[BER] rows are only needed from agents that can precede another step.
     route = np.zeros((b, n, n))
     for i, net in enumerate(nets):
-        if shortlist_k is None:
-            src = np.flatnonzero(np.isin(net.types, chain_types[:-1]))
-        else:
-            lists = [
-                shortlist_ids(
-                    logp[i], lat[i], lnc[i], pover[i], np.flatnonzero(usable[i, k]), shortlist_k
-                )
-                for k in range(steps - 1)
-            ]
-            src = np.unique(np.concatenate(lists)) if lists else np.zeros(0, dtype=np.int64)
+        src = np.flatnonzero(np.isin(net.types, chain_types[:-1]))
         if len(src):
             route[i, src] = net.route_ber(src, np.arange(n))
     best_logp = masked(np.max, logp, -big)
@@ -327,6 +364,99 @@ def batch_state(
         best_lnc=best_lnc,
         min_pover=min_pover,
         min_next_ber=min_next,
+    )
+
+
+def overload(mu: np.ndarray, lam: np.ndarray | float) -> np.ndarray:
+    """P_over of a chain whose bottleneck is each agent (eq. 13).
+
+    P_over depends on the chain only through its bottleneck, the lowest mu_i (eqs.
+    11-13), and pdtrc(floor(mu), lambda) falls as mu grows: so P_over of a chain is the
+    largest P_over its agents would have alone.
+    """
+    return pdtrc(np.floor(np.minimum(mu, 1e6)), lam)
+
+
+def serving_state(
+    net: Network,
+    chain_types: Sequence[int] | None,
+    shortlist_k: int,
+    previous: BatchState | None = None,
+) -> BatchState:
+    """The state of one network as the xApp scores it (B = 1), with no (N, N) array.
+
+    Routes come from a :class:`~xapp_composer.routes.RouteTable`: rows from the
+    shortlisted candidates (:func:`shortlist_ids` of ``shortlist_k``) of every other step,
+    which cover each pair of consecutive steps since links are undirected, and the
+    lookahead's smallest BER to the next step by one multi-source Dijkstra per step. The
+    entries a :class:`~xapp_composer.steps.StatePlan` reads equal :func:`batch_state`'s.
+
+    Args:
+        previous: the state this one follows, if any: its route rows are reused when the
+            links did not change, and its lookahead BER when, besides, the next step's
+            usable agents did not change.
+    """
+    cfg = net.cfg
+    chain_types = tuple(cfg.chain_types if chain_types is None else chain_types)
+    steps = len(chain_types)
+    n = net.n_agents
+    logp = np.log(net.p_success)
+    lat = net.agent_latency()
+    lnc = np.log1p(-net.outage_rate)
+    lam = float(net.arrival_rate)
+    pover = overload(net.mu, lam)
+    usable = np.zeros((steps, n), dtype=bool)
+    step_set = np.zeros((steps, n), dtype=bool)
+    for k, t in enumerate(chain_types):
+        usable[k, net.agents_of_type(t, usable=True)] = True
+        step_set[k] = (net.types == t) & net.available
+    old = previous.route if previous is not None else None
+    routes = RouteTable.for_network(net, old if isinstance(old, RouteTable) else None)
+    same_links = routes is old
+    lists = [
+        shortlist_ids(logp, lat, lnc, pover, np.flatnonzero(usable[k]), shortlist_k)
+        for k in range(steps)
+    ]
+    routes.compute(np.concatenate([lists[k] for k in range(1, steps, 2)] or [[]]))
+    min_next = np.zeros((steps, n))
+    for k in range(steps - 1):
+        if (
+            same_links
+            and previous is not None
+            and previous.chain_types == chain_types
+            and np.array_equal(previous.usable[0, k + 1], usable[k + 1])
+        ):
+            min_next[k] = previous.min_next_ber[0, k]
+        else:
+            min_next[k] = routes.nearest(np.flatnonzero(usable[k + 1]))
+
+    def masked(fn, arr, fill):
+        return fn(np.where(usable, arr[None, :], fill), axis=1)
+
+    big = np.inf
+    return BatchState(
+        cfg=cfg,
+        chain_types=chain_types,
+        node_x=node_features(net)[None].astype(np.float32),
+        adj=None,
+        logp=logp[None],
+        lat=lat[None],
+        lnc=lnc[None],
+        mu=net.mu[None],
+        lam=np.array([lam]),
+        route=routes,
+        usable=usable[None],
+        step_set=step_set[None],
+        outage=net.outage_rate[None],
+        types=net.types[None],
+        p=net.p_success[None],
+        pover=pover[None],
+        best_logp=masked(np.max, logp, -big)[None],
+        min_lat=masked(np.min, lat, big)[None],
+        best_lnc=masked(np.max, lnc, -big)[None],
+        min_pover=masked(np.min, pover, big)[None],
+        min_next_ber=min_next[None],
+        gcn_edges=gcn_edges(n, net.edges),
     )
 
 

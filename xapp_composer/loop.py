@@ -8,7 +8,8 @@ topic                             direction  what
 ================================  =========  ============================================
 ``lameta/v1/<network>/state``     in         network states (retained); the latest wins
 ``lameta/v1/<network>/requests``  in         service requests, QoS 1, acknowledged only
-                                             once their decision is published
+                                             once their decision is published (replicas:
+                                             ``$share/<group>/...``, XAPP_SHARE_GROUP)
 ``lameta/v1/<network>/control``   out        one decision or rejection per request id
 ``lameta/v1/<network>/outcomes``  in         verdicts, relayed to the rApp's memory
 ``lameta/v1/status/xapp-composer`` out       "online" / "offline" (retained, last will)
@@ -45,7 +46,7 @@ from servicekit.cli import UsageError
 from servicekit.health import HealthServer
 from servicekit.integrity import IntegrityError, load_public_key
 from servicekit.logs import configure_logging
-from servicekit.mqtt import Delivery, MqttClient, Topics
+from servicekit.mqtt import Delivery, MqttClient, Topics, shared
 from servicekit.signals import stop_on_signals
 from xapp_composer.control import ControlCore, Result
 from xapp_composer.metrics import XappMetrics
@@ -116,7 +117,10 @@ class XappService:
         self._threads: list[threading.Thread] = []
         self.health: HealthServer | None = None
         client.on_connected = self._on_connected
-        client.subscribe(self.topics.requests, self._on_request, qos=1, ack="manual")
+        self.requests_filter = self.topics.requests
+        if settings.share_group:  # replicas: the broker hands each request to one of them
+            self.requests_filter = shared(self.topics.requests, settings.share_group)
+        client.subscribe(self.requests_filter, self._on_request, qos=1, ack="manual")
         client.subscribe(self.topics.state, self._on_state, qos=1)
         client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
 
@@ -343,7 +347,7 @@ class XappService:
             rapp_reachable=self.rapp.reachable,
             topics=[
                 self.topics.state,
-                self.topics.requests,
+                self.requests_filter,
                 self.topics.control,
                 self.topics.outcomes,
             ],

@@ -43,6 +43,7 @@ from xapp_composer.artefacts import (
     read_card,
     sha256_file,
 )
+from xapp_composer.sparse_gcn import sparse_encoder
 
 log = structlog.get_logger(__name__)
 EVEN = (0.25, 0.25, 0.25, 0.25)
@@ -97,11 +98,16 @@ ORT_DEFAULT_LOG_SEVERITY = 2
 """onnxruntime's default logger severity (warning), restored after the CUDA probe."""
 
 
-def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
+def make_session(
+    path: Path, *, prefer_gpu: bool = True, threads: int = 1, model: bytes | None = None
+):
     """An onnxruntime session on CUDA when it really is available, else CPU.
 
     The first call of the process chooses (and logs) the providers; later calls reuse
     the choice.
+
+    Args:
+        model: the serialised graph to run instead of the file (``path`` names it in logs).
     """
     import onnxruntime as ort  # deferred: importers that run no graph (the CLI) skip it
 
@@ -124,13 +130,13 @@ def make_session(path: Path, *, prefer_gpu: bool = True, threads: int = 1):
         opts.log_severity_level = 4
         ort.set_default_logger_severity(4)
     try:
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+        sess = ort.InferenceSession(model or str(path), sess_options=opts, providers=chosen)
     except Exception as exc:  # a broken CUDA install: fall back rather than die
         if chosen[0] == "CPUExecutionProvider":
             raise
         log.warning("cuda_session_failed", error=str(exc))
         chosen = ["CPUExecutionProvider"]
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+        sess = ort.InferenceSession(model or str(path), sess_options=opts, providers=chosen)
     finally:
         if quiet:
             ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
@@ -220,6 +226,12 @@ class PolicyRuntime:
                     )
         self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
         self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
+        self.edge_encoder = make_session(
+            self.encoder_path,
+            prefer_gpu=prefer_gpu,
+            threads=threads,
+            model=sparse_encoder(self.encoder_path),
+        )
         self.elam_session = make_session(self.elam_path, prefer_gpu=prefer_gpu, threads=threads)
         self.plan_session = self.decide_session = None
         self.prefix_sessions: dict[int, object] = {}
@@ -241,10 +253,22 @@ class PolicyRuntime:
         self.version = f"{self.card.get('name', self.path.stem)}@{self.card['sha256'][:12]}"
 
     # ---- per state ----------------------------------------------------------------------
-    def prepare(self, net: Network, chain_types: Sequence[int] | None = None) -> Prepared:
-        """Policy inputs of a network state, with the encoder run once."""
-        state = F.batch_state([net], chain_types, shortlist_k=S.K_CAND)
-        node_h, h_graph = self.encoder.run(ENCODER_OUTPUTS, {"x": state.node_x, "adj": state.adj})
+    def prepare(
+        self,
+        net: Network,
+        chain_types: Sequence[int] | None = None,
+        previous: Prepared | None = None,
+    ) -> Prepared:
+        """Policy inputs of a network state, with the encoder run once on its edge list
+        (no (N, N) array: :func:`xapp_composer.features.serving_state`).
+
+        Args:
+            previous: the prepared state this one follows (same policy): what did not
+                change (route rows, lookahead BER, node embeddings) is reused.
+        """
+        old = previous.state if previous is not None else None
+        state = F.serving_state(net, chain_types, S.K_CAND, old)
+        node_h, h_graph = self.encode(state, previous)
         plan = S.StatePlan(state)
         tables, cols, levels = None, (), []
         if self.plan_session is not None and len(plan.steps) == TREE_STEPS:
@@ -261,6 +285,20 @@ class PolicyRuntime:
                 )
                 cols = tuple(lv.cols for lv in levels)
         return Prepared(state, plan, node_h, h_graph, net.n_agents, tables, cols, len(levels))
+
+    def encode(self, state: F.BatchState, previous: Prepared | None = None):
+        """(node_h, h_graph) of a served state; ``previous``'s when neither the node
+        features nor the links changed."""
+        if (
+            previous is not None
+            and previous.state.route is state.route
+            and np.array_equal(previous.state.node_x, state.node_x)
+        ):
+            return previous.node_h, previous.h_graph
+        e = state.gcn_edges
+        feeds = {"x": state.node_x, "edge_src": e.src, "edge_dst": e.dst, "edge_w": e.weight}
+        node_h, h_graph = self.edge_encoder.run(ENCODER_OUTPUTS, feeds)
+        return node_h, h_graph
 
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):

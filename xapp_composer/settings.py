@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from servicekit.mqtt import check_topic_level
 from servicekit.settings import MqttSettings
 from xapp_composer.artefacts import SHIPPED_POLICY
 from xapp_composer.tree import DEFAULT_MAX_ROWS
@@ -166,12 +167,30 @@ class XappSettings(MqttSettings):
             raise ValueError(f"rapp must be host:port, got {value!r}")
         return value
 
+    share_group: str = Field(
+        "",
+        description="replicas: subscribe to the requests as the MQTT shared subscription "
+        "$share/<group>/lameta/v1/<network>/requests, so that the broker hands each request "
+        "to one replica of the group; needs a client id per replica and a clean session "
+        "(mqtt_persistent_session false: a broker keeps a dead persistent session's share "
+        "of the requests); the emulator re-announces what a killed replica left unsettled "
+        "(SIM_REANNOUNCE_AFTER). Empty: a plain subscription",
+    )
+
     @model_validator(mode="after")
     def _pairs(self) -> XappSettings:
         if (self.rapp_tls_cert is None) != (self.rapp_tls_key is None):
             raise ValueError("rapp_tls_cert and rapp_tls_key go together")
         if self.rapp_tls_cert is not None and self.rapp_tls_ca is None:
             raise ValueError("mutual TLS to the rApp (rapp_tls_cert) needs rapp_tls_ca")
+        if self.share_group:
+            check_topic_level(self.share_group, "share_group")
+            if self.mqtt_persistent_session:
+                raise ValueError(
+                    "share_group needs mqtt_persistent_session false (XAPP_MQTT_PERSISTENT_"
+                    "SESSION=false): Mosquitto keeps handing requests to a dead replica's "
+                    "persistent session"
+                )
         return self
 
     @classmethod

@@ -67,7 +67,7 @@ class Prefix:
     def append(self, s: BatchState, agent: np.ndarray) -> None:
         """Extend each chain by ``agent`` (B,), in place."""
         b = np.arange(s.batch)
-        hop = np.where(self.last >= 0, s.route[b, np.maximum(self.last, 0), agent], 0.0)
+        hop = s.route_hop(self.last, agent)
         self.logp = self.logp + s.logp[b, agent]
         self.lat = self.lat + s.lat[b, agent]
         self.lnc = self.lnc + s.lnc[b, agent]
@@ -148,7 +148,12 @@ def step_inputs(
     if np.any(k != step):
         raise ValueError("step_inputs needs every chain of the batch at the same step")
     has_prev = (prefix.last >= 0)[:, None]
-    hop = s.route[b, np.maximum(prefix.last, 0)][:, sel] * has_prev
+    if isinstance(s.route, np.ndarray):
+        hop = s.route[b, np.maximum(prefix.last, 0)][:, sel] * has_prev
+    elif has_prev[0, 0]:
+        hop = s.route_pairs(prefix.last, np.arange(s.n_agents)[sel])
+    else:
+        hop = np.zeros((1, len(np.arange(s.n_agents)[sel])))
     next_ber = s.min_next_ber[b, k][:, sel] * (k < n - 1)[:, None]
     lat = s.lat[:, sel]
     lnc = s.lnc[:, sel]
@@ -199,7 +204,10 @@ def step_inputs(
         look_raw[..., 3] = s.lnc[:, look_cols]
         look_raw[..., 4] = s.pover[:, look_cols]
         src = np.arange(s.n_agents)[sel]
-        look_keep[:] = np.log1p(-s.route[:, src][:, :, look_cols])
+        if isinstance(s.route, np.ndarray):
+            look_keep[:] = np.log1p(-s.route[:, src][:, :, look_cols])
+        else:
+            look_keep[0] = np.log1p(-s.route_pairs(src, look_cols))
         look_mask = s.usable[:, step + 1][:, look_cols]
     return StepInputs(raw, mask, chain, look_raw, look_keep, look_mask)
 
@@ -241,7 +249,7 @@ class StatePlan:
         raw = st.base.raw.copy()
         last = int(prefix.last[0])
         if last >= 0:
-            hop = self.s.route[0, last, st.cols]
+            hop = self.s.route_pairs(np.array([last]), st.cols)[0]
             hop_keep = np.log1p(-hop)
             raw[0, :, 8] = hop_keep
             raw[0, :, 1] = hop_keep + st.next_keep[0]
@@ -266,7 +274,7 @@ class StatePlan:
         b = st.base
         raw = np.repeat(b.raw, rows, axis=0)
         if step > 0:
-            hop = self.s.route[0][prefix.last[:, None], st.cols[None, :]]
+            hop = self.s.route_pairs(prefix.last, st.cols)
             hop_keep = np.log1p(-hop)
             raw[:, :, 8] = hop_keep
             raw[:, :, 1] = hop_keep + st.next_keep[0]

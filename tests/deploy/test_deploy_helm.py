@@ -464,3 +464,47 @@ def test_the_negotiation_rapp_reaches_an_openai_endpoint_only_where_listed() -> 
     assert "negotiation.openai.baseUrl" in render_error(_merge(NEGOTIATION, no_url))
     assert "negotiation.design" in render_error(_merge(NEGOTIATION, {"negotiation": {
         "design": "firm"}}))  # fmt: skip
+
+
+def test_one_xapp_keeps_its_persistent_session(docs) -> None:
+    deployment = by_kind(docs, "Deployment")[f"{NAME}-xapp"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    env = env_of(workloads(docs)["xapp-composer"]["containers"][0])
+    assert "XAPP_SHARE_GROUP" not in env and "XAPP_MQTT_PERSISTENT_SESSION" not in env
+    assert "SIM_REANNOUNCE_AFTER" not in env_of(workloads(docs)["sim-ric"]["containers"][0])
+    assert not by_kind(docs, "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize(
+    "xapp", [{"replicas": 3}, {"autoscaling": {"enabled": True, "maxReplicas": 5}}]
+)
+def test_xapp_replicas_share_the_requests(xapp) -> None:
+    docs = render({"xapp": xapp})
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES[-1], strict=True)
+    deployment = by_kind(docs, "Deployment")[f"{NAME}-xapp"]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = env_of(workloads(docs)["xapp-composer"]["containers"][0])
+    assert env["XAPP_SHARE_GROUP"]["value"] == "xapp-composer"
+    assert env["XAPP_MQTT_CLIENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["XAPP_MQTT_PERSISTENT_SESSION"]["value"] == "false"
+    settings = XappSettings(
+        _env_file=None,
+        share_group=env["XAPP_SHARE_GROUP"]["value"],
+        mqtt_client_id="lab-lameta-xapp-7d9f-abcde",
+        mqtt_persistent_session=env["XAPP_MQTT_PERSISTENT_SESSION"]["value"],
+    )
+    assert settings.share_group == "xapp-composer"
+    sim_env = env_of(workloads(docs)["sim-ric"]["containers"][0])
+    assert float(sim_env["SIM_REANNOUNCE_AFTER"]["value"]) > 0
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    if "autoscaling" in xapp:
+        assert "replicas" not in deployment["spec"]  # the autoscaler owns the count
+        hpa = hpas[f"{NAME}-xapp"]["spec"]
+        assert hpa["scaleTargetRef"] == {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-xapp"}  # fmt: skip
+        assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+        assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    else:
+        assert deployment["spec"]["replicas"] == 3 and not hpas

@@ -46,6 +46,9 @@ def make_settings(tmp_path: Path):
             "memory_path": tmp_path / "memory.sqlite3",
             "models_dir": tmp_path / "models",
             "models": ["minilm"],
+            # No TLS in these tests, so no caller has an identity: let anyone write the
+            # memory. test_report_trust.py checks the allow-list with mutual TLS.
+            "report_identities": ["*"],
         }
         values.update(overrides)
         return RappSettings(_env_file=None, **values)

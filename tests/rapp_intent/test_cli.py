@@ -126,6 +126,7 @@ class _Served:
             "RAPP_MODELS_DIR": str(memory.parent / "no-models"),
             "RAPP_LOG_FORMAT": "json",
             "RAPP_GRACE_S": "300",
+            "RAPP_REPORT_IDENTITIES": "*",  # no TLS here: any caller may write
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rapp_intent.cli", "serve", "--models", "minilm"],

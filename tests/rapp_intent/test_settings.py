@@ -94,3 +94,10 @@ def test_a_refused_setting_is_named_by_its_flag_and_variable(monkeypatch) -> Non
     with pytest.raises(ValidationError) as info:
         RappSettings.from_cli(args)
     assert validation_message(info.value, args.flags).startswith("--max-batch / RAPP_MAX_BATCH:")
+
+
+def test_only_the_xapp_may_write_the_memory_by_default(monkeypatch) -> None:
+    monkeypatch.delenv("RAPP_REPORT_IDENTITIES", raising=False)
+    assert RappSettings(_env_file=None).report_identities == ["xapp-composer"]
+    monkeypatch.setenv("RAPP_REPORT_IDENTITIES", "xapp-composer, lab-tool")
+    assert RappSettings(_env_file=None).report_identities == ["xapp-composer", "lab-tool"]

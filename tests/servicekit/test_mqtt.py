@@ -342,3 +342,18 @@ def test_mqtts_verifies_the_broker_certificate(tmp_path):
             assert "CERTIFICATE_VERIFY_FAILED" in stranger.last_error
     finally:
         tls_broker.stop()
+
+
+def test_shared_subscription_filters_and_the_xapp_settings_for_them():
+    from servicekit.mqtt import shared, unshared
+    from xapp_composer.settings import XappSettings
+
+    topic = "lameta/v1/default/requests"
+    assert shared(topic, "xapp-composer") == "$share/xapp-composer/lameta/v1/default/requests"
+    assert unshared(shared(topic, "g")) == topic and unshared(topic) == topic
+    with pytest.raises(ValueError):
+        shared(topic, "a/b")
+    with pytest.raises(ValueError, match="mqtt_persistent_session"):
+        XappSettings(_env_file=None, share_group="g")
+    ok = XappSettings(_env_file=None, share_group="g", mqtt_persistent_session=False)
+    assert ok.share_group == "g"

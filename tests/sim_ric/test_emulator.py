@@ -330,3 +330,21 @@ def test_expiry_follows_creation_order_even_if_the_clock_steps_back():
     clock.t += 5 + 10
     assert [o.request_id for o in emu.expire()] == [first, second]
     assert emu.next_deadline() == math.inf
+
+
+# ---- re-announcement (xApp replicas) ---------------------------------------------------
+def test_unsettled_requests_are_announced_again_until_settled():
+    emu, clock = make()
+    r1 = emu.new_request().request_id
+    clock.t += 2
+    r2 = emu.new_request().request_id
+    assert emu.stale_requests(clock.t, after=3.0) == []
+    clock.t += 1.5  # r1 3.5 s since its announcement, r2 1.5 s
+    assert [m.request_id for m in emu.stale_requests(clock.t, after=3.0)] == [r1]
+    assert emu.stale_requests(clock.t, after=3.0) == []  # marked announced now
+    emu.handle_control(decision(r2, usable_chain(emu)))  # settled: never again
+    clock.t += 3.0
+    assert [m.request_id for m in emu.stale_requests(clock.t, after=3.0)] == [r1]
+    out = emu.handle_control(decision(r1, usable_chain(emu)))
+    again = emu.handle_control(decision(r1, usable_chain(emu, 1)))  # a second replica's
+    assert out.resolved and not again.resolved and again.code == "duplicate"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from lameta_stack.stack import grpc_serving
 from servicekit.mqtt import loopback_mosquitto_conf
 from support.mqtt import (
     Mosquitto,
@@ -30,7 +31,6 @@ from support.mqtt import (
     wait_until,
 )
 from support.processes import ManagedProcess
-from xapp_composer.demo import grpc_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -256,6 +256,7 @@ class RappProcess(ManagedProcess):
                 "RAPP_METRICS_PORT": "0",
                 "RAPP_LOG_FORMAT": "json",
                 "RAPP_CACHE_DIR": str(workdir / "rapp-cache"),
+                "RAPP_REPORT_IDENTITIES": "*",  # plaintext in tests: any caller may write
             },
         )
 

@@ -1,24 +1,22 @@
 """The deploy/ artefacts, checked as far as this machine can (no Docker engine, no Helm):
 the O-RAN SC xApp descriptor against the onboarder's descriptor structure and its controls
 against deploy/xapp/schema.json and the xApp's settings; the compose file, Dockerfile and
-Helm chart against the code they start; the Mosquitto config by running Mosquitto on it."""
+Helm chart against the code they start (tests/deploy runs Mosquitto on its config)."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-from support.loop import ROOT, Mosquitto, free_port, wait_until
+from support.loop import ROOT
 
 from rapp_intent.settings import RappSettings
 from servicekit.health import ALIVE_PATH, READY_PATH
-from servicekit.mqtt import MqttClient
 from sim_ric.settings import SimSettings
 from xapp_composer.settings import XappSettings
 
@@ -276,37 +274,3 @@ def test_helm_chart_is_consistent() -> None:
             for part in ref.split("."):
                 assert isinstance(node, dict) and part in node, (path.name, ref)
                 node = node[part]
-
-
-def test_mosquitto_accepts_the_deploy_config(tmp_path) -> None:
-    """Run Mosquitto on deploy/mosquitto/mosquitto.conf (port and paths moved to a temp
-    directory): it starts, refuses anonymous clients, accepts the password file's user."""
-    port = free_port()
-    (tmp_path / "data").mkdir()
-    passwd = tmp_path / "passwd"
-    tool = Path("/usr/bin/mosquitto_passwd")
-    if not tool.exists():
-        pytest.skip("mosquitto_passwd is not installed")
-    subprocess.run([str(tool), "-c", "-b", str(passwd), "lameta", "s3cret-hex"], check=True)
-    conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
-    # Without it Nagle's algorithm holds a PUBACK written before a forwarded PUBLISH
-    # until the client's delayed ACK: up to 40 ms per hop.
-    assert "set_tcp_nodelay true" in conf.splitlines()
-    conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-    conf = conf.replace("/mosquitto/auth/passwd", str(passwd))
-    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/data/")
-    conf += "user root\n"  # tests may run as root: keep it able to read the temp files
-    broker = Mosquitto(tmp_path, port)
-    broker.conf.write_text(conf)
-    broker.start()
-    try:
-        ok = MqttClient(f"mqtt://lameta:s3cret-hex@127.0.0.1:{port}", "auth-ok")
-        ok.start()
-        assert ok.wait_connected(10), ok.last_error
-        ok.stop()
-        anon = MqttClient(f"mqtt://127.0.0.1:{port}", "anon")
-        anon.start()
-        wait_until(lambda: anon.counters["connect_refused"], 10, "anonymous refused")
-        anon.stop(timeout=0)
-    finally:
-        broker.stop()

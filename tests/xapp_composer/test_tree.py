@@ -116,11 +116,11 @@ def _torch_tables(policy, levels, node_h):
         )
 
 
-def _torch_step_walk(policy, s, plan, intent, elam, app, text):
+def _torch_step_walk(policy, s, adj, plan, intent, elam, app, text):
     """The greedy step-by-step walk with the policy's own heads (what training does)."""
     n = len(plan.steps)
     prefix = S.Prefix.empty(1)
-    node_h = policy.encode(torch.from_numpy(s.node_x), torch.from_numpy(s.adj))
+    node_h = policy.encode(torch.from_numpy(s.node_x), torch.from_numpy(adj))
     chain = []
     for _ in range(n):
         idx, step = plan.inputs(prefix)
@@ -150,14 +150,14 @@ def test_torch_walk_over_tables_is_the_step_by_step_walk(policy) -> None:
     rng = np.random.default_rng(0)
     decide = WalkGraph(policy)
     for n in (12, 50, 81):
-        s = F.batch_state([generate_network(40 + n, n_agents=n)], shortlist_k=S.K_CAND)
+        net = generate_network(40 + n, n_agents=n)
+        s = F.batch_state([net], shortlist_k=S.K_CAND)
         plan = S.StatePlan(s)
         levels = T.build_levels(plan, policy.cfg.n_elams)
         assert len(levels) == 3 and len(levels[0].mask) == 1
+        adj = F.normalized_adjacency(n, net.edges)[None].astype(np.float32)
         with torch.no_grad():
-            node_h, h_graph = policy.encode_graph(
-                torch.from_numpy(s.node_x), torch.from_numpy(s.adj)
-            )
+            node_h, h_graph = policy.encode_graph(torch.from_numpy(s.node_x), torch.from_numpy(adj))
         tables = _torch_tables(policy, levels, node_h.numpy()[0])
         for j in range(12):
             intent = rng.dirichlet(np.ones(4))
@@ -174,7 +174,7 @@ def test_torch_walk_over_tables_is_the_step_by_step_walk(policy) -> None:
                     *(torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in decide_inputs())
                 )[0].numpy()
             got = tuple(int(levels[k].cols[picks[k]]) for k in range(3))
-            assert got == _torch_step_walk(policy, s, plan, intent, elam, app, text)
+            assert got == _torch_step_walk(policy, s, adj, plan, intent, elam, app, text)
 
 
 def test_onnx_tree_decides_like_the_step_graphs_and_is_recorded(exported) -> None:

@@ -80,3 +80,8 @@ user's password from its Secret, the mqtts:// URL, the CA at /run/lameta/ca/ca.c
 allowPrivilegeEscalation: false
 capabilities: {drop: [ALL]}
 {{- end -}}
+
+{{/* True when several xApps share the requests (replicas > 1 or autoscaling). */}}
+{{- define "lameta.xappShared" -}}
+{{- if or (gt (int .Values.xapp.replicas) 1) .Values.xapp.autoscaling.enabled }}true{{ end }}
+{{- end }}
