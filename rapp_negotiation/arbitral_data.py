@@ -4,8 +4,9 @@ Tenants' reasoning is composed from phrase banks: a stance (the proposed value),
 justifications and a closing. A malicious message (label 1) carries at least one phrase
 of a malicious family (threats, insults, coercion, sabotage, deception, prompt injection);
 the benign families (label 0) include hard cases: blunt disagreement, a firm refusal to
-move, strong words in a benign sense ("latency kills immersion", security against attacks), calls for suspension
-made in good faith.
+move, strong words in a benign sense ("latency kills immersion", security against
+attacks), calls for suspension made in good faith. Each phrase also appears alone (and a
+benign one split into its sentences), as the classifier scores sentences too.
 
 Every phrase belongs to a family. :func:`build` assigns whole families to the training or
 the validation split (the validation split picks the decision threshold), so validation
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from rapp_negotiation.arbitral import sentences
 
 STANCES = (
     "We propose {v} requests/s per chain.",
@@ -209,8 +212,31 @@ def _families(banks: dict[str, tuple[str, ...]], seed: int, share: float) -> tup
     return train, val
 
 
+def _phrases(benign: tuple[list, list], malicious: tuple[list, list], rng: random.Random
+             ) -> list[Example]:  # fmt: skip
+    """Every phrase alone, in its family's split, and every sentence of a benign one.
+
+    The classifier scores a message and each of its sentences (split after ``.``, ``!``,
+    ``?`` and ``;``), so it learns on those units too: a sentence of a benign phrase is
+    benign; a malicious phrase is labelled as a whole only (a part of it may read benign).
+    Stances and closings are benign training sentences.
+    """
+    out = []
+    for split, index in (("train", 0), ("validation", 1)):
+        for label, pool in enumerate((benign, malicious)):
+            for family, phrase in pool[index]:
+                text = phrase.replace("{v}", _value(rng))
+                units = [text] if label else [text, *(t for t in sentences(text) if t != text)]
+                out.extend(Example(u, label, family, split) for u in units)
+    for text in (*STANCES, *CLOSINGS):
+        if text:
+            out.append(Example(text.replace("{v}", _value(rng)), 0, "stance", "train"))
+    return out
+
+
 def build(n: int = 1600, seed: int = 0, validation_share: float = 0.25) -> list[Example]:
-    """Compose ``n`` labelled messages, about 45% malicious (module docstring).
+    """Compose ``n`` labelled messages, about 45% malicious (module docstring), followed by
+    the phrases and sentences of :func:`_phrases`.
 
     Returns:
         Examples of the ``train`` and ``validation`` splits (about 3:1).
@@ -240,4 +266,4 @@ def build(n: int = 1600, seed: int = 0, validation_share: float = 0.25) -> list[
             parts.append(closing)
         text = " ".join(parts).replace("{v}", _value(rng))
         out.append(Example(text, label, family, split))
-    return out
+    return out + _phrases(benign, malicious, rng)
