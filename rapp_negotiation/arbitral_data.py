@@ -3,10 +3,9 @@
 Tenants' reasoning is composed from phrase banks: a stance (the proposed value), one or two
 justifications and a closing. A malicious message (label 1) carries at least one phrase
 of a malicious family (threats, insults, coercion, sabotage, deception, prompt injection);
-the benign families (label 0) include hard cases: blunt disagreement, a firm refusal to
-move, strong words in a benign sense ("latency kills immersion", security against
-attacks), calls for suspension made in good faith. Each phrase also appears alone (and a
-benign one split into its sentences), as the classifier scores sentences too.
+the benign families (label 0) include hard cases: blunt disagreement, strong words in a
+benign sense ("latency kills immersion", security against attacks), calls for suspension
+made in good faith.
 
 Every phrase belongs to a family. :func:`build` assigns whole families to the training or
 the validation split (the validation split picks the decision threshold), so validation
@@ -19,8 +18,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-from rapp_negotiation.arbitral import sentences
 
 STANCES = (
     "We propose {v} requests/s per chain.",
@@ -87,20 +84,6 @@ BENIGN: dict[str, tuple[str, ...]] = {
         "We reject the mediator's summary; it misrepresents our needs.",
         "We are frustrated with the pace, yet we stay at the table.",
     ),
-    "firm": (
-        "We keep our position; nothing said so far changes our numbers.",
-        "The arguments on the table have not persuaded us, so we stay where we are.",
-        "Our figure stands: the others' reasons do not outweigh our costs.",
-        "We see no reason to move this round.",
-        "We will not concede more until someone brings new data.",
-        "We remain unconvinced and keep most of our demand.",
-        "Our stance is unchanged; the case for another rate has not been made.",
-        "We give up very little ground this time, since our constraints are the same.",
-        "We note the other tenants' points but stand firm.",
-        "We disagree with the mediator's direction and stay close to our target.",
-        "This is our final position unless the capacity changes.",
-        "We stick to our number, as moving further would break our business case.",
-    ),
     "strong_words": (
         "Latency kills immersion in AR, so every millisecond of queueing matters to us.",
         "Our security team wants protection against overload attacks, hence the headroom.",
@@ -118,8 +101,6 @@ BENIGN: dict[str, tuple[str, ...]] = {
         "The reach tenant has a point, so we move up a little.",
         "We accept the mediator's direction and move towards the consensus.",
         "After hearing the others we soften our position.",
-        "If most tenants prefer that value, we go along with it.",
-        "We defer to the majority and take the announced rate.",
     ),
 }
 
@@ -195,55 +176,30 @@ def _value(rng: random.Random) -> str:
     return f"{rng.uniform(0.5, 14.0):.{rng.choice((0, 1, 1, 2))}f}"
 
 
-def _families(banks: dict[str, tuple[str, ...]], seed: int, share: float) -> tuple[list, list]:
+def _families(
+    banks: dict[str, tuple[str, ...]], rng: random.Random, share: float
+) -> tuple[list, list]:
     """Split each family's phrases: the first ``share`` of a shuffled family go to
-    validation (at least one phrase), the rest to training.
-
-    Each family is shuffled by its own generator (seeded by ``seed`` and its name), so a
-    family added to a bank leaves the split of every other family as it was.
-    """
+    validation (at least one phrase), the rest to training."""
     train, val = [], []
     for family, phrases in sorted(banks.items()):
         items = list(phrases)
-        random.Random(f"{seed}:{family}").shuffle(items)
+        rng.shuffle(items)
         k = max(1, round(share * len(items)))
         val.extend((family, p) for p in items[:k])
         train.extend((family, p) for p in items[k:])
     return train, val
 
 
-def _phrases(benign: tuple[list, list], malicious: tuple[list, list], rng: random.Random
-             ) -> list[Example]:  # fmt: skip
-    """Every phrase alone, in its family's split, and every sentence of a benign one.
-
-    The classifier scores a message and each of its sentences (split after ``.``, ``!``,
-    ``?`` and ``;``), so it learns on those units too: a sentence of a benign phrase is
-    benign; a malicious phrase is labelled as a whole only (a part of it may read benign).
-    Stances and closings are benign training sentences.
-    """
-    out = []
-    for split, index in (("train", 0), ("validation", 1)):
-        for label, pool in enumerate((benign, malicious)):
-            for family, phrase in pool[index]:
-                text = phrase.replace("{v}", _value(rng))
-                units = [text] if label else [text, *(t for t in sentences(text) if t != text)]
-                out.extend(Example(u, label, family, split) for u in units)
-    for text in (*STANCES, *CLOSINGS):
-        if text:
-            out.append(Example(text.replace("{v}", _value(rng)), 0, "stance", "train"))
-    return out
-
-
 def build(n: int = 1600, seed: int = 0, validation_share: float = 0.25) -> list[Example]:
-    """Compose ``n`` labelled messages, about 45% malicious (module docstring), followed by
-    the phrases and sentences of :func:`_phrases`.
+    """Compose ``n`` labelled messages, about 45% malicious (module docstring).
 
     Returns:
         Examples of the ``train`` and ``validation`` splits (about 3:1).
     """
     rng = random.Random(seed)
-    benign = _families(BENIGN, seed, validation_share)
-    malicious = _families(MALICIOUS, seed, validation_share)
+    benign = _families(BENIGN, rng, validation_share)
+    malicious = _families(MALICIOUS, rng, validation_share)
     out = []
     for i in range(n):
         split = "validation" if i % 4 == 3 else "train"
@@ -266,4 +222,4 @@ def build(n: int = 1600, seed: int = 0, validation_share: float = 0.25) -> list[
             parts.append(closing)
         text = " ".join(parts).replace("{v}", _value(rng))
         out.append(Example(text, label, family, split))
-    return out + _phrases(benign, malicious, rng)
+    return out
