@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test lint fmt docs demo bench proto proto-check clean
+.PHONY: venv mosquitto-check test lint fmt docs demo bench proto proto-check clean
 
 venv: $(STAMP)
 
@@ -42,7 +42,13 @@ fmt: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
-test: lint docs
+# The MQTT tests run real Mosquitto brokers: without it they would fail one by one.
+MOSQUITTO ?= $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
+
+mosquitto-check:
+	@test -n "$(MOSQUITTO)" || { echo "make test needs Mosquitto: sudo apt-get install mosquitto mosquitto-clients (macOS: brew install mosquitto)" >&2; exit 1; }
+
+test: mosquitto-check lint docs
 	$(PY) -m pytest -q
 
 proto: $(STAMP)

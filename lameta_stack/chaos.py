@@ -65,14 +65,22 @@ class ChaosRun:
     def client(self, user: str) -> MqttClient:
         b = self.desc["broker"]
         url = BrokerUrl("mqtts", b["host"], b["port"], user, self.stack.password(user))
-        return MqttClient(url, user, tls=TlsOptions(ca_certs=b["ca_file"]),
-                          reconnect_max_delay_s=1.0)  # fmt: skip
+        return MqttClient(
+            url, user, tls=TlsOptions(ca_certs=b["ca_file"]), reconnect_max_delay_s=1.0
+        )
 
     def note(self, kind: str, **extra) -> None:
         seen, settled = self.observer.counts()
         now = time.time_ns()
-        self.faults.append({"fault": kind, "at_s": round(time.monotonic() - self.t0, 2),
-                            "requests_seen": seen, "settled": settled, **extra})  # fmt: skip
+        self.faults.append(
+            {
+                "fault": kind,
+                "at_s": round(time.monotonic() - self.t0, 2),
+                "requests_seen": seen,
+                "settled": settled,
+                **extra,
+            }
+        )
         if kind in WINDOW_S:
             self.windows.append((now, now + int(WINDOW_S[kind] * 1e9)))
 
@@ -98,12 +106,23 @@ def _forge(run: ChaosRun, topics: Topics) -> None:
     decision = codec.ControlDecision(
         request_id=rid, rejection=FORGED_MARK, policy_version=FORGED_MARK
     )
-    outcome = codec.Outcome(request_id=rid, accepted=True, resolved=True, code="served",
-                            reason=FORGED_MARK, prompt=f"{FORGED_MARK} poison", app="immersive",
-                            predicted=[0.97, 0.01, 0.01, 0.01], reward=1e6,
-                            chain=[0, 1, 2])  # fmt: skip
-    _publish_as(run, "observer", [(topics.control, codec.encode(decision)),
-                                  (topics.outcomes, codec.encode(outcome))])  # fmt: skip
+    outcome = codec.Outcome(
+        request_id=rid,
+        accepted=True,
+        resolved=True,
+        code="served",
+        reason=FORGED_MARK,
+        prompt=f"{FORGED_MARK} poison",
+        app="immersive",
+        predicted=[0.97, 0.01, 0.01, 0.01],
+        reward=1e6,
+        chain=[0, 1, 2],
+    )
+    _publish_as(
+        run,
+        "observer",
+        [(topics.control, codec.encode(decision)), (topics.outcomes, codec.encode(outcome))],
+    )
     run.forged_sent += 2
 
 
@@ -122,10 +141,12 @@ def _inject(run: ChaosRun, fault: str, topics: Topics) -> None:
         _publish_as(run, "xapp-composer", [(topics.control, b"\x17garbage decision")])
     elif fault == "oversize":
         huge = b"x" * (5 * 1024 * 1024)
-        big_prompt = codec.ServiceRequest(request_id="chaos-bigprompt", prompt="y" * 200_000,
-                                          app="qa", chain_types=[1, 2, 3])  # fmt: skip
-        _publish_as(run, "sim-ric", [(topics.requests, huge),
-                                     (topics.requests, codec.encode(big_prompt))])  # fmt: skip
+        big_prompt = codec.ServiceRequest(
+            request_id="chaos-bigprompt", prompt="y" * 200_000, app="qa", chain_types=[1, 2, 3]
+        )
+        _publish_as(
+            run, "sim-ric", [(topics.requests, huge), (topics.requests, codec.encode(big_prompt))]
+        )
     run.note(fault)
 
 
@@ -157,8 +178,12 @@ def journal_counts(path: Path) -> dict:
     unsettled = by_code.get("unsettled", 0)
     # A request that expired or was cut by a shutdown got no decision: lost to the user.
     lost = unsettled + by_code.get("expired", 0) + by_code.get("shutdown", 0)
-    return {"requests": issued, "settled": issued - unsettled, "lost": lost,
-            "journal_outcomes": by_code}  # fmt: skip
+    return {
+        "requests": issued,
+        "settled": issued - unsettled,
+        "lost": lost,
+        "journal_outcomes": by_code,
+    }
 
 
 def chaos(
@@ -186,9 +211,15 @@ def chaos(
     def start_observer(desc: dict) -> None:
         b = desc["broker"]
         url = BrokerUrl("mqtts", b["host"], b["port"], "observer", stack.password("observer"))
-        client = MqttClient(url, "observer", client_id="chaos-observer",
-                            persistent_session=True, tls=TlsOptions(ca_certs=b["ca_file"]),
-                            reconnect_min_delay_s=0.2, reconnect_max_delay_s=1.0)  # fmt: skip
+        client = MqttClient(
+            url,
+            "observer",
+            client_id="chaos-observer",
+            persistent_session=True,
+            tls=TlsOptions(ca_certs=b["ca_file"]),
+            reconnect_min_delay_s=0.2,
+            reconnect_max_delay_s=1.0,
+        )
         holder["observer"] = Observer(client, desc["network"]).start()
 
     config = StackConfig(
@@ -197,9 +228,13 @@ def chaos(
         rate=rate,
         requests=requests,
         seed=seed,
-        env={"sim": {"SIM_JOURNAL": str(stack.state_dir / "sim-journal.sqlite3"),
-                     "SIM_PENDING_TIMEOUT": "120"}},
-    )  # fmt: skip
+        env={
+            "sim": {
+                "SIM_JOURNAL": str(stack.state_dir / "sim-journal.sqlite3"),
+                "SIM_PENDING_TIMEOUT": "120",
+            }
+        },
+    )
     try:
         desc = stack.up(config, progress=progress, on_broker=start_observer)
         observer: Observer = holder["observer"]

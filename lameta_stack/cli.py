@@ -45,8 +45,11 @@ def cmd_up(args) -> int:
     except StackError as exc:
         print(f"lameta-stack up: {exc}", file=sys.stderr)
         return 1
-    print(f"stack ready in {args.dir} ({desc['broker']['kind']} broker on port "
-          f"{desc['broker']['port']}); details: {stack.file}", file=sys.stderr)  # fmt: skip
+    print(
+        f"stack ready in {args.dir} ({desc['broker']['kind']} broker on port "
+        f"{desc['broker']['port']}); details: {stack.file}",
+        file=sys.stderr,
+    )
     if args.json:
         cli.print_json(desc)
     return 0
@@ -98,8 +101,16 @@ def cmd_demo(args) -> int:
 
     if not args.policy.exists():
         raise cli.UsageError(f"--policy {args.policy}: no such file")
-    return run_demo(DemoConfig(requests=args.requests, rate=args.rate, out=args.out,
-                               broker=args.broker, seed=args.seed, policy=args.policy))  # fmt: skip
+    return run_demo(
+        DemoConfig(
+            requests=args.requests,
+            rate=args.rate,
+            out=args.out,
+            broker=args.broker,
+            seed=args.seed,
+            policy=args.policy,
+        )
+    )
 
 
 def build_parser() -> cli.ArgumentParser:
@@ -108,21 +119,40 @@ def build_parser() -> cli.ArgumentParser:
 
     p = sub.add_parser("up", help="start the stack in the background")
     p.add_argument("--dir", type=Path, required=True, help="stack directory (made if missing)")
-    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
-                   help="Mosquitto where installed (auto), or the embedded amqtt broker")  # fmt: skip
+    p.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "embedded"),
+        default="auto",
+        help="Mosquitto where installed (auto), or the embedded amqtt broker",
+    )
     p.add_argument("--network", default="default", help="network name in the topics")
-    p.add_argument("--rate", type=cli.bounded(float, ge=0), default=1.0,
-                   help="requests per second the emulator publishes")  # fmt: skip
-    p.add_argument("--requests", type=cli.bounded(int, ge=0), default=None,
-                   help="the emulator stops after this many requests")  # fmt: skip
+    p.add_argument(
+        "--rate",
+        type=cli.bounded(float, ge=0),
+        default=1.0,
+        help="requests per second the emulator publishes",
+    )
+    p.add_argument(
+        "--requests",
+        type=cli.bounded(int, ge=0),
+        default=None,
+        help="the emulator stops after this many requests",
+    )
     p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--rapp-models", default="minilm", help="E-LAMs the rApp loads")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's ONNX policy")
-    p.add_argument("--negotiation", action="store_true",
-                   help="also run the negotiation rApp (publishes the negotiated λ*)")  # fmt: skip
-    p.add_argument("--negotiation-llm", choices=("local", "openai", "scripted"),
-                   default=None, help="its LLM unit (default: NEGO_LLM, else local SmolLM2; "
-                   "openai: NEGO_LLM_* from the environment; scripted: a test aid)")  # fmt: skip
+    p.add_argument(
+        "--negotiation",
+        action="store_true",
+        help="also run the negotiation rApp (publishes the negotiated λ*)",
+    )
+    p.add_argument(
+        "--negotiation-llm",
+        choices=("local", "openai", "scripted"),
+        default=None,
+        help="its LLM unit (default: NEGO_LLM, else local SmolLM2; "
+        "openai: NEGO_LLM_* from the environment; scripted: a test aid)",
+    )
     p.add_argument("--json", action="store_true", help="print stack.json")
     p.set_defaults(func=cmd_up)
 
@@ -132,11 +162,16 @@ def build_parser() -> cli.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("chaos", help="a closed-loop run under faults and forged traffic")
-    p.add_argument("--requests", type=cli.bounded(int, ge=1), default=1000,
-                   help="requests the emulator issues")  # fmt: skip
+    p.add_argument(
+        "--requests", type=cli.bounded(int, ge=1), default=1000, help="requests the emulator issues"
+    )
     p.add_argument("--rate", type=cli.bounded(float, gt=0), default=20.0, help="requests/s")
-    p.add_argument("--dir", type=Path, default=None,
-                   help="stack directory (default: a temporary one, removed afterwards)")  # fmt: skip
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="stack directory (default: a temporary one, removed afterwards)",
+    )
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     p.add_argument("--no-faults", action="store_true", help="the same run without faults")
     p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
@@ -144,11 +179,16 @@ def build_parser() -> cli.ArgumentParser:
     p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("demo", help="the closed loop as deployed, with a results table and plots")
-    p.add_argument("--requests", type=cli.bounded(int, ge=1), default=200,
-                   help="requests the emulator issues")  # fmt: skip
+    p.add_argument(
+        "--requests", type=cli.bounded(int, ge=1), default=200, help="requests the emulator issues"
+    )
     p.add_argument("--rate", type=cli.bounded(float, gt=0), default=10.0, help="requests/s")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "demo",
-                   help="where the figures, logs and the stack's files go")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / "demo",
+        help="where the figures, logs and the stack's files go",
+    )
     p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's ONNX policy")
@@ -156,8 +196,12 @@ def build_parser() -> cli.ArgumentParser:
 
     p = sub.add_parser("down", help="stop every component")
     p.add_argument("--dir", type=Path, required=True, help="stack directory")
-    p.add_argument("--grace", type=cli.bounded(float, ge=0), default=30.0,
-                   help="seconds each component gets to finish before SIGKILL")  # fmt: skip
+    p.add_argument(
+        "--grace",
+        type=cli.bounded(float, ge=0),
+        default=30.0,
+        help="seconds each component gets to finish before SIGKILL",
+    )
     p.set_defaults(func=cmd_down)
     return parser
 

@@ -67,8 +67,11 @@ class StateKeeper:
 def _contrasting_pair(observer: Observer) -> list:
     """Two served outcomes of different applications whose predicted vectors differ most."""
     with observer.lock:
-        served = [outs[0] for outs in observer.resolving.values()
-                  if outs[0].code == "served" and len(outs[0].predicted) == 4]  # fmt: skip
+        served = [
+            outs[0]
+            for outs in observer.resolving.values()
+            if outs[0].code == "served" and len(outs[0].predicted) == 4
+        ]
     best, pair = -1.0, []
     for i, a in enumerate(served):
         for b in served[i + 1 :]:
@@ -91,8 +94,11 @@ def plot(observer: Observer, state: codec.StateArrays | None, out: Path) -> list
         order = sorted(observer.requests.items(), key=lambda kv: kv[1])
         outcomes = {rid: outs[0] for rid, outs in observer.resolving.items()}
         decisions = {rid: ds[0] for rid, ds in observer.decisions.items()}
-    scores = [outcomes[rid].normalized_score for rid, _ in order
-              if rid in outcomes and outcomes[rid].code == "served"]  # fmt: skip
+    scores = [
+        outcomes[rid].normalized_score
+        for rid, _ in order
+        if rid in outcomes and outcomes[rid].code == "served"
+    ]
     scores = [s for s in scores if np.isfinite(s)]
     if scores:
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -100,22 +106,32 @@ def plot(observer: Observer, state: codec.StateArrays | None, out: Path) -> list
         run = np.cumsum(scores) / np.arange(1, len(scores) + 1)
         ax.plot(run, "-", lw=2, label=f"running mean ({run[-1]:.3f})")
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set(xlabel="served request (in order)", ylabel="normalised score",
-               title="Decision quality over the run")  # fmt: skip
+        ax.set(
+            xlabel="served request (in order)",
+            ylabel="normalised score",
+            title="Decision quality over the run",
+        )
         ax.legend(loc="lower right")
         fig.tight_layout()
         made.append(out / "score.png")
         fig.savefig(made[-1], dpi=120)
         plt.close(fig)
-    lat = sorted((t - ts) / 1e6 for rid, ts in order if rid in decisions and ts > 0
-                 for t in [decisions[rid][0]])  # fmt: skip
+    lat = sorted(
+        (t - ts) / 1e6
+        for rid, ts in order
+        if rid in decisions and ts > 0
+        for t in [decisions[rid][0]]
+    )
     if lat:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat))
         ax.set_xscale("log")
-        ax.set(xlabel="request -> decision (ms, as the observer sees it)", ylabel="share",
-               title=f"Latency CDF (p50 {np.percentile(lat, 50):.1f} ms, "
-               f"p99 {np.percentile(lat, 99):.1f} ms)")  # fmt: skip
+        ax.set(
+            xlabel="request -> decision (ms, as the observer sees it)",
+            ylabel="share",
+            title=f"Latency CDF (p50 {np.percentile(lat, 50):.1f} ms, "
+            f"p99 {np.percentile(lat, 99):.1f} ms)",
+        )
         ax.grid(alpha=0.3)
         fig.tight_layout()
         made.append(out / "latency_cdf.png")
@@ -134,8 +150,15 @@ def plot(observer: Observer, state: codec.StateArrays | None, out: Path) -> list
             pts = xy[list(o.chain)]
             vec = ", ".join(f"{w:.2f}" for w in o.predicted)
             text = o.prompt if len(o.prompt) < 48 else o.prompt[:45] + "..."
-            ax.plot(*pts.T, "-o", color=color, lw=2.5, ms=8, zorder=3,
-                    label=f"{o.app}: \"{text}\"\n  s = [{vec}]")  # fmt: skip
+            ax.plot(
+                *pts.T,
+                "-o",
+                color=color,
+                lw=2.5,
+                ms=8,
+                zorder=3,
+                label=f'{o.app}: "{text}"\n  s = [{vec}]',
+            )
         ax.set(title="Chains chosen for two contrasting intents", xticks=[], yticks=[])
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=8, frameon=False)
         fig.tight_layout()
@@ -149,24 +172,34 @@ def results_table(summary: dict, seconds: float):
     """The run's results as a rich table."""
     from rich.table import Table
 
-    table = Table(title=f"Closed loop: {summary['requests']} requests in {seconds:.0f} s",
-                  show_header=True, header_style="bold")  # fmt: skip
+    table = Table(
+        title=f"Closed loop: {summary['requests']} requests in {seconds:.0f} s",
+        show_header=True,
+        header_style="bold",
+    )
     table.add_column("what")
     table.add_column("value", justify="right")
     outcomes = summary["outcomes"]
     rows = [
         ("requests issued / settled", f"{summary['requests']} / {summary['settled']}"),
         ("served", str(outcomes.get("served", 0))),
-        *((f"  settled as {code}", str(n)) for code, n in sorted(outcomes.items())
-          if code != "served"),
-        *((f"  xApp rejection: {why}", str(n))
-          for why, n in sorted(summary["rejections_by_reason"].items())),
+        *(
+            (f"  settled as {code}", str(n))
+            for code, n in sorted(outcomes.items())
+            if code != "served"
+        ),
+        *(
+            (f"  xApp rejection: {why}", str(n))
+            for why, n in sorted(summary["rejections_by_reason"].items())
+        ),
         ("decisions on a fallback vector (rApp unavailable)", str(summary["fallbacks"])),
         ("lost (never settled) / settled twice", f"{summary['lost']} / {summary['duplicated']}"),
         ("mean normalised score", str(summary["mean_normalized_score"])),
-        ("latency request -> decision p50 / p99 (ms)",
-         f"{summary['p50_ms']} / {summary['p99_ms']}"),
-    ]  # fmt: skip
+        (
+            "latency request -> decision p50 / p99 (ms)",
+            f"{summary['p50_ms']} / {summary['p99_ms']}",
+        ),
+    ]
     for what, value in rows:
         table.add_row(what, value)
     return table
@@ -204,14 +237,23 @@ def run_demo(config: DemoConfig) -> int:
             def stage(name: str) -> None:
                 progress.update(task, description=f"starting: {name}")
 
-            stack.up(StackConfig(directory=stack.dir, broker=config.broker,  # type: ignore[arg-type]
-                                 rate=config.rate, requests=config.requests,
-                                 seed=config.seed, policy=config.policy),
-                     progress=stage, on_broker=start_observer)  # fmt: skip
+            stack.up(
+                StackConfig(
+                    directory=stack.dir,
+                    broker=config.broker,  # type: ignore[arg-type]
+                    rate=config.rate,
+                    requests=config.requests,
+                    seed=config.seed,
+                    policy=config.policy,
+                ),
+                progress=stage,
+                on_broker=start_observer,
+            )
             progress.update(task, description="stack ready", total=1, completed=1)
             observer: Observer = holder["observer"]
-            loop = progress.add_task(f"closed loop ({config.rate:g} requests/s)",
-                                     total=config.requests)  # fmt: skip
+            loop = progress.add_task(
+                f"closed loop ({config.rate:g} requests/s)", total=config.requests
+            )
             deadline = time.monotonic() + config.requests / config.rate * 3 + 60
             while time.monotonic() < deadline:
                 seen, settled = observer.counts()

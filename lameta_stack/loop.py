@@ -74,8 +74,11 @@ def run_loop(config: StackConfig, kill: Kill | None = None, settle_s: float = 60
         out["seconds"] = round(time.monotonic() - t0, 1)
         out["killed"] = killed
         alive = stack.status()
-        urls = {name: f"{desc[name]['health']}/metrics" for name in alive
-                if name.startswith("xapp") and alive[name]}  # fmt: skip
+        urls = {
+            name: f"{desc[name]['health']}/metrics"
+            for name in alive
+            if name.startswith("xapp") and alive[name]
+        }
         urls["rapp"] = desc["rapp"]["metrics"]
         out["metrics"] = {name: _metrics(url) for name, url in urls.items()}
         return out

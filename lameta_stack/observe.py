@@ -138,8 +138,11 @@ class Observer:
             announced = dict(self.announced)
             undecodable = dict(self.undecodable)
         firsts = {rid: ds[0] for rid, ds in decisions.items() if rid in requests}
-        lat = [((t - requests[rid]) / 1e6, requests[rid]) for rid, (t, _) in firsts.items()
-               if requests[rid] > 0]  # fmt: skip
+        lat = [
+            ((t - requests[rid]) / 1e6, requests[rid])
+            for rid, (t, _) in firsts.items()
+            if requests[rid] > 0
+        ]
         lat_ms = [x for x, _ in sorted(lat, key=lambda p: p[1])]
         windows = exclude_windows or []
         calm = [x for x, ts in lat if not any(a <= ts <= b for a, b in windows)]
@@ -149,8 +152,11 @@ class Observer:
         rejections = Counter(
             d.rejection.split(":", 1)[0] for _, d in firsts.values() if d.rejection
         )
-        scores = [o.normalized_score for o in outcomes.values()
-                  if o.code == "served" and math.isfinite(o.normalized_score)]  # fmt: skip
+        scores = [
+            o.normalized_score
+            for o in outcomes.values()
+            if o.code == "served" and math.isfinite(o.normalized_score)
+        ]
         return {
             "requests": len(requests),
             "settled": len(outcomes),
@@ -178,6 +184,5 @@ def stack_observer(desc: dict, password: str, client_id: str = "observer") -> Ob
     ``observer`` user over the broker's TLS (``desc``: what :meth:`Stack.up` describes)."""
     b = desc["broker"]
     url = BrokerUrl("mqtts", b["host"], b["port"], "observer", password)
-    client = MqttClient(url, "observer", client_id=client_id,
-                        tls=TlsOptions(ca_certs=b["ca_file"]))  # fmt: skip
+    client = MqttClient(url, "observer", client_id=client_id, tls=TlsOptions(ca_certs=b["ca_file"]))
     return Observer(client, desc["network"])

@@ -267,8 +267,15 @@ class Stack:
         if kind == "mosquitto" and not B.mosquitto_available():
             raise StackError(f"mosquitto not found at {B.MOSQUITTO} (use --broker embedded)")
         progress(f"broker ({kind}, TLS)")
-        plan = B.BrokerPlan(kind, host, free_port(host), ca, certs["broker"]["cert"],
-                            certs["broker"]["key"], passwords)  # fmt: skip
+        plan = B.BrokerPlan(
+            kind,
+            host,
+            free_port(host),
+            ca,
+            certs["broker"]["cert"],
+            certs["broker"]["key"],
+            passwords,
+        )
         broker_log = self.logs_dir / "broker.log"
         if kind == "mosquitto":
             conf = B.write_mosquitto_config(plan, self.dir / "broker", broker_log)
@@ -277,23 +284,36 @@ class Stack:
             conf = B.write_embedded_config(plan, self.dir / "broker")
             argv = [sys.executable, "-m", "lameta_stack.broker", str(conf)]
         rec = record(spawn("broker", argv, broker_log, {}), {})
-        desc["broker"] = {"kind": kind, "host": host, "port": plan.port, "ca_file": ca,
-                          "message_size_limit": plan.message_size_limit}  # fmt: skip
+        desc["broker"] = {
+            "kind": kind,
+            "host": host,
+            "port": plan.port,
+            "ca_file": ca,
+            "message_size_limit": plan.message_size_limit,
+        }
         tls = TlsOptions(ca_certs=ca)
-        wait_for(lambda: _port_open(host, plan.port) and self._mqtt_login(plan, "observer", tls),
-                 20, "the broker (TLS)", rec)  # fmt: skip
+        wait_for(
+            lambda: _port_open(host, plan.port) and self._mqtt_login(plan, "observer", tls),
+            20,
+            "the broker (TLS)",
+            rec,
+        )
         if on_broker is not None:
             on_broker(dict(desc))
 
         def url(user: str) -> str:
             return str(BrokerUrl("mqtts", host, plan.port, user, passwords[user]))
 
-        desc["observer"] = {"username": "observer",
-                            "password_file": str(self.password_file("observer"))}  # fmt: skip
-        desc["operator"] = {"username": "operator",
-                            "password_file": str(self.password_file("operator")),
-                            "client_cert": certs["operator"]["cert"],
-                            "client_key": certs["operator"]["key"]}  # fmt: skip
+        desc["observer"] = {
+            "username": "observer",
+            "password_file": str(self.password_file("observer")),
+        }
+        desc["operator"] = {
+            "username": "operator",
+            "password_file": str(self.password_file("operator")),
+            "client_cert": certs["operator"]["cert"],
+            "client_key": certs["operator"]["key"],
+        }
 
         # ---- rApp (mutual TLS)
         progress("intent rApp (loading E-LAMs)")
@@ -315,16 +335,24 @@ class Stack:
             "TRANSFORMERS_OFFLINE": "1",
             **cfg.env.get("rapp", {}),
         }
-        rec = record(spawn("rapp", [*command_for("rapp-intent"), "serve"],
-                           self.logs_dir / "rapp.log", rapp_env), rapp_env)  # fmt: skip
+        rec = record(
+            spawn(
+                "rapp", [*command_for("rapp-intent"), "serve"], self.logs_dir / "rapp.log", rapp_env
+            ),
+            rapp_env,
+        )
         address = f"{host}:{rapp_port}"
         desc["rapp"] = {
             "address": address,
             "ca_file": ca,
             "metrics": f"http://{host}:{rapp_metrics}/metrics",
         }
-        wait_for(lambda: self._rapp_serving(address, ca, certs["operator"]), 300,
-                 "the rApp's health SERVING (mTLS)", rec)  # fmt: skip
+        wait_for(
+            lambda: self._rapp_serving(address, ca, certs["operator"]),
+            300,
+            "the rApp's health SERVING (mTLS)",
+            rec,
+        )
 
         # ---- xApp (signed policy), one or several replicas
         replicas = cfg.xapp_replicas
@@ -349,17 +377,37 @@ class Stack:
                 "XAPP_HEALTH_HOST": host,
                 "XAPP_HEALTH_PORT": str(health),
                 "XAPP_LOG_FORMAT": "json",
-                **({"XAPP_SHARE_GROUP": "xapp-composer",
-                    "XAPP_MQTT_CLIENT_ID": f"xapp-composer-{cfg.network}-{i}",
-                    "XAPP_MQTT_PERSISTENT_SESSION": "false"} if shared else {}),
+                **(
+                    {
+                        "XAPP_SHARE_GROUP": "xapp-composer",
+                        "XAPP_MQTT_CLIENT_ID": f"xapp-composer-{cfg.network}-{i}",
+                        "XAPP_MQTT_PERSISTENT_SESSION": "false",
+                    }
+                    if shared
+                    else {}
+                ),
                 **cfg.env.get("xapp", {}),
-            }  # fmt: skip
-            rec = record(spawn(name, [*command_for("xapp-composer"), "run"],
-                               self.logs_dir / f"{name}.log", xapp_env), xapp_env)  # fmt: skip
-            desc[name] = {"health": f"http://{host}:{health}", "policy": str(policy),
-                          "policy_key_id": kid}  # fmt: skip
-            wait_for(lambda: self._http_ok(f"http://{host}:{health}/ric/v1/health/ready"), 120,
-                     f"the readiness of {name}", rec)  # fmt: skip
+            }
+            rec = record(
+                spawn(
+                    name,
+                    [*command_for("xapp-composer"), "run"],
+                    self.logs_dir / f"{name}.log",
+                    xapp_env,
+                ),
+                xapp_env,
+            )
+            desc[name] = {
+                "health": f"http://{host}:{health}",
+                "policy": str(policy),
+                "policy_key_id": kid,
+            }
+            wait_for(
+                lambda: self._http_ok(f"http://{host}:{health}/ric/v1/health/ready"),
+                120,
+                f"the readiness of {name}",
+                rec,
+            )
 
         for i in range(1, replicas + 1):
             start_xapp(i)
@@ -381,11 +429,17 @@ class Stack:
             **sim_extra,
             **cfg.env.get("sim", {}),
         }
-        rec = record(spawn("sim", [*command_for("sim-ric"), "run"],
-                           self.logs_dir / "sim.log", sim_env), sim_env)  # fmt: skip
+        rec = record(
+            spawn("sim", [*command_for("sim-ric"), "run"], self.logs_dir / "sim.log", sim_env),
+            sim_env,
+        )
         desc["sim"] = {"metrics": f"http://{host}:{sim_metrics}/metrics"}
-        wait_for(lambda: self._status_online(plan, tls, "sim-ric"), 60,
-                 "the emulator's status 'online'", rec)  # fmt: skip
+        wait_for(
+            lambda: self._status_online(plan, tls, "sim-ric"),
+            60,
+            "the emulator's status 'online'",
+            rec,
+        )
 
         # ---- negotiation rApp (ready once it has observed a state)
         if cfg.negotiation:
@@ -402,11 +456,22 @@ class Stack:
                 "TRANSFORMERS_OFFLINE": "1",
                 **cfg.env.get("nego", {}),
             }
-            rec = record(spawn("nego", [*command_for("rapp-negotiation"), "run"],
-                               self.logs_dir / "nego.log", nego_env), nego_env)  # fmt: skip
+            rec = record(
+                spawn(
+                    "nego",
+                    [*command_for("rapp-negotiation"), "run"],
+                    self.logs_dir / "nego.log",
+                    nego_env,
+                ),
+                nego_env,
+            )
             desc["nego"] = {"health": f"http://{host}:{nego_health}"}
-            wait_for(lambda: self._http_ok(f"http://{host}:{nego_health}/ric/v1/health/ready"),
-                     300, "the negotiation rApp's readiness", rec)  # fmt: skip
+            wait_for(
+                lambda: self._http_ok(f"http://{host}:{nego_health}/ric/v1/health/ready"),
+                300,
+                "the negotiation rApp's readiness",
+                rec,
+            )
         desc["ready"] = True
         self._write(desc)
         return desc
@@ -425,8 +490,9 @@ class Stack:
         got = threading.Event()
         url = BrokerUrl("mqtts", plan.host, plan.port, "observer", plan.passwords["observer"])
         client = MqttClient(url, "observer", tls=tls)
-        client.subscribe(status_topic(component),
-                         lambda t, p: got.set() if p == b"online" else None)  # fmt: skip
+        client.subscribe(
+            status_topic(component), lambda t, p: got.set() if p == b"online" else None
+        )
         client.start()
         try:
             return got.wait(2.0)

@@ -101,7 +101,7 @@ class TimelineConfig:
                                                 "choices": ("local", "openai", "scripted")})  # fmt: skip
     design: str = field(default="soft", metadata={"help": "none, soft or hard",
                                                   "choices": ("none", "soft", "hard")})  # fmt: skip
-    seed: int = field(default=0, metadata={"help": "emulator seed"})
+    seed: int = field(default=0, metadata={"help": "emulator seed", "ge": 0})
     ticks: int = field(default=500, metadata={"help": "emulated seconds", "ge": 1})
     rate: float = field(default=1.0, metadata={"help": "requests per tick at λ_0", "gt": 0})
     outage_share: float = field(

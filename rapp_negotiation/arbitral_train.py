@@ -42,7 +42,7 @@ class TrainConfig:
     """Configuration of ``rapp-negotiation train-arbitral``."""
 
     examples: int = field(default=1600, metadata={"help": "messages composed", "ge": 100})
-    seed: int = field(default=0, metadata={"help": "composition seed"})
+    seed: int = field(default=0, metadata={"help": "composition seed", "ge": 0})
     l2_grid: tuple[float, ...] = field(
         default=(1e-2, 1e-3, 1e-4), metadata={"help": "L2 penalties tried (validation picks)"}
     )

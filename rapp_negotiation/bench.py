@@ -87,8 +87,10 @@ class BenchConfig:
         default=DESIGNS, metadata={"help": "optimizer designs (none, soft, hard)"}
     )
     rounds: int = field(default=4, metadata={"help": "round cap", "ge": 1})
-    seed: int = field(default=0, metadata={"help": "scenario seed"})
-    network_seed: int = field(default=0, metadata={"help": "emulator network seed (λ_cap)"})
+    seed: int = field(default=0, metadata={"help": "scenario seed", "ge": 0})
+    network_seed: int = field(
+        default=0, metadata={"help": "emulator network seed (λ_cap)", "ge": 0}
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
@@ -197,7 +199,9 @@ class PersonalityConfig:
     middle_share: float = field(
         default=0.375, metadata={"help": "the pinned fair middle ground / λ_cap"}
     )
-    network_seed: int = field(default=0, metadata={"help": "emulator network seed (λ_cap)"})
+    network_seed: int = field(
+        default=0, metadata={"help": "emulator network seed (λ_cap)", "ge": 0}
+    )
 
 
 def run_personalities(

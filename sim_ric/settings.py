@@ -35,7 +35,7 @@ class SimSettings(MqttSettings):
     broker: str = Field(
         "embedded", description="mqtt://[user:pass@]host:port, mqtts://..., or 'embedded'"
     )
-    seed: int = Field(0, description="master seed (network, users, dynamics)")
+    seed: int = Field(0, ge=0, description="master seed (network, users, dynamics)")
     agents: int | None = Field(None, ge=4, description="N (default: MODEL.md's 81)")
     intents: Annotated[list[Path] | None, NoDecode] = Field(
         None, description="labelled intents, JSON Lines, comma-separated (default: project's)"
@@ -47,11 +47,12 @@ class SimSettings(MqttSettings):
     state_period: float = Field(1.0, gt=0, description="seconds between state messages")
     pending_timeout: float = Field(30.0, gt=0, description="a request expires after this (s)")
     reannounce_after: float | None = Field(
-        None,
+        5.0,
         gt=0,
         description="announce a request again when it is still unsettled this many seconds "
-        "after its last announcement (xApp replicas: a killed replica's share goes to "
-        "another; default: only after a reconnect or a restart)",
+        "after its last announcement: covers a decider that missed the announcement made "
+        "right after a reconnect (its own subscription not yet back) and, with xApp "
+        "replicas, a killed replica's share; unset: only after a reconnect or a restart",
     )
     duration: float | None = Field(None, gt=0, description="stop after this many seconds")
     requests: int | None = Field(

@@ -146,7 +146,7 @@ class AugmentConfig:
         default=600,
         metadata={"help": "longest request (the labelled data stays under 600)", "ge": 1},
     )
-    seed: int = field(default=0, metadata={"help": "choice of sources and demonstrations"})
+    seed: int = field(default=0, metadata={"help": "choice of sources and demonstrations", "ge": 0})
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -277,7 +277,7 @@ class MinilmDistillConfig:
         },
     )
     seed: int = field(
-        default=0, metadata={"help": "initialisation, shuffling and validation split"}
+        default=0, metadata={"help": "initialisation, shuffling and validation split", "ge": 0}
     )
     encoder_lora_r: int = field(
         default=8,
@@ -373,7 +373,7 @@ class Smollm2DistillConfig:
             "gt": 0,
         },
     )
-    seed: int = field(default=0, metadata={"help": "pair order, initialisation"})
+    seed: int = field(default=0, metadata={"help": "pair order, initialisation", "ge": 0})
 
     def __post_init__(self) -> None:
         check_fields(self)

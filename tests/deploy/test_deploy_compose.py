@@ -6,6 +6,7 @@ starts: identities, TLS files, loopback-only ports, required secrets."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool
     key = tmp_path / "trust" / "policy.pub"
     key.write_text("-----BEGIN PUBLIC KEY-----\n")
     values = {password_var(u): p for u, p in passwords.items()}
-    values.update(LAMETA_POLICY_DIR=str(policy), LAMETA_POLICY_KEY=str(key), LAMETA_PKI=str(pki))
+    values.update(LAMETA_POLICY_DIR=str(policy), LAMETA_POLICY_KEY=str(key), LAMETA_PKI=str(pki),
+                  GRAFANA_ADMIN_PASSWORD=secrets.token_hex(16))  # fmt: skip
     path = tmp_path / ".env"
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items() if k not in drop))
     return path
@@ -71,7 +73,13 @@ def config(tmp_path_factory, passwords, pki) -> dict:
 
 
 @pytest.mark.parametrize(
-    "var", [*(password_var(u) for u in USERS), "LAMETA_POLICY_DIR", "LAMETA_POLICY_KEY"]
+    "var",
+    [
+        *(password_var(u) for u in USERS),
+        "LAMETA_POLICY_DIR",
+        "LAMETA_POLICY_KEY",
+        "GRAFANA_ADMIN_PASSWORD",
+    ],
 )
 def test_compose_refuses_to_start_without_each_secret(tmp_path, passwords, pki, var) -> None:
     done = _config(_env_file(tmp_path, passwords, pki, **{var: True}))
@@ -186,7 +194,7 @@ def test_ports_are_published_on_the_hosts_loopback_only(config) -> None:
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
             published.append(int(port["target"]))
-    assert sorted(published) == [8080, 8883, 9464, 9465, 9466, 50051]
+    assert sorted(published) == [3000, 8080, 8883, 9090, 9464, 9465, 9466, 50051]
 
 
 def test_the_negotiation_rapp_is_opt_in_and_binds_its_health_port_in_the_container(

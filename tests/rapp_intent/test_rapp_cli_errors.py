@@ -9,11 +9,11 @@ command line.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.console import user_error
 
 REPO = Path(__file__).resolve().parents[2]
 MISSING = "/nonexistent/lameta/intents.jsonl"
@@ -85,18 +85,8 @@ CASES = [
 )
 def test_a_bad_input_is_one_line_and_exit_code_2(argv, env, expected, files) -> None:
     argv = [a.format(**files) for a in argv]
-    proc = subprocess.run(
-        [sys.executable, "-m", "rapp_intent.cli", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-        cwd=REPO,
+    line = user_error(
+        [sys.executable, "-m", "rapp_intent.cli", *argv], env={**os.environ, **env}, cwd=REPO
     )
-    lines = proc.stderr.splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("rapp-intent"), lines[0]
-    assert expected in lines[0], lines[0]
-    assert proc.stdout == ""
+    assert line.startswith("rapp-intent"), line
+    assert expected in line, line

@@ -1,6 +1,8 @@
-"""Fuzz of every MQTT payload decoder and of the emulator's control handler: whatever
-arrives, a decoder answers with a message or a DecodeError naming the cause, and the
-emulator answers every control payload with an outcome (never an exception)."""
+"""Fuzz of every MQTT payload decoder and of the emulator's control and policy handlers:
+whatever arrives, a decoder answers with a message or a DecodeError naming the cause, the
+emulator answers every control payload with an outcome and every policy payload with a
+code (never an exception). The xApp's handlers: tests/xapp_composer/test_handler_fuzz.py;
+the rApp's request checks: tests/rapp_intent/test_input_fuzz.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzz import mutate
 
 from agentnet.intents import LabelledIntent
 from servicekit import codec
@@ -22,6 +25,7 @@ DECODERS = (
     codec.decode_request,
     codec.decode_decision,
     codec.decode_outcome,
+    codec.decode_policy,
 )
 CODES = {"garbage", "unsupported_schema", "wrong_message_type", "missing_field", "invalid_field"}
 
@@ -60,15 +64,18 @@ outcomes = st.builds(
     prompt=text,
     app=text,
 )
-messages = st.one_of(decisions, requests, outcomes)
-
-
-def _mutate(data: bytes, flips: list[int], cut: int) -> bytes:
-    out = bytearray(data)
-    for pos in flips:
-        if out:
-            out[pos % len(out)] ^= 1 << (pos % 8)
-    return bytes(out[: max(0, len(out) - cut)])
+policies = st.builds(
+    codec.Policy,
+    network=st.sampled_from(["default", "other", ""]) | text,
+    negotiation_id=text,
+    arrival_rate=st.floats(allow_nan=True, allow_infinity=True),
+    timestamp_ns=st.integers(-(2**63), 2**63 - 1),
+    valid_until_ns=st.integers(-(2**63), 2**63 - 1),
+    capacity=st.floats(allow_nan=True, allow_infinity=True),
+    state_seq=st.integers(0, 2**64 - 1),
+    reason=text,
+)
+messages = st.one_of(decisions, requests, outcomes, policies)
 
 
 def _check(decoder, data: bytes) -> None:
@@ -86,7 +93,7 @@ def test_decoders_on_random_bytes(data: bytes) -> None:
 
 @given(messages, st.lists(st.integers(0, 10_000), max_size=4), st.integers(0, 8))
 def test_decoders_on_mutated_envelopes(msg, flips: list[int], cut: int) -> None:
-    data = _mutate(codec.encode(msg), flips, cut)
+    data = mutate(codec.encode(msg), flips, cut)
     for decoder in DECODERS:
         _check(decoder, data)
 
@@ -126,3 +133,22 @@ def test_the_emulator_answers_every_control_payload(payload: bytes, rid) -> None
         assert math.isfinite(out.reward) or not out.feasible
         _PENDING.remove(out.request_id)
         _PENDING.append(_EMU.new_request().request_id)
+
+
+POLICY_CODES = {"applied", "cleared", "wrong_network", "expired", "stale", *CODES}
+
+
+@given(st.one_of(st.binary(max_size=512), policies.map(codec.encode)))
+def test_the_emulator_answers_every_policy_payload(payload: bytes) -> None:
+    emu = Emulator(
+        [LabelledIntent("a request", (0.25, 0.25, 0.25, 0.25), "qa")],
+        EmulatorConfig(seed=5, pending_timeout_s=1e9),
+    )
+    code = emu.apply_policy(payload)
+    assert code in POLICY_CODES
+    if code == "applied":  # only a policy that passed every check is in force
+        p = emu.policy
+        assert math.isfinite(p.arrival_rate) and p.arrival_rate >= 0
+        assert p.network == emu.cfg.network
+    else:
+        assert emu.policy is None

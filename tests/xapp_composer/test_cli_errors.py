@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from support.console import user_error
 from support.loop import SHIPPED, copy_policy
 
 from agentnet.intents import project_intent_files
@@ -86,18 +86,9 @@ def test_bad_input_is_one_line_and_exit_code_2(command, arguments, named, files)
     argv = [files.get(a, a) for a in arguments]
     # No XAPP_* settings from the caller's environment, and no fixed health port.
     env = {k: v for k, v in os.environ.items() if not k.startswith("XAPP_")}
-    res = subprocess.run(
-        [*(STUDIES if studies else XAPP), command, *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env, "XAPP_HEALTH_PORT": "0"},
+    line = user_error(
+        [*(STUDIES if studies else XAPP), command, *argv], env={**env, "XAPP_HEALTH_PORT": "0"}
     )
-    lines = res.stderr.splitlines()
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr
-    assert len(lines) == 1, res.stderr
     prog = "lameta-studies" if studies else "xapp-composer"
-    assert lines[0].startswith(f"{prog} {command}: "), lines[0]
-    assert files.get(named, named) in lines[0], lines[0]
-    assert res.stdout == ""
+    assert line.startswith(f"{prog} {command}: "), line
+    assert files.get(named, named) in line, line

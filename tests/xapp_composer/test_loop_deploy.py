@@ -79,7 +79,7 @@ DESCRIPTOR_SCHEMA = {
                             "tag": {"type": "string"},
                         },
                     },
-                    "command": {"type": "string"},
+                    "command": {"type": "array", "items": {"type": "string"}},
                 },
             },
         },
@@ -100,8 +100,8 @@ DESCRIPTOR_SCHEMA = {
             },
         },
         "metrics": {
-            "type": "array",
-            "items": {
+            "type": "object",
+            "additionalProperties": {
                 "type": "object",
                 "required": ["objectName", "objectInstance", "name", "type", "description"],
             },
@@ -189,7 +189,7 @@ def test_compose_file_wires_the_four_services() -> None:
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (
             DEPLOY / "Dockerfile"
         ).resolve()
-        assert re.search(rf"^FROM source AS {build['target']}$", dockerfile, re.M), build
+        assert build["target"] in _stages(dockerfile), build
     prefixes = {
         "sim-ric": ("SIM_", SimSettings),
         "rapp": ("RAPP_", RappSettings),
@@ -234,9 +234,9 @@ def test_containers_are_given_longer_to_stop_than_their_own_shutdown_grace() -> 
 def test_dockerfile_targets_run_the_console_scripts() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     text = (DEPLOY / "Dockerfile").read_text()
-    for target in ("sim-ric", "rapp-intent", "xapp-composer"):
-        stage = text.split(f"AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
-        entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", stage, re.M).group(1))
+    stages = _stages(text)
+    for target in ("sim-ric", "rapp-intent", "xapp-composer", "rapp-negotiation"):
+        entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", stages[target][1], re.M).group(1))
         assert entry[0] in scripts, (target, entry)
     # What the stages copy exists, and the ignore file lets it through.
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
@@ -244,14 +244,35 @@ def test_dockerfile_targets_run_the_console_scripts() -> None:
         assert (ROOT / src).exists(), src
         top = src.split("/")[0]
         assert top in ("pyproject.toml", "README.md") or f"!{top}/**" in ignore, src
-    # Each image installs its role's extra only: no torch in the xApp's.
-    stages = {
-        t: text.split(f"AS {t}\n", 1)[1].split("\nFROM ", 1)[0]
-        for t in ("sim-ric", "rapp-intent", "xapp-composer")
-    }
-    assert "pip install '.[xapp]'" in stages["xapp-composer"]
-    assert "torch" not in stages["xapp-composer"] and "torch" not in stages["sim-ric"]
-    assert "pip install '.[rapp]'" in stages["rapp-intent"]
+    # Each image installs its role's extra only: no torch in the xApp's or the emulator's.
+    built = {t: _built(stages, t) for t in ("sim-ric", "rapp-intent", "xapp-composer")}
+    assert "pip install '.[xapp]'" in built["xapp-composer"]
+    assert "torch" not in built["xapp-composer"] and "torch" not in built["sim-ric"]
+    assert "pip install '.[rapp]'" in built["rapp-intent"]
+
+
+def _stages(dockerfile: str) -> dict[str, tuple[str, str]]:
+    """Stage name -> (base stage or image, instructions without comments)."""
+    out: dict[str, tuple[str, str]] = {}
+    name = None
+    for line in dockerfile.splitlines():
+        m = re.match(r"^FROM (\S+) AS (\S+)$", line)
+        if m:
+            name = m.group(2)
+            out[name] = (m.group(1), "")
+        elif name is not None and not line.lstrip().startswith("#"):
+            base, body = out[name]
+            out[name] = (base, body + line + "\n")
+    return out
+
+
+def _built(stages: dict[str, tuple[str, str]], target: str) -> str:
+    """The instructions of a stage and of every stage it is built on."""
+    text = ""
+    while target in stages:
+        base, body = stages[target]
+        text, target = body + text, base
+    return text
 
 
 def test_helm_chart_is_consistent() -> None:
