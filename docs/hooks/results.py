@@ -226,9 +226,9 @@ def srl_generalisation(root: Path) -> str:
     return _table(["network", "SRL", "SRL general", "DRL (Even)", "Greedy"], rows)
 
 
-def negotiation_timeline(root: Path) -> str:
-    """The negotiation timeline study (``models/negotiation/report/timeline_*.json``)."""
-    data = _json(root, "models/negotiation/report/timeline_scripted-soft.json")
+def negotiation_timeline(root: Path, run: str = "scripted-soft") -> str:
+    """The negotiation timeline study (``models/negotiation/report/timeline_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/timeline_{run}.json")
     rows = []
     for n in data["negotiations"]:
         sources = "; ".join(
@@ -314,6 +314,7 @@ RENDERERS.update(
         "srl-eval-101-105": lambda root: srl_eval(root, "101-105"),
         "negotiation-bench": negotiation_bench,
         "negotiation-timeline": negotiation_timeline,
+        "negotiation-timeline-local": lambda root: negotiation_timeline(root, "local-soft"),
         "iokd-build": iokd_build,
         "iokd-fig6": iokd_fig6,
         "iokd-fig7": iokd_fig7,
