@@ -73,6 +73,7 @@ from rapp_intent.service import (
     Unavailable,
 )
 from rapp_intent.settings import RappSettings
+from servicekit.grpc_access import AccessLog
 
 log = structlog.get_logger(__name__)
 
@@ -394,6 +395,7 @@ class RappServer:
         self._server: grpc.Server | None = None
         self._loader: threading.Thread | None = None
         self._stopped = False
+        self._access_log: AccessLog | None = None
         self._servicer: IntentServicer | None = None
 
     def _servicer_busy(self) -> bool:
@@ -409,8 +411,11 @@ class RappServer:
         # The servicer admits max_concurrent_rpcs calls and refuses (and counts) the rest
         # in microseconds; grpc's own limit, which nothing can count, sits far above it.
         workers = s.max_concurrent_rpcs + 64
+        if s.access_log is not None:
+            self._access_log = AccessLog(s.access_log)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rapp-rpc"),
+            interceptors=[self._access_log] if self._access_log is not None else None,
             maximum_concurrent_rpcs=4 * workers,
             options=[("grpc.so_reuseport", 0)],
         )
@@ -520,6 +525,8 @@ class RappServer:
             self.state.batcher.close()
         self.metrics.close()
         self.memory.close()
+        if self._access_log is not None:
+            self._access_log.close()
         log.info("rapp.stopped")
 
 

@@ -53,6 +53,9 @@ class RappSettings(ServiceSettings):
         description="seconds in-flight calls get to finish on shutdown (below Kubernetes' "
         "default 30 s termination grace period)",
     )
+    access_log: Path | None = Field(
+        None, description="append one JSON line per gRPC call here (peer, method, status)"
+    )
     max_prompt_bytes: int = Field(4096, ge=1, description="largest prompt accepted (UTF-8 bytes)")
     max_batch: int = Field(256, ge=1, description="largest TranslateBatch accepted")
     batch_window_ms: float = Field(

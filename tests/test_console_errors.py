@@ -57,6 +57,11 @@ CASES = [
     ("rapp-negotiation", ["run", "--design", "nope"], "--design: invalid choice: 'nope'"),
     ("rapp-negotiation", ["personalities", "--llm", "gpt"], "--llm: invalid choice: 'gpt'"),
     ("rapp-negotiation", ["run", "--health-port", "70000"], "--health-port: must be <= 65535"),
+    ("xapp-guard", ["train", "--generations", "-1"], "--generations: must be >= 1, got -1"),
+    ("xapp-guard", ["train", "--per-cell", "0"], "--per-cell: must be >= 1, got 0"),
+    ("xapp-guard", ["record", "--seed", "-1", "--out", "x"], "--seed: must be >= 0, got -1"),
+    ("xapp-guard", ["eval", "--test-seed", "-1"], "--test-seed: must be >= 0, got -1"),
+    ("xapp-guard", ["run", "--broker", "nope://x"], "--broker / GUARD_BROKER"),
 ]
 # Every script: no subcommand, and an unknown one.
 CASES += [(s, [], "required: command") for s in SCRIPTS]

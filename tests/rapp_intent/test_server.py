@@ -393,3 +393,25 @@ def test_memory_survives_a_restart(running, make_settings, minilm):
     assert resp.memory_size == 5
     records = second.memory.recent("critical", 10)
     assert [r.prompt for r in records][-1] == "ambulance 0"
+
+
+def test_access_log_records_each_call_with_its_peer(running, tmp_path):
+    """``RAPP_ACCESS_LOG``: one JSON line per call, what a control-plane monitor reads."""
+    import json
+
+    server = running(access_log=tmp_path / "access.jsonl")
+    stub = _stub(server)
+    stub.ReportOutcome(
+        intent_pb2.ReportOutcomeRequest(prompt="p", preference=[0.25] * 4, reward=1.0,
+                                        app="qa", request_id="r-9"),
+        timeout=10,
+    )  # fmt: skip
+    code, _ = _code(stub.Translate, intent_pb2.TranslateRequest(prompt=""), timeout=10)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    lines = [json.loads(x) for x in (tmp_path / "access.jsonl").read_text().splitlines()]
+    mine = [x for x in lines if x["method"].startswith("/lameta.v1.IntentService/")]
+    assert [(x["method"].rsplit("/", 1)[1], x["code"]) for x in mine] == [
+        ("ReportOutcome", "OK"),
+        ("Translate", "INVALID_ARGUMENT"),
+    ]
+    assert mine[0]["request_id"] == "r-9" and mine[0]["peer"].startswith("ipv4:127.0.0.1:")
