@@ -50,11 +50,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_mosquitto(workdir: Path) -> tuple[subprocess.Popen, int]:
+def _start_mosquitto(workdir: Path, *conf_lines: str) -> tuple[subprocess.Popen, int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = _free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(loopback_mosquitto_conf(port))
+    conf.write_text(loopback_mosquitto_conf(port, *conf_lines))
     proc = subprocess.Popen(
         [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -51,8 +51,21 @@ def mosquitto_available() -> bool:
     return Path(MOSQUITTO).exists()
 
 
-def write_mosquitto_config(plan: BrokerPlan, directory: Path, log_file: Path) -> Path:
-    """``mosquitto.conf``, ``passwd`` and ``acl`` in ``directory`` (private files 0600)."""
+GUARD_LOG_LINES = ("log_type all", "log_timestamp true")
+"""What the guard's sensor reads in the broker's log: every packet, with its client."""
+
+
+def write_mosquitto_config(
+    plan: BrokerPlan, directory: Path, log_file: Path, *, log_all: bool = False
+) -> Path:
+    """``mosquitto.conf``, ``passwd`` and ``acl`` in ``directory`` (private files 0600).
+
+    Args:
+        plan: where the broker listens and the files it reads.
+        directory: where the files go.
+        log_file: the broker's log.
+        log_all: log every packet with its client (what ``xapp-guard`` reads).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     passwd = directory / "passwd"
     acl = directory / "acl"
@@ -92,6 +105,7 @@ def write_mosquitto_config(plan: BrokerPlan, directory: Path, log_file: Path) ->
         "log_type notice",
         "log_type information",
         "connection_messages true",
+        *(GUARD_LOG_LINES if log_all else ()),
     ]
     conf.write_text("\n".join(lines) + "\n")
     return conf

@@ -2,8 +2,9 @@
 signed policy).
 
 - ``up --dir DIR [--broker auto|mosquitto|embedded] [--rate R] [--requests N]
-  [--negotiation [--negotiation-llm local|openai|scripted]]``: start the broker, the rApp,
-  the xApp, the emulator (and the negotiation rApp) in the background; return once every
+  [--negotiation [--negotiation-llm local|openai|scripted]] [--guard]``: start the broker,
+  the rApp, the xApp, the emulator (and the negotiation rApp, the intrusion detector) in
+  the background; return once every
   component reports ready; ``DIR/stack.json`` says where everything is.
 - ``status --dir DIR``: which components run (exit 1 when one is down).
 - ``down --dir DIR``: stop them all; nothing is left running.
@@ -36,6 +37,7 @@ def cmd_up(args) -> int:
         rapp_models=args.rapp_models,
         policy=args.policy,
         negotiation=args.negotiation,
+        guard=args.guard,
         env={"nego": {"NEGO_LLM": args.negotiation_llm}} if args.negotiation_llm else {},
     )
     if not args.policy.exists():
@@ -152,6 +154,11 @@ def build_parser() -> cli.ArgumentParser:
         default=None,
         help="its LLM unit (default: NEGO_LLM, else local SmolLM2; "
         "openai: NEGO_LLM_* from the environment; scripted: a test aid)",
+    )
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="also run the intrusion detector xapp-guard (needs Mosquitto; publishes alerts)",
     )
     p.add_argument("--json", action="store_true", help="print stack.json")
     p.set_defaults(func=cmd_up)

@@ -48,9 +48,10 @@ from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, status_topic
 
 SHIPPED_POLICY = ROOT / "models" / "policy" / "srl-general.onnx"
 
-COMPONENTS = ("broker", "rapp", "xapp", "sim", "nego")
+COMPONENTS = ("broker", "rapp", "xapp", "sim", "nego", "guard")
 """What ``up`` starts, in order (``down`` stops them in reverse); ``nego``, the
-negotiation rApp, only with :attr:`StackConfig.negotiation`."""
+negotiation rApp, only with :attr:`StackConfig.negotiation`; ``guard``, the intrusion
+detector, only with :attr:`StackConfig.guard`."""
 
 
 class StackError(RuntimeError):
@@ -135,9 +136,13 @@ class StackConfig:
     host: str = "127.0.0.1"
     negotiation: bool = False
     """Also run the negotiation rApp (user ``rapp-negotiation``), which publishes λ*."""
+    guard: bool = False
+    """Also run the intrusion detector (user ``xapp-guard``), which reads the broker's
+    log (Mosquitto then logs every packet) and the rApp's access log, and publishes
+    alerts."""
     env: dict[str, dict[str, str]] = field(default_factory=dict)
     """Extra environment per component (``{"xapp": {"XAPP_DECIDERS": "2"}}``,
-    ``{"nego": {"NEGO_LLM": "scripted"}}``)."""
+    ``{"nego": {"NEGO_LLM": "scripted"}}``, ``{"guard": {"GUARD_THRESHOLD": "0.5"}}``)."""
     xapp_replicas: int = 1
     """xApps sharing the network's requests (MQTT shared subscription; Mosquitto only):
     ``xapp``, ``xapp-2``, ...; the emulator re-announces what stays unsettled
@@ -266,6 +271,10 @@ class Stack:
             kind = "mosquitto" if B.mosquitto_available() else "embedded"
         if kind == "mosquitto" and not B.mosquitto_available():
             raise StackError(f"mosquitto not found at {B.MOSQUITTO} (use --broker embedded)")
+        if cfg.guard and kind != "mosquitto":
+            # The guard learns who published what from the broker's log; amqtt logs no
+            # publisher.
+            raise StackError("the guard needs Mosquitto (its log names each publisher)")
         progress(f"broker ({kind}, TLS)")
         plan = B.BrokerPlan(
             kind,
@@ -278,7 +287,9 @@ class Stack:
         )
         broker_log = self.logs_dir / "broker.log"
         if kind == "mosquitto":
-            conf = B.write_mosquitto_config(plan, self.dir / "broker", broker_log)
+            conf = B.write_mosquitto_config(
+                plan, self.dir / "broker", broker_log, log_all=cfg.guard
+            )
             argv = [B.MOSQUITTO, "-c", str(conf)]
         else:
             conf = B.write_embedded_config(plan, self.dir / "broker")
@@ -319,6 +330,7 @@ class Stack:
         progress("intent rApp (loading E-LAMs)")
         rapp_port, rapp_metrics = free_port(host), free_port(host)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        rapp_access_log = self.logs_dir / "rapp-access.jsonl"
         rapp_env = {
             "RAPP_HOST": host,
             "RAPP_PORT": str(rapp_port),
@@ -331,6 +343,7 @@ class Stack:
             "RAPP_REPORT_IDENTITIES": "xapp-composer",
             "RAPP_MEMORY_PATH": str(self.state_dir / "rapp-memory.sqlite3"),
             "RAPP_LOG_FORMAT": "json",
+            **({"RAPP_ACCESS_LOG": str(rapp_access_log)} if cfg.guard else {}),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             **cfg.env.get("rapp", {}),
@@ -441,35 +454,69 @@ class Stack:
             rec,
         )
 
+        def start_service(name: str, user: str, prefix: str, env: dict[str, str]) -> ProcessRecord:
+            """``<user> run`` logged in as broker user ``user`` over TLS (the console
+            script is named after its user), its environment under ``prefix``."""
+            full = {
+                f"{prefix}_BROKER": url(user),
+                f"{prefix}_TLS_CA": ca,
+                f"{prefix}_NETWORK": cfg.network,
+                f"{prefix}_LOG_FORMAT": "json",
+                **env,
+                **cfg.env.get(name, {}),
+            }
+            argv = [*command_for(user), "run"]
+            return record(spawn(name, argv, self.logs_dir / f"{name}.log", full), full)
+
         # ---- negotiation rApp (ready once it has observed a state)
         if cfg.negotiation:
             progress("negotiation rApp")
             nego_health = free_port(host)
-            nego_env = {
-                "NEGO_BROKER": url("rapp-negotiation"),
-                "NEGO_TLS_CA": ca,
-                "NEGO_NETWORK": cfg.network,
-                "NEGO_HEALTH_HOST": host,
-                "NEGO_HEALTH_PORT": str(nego_health),
-                "NEGO_LOG_FORMAT": "json",
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                **cfg.env.get("nego", {}),
-            }
-            rec = record(
-                spawn(
-                    "nego",
-                    [*command_for("rapp-negotiation"), "run"],
-                    self.logs_dir / "nego.log",
-                    nego_env,
-                ),
-                nego_env,
+            rec = start_service(
+                "nego",
+                "rapp-negotiation",
+                "NEGO",
+                {
+                    "NEGO_HEALTH_HOST": host,
+                    "NEGO_HEALTH_PORT": str(nego_health),
+                    "HF_HUB_OFFLINE": "1",
+                    "TRANSFORMERS_OFFLINE": "1",
+                },
             )
             desc["nego"] = {"health": f"http://{host}:{nego_health}"}
             wait_for(
                 lambda: self._http_ok(f"http://{host}:{nego_health}/ric/v1/health/ready"),
                 300,
                 "the negotiation rApp's readiness",
+                rec,
+            )
+
+        # ---- intrusion detector (ready once its metrics answer and it is online)
+        if cfg.guard:
+            progress("intrusion detector")
+            guard_metrics = free_port(host)
+            rec = start_service(
+                "guard",
+                "xapp-guard",
+                "GUARD",
+                {
+                    "GUARD_BROKER_LOG": str(broker_log),
+                    "GUARD_ACCESS_LOG": str(rapp_access_log),
+                    "GUARD_METRICS_HOST": host,
+                    "GUARD_METRICS_PORT": str(guard_metrics),
+                },
+            )
+            desc["guard"] = {
+                "metrics": f"http://{host}:{guard_metrics}/metrics",
+                "alerts_topic": f"lameta/v1/{cfg.network}/alerts",
+            }
+            wait_for(
+                lambda: (
+                    self._http_ok(desc["guard"]["metrics"])
+                    and self._status_online(plan, tls, "xapp-guard")
+                ),
+                60,
+                "the guard's metrics and status 'online'",
                 rec,
             )
         desc["ready"] = True

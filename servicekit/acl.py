@@ -39,14 +39,20 @@ def _net(kind: str) -> str:
 IDENTITIES: tuple[Identity, ...] = (
     Identity(
         "sim-ric",
-        publish=(_net("state"), _net("requests"), _net("outcomes")),
+        publish=(_net("state"), _net("state/keyframe/+"), _net("requests"), _net("outcomes")),
         read=(_net("control"), _net("policy")),
         about="the emulator",
     ),
     Identity(
         "xapp-composer",
         publish=(_net("control"),),
-        read=(_net("state"), _net("requests"), _net("outcomes"), _net("policy")),
+        read=(
+            _net("state"),
+            _net("state/keyframe/+"),
+            _net("requests"),
+            _net("outcomes"),
+            _net("policy"),
+        ),
         about="the xApp",
     ),
     Identity(

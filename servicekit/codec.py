@@ -12,7 +12,9 @@ for debugging (``google.protobuf.json_format``; infinities and NaNs become the s
 
 from __future__ import annotations
 
+import hashlib
 import math
+import zlib
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -23,20 +25,28 @@ from google.protobuf.message import Message
 
 from agentnet.config import DEFAULT, ModelConfig
 from agentnet.network import Network
+from agentnet.qoe import agent_latency
 from lameta_proto.v1 import network_pb2
 
 SCHEMA = 1
 """Envelope schema version written and accepted by this codec."""
+MAX_STATE_BODY_BYTES = 256 * 1024 * 1024
+"""Largest keyframe or delta body accepted, compressed or not (a 100,000-agent keyframe
+is about 8 MB): bounds what a forged chunk header or a zlib bomb can make a receiver
+allocate."""
 
 NetworkState = network_pb2.NetworkState
 ServiceRequest = network_pb2.ServiceRequest
 ControlDecision = network_pb2.ControlDecision
 Outcome = network_pb2.Outcome
 Policy = network_pb2.Policy
+StateChunk = network_pb2.StateChunk
+StateKeyframe = network_pb2.StateKeyframe
+StateDelta = network_pb2.StateDelta
 Envelope = network_pb2.Envelope
 
-Payload = NetworkState | ServiceRequest | ControlDecision | Outcome | Policy
-P = TypeVar("P", NetworkState, ServiceRequest, ControlDecision, Outcome, Policy)
+Payload = NetworkState | ServiceRequest | ControlDecision | Outcome | Policy | StateChunk
+P = TypeVar("P", NetworkState, ServiceRequest, ControlDecision, Outcome, Policy, StateChunk)
 
 _FIELD_OF: dict[type, str] = {
     NetworkState: "state",
@@ -44,6 +54,7 @@ _FIELD_OF: dict[type, str] = {
     ControlDecision: "decision",
     Outcome: "outcome",
     Policy: "policy",
+    StateChunk: "state_chunk",
 }
 _KIND_NAME = {
     "state": "network state",
@@ -51,6 +62,7 @@ _KIND_NAME = {
     "decision": "control decision",
     "outcome": "outcome",
     "policy": "policy",
+    "state_chunk": "state chunk",
 }
 
 
@@ -187,6 +199,11 @@ def decode_policy(data: bytes | bytearray | memoryview) -> network_pb2.Policy:
     return decode_as(data, Policy)
 
 
+def decode_chunk(data: bytes | bytearray | memoryview) -> network_pb2.StateChunk:
+    """Decode a :class:`StateChunk` payload (see :func:`decode_as`)."""
+    return decode_as(data, StateChunk)
+
+
 # --------------------------------------------------------------------------------------
 # Validation of decoded messages (structure only; the emulator checks semantics)
 # --------------------------------------------------------------------------------------
@@ -252,12 +269,32 @@ def _validate_policy(m: network_pb2.Policy) -> None:
         raise _invalid(f"policy.capacity is {m.capacity}; it must be finite and >= 0")
 
 
+def _validate_chunk(m: network_pb2.StateChunk) -> None:
+    if not m.network:
+        raise _missing("state_chunk.network")
+    if m.body not in (StateChunk.KEYFRAME, StateChunk.DELTA):
+        raise _invalid(f"state_chunk.body is {m.body}; expected KEYFRAME or DELTA")
+    if m.count < 1 or m.index >= m.count:
+        raise _invalid(f"state_chunk.index {m.index} of count {m.count}")
+    if m.body == StateChunk.DELTA and m.count != 1:
+        raise _invalid(f"state_chunk: a delta is one chunk, not {m.count}")
+    if not 0 < m.size <= MAX_STATE_BODY_BYTES:
+        raise _invalid(f"state_chunk.size is {m.size}; must lie in [1, {MAX_STATE_BODY_BYTES}]")
+    if not m.data or m.offset + len(m.data) > m.size:
+        raise _invalid(
+            f"state_chunk.data: {len(m.data)} bytes at offset {m.offset} of a {m.size}-byte body"
+        )
+    if m.count == 1 and len(m.data) != m.size:
+        raise _invalid(f"state_chunk.data: {len(m.data)} bytes of a one-chunk {m.size}-byte body")
+
+
 _VALIDATORS = {
     "state": _validate_state,
     "request": _validate_request,
     "decision": _validate_decision,
     "outcome": _validate_outcome,
     "policy": _validate_policy,
+    "state_chunk": _validate_chunk,
 }
 
 
@@ -427,7 +464,22 @@ def network_from_state(m: network_pb2.NetworkState, cfg: ModelConfig = DEFAULT) 
             service rate or observation count, a capability outside (0, 1], more
             failures than observations, a link E[BER] of 1).
     """
-    a = StateArrays.from_proto(m)
+    return network_from_arrays(StateArrays.from_proto(m), cfg, m)
+
+
+def network_from_arrays(
+    a: StateArrays, cfg: ModelConfig = DEFAULT, message: Message | None = None
+) -> Network:
+    """The :class:`~agentnet.network.Network` of decoded state arrays (see
+    :func:`network_from_state`, which this serves, as does :func:`network_from_parts`).
+
+    Args:
+        message: the message the arrays came from, attached to a :class:`DecodeError`.
+
+    Raises:
+        DecodeError: ``invalid_field`` for values no network can have.
+    """
+    m = message
 
     def bad(what: str, mask: np.ndarray) -> None:
         if np.any(mask):
@@ -447,10 +499,10 @@ def network_from_state(m: network_pb2.NetworkState, cfg: ModelConfig = DEFAULT) 
         j = int(np.flatnonzero(a.ber >= 1.0)[0])
         raise DecodeError("invalid_field", f"invalid field: state.links[{j}].ber is 1", m)
     over = {}
-    if m.c_th > 0 and math.isfinite(m.c_th):
-        over["c_th"] = m.c_th
-    if m.l_max > 0 and math.isfinite(m.l_max):
-        over["l_max"] = m.l_max
+    if a.c_th > 0 and math.isfinite(a.c_th):
+        over["c_th"] = a.c_th
+    if a.l_max > 0 and math.isfinite(a.l_max):
+        over["l_max"] = a.l_max
     net_cfg = replace(cfg, n_agents=a.n_agents, **over)
     points = np.stack([a.x, a.y], axis=1)
     length = (
@@ -483,6 +535,284 @@ def network_from_state(m: network_pb2.NetworkState, cfg: ModelConfig = DEFAULT) 
     )
     net.set_link_ber(a.ber)
     return net
+
+
+# --------------------------------------------------------------------------------------
+# Large states: a keyframe (fixed part, chunked) and per-tick deltas
+# --------------------------------------------------------------------------------------
+def keyframe_id(body: bytes) -> int:
+    """The id of a serialised :class:`StateKeyframe` body: its sha256's first 8 bytes."""
+    return int.from_bytes(hashlib.sha256(body).digest()[:8], "big")
+
+
+def keyframe_message(net: Network, *, network: str) -> network_pb2.StateKeyframe:
+    """The fixed part of a network's state (what no tick of the emulator changes)."""
+    return StateKeyframe(
+        network=network,
+        topology_seed=net.seed,
+        types=net.types.tolist(),
+        cloud=net.cloud.tolist(),
+        x=net.x.tolist(),
+        y=net.y.tolist(),
+        capability=net.p_success.tolist(),
+        mu=net.mu.tolist(),
+        cv=net.cv.tolist(),
+        compute_flops=net.compute.tolist(),
+        n_params=net.n_params.tolist(),
+        link_u=net.edges[:, 0].tolist(),
+        link_v=net.edges[:, 1].tolist(),
+    )
+
+
+def delta_message(
+    net: Network, *, network: str, seq: int, timestamp_ns: int, keyframe: int
+) -> network_pb2.StateDelta:
+    """What a tick changes in a network's state, for keyframe id ``keyframe``."""
+    return StateDelta(
+        network=network,
+        seq=seq,
+        timestamp_ns=timestamp_ns,
+        keyframe_id=keyframe,
+        arrival_rate=net.arrival_rate,
+        c_th=net.cfg.c_th,
+        l_max=net.cfg.l_max,
+        observations=net.observations.tolist(),
+        failures=net.failures.tolist(),
+        available=net.available.tolist(),
+        link_ber=net.link_ber.tolist(),
+    )
+
+
+def keyframe_chunks(
+    key: network_pb2.StateKeyframe, chunk_bytes: int
+) -> list[network_pb2.StateChunk]:
+    """A keyframe as chunks of at most ``chunk_bytes`` bytes of compressed body each."""
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    body = key.SerializeToString()
+    packed = zlib.compress(body, 1)
+    count = max(1, math.ceil(len(packed) / chunk_bytes))
+    kid = keyframe_id(body)
+    return [
+        StateChunk(
+            network=key.network,
+            body=StateChunk.KEYFRAME,
+            keyframe_id=kid,
+            index=i,
+            count=count,
+            size=len(packed),
+            offset=i * chunk_bytes,
+            data=packed[i * chunk_bytes : (i + 1) * chunk_bytes],
+        )
+        for i in range(count)
+    ]
+
+
+def delta_chunk(delta: network_pb2.StateDelta) -> network_pb2.StateChunk:
+    """A delta as its one chunk."""
+    packed = zlib.compress(delta.SerializeToString(), 1)
+    return StateChunk(
+        network=delta.network,
+        body=StateChunk.DELTA,
+        keyframe_id=delta.keyframe_id,
+        seq=delta.seq,
+        index=0,
+        count=1,
+        size=len(packed),
+        data=packed,
+    )
+
+
+def _inflate(packed: bytes, what: str) -> bytes:
+    d = zlib.decompressobj()
+    try:
+        body = d.decompress(packed, MAX_STATE_BODY_BYTES)
+    except zlib.error as exc:
+        raise DecodeError("garbage", f"{what}: not zlib data ({exc})") from None
+    if d.unconsumed_tail:
+        raise DecodeError("invalid_field", f"{what}: inflates beyond {MAX_STATE_BODY_BYTES} bytes")
+    if not d.eof:
+        raise DecodeError("invalid_field", f"{what}: truncated zlib stream")
+    return body
+
+
+def _parse(cls: type[Message], body: bytes, what: str) -> Message:
+    msg = cls()
+    try:
+        msg.ParseFromString(body)
+    except _ProtobufDecodeError as exc:
+        raise DecodeError("garbage", f"{what}: not a {cls.__name__} ({exc})") from None
+    return msg
+
+
+def decode_delta(chunk: network_pb2.StateChunk) -> network_pb2.StateDelta:
+    """The validated delta a (validated) DELTA chunk carries.
+
+    Raises:
+        DecodeError: not a delta, bad compression or contents, or a header that does not
+            match the body.
+    """
+    if chunk.body != StateChunk.DELTA:
+        raise DecodeError("wrong_message_type", "wrong message type: expected a state delta")
+    d = _parse(StateDelta, _inflate(chunk.data, "state delta"), "state delta")
+    if d.network != chunk.network or d.keyframe_id != chunk.keyframe_id or d.seq != chunk.seq:
+        raise _invalid("state delta: network, keyframe_id or seq differ from its chunk's")
+    n = len(d.observations)
+    if n == 0:
+        raise _missing("delta.observations")
+    if len(d.failures) != n or len(d.available) != n:
+        raise _invalid(
+            f"delta: {n} observations, {len(d.failures)} failures, {len(d.available)} available"
+        )
+    if not (math.isfinite(d.arrival_rate) and d.arrival_rate > 0):
+        raise _invalid(f"delta.arrival_rate is {d.arrival_rate}; it must be positive")
+    ber = np.asarray(d.link_ber, dtype=float)
+    if not np.all((ber >= 0.0) & (ber <= 1.0)):
+        j = int(np.flatnonzero(~((ber >= 0.0) & (ber <= 1.0)))[0])
+        raise _invalid(f"delta.link_ber[{j}] is {ber[j]}, outside [0, 1]")
+    return d
+
+
+class KeyframeAssembler:
+    """Collects keyframe chunks and yields each keyframe once all of its chunks arrived.
+
+    Chunks of at most ``keep`` keyframe ids are held (the oldest is dropped when a newer
+    id starts), so a stream of forged or stale chunks cannot grow memory beyond ``keep``
+    bodies of :data:`MAX_STATE_BODY_BYTES`.
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._parts: dict[int, dict[int, network_pb2.StateChunk]] = {}
+
+    def add(self, chunk: network_pb2.StateChunk) -> tuple[network_pb2.StateKeyframe, int] | None:
+        """Take a (validated) KEYFRAME chunk; the validated keyframe and its id when it
+        completes one.
+
+        Raises:
+            DecodeError: a chunk that contradicts the ones held for its id, or a complete
+                keyframe whose body is not the one its id names or is invalid.
+        """
+        if chunk.body != StateChunk.KEYFRAME:
+            raise DecodeError("wrong_message_type", "wrong message type: expected a keyframe")
+        kid = chunk.keyframe_id
+        parts = self._parts.get(kid)
+        if parts is None:
+            parts = self._parts[kid] = {}
+            while len(self._parts) > self.keep:
+                del self._parts[next(iter(self._parts))]
+        first = next(iter(parts.values()), None)
+        if first is not None and (first.count, first.size, first.network) != (
+            chunk.count,
+            chunk.size,
+            chunk.network,
+        ):
+            del self._parts[kid]
+            raise _invalid(f"keyframe {kid:016x}: chunks disagree on count, size or network")
+        parts[chunk.index] = chunk
+        if len(parts) < chunk.count:
+            return None
+        del self._parts[kid]
+        ordered = [parts[i] for i in range(chunk.count)]
+        if any(c.offset != sum(len(p.data) for p in ordered[:i]) for i, c in enumerate(ordered)):
+            raise _invalid(f"keyframe {kid:016x}: chunk offsets do not tile the body")
+        packed = b"".join(c.data for c in ordered)
+        if len(packed) != chunk.size:
+            raise _invalid(f"keyframe {kid:016x}: {len(packed)} bytes, expected {chunk.size}")
+        body = _inflate(packed, "keyframe")
+        if keyframe_id(body) != kid:
+            raise _invalid(f"keyframe {kid:016x}: body does not match its id")
+        key = _parse(StateKeyframe, body, "keyframe")
+        _validate_keyframe(key, chunk.network)
+        return key, kid
+
+
+def _validate_keyframe(k: network_pb2.StateKeyframe, network: str) -> None:
+    if k.network != network:
+        raise _invalid(f"keyframe.network {k.network!r} differs from its chunks' {network!r}")
+    n = len(k.types)
+    if n == 0:
+        raise _missing("keyframe.types")
+    columns = ("cloud", "x", "y", "capability", "mu", "cv", "compute_flops", "n_params")
+    for name in columns:
+        if len(getattr(k, name)) != n:
+            raise _invalid(f"keyframe.{name} has {len(getattr(k, name))} entries, not N = {n}")
+    types = np.asarray(k.types)
+    if np.any(types < 1):
+        raise _invalid(f"keyframe.types[{int(np.argmax(types < 1))}] is 0; types are 1-based")
+    if len(k.link_u) != len(k.link_v):
+        raise _invalid(f"keyframe: {len(k.link_u)} link_u but {len(k.link_v)} link_v")
+    u, v = np.asarray(k.link_u, dtype=np.int64), np.asarray(k.link_v, dtype=np.int64)
+    bad = (u >= n) | (v >= n) | (u == v)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise _invalid(f"keyframe link {j} joins {u[j]} and {v[j]} (N = {n})")
+
+
+def arrays_from_parts(
+    key: network_pb2.StateKeyframe, keyframe: int, d: network_pb2.StateDelta
+) -> StateArrays:
+    """The :class:`StateArrays` of a keyframe (with id ``keyframe``) and one of its deltas
+    (both validated), latencies derived by eq. 7.
+
+    Raises:
+        DecodeError: the delta is for another keyframe or network, or its columns do not
+            match the keyframe's agents and links.
+    """
+    if d.keyframe_id != keyframe or d.network != key.network:
+        raise DecodeError(
+            "missing_keyframe",
+            f"delta {d.seq} needs keyframe {d.keyframe_id:016x} of {d.network!r}",
+        )
+    n, e = len(key.types), len(key.link_u)
+    if len(d.observations) != n or len(d.link_ber) != e:
+        raise _invalid(
+            f"delta {d.seq}: {len(d.observations)} agents and {len(d.link_ber)} links, "
+            f"keyframe {n} and {e}"
+        )
+    mu, cv = np.asarray(key.mu, dtype=float), np.asarray(key.cv, dtype=float)
+    return StateArrays(
+        network=d.network,
+        seq=d.seq,
+        timestamp_ns=d.timestamp_ns,
+        arrival_rate=d.arrival_rate,
+        c_th=d.c_th,
+        l_max=d.l_max,
+        topology_seed=key.topology_seed,
+        types=np.asarray(key.types, dtype=np.int64),
+        cloud=np.asarray(key.cloud, dtype=bool),
+        x=np.asarray(key.x, dtype=float),
+        y=np.asarray(key.y, dtype=float),
+        capability=np.asarray(key.capability, dtype=float),
+        latency=agent_latency(d.arrival_rate, mu, cv),
+        observations=np.asarray(d.observations, dtype=float),
+        failures=np.asarray(d.failures, dtype=float),
+        available=np.asarray(d.available, dtype=bool),
+        mu=mu,
+        cv=cv,
+        compute_flops=np.asarray(key.compute_flops, dtype=float),
+        n_params=np.asarray(key.n_params, dtype=float),
+        edges=np.stack(
+            [np.asarray(key.link_u, dtype=np.int64), np.asarray(key.link_v, dtype=np.int64)],
+            axis=1,
+        ).reshape(-1, 2),
+        ber=np.asarray(d.link_ber, dtype=float),
+    )
+
+
+def network_from_parts(
+    key: network_pb2.StateKeyframe,
+    keyframe: int,
+    d: network_pb2.StateDelta,
+    cfg: ModelConfig = DEFAULT,
+) -> Network:
+    """The network a keyframe and one of its deltas describe (the
+    :func:`network_from_state` of the large-state format).
+
+    Raises:
+        DecodeError: see :func:`arrays_from_parts` and :func:`network_from_arrays`.
+    """
+    return network_from_arrays(arrays_from_parts(key, keyframe, d), cfg, d)
 
 
 # --------------------------------------------------------------------------------------

@@ -208,6 +208,15 @@ class Topics:
             f"{base}/policy",
         )
 
+    def keyframe(self, index: int) -> str:
+        """``<state>/keyframe/<index>``: chunk ``index`` of the retained state keyframe."""
+        return f"{self.state}/keyframe/{index}"
+
+    @property
+    def keyframes(self) -> str:
+        """The filter of every keyframe chunk topic."""
+        return f"{self.state}/keyframe/+"
+
 
 @dataclass(frozen=True)
 class TlsOptions:

@@ -29,7 +29,7 @@ EXIT_UNAVAILABLE = 3
 
 RUN_FLAGS = (
     "broker", "network", "seed", "agents", "intents", "intents_split", "rate", "requests",
-    "duration", "state_period", "pending_timeout", "objective", "metrics_host",
+    "duration", "state_period", "state_format", "pending_timeout", "objective", "metrics_host",
     "metrics_port", "mqtt_client_id", "journal", "log_level", "log_format",
 )  # fmt: skip
 """The settings ``sim-ric run`` takes as flags (every other one: ``SIM_*`` only)."""

@@ -281,15 +281,33 @@ class Emulator:
             self.net, network=self.cfg.network, seq=self.seq, timestamp_ns=self.wall_clock_ns()
         )
 
+    def keyframe(self) -> network_pb2.StateKeyframe:
+        """The fixed part of the state (no tick changes it), for the large-state format."""
+        return codec.keyframe_message(self.net, network=self.cfg.network)
+
+    def delta(self, keyframe: int) -> network_pb2.StateDelta:
+        """What the ticks change of the current state, for keyframe id ``keyframe``."""
+        return codec.delta_message(
+            self.net,
+            network=self.cfg.network,
+            seq=self.seq,
+            timestamp_ns=self.wall_clock_ns(),
+            keyframe=keyframe,
+        )
+
     def tick(self) -> network_pb2.NetworkState:
         """Advance the dynamics one tick, enforce the policy and return the new state."""
+        self.advance()
+        return self.state()
+
+    def advance(self) -> None:
+        """Advance the dynamics one tick and enforce the policy (no message built)."""
         counts = self.dynamics.tick()
         self._enforce()
         self.seq += 1
         self.stats["ticks"] += 1
         self.stats["crashes"] += counts["crashes"]
         self.stats["recoveries"] += counts["recoveries"]
-        return self.state()
 
     # ---- policy ---------------------------------------------------------------------------
     def apply_policy(self, payload: bytes) -> str:

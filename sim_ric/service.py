@@ -5,7 +5,11 @@ Topics (ARCHITECTURE.md), all payloads ``lameta.v1.Envelope``:
 ================================  =========  ======================================
 topic                             direction  what
 ================================  =========  ======================================
-``lameta/v1/<network>/state``     out        network state every period (retained)
+``lameta/v1/<network>/state``     out        network state every period (retained): a
+                                             NetworkState, or for large networks a
+                                             StateDelta chunk (``state_format``)
+``…/state/keyframe/<i>``          out        chunks of the state's fixed part (retained;
+                                             large networks, at start and reconnect)
 ``lameta/v1/<network>/requests``  out        service requests, Poisson at the rate
 ``lameta/v1/<network>/control``   in         the xApp's decisions
 ``lameta/v1/<network>/outcomes``  out        one outcome per control message and per
@@ -86,6 +90,8 @@ class SimService:
         self.topics = Topics.for_network(settings.network)
         self.inbound: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=settings.inbound_queue)
         self.counters: Counter[str] = Counter()
+        self._keyframe_id: int | None = None  # published keyframe the deltas refer to
+        self._keyframe_chunks = 0
         self.snapshot: dict[str, Any] = {}
         self.log = structlog.get_logger("sim_ric.service").bind(network=settings.network)
         client.subscribe(self.topics.control, self._on_control, qos=1)
@@ -120,13 +126,46 @@ class SimService:
             self.log.error("connection_event_dropped", event=item[0])
 
     # ---- publishing -------------------------------------------------------------------
-    def _publish_state(self, state: codec.NetworkState) -> None:
+    @property
+    def full_states(self) -> bool:
+        """Whether states go out whole (else as a keyframe and deltas)."""
+        s = self.settings
+        if s.state_format == "auto":
+            return self.emu.net.n_agents <= s.state_full_max_agents
+        return s.state_format == "full"
+
+    def _publish_state(self) -> None:
         if not self.client.connected:
             # A stale state is useless after the reconnect (a fresh one is sent then).
             self.counters["states_skipped"] += 1
             return
-        if self.client.publish(self.topics.state, codec.encode(state), qos=1, retain=True):
+        if self.full_states:
+            payload = codec.encode(self.emu.state())
+        else:
+            if self._keyframe_id is None:
+                self._publish_keyframe()
+            chunk = codec.delta_chunk(self.emu.delta(self._keyframe_id))
+            payload = codec.encode(chunk)
+        if self.client.publish(self.topics.state, payload, qos=1, retain=True):
             self.counters["states_published"] += 1
+
+    def _publish_keyframe(self) -> None:
+        """Publish the keyframe's chunks, retained (and clear chunk topics this process
+        used before beyond the new count)."""
+        chunks = codec.keyframe_chunks(self.emu.keyframe(), self.settings.state_chunk_bytes)
+        for c in chunks:
+            self.client.publish(self.topics.keyframe(c.index), codec.encode(c), qos=1, retain=True)
+        for i in range(len(chunks), self._keyframe_chunks):
+            self.client.publish(self.topics.keyframe(i), b"", qos=1, retain=True)
+        self._keyframe_chunks = len(chunks)
+        self._keyframe_id = chunks[0].keyframe_id
+        self.counters["keyframes_published"] += 1
+        self.log.info(
+            "keyframe_published",
+            keyframe_id=f"{self._keyframe_id:016x}",
+            chunks=len(chunks),
+            bytes=chunks[0].size,
+        )
 
     def _publish_outcome(self, out: codec.Outcome) -> None:
         # QoS 1: queued by paho while disconnected, so an accepted decision's outcome is
@@ -210,7 +249,8 @@ class SimService:
                 stop_reason = "requests"
                 break
             if now >= next_state:
-                self._publish_state(emu.tick())
+                emu.advance()
+                self._publish_state()
                 next_state += s.state_period
                 if next_state <= now:  # fell behind (a long stall): skip, do not burst
                     next_state = now + s.state_period
@@ -259,7 +299,9 @@ class SimService:
                             session_present=value,
                         )
                         down_since = None
-                    self._publish_state(emu.state())
+                        # The keyframe again: a broker restarted without persistence lost it.
+                        self._keyframe_id = None
+                    self._publish_state()
                     # A broker that restarted without persistence lost what was in flight,
                     # and subscribers' sessions with it: announce every unsettled request
                     # again (same ids; a decision already made is re-published, and the
@@ -387,6 +429,7 @@ class _Collector:
             "recoveries": "Agent recoveries",
             "service.states_published": "State messages published",
             "service.states_skipped": "State messages skipped while disconnected",
+            "service.keyframes_published": "State keyframes published (large networks)",
             "service.requests_paused": "Request arrivals skipped while disconnected",
             "service.inbound_dropped": "Control messages dropped (inbound queue full)",
         }

@@ -45,6 +45,22 @@ class SimSettings(MqttSettings):
     )
     rate: float = Field(1.0, ge=0, description="requests published per second (Poisson)")
     state_period: float = Field(1.0, gt=0, description="seconds between state messages")
+    state_format: Literal["auto", "full", "keyframe"] = Field(
+        "auto",
+        description="state messages: one NetworkState each ('full'), or a retained keyframe "
+        "of the fixed part in chunks plus a delta per tick ('keyframe'; what large networks "
+        "need under a broker's message size limit); 'auto': full up to "
+        "state_full_max_agents agents",
+    )
+    state_full_max_agents: int = Field(
+        5000, ge=1, description="'auto' sends whole states up to this many agents"
+    )
+    state_chunk_bytes: int = Field(
+        3 * 1024 * 1024,
+        ge=1024,
+        description="largest keyframe chunk (compressed bytes; below the broker's "
+        "message_size_limit, Mosquitto's deploy/ config: 4 MiB)",
+    )
     pending_timeout: float = Field(30.0, gt=0, description="a request expires after this (s)")
     reannounce_after: float | None = Field(
         5.0,

@@ -101,6 +101,20 @@ def _modules_after_import(module: str) -> set[str]:
         ("xapp_composer.cli", {"torch", "torch_geometric", "transformers", "rapp_intent"}),
         # The rApp's server runs torch models but no training graph library, no other app.
         ("rapp_intent.server", {"torch_geometric", "xapp_composer", "sim_ric"}),
+        # The deployed guard: its service, sensor and ONNX detector load no torch.
+        (
+            "xapp_guard.cli, xapp_guard.service, xapp_guard.sensor, xapp_guard.runtime",
+            {
+                "torch",
+                "torch_geometric",
+                "transformers",
+                "llmkit",
+                "rapp_intent",
+                "xapp_composer",
+                "sim_ric",
+                "rapp_negotiation",
+            },
+        ),
         # The emulator service: numpy, scipy and the transport only.
         (
             "sim_ric.service",

@@ -3,6 +3,7 @@ one-line install command rather than failing the MQTT tests one by one."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,9 +16,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
+    # A top-level make, also when the suite itself runs under `make test` (CI): an
+    # inherited MAKELEVEL turns make's own error line into "make[1]: ...".
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     return subprocess.run(
         ["make", "--no-print-directory", "-s", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
     )  # fmt: skip
 
 

@@ -87,6 +87,14 @@ class TrainConfig:
         default=None,
         metadata={"help": "warm start from this checkpoint (.pt), e.g. the general policy"},
     )
+    ray: str = field(
+        default="",
+        metadata={
+            "help": "roll out on Ray actors: 'auto' (the cluster in view, else a local one) "
+            "or a cluster address; '' (default): in this process"
+        },
+    )
+    workers: int = field(default=1, metadata={"help": "Ray rollout workers (with --ray)", "ge": 1})
 
     def to_dict(self) -> dict:
         """JSON-friendly."""

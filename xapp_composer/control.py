@@ -56,7 +56,7 @@ from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from xapp_composer import features as F
 from xapp_composer.ledger import Decided, DecisionLedger
-from xapp_composer.live_state import LiveState, build_state
+from xapp_composer.live_state import LiveState, StateParts, build_state
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed, Translator
@@ -156,11 +156,15 @@ class ControlCore:
         self.wall_clock_ns = wall_clock_ns
         self.clock = clock
         self.state: LiveState | None = None
+        self.keyframes = codec.KeyframeAssembler()
+        self.keyframe: tuple[network_pb2.StateKeyframe, int] | None = None
+        """The latest complete keyframe of a large network's state, with its id."""
+        self._waiting: network_pb2.StateDelta | None = None
         self._swap = threading.Lock()
         self.metrics.set_policy(runtime.version, runtime.provider)
 
     # ---- state and policy ---------------------------------------------------------------
-    def prepare_state(self, msg: network_pb2.NetworkState) -> LiveState | None:
+    def prepare_state(self, msg: network_pb2.NetworkState | StateParts) -> LiveState | None:
         """Rebuild and prepare a state for the current policy (no swap yet).
 
         Returns:
@@ -181,7 +185,7 @@ class ControlCore:
         runtime = self.runtime
         types = list(current.prepared) if current is not None else []
         t0 = time.perf_counter()
-        live = build_state(msg, runtime, types, received=self.clock())
+        live = build_state(msg, runtime, types, received=self.clock(), previous=current)
         if self.repair_infeasible:  # off the request path: repairs then cost ~0.1 ms
             for chain_types in list(live.prepared):
                 live.search_space(chain_types)
@@ -208,16 +212,66 @@ class ControlCore:
             The new state, or None when it was not installed (logged and counted).
         """
         try:
-            msg = codec.decode_state(payload)
+            env = codec.parse_envelope(payload)
+            kind = env.WhichOneof("payload")
+            if kind == "state_chunk":
+                chunk = codec.decode_chunk(payload)
+                delta = codec.decode_delta(chunk)
+                if self.keyframe is None or self.keyframe[1] != delta.keyframe_id:
+                    # Its keyframe has not arrived yet (topics are not ordered): kept until
+                    # it does, replaced by any newer delta meanwhile.
+                    self._waiting = delta
+                    self.metrics.state("awaiting_keyframe")
+                    return None
+                msg = StateParts(*self.keyframe, delta)
+            else:
+                msg = codec.decode_state(payload)
+        except codec.DecodeError as exc:
+            return self._rejected(exc, len(payload))
+        return self._accept(msg, len(payload))
+
+    def _accept(self, msg: network_pb2.NetworkState | StateParts, size: int) -> LiveState | None:
+        try:
             live = self.prepare_state(msg)
         except codec.DecodeError as exc:
-            self.metrics.state(f"malformed_{exc.code}")
-            log.warning("state_rejected", code=exc.code, reason=exc.reason, bytes=len(payload))
-            return None
-        if live is None:
-            return None
-        self.install_state(live)
+            return self._rejected(exc, size)
+        if live is not None:
+            self.install_state(live)
         return live
+
+    def _rejected(self, exc: codec.DecodeError, size: int) -> None:
+        self.metrics.state(f"malformed_{exc.code}")
+        log.warning("state_rejected", code=exc.code, reason=exc.reason, bytes=size)
+
+    def on_keyframe_chunk(self, payload: bytes) -> LiveState | None:
+        """Take a chunk of a large state's keyframe (an empty payload, a cleared retained
+        topic, is ignored); once a keyframe is complete, the delta that waited for it is
+        prepared and installed.
+
+        Returns:
+            The state installed thereby, or None.
+        """
+        if not payload:
+            return None
+        try:
+            chunk = codec.decode_chunk(payload)
+            if self.keyframe is not None and chunk.keyframe_id == self.keyframe[1]:
+                return None  # the keyframe held (published again after a reconnect)
+            done = self.keyframes.add(chunk)
+        except codec.DecodeError as exc:
+            self.metrics.state(f"malformed_keyframe_{exc.code}")
+            log.warning("keyframe_rejected", code=exc.code, reason=exc.reason, bytes=len(payload))
+            return None
+        if done is None:
+            return None
+        key, chunk_id = done
+        self.keyframe = done
+        self.metrics.state("keyframe")
+        log.info("keyframe_installed", keyframe_id=f"{chunk_id:016x}", agents=len(key.types))
+        waiting, self._waiting = self._waiting, None
+        if waiting is None or waiting.keyframe_id != chunk_id:
+            return None
+        return self._accept(StateParts(key, chunk_id, waiting), len(payload))
 
     def install_runtime(self, runtime: PolicyRuntime) -> None:
         """Swap in a (verified) new policy, with the serving state prepared for it first,

@@ -1,6 +1,8 @@
 """The serving network state: rebuilt from a ``NetworkState`` and prepared for a policy.
 
-A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
+A state arrives whole (a ``NetworkState``) or, for large networks, as a keyframe of its
+fixed part and a delta of what the tick changed (:class:`StateParts`; the wire format is
+in ``proto/lameta_proto/v1/network.proto``). A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
 chain types, the policy's inputs with the GCN encoder already run
 (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`), and the exhaustive search space a
 repair uses. Both are built once per state (on first use, or ahead of the requests by
@@ -26,6 +28,33 @@ REPAIR_SEARCH_MAX = 200_000
 """Largest number of chains searched exhaustively for a repair (81 agents: about 8,000;
 beyond the bound the greedy baseline repairs instead: the search's grids would cost
 hundreds of MB and seconds on the request path)."""
+
+
+@dataclass(frozen=True)
+class StateParts:
+    """A large network's state: its keyframe (with its id) and one delta of it."""
+
+    keyframe: network_pb2.StateKeyframe
+    keyframe_id: int
+    delta: network_pb2.StateDelta
+
+    @property
+    def seq(self) -> int:
+        """The delta's ``seq``."""
+        return int(self.delta.seq)
+
+    @property
+    def timestamp_ns(self) -> int:
+        """The delta's wall-clock time."""
+        return int(self.delta.timestamp_ns)
+
+    def network(self) -> Network:
+        """The network the two describe.
+
+        Raises:
+            codec.DecodeError: they do not fit together or describe no possible network.
+        """
+        return codec.network_from_parts(self.keyframe, self.keyframe_id, self.delta)
 
 
 @dataclass
@@ -94,24 +123,28 @@ class LiveState:
 
 
 def build_state(
-    msg: network_pb2.NetworkState,
+    msg: network_pb2.NetworkState | StateParts,
     runtime: PolicyRuntime,
     chain_types: Sequence[tuple[int, ...]] = (),
     *,
     received: float | None = None,
+    previous: LiveState | None = None,
 ) -> LiveState:
     """Rebuild and prepare a state (the expensive part of a state update).
 
     Args:
-        msg: a decoded, validated state.
+        msg: a decoded, validated state, whole or as parts.
         runtime: the policy to prepare for.
         chain_types: chain-type tuples to prepare now (others on first use).
         received: monotonic time of reception (default now).
+        previous: the state this one follows: what did not change between the two is
+            not prepared again (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`)
+            when it was prepared for the same policy.
 
     Raises:
         codec.DecodeError: the state describes no possible network.
     """
-    net = codec.network_from_state(msg)
+    net = msg.network() if isinstance(msg, StateParts) else codec.network_from_state(msg)
     live = LiveState(
         seq=int(msg.seq),
         timestamp_ns=int(msg.timestamp_ns),
@@ -119,6 +152,8 @@ def build_state(
         net=net,
         runtime=runtime,
     )
+    before = previous.prepared if previous is not None and previous.runtime is runtime else {}
     for types in chain_types or (tuple(net.cfg.chain_types),):
-        live.inputs(tuple(types))
+        types = tuple(types)
+        live.prepared[types] = runtime.prepare(net, types, previous=before.get(types))
     return live

@@ -109,6 +109,7 @@ class XappService:
         self.watcher = PolicyWatcher(settings.policy, core, loader, self.metrics)
         self._state_lock = threading.Lock()
         self._latest_state: bytes | None = None
+        self._keyframe_chunks: list[bytes] = []
         self._state_event = threading.Event()
         self._state_pending = threading.Event()  # received, not yet handled
         self._connected_at = -float("inf")  # monotonic time of the last (re)connection
@@ -122,6 +123,7 @@ class XappService:
             self.requests_filter = shared(self.topics.requests, settings.share_group)
         client.subscribe(self.requests_filter, self._on_request, qos=1, ack="manual")
         client.subscribe(self.topics.state, self._on_state, qos=1)
+        client.subscribe(self.topics.keyframes, self._on_keyframe, qos=1)
         client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
 
     # ---- paho thread: hand over only ------------------------------------------------------
@@ -146,6 +148,13 @@ class XappService:
             if self._latest_state is not None:
                 self.metrics.state("superseded")  # never prepared: a newer one came first
             self._latest_state = payload  # the latest wins; older unprocessed ones are moot
+            self._state_pending.set()
+        self._state_event.set()
+
+    def _on_keyframe(self, topic: str, payload: bytes) -> None:
+        # Every chunk counts (unlike states, where the latest wins): queued in order.
+        with self._state_lock:
+            self._keyframe_chunks.append(payload)
             self._state_pending.set()
         self._state_event.set()
 
@@ -246,7 +255,17 @@ class XappService:
             self._state_event.clear()
             with self._state_lock:
                 payload, self._latest_state = self._latest_state, None
+                chunks, self._keyframe_chunks = self._keyframe_chunks, []
+            for chunk in chunks:
+                try:
+                    self.core.on_keyframe_chunk(chunk)
+                except Exception:
+                    self.metrics.state("internal_error")
+                    log.exception("keyframe_handling_failed", bytes=len(chunk))
             if payload is None:
+                with self._state_lock:
+                    if self._latest_state is None and not self._keyframe_chunks:
+                        self._state_pending.clear()
                 continue
             try:
                 live = self.core.on_state(payload)
@@ -256,7 +275,7 @@ class XappService:
                 continue
             finally:
                 with self._state_lock:
-                    if self._latest_state is None:
+                    if self._latest_state is None and not self._keyframe_chunks:
                         self._state_pending.clear()
             if live is not None:
                 log.debug("state_installed", seq=live.seq, agents=live.net.n_agents)

@@ -43,10 +43,13 @@ from xapp_composer.artefacts import (
     read_card,
     sha256_file,
 )
-from xapp_composer.sparse_gcn import sparse_encoder
+from xapp_composer.sparse_gcn import head_on_rows, sparse_encoder
 
 log = structlog.get_logger(__name__)
 EVEN = (0.25, 0.25, 0.25, 0.25)
+PARTIAL_MAX_SHARE = 0.6
+"""Largest share of the agents an incremental re-encoding may touch (its subgraph); above
+it the whole graph is encoded, which then costs about the same."""
 
 
 class PolicyIntegrityError(RuntimeError):
@@ -224,7 +227,10 @@ class PolicyRuntime:
                         f"{file.name}: sha256 {digest[:12]}... does not match its card "
                         f"({str(want)[:12]}...)"
                     )
-        self.session = make_session(self.path, prefer_gpu=prefer_gpu, threads=threads)
+        # The step graph on the candidates' rows only (sparse_gcn.head_on_rows).
+        self.session = make_session(
+            self.path, prefer_gpu=prefer_gpu, threads=threads, model=head_on_rows(self.path)
+        )
         self.encoder = make_session(self.encoder_path, prefer_gpu=prefer_gpu, threads=threads)
         self.edge_encoder = make_session(
             self.encoder_path,
@@ -250,6 +256,8 @@ class PolicyRuntime:
         self.fees: list[float] = list(self.card.get("fees", []))
         self.mode: str = self.card.get("mode", "predicted")
         self.n_elams = int(self.card["policy"]["n_elams"])
+        self.gcn_layers = int(self.card["policy"].get("gcn_layers", 0))
+        """GCN layers of the encoder (0 if the card does not say: no partial encoding)."""
         self.version = f"{self.card.get('name', self.path.stem)}@{self.card['sha256'][:12]}"
 
     # ---- per state ----------------------------------------------------------------------
@@ -287,24 +295,65 @@ class PolicyRuntime:
         return Prepared(state, plan, node_h, h_graph, net.n_agents, tables, cols, len(levels))
 
     def encode(self, state: F.BatchState, previous: Prepared | None = None):
-        """(node_h, h_graph) of a served state; ``previous``'s when neither the node
-        features nor the links changed."""
-        if (
-            previous is not None
-            and previous.state.route is state.route
-            and np.array_equal(previous.state.node_x, state.node_x)
-        ):
-            return previous.node_h, previous.h_graph
+        """(node_h, h_graph) of a served state.
+
+        After ``previous`` on the same links, only the agents whose embedding can have
+        changed are encoded again: with L GCN layers (eq. 36) an agent's embedding
+        depends on the features within L hops, so the agents within L hops of those whose
+        features changed are re-encoded, on the subgraph within 2L hops (whose edges keep
+        the whole graph's normalisation weights: every neighbour and weight of those
+        agents, and of their neighbours, is then the whole graph's). h_graph is the mean
+        of the embeddings (eq. 37). The whole graph is encoded when that subgraph holds
+        more than :data:`PARTIAL_MAX_SHARE` of the agents.
+        """
         e = state.gcn_edges
+        partial = None
+        if previous is not None and previous.state.gcn_edges is e and self.gcn_layers > 0:
+            changed = np.any(previous.state.node_x[0] != state.node_x[0], axis=1)
+            if not changed.any():
+                return previous.node_h, previous.h_graph
+            partial = self._encode_around(state, previous, changed)
+        if partial is not None:
+            return partial
         feeds = {"x": state.node_x, "edge_src": e.src, "edge_dst": e.dst, "edge_w": e.weight}
         node_h, h_graph = self.edge_encoder.run(ENCODER_OUTPUTS, feeds)
         return node_h, h_graph
 
+    def _encode_around(self, state: F.BatchState, previous: Prepared, changed: np.ndarray):
+        """(node_h, h_graph) with the embeddings around ``changed`` agents recomputed, or
+        None when the subgraph to encode is too large to pay."""
+        e = state.gcn_edges
+        src, dst = e.src, e.dst[:, 0]
+        reach = [changed]
+        for _ in range(2 * self.gcn_layers):
+            nxt = reach[-1].copy()
+            nxt[dst[reach[-1][src]]] = True  # the operator is symmetric: one direction
+            reach.append(nxt)
+        inner, outer = reach[self.gcn_layers], reach[-1]
+        n = len(changed)
+        if outer.sum() > PARTIAL_MAX_SHARE * n:
+            return None
+        sub = np.flatnonzero(outer)
+        index = np.full(n, -1, dtype=np.int64)
+        index[sub] = np.arange(len(sub))
+        keep = outer[src] & outer[dst]
+        feeds = {
+            "x": state.node_x[:, sub],
+            "edge_src": index[src[keep]],
+            "edge_dst": index[dst[keep]][:, None],
+            "edge_w": e.weight[keep],
+        }
+        sub_h, _ = self.edge_encoder.run(ENCODER_OUTPUTS, feeds)
+        node_h = previous.node_h.copy()
+        node_h[0, inner] = sub_h[0, index[inner]]
+        return node_h, node_h.mean(axis=1)
+
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):
         feeds = {
-            "node_h": p.node_h,
-            "cand_idx": idx[None, :].astype(np.int64),
+            "node_h": p.node_h[:, idx],
+            "h_graph": p.h_graph,
+            "cand_idx": np.arange(len(idx), dtype=np.int64)[None, :],
             "raw": step.raw,
             "mask": step.mask,
             "chain": step.chain,

@@ -80,3 +80,40 @@ def sparse_encoder(path: Path) -> bytes:
     )
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def head_on_rows(path: Path) -> bytes:
+    """The step graph at ``path`` taking the rows it reads instead of every node's, and
+    h_graph as an input, serialised.
+
+    The exported step graph reads ``node_h`` (B, N, H) twice: a ReduceMean for h_graph
+    (eq. 37), which the encoder already computed, and a gather at the step's candidates.
+    At 100,000 agents each call then scans 25 MB for a few hundred rows. In the rewritten
+    graph the ReduceMean's output is the new input ``h_graph`` (B, H), and ``node_h`` holds
+    only the candidates' rows: the caller feeds ``node_h[:, cand_idx]`` and
+    ``cand_idx = arange(M)``. Same outputs up to float32 summation order.
+
+    Raises:
+        ValueError: ``node_h`` feeds anything but one ReduceMean and one gather.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    users = [n for n in graph.node if "node_h" in n.input]
+    kinds = sorted(n.op_type for n in users)
+    if kinds != ["GatherElements", "ReduceMean"]:
+        raise ValueError(f"{path.name}: node_h feeds {kinds}, not one ReduceMean and one gather")
+    (mean,) = [n for n in users if n.op_type == "ReduceMean"]
+    nodes = []
+    for node in graph.node:
+        if node is mean:
+            nodes.append(helper.make_node("Identity", ["h_graph"], [mean.output[0]]))
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.input.append(helper.make_tensor_value_info("h_graph", TensorProto.FLOAT, ["B", "H"]))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -25,6 +25,7 @@ from xapp_composer.configs import IntentMode, TrainConfig
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.gae import compute_gae
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
+from xapp_composer.rollouts import RayRollouts, merged, rollout
 from xapp_composer.scoring import EvalSet
 
 VALIDATION_SEEDS = tuple(range(900_001, 900_017))
@@ -81,6 +82,25 @@ def ppo_update(
     return {k: float(np.mean(v)) for k, v in stats.items()}
 
 
+def advantages(traj: Trajectory, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages and returns (eq. 42) of a trajectory: every episode ends after its
+    last row."""
+    rewards = torch.from_numpy(traj.rewards).float()
+    values = torch.stack(traj.values)
+    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
+    terminated = torch.zeros_like(rewards)
+    terminated[-1] = 1.0
+    return compute_gae(
+        rewards,
+        values,
+        next_values,
+        terminated,
+        torch.zeros_like(rewards),
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+
+
 def validate(policy: GCNActorCritic, evalset: EvalSet, mode: IntentMode) -> dict[str, float]:
     """Greedy policy on the validation pairs: mean normalised score and factors."""
     policy.eval()
@@ -130,7 +150,8 @@ def train(
             )
         policy.load_state_dict(ckpt["state_dict"])
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    pool = NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
+    workers = RayRollouts(cfg, requests) if cfg.ray else None
+    pool = None if workers else NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
     val = EvalSet.build(
         VALIDATION_SEEDS, val_requests, n_agents=cfg.n_agents, per_network=32, rng=rng
     )
@@ -167,77 +188,65 @@ def train(
     start = time.monotonic()
     budget = cfg.minutes * 60.0
     bar = tqdm(total=int(budget), disable=not progress, unit="s", desc=cfg.name)
-    with curve_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        it = 0
-        while it < cfg.max_iterations and time.monotonic() - start < budget:
-            frac = min(1.0, (time.monotonic() - start) / budget)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * (1.0 - 0.9 * frac)
-            ent_coef = cfg.ent_coef * (1.0 - frac)
-            # ---- rollout ---------------------------------------------------------------
-            pool.refresh(cfg.pool_refresh)
-            s = pool.sample(cfg.batch_episodes)
-            req = requests.subset(rng.integers(len(requests), size=cfg.batch_episodes))
-            traj = run_episodes(
-                policy,
-                s,
-                req,
-                mode=cfg.mode,
-                rng=rng,
-                keep_tensors=True,
-                step_reward_coef=cfg.step_reward_coef,
-            )
-            # ---- advantages (eq. 42): every episode ends after its last row -----------
-            rewards = torch.from_numpy(traj.rewards).float()
-            values = torch.stack(traj.values)
-            next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
-            terminated = torch.zeros_like(rewards)
-            terminated[-1] = 1.0
-            adv, ret = compute_gae(
-                rewards,
-                values,
-                next_values,
-                terminated,
-                torch.zeros_like(rewards),
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
-            # ---- update (eq. 43) --------------------------------------------------------
-            stats = ppo_update(policy, opt, traj, adv, ret, cfg, ent_coef, rng)
-            it += 1
-            o = traj.outcome
-            feas = o["feasible"]
-            row = {
-                "iteration": it,
-                "episodes": it * cfg.batch_episodes,
-                "seconds": round(time.monotonic() - start, 1),
-                "return": float(traj.rewards.sum(axis=0).mean()),
-                "r_episode": float(traj.score.mean()),
-                "Q": float(np.nanmean(np.where(feas, o["Q"], np.nan))),
-                "C": float(np.mean(o["C"])),
-                "B": float(np.mean(o["B"])),
-                "L": float(np.nanmean(np.where(feas, o["L"], np.nan))),
-                "P_outage": float(np.nanmean(np.where(feas, o["P_outage"], np.nan))),
-                "feasible": float(feas.mean()),
-                "elam0_share": float((traj.elam == 0).mean()) if cfg.mode == "predicted" else "",
-                **{k: round(v, 5) for k, v in stats.items()},
-            }
-            if it % cfg.eval_every == 0 or it == 1:
-                v = validate(policy, val, cfg.mode)
-                row.update({k: round(x, 5) for k, x in v.items()})
-                if v["val_normalized_score"] > best["val_normalized_score"]:
-                    best = {**v, "iteration": it}
-                    best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
-                bar.set_postfix(
-                    val=f"{v['val_normalized_score']:.3f}",
-                    best=f"{best['val_normalized_score']:.3f}",
-                )
-            writer.writerow(row)
-            fh.flush()
-            bar.n = int(time.monotonic() - start)
-            bar.refresh()
+    try:
+        with curve_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            it = 0
+            while it < cfg.max_iterations and time.monotonic() - start < budget:
+                frac = min(1.0, (time.monotonic() - start) / budget)
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * (1.0 - 0.9 * frac)
+                ent_coef = cfg.ent_coef * (1.0 - frac)
+                # ---- rollout (here, or on the Ray workers) -----------------------------------
+                if workers is None:
+                    parts = [rollout(cfg, policy, pool, requests, rng, cfg.batch_episodes)]
+                else:
+                    parts = workers.collect(policy, cfg.batch_episodes)
+                # ---- advantages (eq. 42) and update (eq. 43), per part ---------------------
+                part_stats = [
+                    ppo_update(policy, opt, part, *advantages(part, cfg), cfg, ent_coef, rng)
+                    for part in parts
+                ]
+                stats = {k: float(np.mean([p[k] for p in part_stats])) for k in part_stats[0]}
+                traj = merged(parts)
+                it += 1
+                o = traj.outcome
+                feas = o["feasible"]
+                row = {
+                    "iteration": it,
+                    "episodes": it * cfg.batch_episodes,
+                    "seconds": round(time.monotonic() - start, 1),
+                    "return": float(traj.rewards.sum(axis=0).mean()),
+                    "r_episode": float(traj.score.mean()),
+                    "Q": float(np.nanmean(np.where(feas, o["Q"], np.nan))),
+                    "C": float(np.mean(o["C"])),
+                    "B": float(np.mean(o["B"])),
+                    "L": float(np.nanmean(np.where(feas, o["L"], np.nan))),
+                    "P_outage": float(np.nanmean(np.where(feas, o["P_outage"], np.nan))),
+                    "feasible": float(feas.mean()),
+                    "elam0_share": float((traj.elam == 0).mean())
+                    if cfg.mode == "predicted"
+                    else "",
+                    **{k: round(v, 5) for k, v in stats.items()},
+                }
+                if it % cfg.eval_every == 0 or it == 1:
+                    v = validate(policy, val, cfg.mode)
+                    row.update({k: round(x, 5) for k, x in v.items()})
+                    if v["val_normalized_score"] > best["val_normalized_score"]:
+                        best = {**v, "iteration": it}
+                        best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
+                    bar.set_postfix(
+                        val=f"{v['val_normalized_score']:.3f}",
+                        best=f"{best['val_normalized_score']:.3f}",
+                    )
+                writer.writerow(row)
+                fh.flush()
+                bar.n = int(time.monotonic() - start)
+                bar.refresh()
+    finally:
+        if workers is not None:
+            workers.close()
     bar.close()
     # A last validation, so the final weights compete too.
     v = validate(policy, val, cfg.mode)
@@ -252,6 +261,7 @@ def train(
         "iterations": it,
         "episodes": it * cfg.batch_episodes,
         "seconds": round(time.monotonic() - start, 1),
+        "rollout_workers": cfg.workers if cfg.ray else 0,
         "best": best,
         "elam_ids": requests.elam_ids,
         "fees": requests.fees.tolist(),

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DIRECTIVE = re.compile(r'^\{\{\s*(\w+)\("([^"]+)"\)\s*\}\}\s*$', re.M)
+DIRECTIVE = re.compile(r'^\{\{\s*(\w+)\("([^"]+)"\)\s*\}\}[ \t]*$', re.M)
 
 
 def _cell(text: object) -> str:

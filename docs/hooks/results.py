@@ -77,9 +77,9 @@ def elam_ablation(root: Path) -> str:
     return _table(ELAM_HEADER, _elam_rows(root, "models/elam/ablation/*/card.json"))
 
 
-def srl_eval(root: Path) -> str:
+def srl_eval(root: Path, seeds: str = "101-110") -> str:
     """Policies and baselines on the dev intents (``models/policy/report/eval_dev_*``)."""
-    data = _json(root, "models/policy/report/eval_dev_seeds101-110.json")
+    data = _json(root, f"models/policy/report/eval_dev_seeds{seeds}.json")
     rows = []
     for method, r in data.items():
         if method.startswith("_") or not isinstance(r, dict) or "normalized_score" not in r:
@@ -113,11 +113,216 @@ def negotiation_bench(root: Path) -> str:
     return f"{table}\n\nCapacity {data['capacity']:.2f} req/s; command: `{data['command']}`"
 
 
+APPS = ("content", "qa", "immersive", "critical")
+
+
+def _fig6_set(data: dict, split: str) -> str:
+    rows = []
+    for model, r in data["sets"][split].items():
+        per_app, overall = r["per_app"], r["overall"]
+        rows.append(
+            [model, *(_f(per_app[a]["mse"], 4) for a in APPS), _f(overall["mse"], 5),
+             _f(overall["mae"], 4), f"{100 * overall['failure_rate']:.1f} %", str(overall["n"])]
+        )  # fmt: skip
+    header = ["model", *(f"{a} MSE" for a in APPS), "MSE", "MAE", "failures", "n"]
+    return _table(header, rows)
+
+
+def iokd_fig6(root: Path) -> str:
+    """Fig. 6, intent precision per E-LAM and loss (``models/elam/report/fig6.json``)."""
+    data = _json(root, "models/elam/report/fig6.json")
+    parts = []
+    for split in data["sets"]:
+        parts.append(f"**{split}**\n\n{_fig6_set(data, split)}")
+    rows = []
+    for m in data.get("seed_means") or []:
+        for split, r in m["mse"].items():
+            rows.append(
+                [m["family"], split, ", ".join(map(str, m["seeds"])), _f(r["iokd"], 5),
+                 _f(r["dpo"], 5), _f(r["dpo"] - r["iokd"], 5), _f(r["paired_diff_se"], 5),
+                 f"{r['iokd_wins']} of {len(m['seeds'])}"]
+            )  # fmt: skip
+    if rows:
+        header = ["family", "set", "seeds", "IoKD mean MSE", "DPO mean MSE",
+                  "DPO - IoKD", "standard error", "IoKD lower in"]  # fmt: skip
+        parts.append(f"**Mean over seeds, paired by seed**\n\n{_table(header, rows)}")
+    return "\n\n".join(parts)
+
+
+def iokd_fig7(root: Path) -> str:
+    """Fig. 7, MSE against labelled samples (``models/elam/report/fig7.json``)."""
+    data = _json(root, "models/elam/report/fig7.json")
+    rows = [
+        [str(p["labelled"]), str(p["synthetic"]), _f(p["heldout_mse"], 5), _f(p["dev_mse"], 5)]
+        for p in data["points"]
+    ]
+    table = _table(["labelled", "synthetic", "held-out MSE", "dev MSE"], rows)
+    cfg = data["config"]
+    return (
+        f"{table}\n\nLoss `{cfg['loss']['kind']}`, {cfg['ensemble']} head(s) per point, "
+        f"seed {cfg['seed']}; {data.get('note', '')}."
+    )
+
+
+def _srl_report(root: Path) -> dict:
+    return _json(root, "models/policy/report/srl_report.json")
+
+
+def srl_fig9(root: Path) -> str:
+    """Fig. 9, each policy's final training factors (``srl_report.json``)."""
+    data = _srl_report(root)["fig9_final_factors"]
+    rows = [
+        [f"`{name}`", _f(r["C"]), _f(r["B"], 4), _f(r["L"], 2), _f(r["P_outage"])]
+        for name, r in data.items()
+    ]
+    return _table(["policy", "C", "B", "L (s)", "P outage"], rows)
+
+
+def srl_fig10(root: Path) -> str:
+    """Fig. 10, policy selection by intent similarity (``srl_report.json``)."""
+    r = _srl_report(root)["fig10_policy_selection"]
+    rows = [
+        ["users", str(r["users"])],
+        ["nearest policy is the best of the four", f"{100 * r['nearest_is_best_share']:.1f} %"],
+        ["nearest policy beats the mean of the other three",
+         f"{100 * r['nearest_beats_mean_of_others_share']:.1f} %"],
+        ["nearest policy is the user's own application's",
+         f"{100 * r['nearest_is_own_app_share']:.1f} %"],
+        ["normalised score, nearest policy", _f(r["normalized_score_nearest_policy"])],
+        ["normalised score, own application's policy", _f(r["normalized_score_own_app_policy"])],
+        ["normalised score, best policy per user", _f(r["normalized_score_best_policy"])],
+        ["normalised score, mean over policies", _f(r["normalized_score_mean_policy"])],
+    ]  # fmt: skip
+    return _table(["measure", "value"], rows)
+
+
+def srl_fig11(root: Path) -> str:
+    """Fig. 11, in-context calibration against outlier translations (``srl_report.json``)."""
+    r = _srl_report(root)["fig11_icl_ablation"]
+    names = {
+        "clean": "no outliers",
+        "outliers_no_icl": "outliers, no calibration",
+        "outliers_icl": "outliers, calibrated (eqs. 44-46)",
+    }
+    rows = [
+        [label, _f(r[key]["normalized_score"]), _f(r[key]["on_outliers"]),
+         _f(r[key]["on_regular"])]
+        for key, label in names.items()
+    ]  # fmt: skip
+    table = _table(["translations", "normalised score", "on the outliers", "on the rest"], rows)
+    return (
+        f"{table}\n\n{r['requests']} requests, {r['outliers']} outliers "
+        f"({100 * r['outlier_share']:.0f} %), memory of the {r['k_recent']} most recent."
+    )
+
+
+def srl_generalisation(root: Path) -> str:
+    """Policies trained at N = 81 on networks of other sizes (``srl_report.json``)."""
+    data = _srl_report(root)["generalisation"]
+    rows = [
+        [size, _f(r["srl"]), _f(r["srl_general"]), _f(r["drl_even"]), _f(r["greedy"])]
+        for size, r in data.items()
+    ]
+    return _table(["network", "SRL", "SRL general", "DRL (Even)", "Greedy"], rows)
+
+
+def negotiation_timeline(root: Path, run: str = "scripted-soft") -> str:
+    """The negotiation timeline study (``models/negotiation/report/timeline_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/timeline_{run}.json")
+    rows = []
+    for n in data["negotiations"]:
+        sources = "; ".join(
+            f"{role}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            for role, counts in n["sources"].items()
+        )
+        rows.append(
+            [n["status"], _f(n["capacity"], 2), ", ".join(_f(t, 2) for t in n["targets"]),
+             _f(n["theoretical"], 3), _f(n["agreed"], 3), str(n["rounds"]), str(n["warnings"]),
+             str(n["penalties"]), sources]
+        )  # fmt: skip
+    header = ["status", "capacity", "tenants' targets", "optimum x*", "agreed", "rounds",
+              "warnings", "penalties", "decisions by source"]  # fmt: skip
+    outcomes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data["outcomes"].items())
+    return (
+        f"{_table(header, rows)}\n\nDesign `{data['design']}`, negotiator `{data['llm']}`, "
+        f"{data['ticks']} ticks; arrivals: {outcomes}; command: `{data['command']}`"
+    )
+
+
+def guard_eval(root: Path, seed: int) -> str:
+    """The intrusion detector on an unseen recording (``models/guard/eval-seed-<n>.json``)."""
+    data = _json(root, f"models/guard/eval-seed-{seed}.json")
+    classes = list(data["windows"])
+    rows = [
+        [f"`{name}`", _f(m["accuracy"], 4), f"{m['macro_f1']:.4f} ± {m['macro_f1_std']:.4f}",
+         *(_f(m["per_class"][c]["f1"], 2) for c in classes)]
+        for name, m in data["methods"].items()
+    ]  # fmt: skip
+    header = ["method", "accuracy", "macro-F1 (± sd, 5 seeds)", *(f"{c} F1" for c in classes)]
+    windows = ", ".join(f"{c} {n}" for c, n in data["windows"].items())
+    alerts = data["alerts"]
+    delays = [d["max_delay"] for pace in alerts["episodes"].values() for d in pace.values()]
+    detected = sum(d["detected"] for pace in alerts["episodes"].values() for d in pace.values())
+    episodes = sum(d["episodes"] for pace in alerts["episodes"].values() for d in pace.values())
+    text = (
+        f"{_table(header, rows)}\n\nTest seed {data['test_seed']}; windows: {windows}. "
+        f"Alerts of `{alerts['detector']}`: {detected} of {episodes} attack episodes detected, "
+        f"largest delay {max(delays)} windows; {alerts['false_alarms']} false alarms in "
+        f"{alerts['benign_windows']} benign windows ({alerts['false_alarms_per_10k']:.1f} per "
+        "10,000)."
+    )
+    clean = data.get("clean")
+    if clean:
+        text += (
+            f" Clean run: {clean['requests']} requests, {clean['windows']} windows, "
+            f"{clean['false_alarms']} false alarms ({clean['false_alarms_per_10k']:.2f} per "
+            "10,000)."
+        )
+    return text
+
+
+def iokd_build(root: Path) -> str:
+    """What the IoKD dataset build asked, accepted and rejected (``models/elam/data/build.json``)."""
+    data = _json(root, "models/elam/data/build.json")
+    rows = []
+    for app, r in data["apps"].items():
+        aug = r["augmentation"]
+        per_round = "; ".join(
+            f"round {x['round']}: {x['accepted']} of {x['attempted']}" for x in aug["rounds"]
+        )
+        rows.append(
+            [app, str(r["d_u"]), str(r["d_rel"]), str(aug["requested"]), str(aug["accepted"]),
+             per_round, str(r["d_iokd"])]
+        )  # fmt: skip
+    header = ["application", "D_u", "D_rel", "synthetic asked", "accepted",
+              "accepted per round", "D_IoKD"]  # fmt: skip
+    cot = data["cot"]["rounds"]
+    accepted = sum(x["accepted"] for x in cot)
+    attempted = sum(x["attempted"] for x in cot)
+    return (
+        f"{_table(header, rows)}\n\nC-LAM `{data['clam']}`; chain-of-thought explanations "
+        f"accepted {accepted} of {attempted} (the rubric's reading of the vector replaces "
+        f"the rest); built in {data['seconds']:.0f} s."
+    )
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
         "elam-ablation": elam_ablation,
         "srl-eval": srl_eval,
+        "srl-eval-101-105": lambda root: srl_eval(root, "101-105"),
         "negotiation-bench": negotiation_bench,
+        "negotiation-timeline": negotiation_timeline,
+        "negotiation-timeline-local": lambda root: negotiation_timeline(root, "local-soft"),
+        "iokd-build": iokd_build,
+        "iokd-fig6": iokd_fig6,
+        "iokd-fig7": iokd_fig7,
+        "srl-fig9": srl_fig9,
+        "srl-fig10": srl_fig10,
+        "srl-fig11": srl_fig11,
+        "srl-generalisation": srl_generalisation,
+        "guard-eval-seed-11": lambda root: guard_eval(root, 11),
+        "guard-eval-seed-7": lambda root: guard_eval(root, 7),
     }
 )

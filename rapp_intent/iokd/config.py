@@ -23,10 +23,6 @@ DEV_SET = REPO_DIR.parent / "shared" / "spec" / "dev_intents.jsonl"
 """The dev set beside the repository (evaluation only: never trained or tuned on)."""
 FAMILIES = ("minilm", "smollm2")
 """The E-LAM families IoKD distils."""
-DOC_FILE = Path("README.md")
-"""The documentation file that gets the IoKD report's section (relative to the working
-directory)."""
-
 LossKind = Literal["iokd", "dpo"]
 
 _BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
@@ -392,7 +388,11 @@ class ReportConfig:
     out_dir: Path = field(metadata={"help": "where the figures go (default: <models_dir>/report)"})
     dev: Path | None = field(metadata={"help": "the dev set (evaluation only)"})
     readme: Path | None = field(
-        default=DOC_FILE, metadata={"help": "documentation file that gets the IoKD section"}
+        default=None,
+        metadata={
+            "help": "Markdown file that also gets a generated IoKD section (the docs render "
+            "Figs. 6 and 7 from fig6.json and fig7.json; default: none)"
+        },
     )
     families: tuple[str, ...] = field(
         default=FAMILIES, metadata={"help": "E-LAM families to evaluate"}

@@ -3,8 +3,9 @@
 :func:`make_report` runs the studies (:mod:`~rapp_intent.iokd.fig6`,
 :mod:`~rapp_intent.iokd.fig7`), writes their data (``fig6.json``, ``fig7.json``), renders
 them (``fig6.md``, ``fig7.png``; :mod:`~rapp_intent.iokd.render`,
-:mod:`~rapp_intent.iokd.plot`) and puts the IoKD section into the documentation file
-(:data:`~rapp_intent.iokd.config.DOC_FILE` unless told otherwise; :mod:`~rapp_intent.iokd.doc_section`).
+:mod:`~rapp_intent.iokd.plot`) and, when given a Markdown file (``--readme``), puts an IoKD
+section into it (:mod:`~rapp_intent.iokd.doc_section`). The docs render both figures'
+tables from the JSON files at build time.
 
 A row whose artefact's model card already holds an evaluation of the same set is taken
 from the card (:mod:`~rapp_intent.iokd.cards`); ``fresh=True``

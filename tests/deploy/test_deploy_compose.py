@@ -19,6 +19,7 @@ from servicekit.acl import USERS
 from servicekit.mqtt import parse_broker_url
 from sim_ric.settings import SimSettings
 from xapp_composer.settings import XappSettings
+from xapp_guard.settings import GuardSettings
 
 try:
     import compose as _compose_pkg
@@ -38,8 +39,9 @@ COMPONENTS = {
     "rapp": ("RAPP_", RappSettings, None),
     "xapp": ("XAPP_", XappSettings, "xapp-composer"),
     "rapp-negotiation": ("NEGO_", NegoSettings, "rapp-negotiation"),
+    "xapp-guard": ("GUARD_", GuardSettings, "xapp-guard"),
 }
-PROFILES = ("negotiation",)
+PROFILES = ("negotiation", "guard")
 """Every optional service (compose profiles) is checked too."""
 
 
@@ -129,6 +131,7 @@ def test_tls_files_come_from_each_components_own_volume(config) -> None:
     expected = {
         ("sim-ric", "SIM_TLS_CA"): "/out/ca",
         ("rapp-negotiation", "NEGO_TLS_CA"): "/out/ca",
+        ("xapp-guard", "GUARD_TLS_CA"): "/out/ca",
         ("xapp", "XAPP_TLS_CA"): "/out/xapp",
         ("xapp", "XAPP_RAPP_TLS_CA"): "/out/xapp",
         ("xapp", "XAPP_RAPP_TLS_CERT"): "/out/xapp",
@@ -194,7 +197,7 @@ def test_ports_are_published_on_the_hosts_loopback_only(config) -> None:
         for port in service.get("ports", []):
             assert port["host_ip"] == "127.0.0.1", (name, port)
             published.append(int(port["target"]))
-    assert sorted(published) == [3000, 8080, 8883, 9090, 9464, 9465, 9466, 50051]
+    assert sorted(published) == [3000, 8080, 8883, 9090, 9464, 9465, 9466, 9467, 50051]
 
 
 def test_the_negotiation_rapp_is_opt_in_and_binds_its_health_port_in_the_container(
@@ -214,6 +217,26 @@ def test_the_negotiation_rapp_is_opt_in_and_binds_its_health_port_in_the_contain
     assert int(port["target"]) == 9466 and port["host_ip"] == "127.0.0.1"
     assert "127.0.0.1:9466/ric/v1/health/ready" in service["healthcheck"]["test"][-1]
     assert _source_of(service, "/data/cache")["type"] == "volume"
+
+
+def test_the_guard_is_opt_in_and_reads_the_brokers_log_volume(
+    tmp_path, passwords, pki, config
+) -> None:
+    done = _config(_env_file(tmp_path, passwords, pki), profiles=())
+    assert done.returncode == 0, done.stderr
+    assert "xapp-guard" not in json.loads(done.stdout)["services"]
+    service = config["services"]["xapp-guard"]
+    assert service["build"]["target"] == "xapp-guard"
+    assert service["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    # The image binds metrics on 0.0.0.0:9467 (deploy/Dockerfile); published on loopback.
+    [port] = service["ports"]
+    assert int(port["target"]) == 9467 and port["host_ip"] == "127.0.0.1"
+    assert "127.0.0.1:9467/metrics" in service["healthcheck"]["test"][-1]
+    log = Path(service["environment"]["GUARD_BROKER_LOG"])
+    guard_side = _source_of(service, str(log.parent))
+    broker_side = _source_of(config["services"]["mosquitto"], "/mosquitto/log")
+    assert guard_side["type"] == broker_side["type"] == "volume"
+    assert guard_side["source"] == broker_side["source"] and guard_side["read_only"]
 
 
 def test_the_broker_starts_after_its_users_and_certificates(config) -> None:

@@ -1,7 +1,7 @@
 """The live dashboard: Prometheus scrapes each component of deploy/compose.yaml on the port
 its image serves /metrics on, Grafana reads that Prometheus, and every metric a panel of
 the provisioned dashboard queries is exported by a running service (the local stack,
-started for real: broker, rApp, xApp, emulator, negotiation rApp)."""
+started for real: broker, rApp, xApp, emulator, negotiation rApp, guard)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.deploy_support import DEPLOY
+from lameta_stack.broker import mosquitto_available
 from lameta_stack.stack import Stack, StackConfig
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "lameta-ric.json"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 # The port each image serves /metrics on (deploy/Dockerfile) per compose service.
-METRICS_PORTS = {"xapp": 8080, "rapp": 9464, "sim-ric": 9465, "rapp-negotiation": 9466}
+METRICS_PORTS = {
+    "xapp": 8080, "rapp": 9464, "sim-ric": 9465, "rapp-negotiation": 9466, "xapp-guard": 9467,
+}  # fmt: skip
 # Series Prometheus makes itself rather than scrapes.
 SYNTHETIC = {"up"}
 # PromQL words that look like metric names.
@@ -83,7 +86,9 @@ def test_the_dashboard_reads_the_provisioned_prometheus() -> None:
     titles = {p["title"] for p in panels}
     for wanted in ("Decisions per second", "End-to-end latency", "Fallbacks by cause",
                    "Rejections by code", "rApp latency", "E-LAM use", "Serving policy",
-                   "Admitted rate", "Negotiations"):  # fmt: skip
+                   "Admitted rate", "Negotiations", "Alerts per second by class",
+                   "Windows scored per second", "Clients tracked",
+                   "Scoring latency p99"):  # fmt: skip
         assert wanted in titles, wanted
 
 
@@ -97,7 +102,7 @@ def test_prometheus_scrapes_each_component_where_its_image_serves_metrics() -> N
         assert str(port) in published, (name, port)
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     for env in ("XAPP_HEALTH_PORT=8080", "RAPP_METRICS_PORT=9464", "SIM_METRICS_PORT=9465",
-                "NEGO_HEALTH_PORT=9466"):  # fmt: skip
+                "NEGO_HEALTH_PORT=9466", "GUARD_METRICS_PORT=9467"):  # fmt: skip
         assert env in dockerfile, env
     grafana = compose["grafana"]
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
@@ -127,7 +132,9 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
             StackConfig(
                 directory=directory,
                 rate=5.0,
+                broker="mosquitto",
                 negotiation=True,
+                guard=True,
                 env={"nego": {"NEGO_LLM": "scripted"}},
             )
         )
@@ -136,6 +143,7 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
             "rapp": desc["rapp"]["metrics"],
             "sim-ric": desc["sim"]["metrics"],
             "rapp-negotiation": desc["nego"]["health"] + "/metrics",
+            "xapp-guard": desc["guard"]["metrics"],
         }
         yield {name: _exported(url) for name, url in urls.items()}
     finally:
@@ -143,6 +151,7 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
         assert all(stopped.values()), stopped
 
 
+@pytest.mark.skipif(not mosquitto_available(), reason="the guard needs mosquitto")
 def test_every_metric_a_panel_queries_is_exported_by_a_running_service(exported) -> None:
     assert set(exported) == set(METRICS_PORTS)
     everything = set().union(*exported.values())

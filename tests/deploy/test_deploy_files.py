@@ -84,6 +84,7 @@ def test_the_broker_init_reads_the_users_from_the_acl() -> None:
         ("rapp-intent", ["RAPP_HOST", "RAPP_METRICS_HOST"]),
         ("xapp-composer", ["XAPP_HEALTH_HOST"]),
         ("rapp-negotiation", ["NEGO_HEALTH_HOST"]),
+        ("xapp-guard", ["GUARD_METRICS_HOST"]),
     ],
 )
 def test_images_opt_in_to_every_interface_explicitly(target, variables) -> None:
@@ -119,3 +120,22 @@ def test_the_negotiation_image_ships_its_package_and_classifier_and_names_real_s
     assert f"COPY {shipped} ./{shipped}" in stage
     assert env["NEGO_ARBITRAL_DIR"] == f"/app/{shipped}"
     assert env["NEGO_LLM_CACHE_DIR"].startswith("/data/") and 'VOLUME ["/data"]' in stage
+
+
+def test_the_guard_image_ships_its_package_and_detector_and_names_real_settings() -> None:
+    from xapp_guard.settings import DEFAULT_MODEL, GuardSettings
+
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY xapp_guard ./xapp_guard" in text.split("\nFROM ", 2)[1]
+    assert "!xapp_guard/**" in (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    stage = text.split("AS xapp-guard\n", 1)[1].split("\nFROM ", 1)[0]
+    # Torch-free, like the xApp: onnxruntime from the xapp extra.
+    assert "pip install '.[xapp]'" in stage and "torch" not in stage
+    env = dict(re.findall(r"^\s*(?:ENV )?(GUARD_[A-Z_]+)=(\S+)", stage, re.M))
+    for var in env:
+        assert var[len("GUARD_") :].lower() in GuardSettings.model_fields, var
+    shipped = DEFAULT_MODEL.relative_to(DEPLOY.parent)
+    card = shipped.with_suffix(".card.json")
+    assert f"COPY {shipped.as_posix()} {card.as_posix()} ./{shipped.parent.as_posix()}/" in stage
+    assert env["GUARD_MODEL"] == f"/app/{shipped.as_posix()}"
+    assert env["GUARD_METRICS_PORT"] == "9467"

@@ -1,19 +1,23 @@
 """The local stack as deployed: TLS-only broker, one user per component with its ACL,
-the rApp behind mutual TLS, a signed policy, the negotiation rApp under its own user;
-``up`` returns ready, ``down`` leaves nothing."""
+the rApp behind mutual TLS, a signed policy, the negotiation rApp and (with Mosquitto) the
+intrusion detector under their own users; ``up`` returns ready, ``down`` leaves
+nothing."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.loop import metric_sum
 
 from lameta_stack.broker import mosquitto_available
-from lameta_stack.stack import Stack, StackConfig
+from lameta_stack.stack import Stack, StackConfig, StackError
 from servicekit import codec
 from servicekit.integrity import load_public_key, verify_files
 from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics
@@ -38,6 +42,7 @@ def stack(request, tmp_path_factory):
             broker=request.param,
             rate=5.0,
             negotiation=True,
+            guard=request.param == "mosquitto",
             env={"nego": {"NEGO_LLM": "scripted"}},
         )
     )
@@ -127,7 +132,6 @@ def test_the_xapp_runs_a_policy_signed_by_the_stacks_key(stack) -> None:
 
 def test_a_second_up_in_the_same_directory_is_refused(stack) -> None:
     st, _ = stack
-    from lameta_stack.stack import StackError
 
     with pytest.raises(StackError, match="already running"):
         st.up(StackConfig(directory=st.dir))
@@ -165,3 +169,34 @@ def test_the_negotiated_policy_reaches_the_emulator_under_its_own_identity(stack
         sim_log = Path(st.record("sim").log).read_text()
     applied = [json.loads(line) for line in sim_log.splitlines() if '"policy_applied"' in line]
     assert any(e["negotiation_id"] == policy.negotiation_id for e in applied)
+
+
+def test_the_guard_scores_the_stacks_traffic_as_its_own_user(stack) -> None:
+    """With Mosquitto, xapp-guard logs in as its own user over TLS, reads the broker's
+    log (every packet), scores windows and exports them; the broker denies it nothing."""
+    st, desc = stack
+    if desc["broker"]["kind"] != "mosquitto":
+        assert "guard" not in desc
+        return
+    assert st.status()["guard"]
+    url = desc["guard"]["metrics"]
+    deadline = time.monotonic() + 30
+    text = httpx.get(url, timeout=2).text
+    while metric_sum(text, "xapp_guard_windows_total") == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        text = httpx.get(url, timeout=2).text
+    assert metric_sum(text, "xapp_guard_events_total") > 0
+    assert metric_sum(text, "xapp_guard_windows_total") > 0
+    assert metric_sum(text, "xapp_guard_clients") > 0
+    broker_log = Path(st.record("broker").log).read_text()
+    assert re.search(r"New client connected .* as xapp-guard-default .*u'xapp-guard'", broker_log)
+    assert "Received PUBLISH from sim-ric" in broker_log  # log_type all
+    assert not re.search(r"Denied \S+ from xapp-guard", broker_log)
+    env = json.loads((st.dir / "run" / "guard.env.json").read_text())
+    assert env["GUARD_BROKER"].startswith("mqtts://xapp-guard:")
+
+
+def test_the_guard_needs_mosquitto(tmp_path) -> None:
+    with pytest.raises(StackError, match="needs Mosquitto"):
+        Stack(tmp_path).up(StackConfig(directory=tmp_path, broker="embedded", guard=True))
+    assert not (tmp_path / "stack.json").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agentnet.intents import APPS
 from rapp_intent.cli import build_parser
 from rapp_intent.iokd import cli as iokd_cli
@@ -76,4 +74,4 @@ def test_the_report_config_comes_from_its_flags(tmp_path) -> None:
         families=tuple(args.families),
     )
     assert config.families == ("minilm",) and not config.fig7 and config.fresh
-    assert not config.progress and config.readme == Path("README.md")
+    assert not config.progress and config.readme is None

@@ -7,6 +7,7 @@ the rApp's request checks: tests/rapp_intent/test_input_fuzz.py."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from support.fuzz import mutate
 
 from agentnet.intents import LabelledIntent
+from agentnet.network import generate_network
 from servicekit import codec
 from sim_ric.emulator import REFUSAL_CODES, RESOLVING_CODES, Emulator, EmulatorConfig
 
@@ -26,6 +28,7 @@ DECODERS = (
     codec.decode_decision,
     codec.decode_outcome,
     codec.decode_policy,
+    codec.decode_chunk,
 )
 CODES = {"garbage", "unsupported_schema", "wrong_message_type", "missing_field", "invalid_field"}
 
@@ -106,6 +109,59 @@ def test_whatever_validates_round_trips(msg) -> None:
     except codec.DecodeError:
         return
     assert codec.encode(back) == data
+
+
+_NET = generate_network(2, n_agents=60)
+_KEY = codec.keyframe_chunks(codec.keyframe_message(_NET, network="n"), 700)
+_DELTA = codec.encode(
+    codec.delta_chunk(
+        codec.delta_message(_NET, network="n", seq=1, timestamp_ns=1, keyframe=_KEY[0].keyframe_id)
+    )
+)
+
+
+def _parts_of(data: bytes) -> None:
+    """Decode a chunk payload as far as it goes: a delta into the network of the keyframe,
+    a keyframe chunk into an assembler holding the genuine other chunks."""
+    chunk = codec.decode_chunk(data)
+    if chunk.body == codec.StateChunk.DELTA:
+        delta = codec.decode_delta(chunk)
+        key, kid = _assembled()
+        try:
+            codec.network_from_parts(key, kid, delta)
+        except codec.DecodeError as exc:
+            if exc.code != "missing_keyframe":
+                raise
+        return
+    asm = codec.KeyframeAssembler()
+    for other in _KEY:
+        if other.index != chunk.index:
+            asm.add(other)
+    asm.add(chunk)
+
+
+def _assembled():
+    asm = codec.KeyframeAssembler()
+    return [asm.add(c) for c in _KEY][-1]
+
+
+@given(st.sampled_from(range(len(_KEY) + 1)), st.lists(st.integers(0, 100_000), max_size=4),
+       st.integers(0, 8))  # fmt: skip
+def test_state_parts_decoders_on_mutated_chunks(which: int, flips: list[int], cut: int) -> None:
+    assert len(_KEY) > 1
+    base = _DELTA if which == len(_KEY) else codec.encode(_KEY[which])
+    _check(_parts_of, mutate(base, flips, cut))
+
+
+@given(st.binary(max_size=512), st.booleans())
+def test_state_parts_decoders_on_random_bodies(data: bytes, delta: bool) -> None:
+    body = codec.StateChunk.DELTA if delta else codec.StateChunk.KEYFRAME
+    for payload in (data, zlib.compress(data)):
+        if not payload:
+            continue
+        chunk = codec.StateChunk(network="n", body=body, keyframe_id=_KEY[0].keyframe_id,
+                                 count=1, size=len(payload), data=payload)  # fmt: skip
+        _check(_parts_of, codec.encode(chunk))
 
 
 _EMU = Emulator(

@@ -325,12 +325,17 @@ class XappProcess(ManagedProcess):
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of ``/metrics`` (0 when absent)."""
-        from prometheus_client.parser import text_string_to_metric_families
+        return metric_sum(self.get("/metrics").text, name, **labels)
 
-        text = self.get("/metrics").text
-        total = 0.0
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` with ``labels`` in a Prometheus exposition (0 when
+    absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total

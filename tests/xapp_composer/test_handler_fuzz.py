@@ -51,12 +51,22 @@ requests = st.builds(
     arrival_rate=st.floats(allow_nan=True, allow_infinity=True),
     timestamp_ns=st.integers(-(2**63), 2**63 - 1),
 )
+well_formed = st.builds(  # requests the policy can decide: the decision path itself
+    network_pb2.ServiceRequest,
+    request_id=st.text("abcdef0123456789-", min_size=1, max_size=24),
+    prompt=st.text("abcdefghij klmnop,.!", min_size=1, max_size=120).filter(str.strip),
+    app=st.sampled_from(["immersive", "qa", "content", "critical"]),
+    chain_types=st.lists(st.integers(1, 3), min_size=1, max_size=5),
+    arrival_rate=st.floats(0.1, 10.0),
+    timestamp_ns=st.integers(0, 2**62),
+)
 
 
 @given(
     st.one_of(
         st.binary(max_size=400),
         requests.map(codec.encode),
+        well_formed.map(codec.encode),
         st.tuples(requests.map(codec.encode), st.lists(st.integers(0, 5000), max_size=4),
                   st.integers(0, 6)).map(lambda t: mutate(*t)),
     )

@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -174,18 +175,106 @@ class Policy(_message.Message):
     reason: str
     def __init__(self, network: _Optional[str] = ..., negotiation_id: _Optional[str] = ..., arrival_rate: _Optional[float] = ..., timestamp_ns: _Optional[int] = ..., valid_until_ns: _Optional[int] = ..., capacity: _Optional[float] = ..., state_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class StateKeyframe(_message.Message):
+    __slots__ = ("network", "topology_seed", "types", "cloud", "x", "y", "capability", "mu", "cv", "compute_flops", "n_params", "link_u", "link_v")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    TOPOLOGY_SEED_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    MU_FIELD_NUMBER: _ClassVar[int]
+    CV_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_FLOPS_FIELD_NUMBER: _ClassVar[int]
+    N_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LINK_U_FIELD_NUMBER: _ClassVar[int]
+    LINK_V_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    topology_seed: int
+    types: _containers.RepeatedScalarFieldContainer[int]
+    cloud: _containers.RepeatedScalarFieldContainer[bool]
+    x: _containers.RepeatedScalarFieldContainer[float]
+    y: _containers.RepeatedScalarFieldContainer[float]
+    capability: _containers.RepeatedScalarFieldContainer[float]
+    mu: _containers.RepeatedScalarFieldContainer[float]
+    cv: _containers.RepeatedScalarFieldContainer[float]
+    compute_flops: _containers.RepeatedScalarFieldContainer[float]
+    n_params: _containers.RepeatedScalarFieldContainer[float]
+    link_u: _containers.RepeatedScalarFieldContainer[int]
+    link_v: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, network: _Optional[str] = ..., topology_seed: _Optional[int] = ..., types: _Optional[_Iterable[int]] = ..., cloud: _Optional[_Iterable[bool]] = ..., x: _Optional[_Iterable[float]] = ..., y: _Optional[_Iterable[float]] = ..., capability: _Optional[_Iterable[float]] = ..., mu: _Optional[_Iterable[float]] = ..., cv: _Optional[_Iterable[float]] = ..., compute_flops: _Optional[_Iterable[float]] = ..., n_params: _Optional[_Iterable[float]] = ..., link_u: _Optional[_Iterable[int]] = ..., link_v: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StateDelta(_message.Message):
+    __slots__ = ("network", "seq", "timestamp_ns", "keyframe_id", "arrival_rate", "c_th", "l_max", "observations", "failures", "available", "link_ber")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_RATE_FIELD_NUMBER: _ClassVar[int]
+    C_TH_FIELD_NUMBER: _ClassVar[int]
+    L_MAX_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LINK_BER_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    seq: int
+    timestamp_ns: int
+    keyframe_id: int
+    arrival_rate: float
+    c_th: float
+    l_max: float
+    observations: _containers.RepeatedScalarFieldContainer[float]
+    failures: _containers.RepeatedScalarFieldContainer[float]
+    available: _containers.RepeatedScalarFieldContainer[bool]
+    link_ber: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, network: _Optional[str] = ..., seq: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., keyframe_id: _Optional[int] = ..., arrival_rate: _Optional[float] = ..., c_th: _Optional[float] = ..., l_max: _Optional[float] = ..., observations: _Optional[_Iterable[float]] = ..., failures: _Optional[_Iterable[float]] = ..., available: _Optional[_Iterable[bool]] = ..., link_ber: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class StateChunk(_message.Message):
+    __slots__ = ("network", "body", "keyframe_id", "seq", "index", "count", "size", "offset", "data")
+    class Body(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        BODY_UNSPECIFIED: _ClassVar[StateChunk.Body]
+        KEYFRAME: _ClassVar[StateChunk.Body]
+        DELTA: _ClassVar[StateChunk.Body]
+    BODY_UNSPECIFIED: StateChunk.Body
+    KEYFRAME: StateChunk.Body
+    DELTA: StateChunk.Body
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    network: str
+    body: StateChunk.Body
+    keyframe_id: int
+    seq: int
+    index: int
+    count: int
+    size: int
+    offset: int
+    data: bytes
+    def __init__(self, network: _Optional[str] = ..., body: _Optional[_Union[StateChunk.Body, str]] = ..., keyframe_id: _Optional[int] = ..., seq: _Optional[int] = ..., index: _Optional[int] = ..., count: _Optional[int] = ..., size: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class Envelope(_message.Message):
-    __slots__ = ("schema", "state", "request", "decision", "outcome", "policy")
+    __slots__ = ("schema", "state", "request", "decision", "outcome", "policy", "state_chunk")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHUNK_FIELD_NUMBER: _ClassVar[int]
     schema: int
     state: NetworkState
     request: ServiceRequest
     decision: ControlDecision
     outcome: Outcome
     policy: Policy
-    def __init__(self, schema: _Optional[int] = ..., state: _Optional[_Union[NetworkState, _Mapping]] = ..., request: _Optional[_Union[ServiceRequest, _Mapping]] = ..., decision: _Optional[_Union[ControlDecision, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+    state_chunk: StateChunk
+    def __init__(self, schema: _Optional[int] = ..., state: _Optional[_Union[NetworkState, _Mapping]] = ..., request: _Optional[_Union[ServiceRequest, _Mapping]] = ..., decision: _Optional[_Union[ControlDecision, _Mapping]] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., state_chunk: _Optional[_Union[StateChunk, _Mapping]] = ...) -> None: ...
