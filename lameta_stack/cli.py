@@ -25,6 +25,19 @@ from servicekit import cli
 from servicekit.logs import configure_logging
 
 
+def _add_loop_flags(p, *, requests: int, rate: float) -> None:
+    """The flags of a driven closed-loop run (chaos, demo): load, broker, seed."""
+    p.add_argument(
+        "--requests",
+        type=cli.bounded(int, ge=1),
+        default=requests,
+        help="requests the emulator issues",
+    )
+    p.add_argument("--rate", type=cli.bounded(float, gt=0), default=rate, help="requests/s")
+    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
+    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
+
+
 def cmd_up(args) -> int:
     stack = Stack(args.dir)
     config = StackConfig(
@@ -169,35 +182,25 @@ def build_parser() -> cli.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("chaos", help="a closed-loop run under faults and forged traffic")
-    p.add_argument(
-        "--requests", type=cli.bounded(int, ge=1), default=1000, help="requests the emulator issues"
-    )
-    p.add_argument("--rate", type=cli.bounded(float, gt=0), default=20.0, help="requests/s")
+    _add_loop_flags(p, requests=1000, rate=20.0)
     p.add_argument(
         "--dir",
         type=Path,
         default=None,
         help="stack directory (default: a temporary one, removed afterwards)",
     )
-    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     p.add_argument("--no-faults", action="store_true", help="the same run without faults")
-    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--json", action="store_true", help="one line of JSON")
     p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("demo", help="the closed loop as deployed, with a results table and plots")
-    p.add_argument(
-        "--requests", type=cli.bounded(int, ge=1), default=200, help="requests the emulator issues"
-    )
-    p.add_argument("--rate", type=cli.bounded(float, gt=0), default=10.0, help="requests/s")
+    _add_loop_flags(p, requests=200, rate=10.0)
     p.add_argument(
         "--out",
         type=Path,
         default=ROOT / "runs" / "demo",
         help="where the figures, logs and the stack's files go",
     )
-    p.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
-    p.add_argument("--seed", type=cli.bounded(int, ge=0), default=0, help="emulator seed")
     p.add_argument("--policy", type=Path, default=SHIPPED_POLICY, help="the xApp's ONNX policy")
     p.set_defaults(func=cmd_demo)
 

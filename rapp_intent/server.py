@@ -251,11 +251,11 @@ class IntentServicer:
         state: ServiceState,
         metrics: RappMetrics,
         max_concurrent: int,
-        reports: ReportPolicy | None = None,
+        reports: ReportPolicy,
     ):
         self.state = state
         self.metrics = metrics
-        self.reports = reports or ReportPolicy(["*"], rate=1e9, burst=1_000_000_000)
+        self.reports = reports
         self._max_concurrent = max_concurrent
         self._running = 0
         self._lock = threading.Lock()
@@ -398,8 +398,9 @@ class RappServer:
         self._access_log: AccessLog | None = None
         self._servicer: IntentServicer | None = None
 
-    def _servicer_busy(self) -> bool:
-        return self._servicer is not None and self._servicer.in_flight() > 0
+    def in_flight(self) -> int:
+        """IntentService calls admitted and not yet answered (0 before start)."""
+        return self._servicer.in_flight() if self._servicer is not None else 0
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
@@ -517,7 +518,7 @@ class RappServer:
         self.metrics.ready.set(0)
         self.state.draining = True
         end = time.monotonic() + grace
-        while self._servicer_busy() and time.monotonic() < end:
+        while self.in_flight() > 0 and time.monotonic() < end:
             time.sleep(0.02)
         if self._server is not None:
             self._server.stop(max(0.0, end - time.monotonic())).wait()

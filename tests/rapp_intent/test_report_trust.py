@@ -234,13 +234,13 @@ def test_health_answers_not_serving_over_the_wire_during_drain(running):
     slow = threading.Thread(target=lambda: result.update(r=stub.TranslateBatch(batch, timeout=300)))
     slow.start()
     deadline = time.monotonic() + 30
-    while server._servicer.in_flight() < 1 and time.monotonic() < deadline:
+    while server.in_flight() < 1 and time.monotonic() < deadline:
         time.sleep(0.005)
     stopper = threading.Thread(target=server.stop, kwargs={"grace": 120})
     stopper.start()
     while not server.state.draining:
         time.sleep(0.005)
-    if server._servicer.in_flight() < 1:
+    if server.in_flight() < 1:
         pytest.skip("the slow call finished before the drain began")
     status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5).status
     code, _ = _code(stub.Translate, intent_pb2.TranslateRequest(prompt="late"), timeout=5)
