@@ -305,8 +305,10 @@ class Sensor:
                 self.client.stop(timeout=2.0)
 
     def stats(self) -> dict[str, int]:
-        """Lines read, join counters, unreadable access lines."""
+        """Lines read and reopenings (rotation, truncation) per file, join counters,
+        unreadable access lines."""
         out = {f"lines_{t.path.name}": t.lines for t in self._tails}
+        out.update({f"reopened_{t.path.name}": t.reopened for t in self._tails})
         out.update(self.joiner.counters)
         out["unparsed_access_lines"] = self.unparsed_access_lines
         return out

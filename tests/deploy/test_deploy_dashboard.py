@@ -94,6 +94,9 @@ def test_the_dashboard_reads_the_provisioned_prometheus() -> None:
 
 def test_prometheus_scrapes_each_component_where_its_image_serves_metrics() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    # The guard's service is in its override (compose.guard.yaml).
+    compose["xapp-guard"] = yaml.safe_load((DEPLOY / "compose.guard.yaml").read_text())[
+        "services"]["xapp-guard"]  # fmt: skip
     jobs = yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
     targets = {t for job in jobs for c in job["static_configs"] for t in c["targets"]}
     assert targets == {f"{name}:{port}" for name, port in METRICS_PORTS.items()}

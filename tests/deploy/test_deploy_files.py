@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from deploy.deploy_support import ACL, BROKER_INIT, CHART, DEPLOY, PROBE, password_var
+from deploy.deploy_support import ACL, BROKER_INIT, CHART, DEPLOY, PROBE, directives, password_var
 from lameta_stack.broker import MESSAGE_SIZE_LIMIT
 from servicekit.acl import USERS, mosquitto_acl
 
@@ -26,24 +26,16 @@ def test_the_committed_acl_is_the_rendering_of_servicekit_acl() -> None:
         (BROKER_INIT, "mosquitto-init.sh"),
         (PROBE, "rapp_health.py"),
         (DEPLOY / "xapp" / "config-file.json", "config-file.json"),
+        (DEPLOY / "mosquitto" / "guard.conf", "mosquitto-guard.conf"),
+        (DEPLOY / "mosquitto" / "log-rotate.sh", "log-rotate.sh"),
     ],
 )
 def test_the_chart_ships_the_same_files(original, copy) -> None:
     assert (CHART / "files" / copy).read_bytes() == original.read_bytes()
 
 
-def _directives(path) -> list[tuple[str, str]]:
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            out.append((key, value.strip()))
-    return out
-
-
 def test_the_broker_config_is_tls_only_with_users_acl_and_limits() -> None:
-    conf = _directives(DEPLOY / "mosquitto" / "mosquitto.conf")
+    conf = directives((DEPLOY / "mosquitto" / "mosquitto.conf").read_text())
     d = dict(conf)
     assert [v for k, v in conf if k == "listener"] == ["8883 0.0.0.0"]  # one listener, TLS
     # Its TLS files follow the listener line (per-listener settings).

@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from deploy.deploy_support import CHART, DEPLOY, PROBE, password_var
+from deploy.deploy_support import CHART, DEPLOY, PROBE, directives, password_var
 from rapp_intent.settings import RappSettings
 from rapp_negotiation.settings import NegoLLMSettings, NegoSettings
 from servicekit.acl import USERS, mosquitto_acl
@@ -508,3 +508,207 @@ def test_xapp_replicas_share_the_requests(xapp) -> None:
         assert hpa["metrics"][0]["resource"]["name"] == "cpu"
     else:
         assert deployment["spec"]["replicas"] == 3 and not hpas
+
+
+GUARD = {"guard": {"enabled": True},
+         "broker": {"users": {"xapp-guard": {"password": "4" * 32}}}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def guard_docs() -> list[dict]:
+    return render(GUARD)
+
+
+def _containers(pod: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in pod["containers"]}
+
+
+def _mount_of(pod: dict, container: dict, path: str) -> tuple[dict, dict]:
+    """The mount of ``container`` holding ``path`` and its volume."""
+    hits = [m for m in container["volumeMounts"]
+            if path == m["mountPath"] or path.startswith(m["mountPath"] + "/")]  # fmt: skip
+    assert hits, (container["name"], path)
+    mount = max(hits, key=lambda m: len(m["mountPath"]))
+    return mount, {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_guard_validates_against_the_kubernetes_schemas(guard_docs, version) -> None:
+    assert "xapp-guard" in _containers(workloads(guard_docs)["mosquitto"])
+    for doc in guard_docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_helm_lint_finds_no_error_with_the_guard() -> None:
+    report = helm.lint(str(CHART), _merge(VALUES, GUARD), strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    assert all(m["severity"] < 2 for m in report["messages"]), report["messages"]
+
+
+def test_without_the_guard_the_broker_pod_has_none_of_it(docs) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["guard"]["enabled"] is False
+    pod = workloads(docs)["mosquitto"]
+    assert list(_containers(pod)) == ["mosquitto"]
+    broker = _containers(pod)["mosquitto"]
+    assert "args" not in broker and "command" not in broker  # the image's mosquitto.conf
+    assert {m["mountPath"] for m in broker["volumeMounts"]} == {
+        "/mosquitto/config/mosquitto.conf", "/mosquitto/auth", "/mosquitto/tls",
+        "/mosquitto/data"}  # fmt: skip
+    assert {v["name"] for v in pod["volumes"]} == {"config", "init", "auth", "tls"}
+    assert "hostAliases" not in pod
+    cm = by_kind(docs, "ConfigMap")[f"{NAME}-mosquitto"]["data"]
+    assert set(cm) == {"mosquitto.conf", "acl", "init.sh"}
+    conf = dict(directives(cm["mosquitto.conf"]))
+    assert "log_type all" not in cm["mosquitto.conf"] and conf["log_dest"] == "stdout"
+    assert "xapp-guard" not in env_of(pod["initContainers"][0])["REQUIRED_USERS"]["value"]
+    images = [c["image"] for p in workloads(docs).values() for c in p["containers"]]
+    assert not [i for i in images if "xapp-guard" in i]
+
+
+def test_an_install_with_the_guard_needs_its_password_and_the_bundled_broker() -> None:
+    message = render_error({"guard": {"enabled": True}})
+    assert "broker user xapp-guard needs a password" in message
+    external = _merge(GUARD, {"mosquitto": {"enabled": False}, "broker": {"host": "mqtt.example"},
+                              "tls": {"caSecret": "ca"},
+                              "networkPolicy": {"externalBroker": [{"ipBlock": {
+                                  "cidr": "192.0.2.10/32"}}]}})  # fmt: skip
+    assert "guard.enabled: the guard runs in the bundled broker's pod" in render_error(external)
+
+
+def test_the_guard_is_a_sidecar_reading_the_log_the_broker_writes(guard_docs) -> None:
+    """The broker runs guard.conf, which writes the packet log (log_type all) into the
+    emptyDir the guard mounts read-only at the path it reads, and includes the shipped
+    mosquitto.conf from where that is mounted."""
+    from xapp_guard.sensor import MOSQUITTO_LOG_LINES
+
+    pod = workloads(guard_docs)["mosquitto"]
+    containers = _containers(pod)
+    assert list(containers) == ["mosquitto", "log-rotate", "xapp-guard"]
+    broker, rotate, guard = (
+        containers["mosquitto"],
+        containers["log-rotate"],
+        containers["xapp-guard"],
+    )
+    cm = by_kind(guard_docs, "ConfigMap")[f"{NAME}-mosquitto"]["data"]
+    assert cm["guard.conf"] + "\n" == (DEPLOY / "mosquitto/guard.conf").read_text()
+    assert cm["log-rotate.sh"] + "\n" == (DEPLOY / "mosquitto/log-rotate.sh").read_text()
+    # The shipped configuration, unchanged (set_tcp_nodelay and the rest).
+    assert cm["mosquitto.conf"] + "\n" == (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    assert dict(directives(cm["mosquitto.conf"]))["set_tcp_nodelay"] == "true"
+
+    # The broker's main file is guard.conf, from the ConfigMap.
+    assert broker["args"][0].endswith("mosquitto") and broker["args"][1] == "-c"
+    main = broker["args"][2]
+    mount, volume = _mount_of(pod, broker, main)
+    assert volume["configMap"]["name"] == f"{NAME}-mosquitto"
+    assert [i["key"] for i in volume["configMap"]["items"]] == [mount["subPath"]] == ["guard.conf"]
+    conf = directives(cm["guard.conf"])
+    assert {f"{k} {v}" for k, v in conf} >= set(MOSQUITTO_LOG_LINES)
+    # It includes the directory of the shipped mosquitto.conf, which must not hold it.
+    [include] = [v for k, v in conf if k == "include_dir"]
+    base, base_volume = _mount_of(pod, broker, f"{include}/mosquitto.conf")
+    assert base["subPath"] == "mosquitto.conf" and base_volume["name"] == "config"
+    assert not main.startswith(include + "/")
+
+    # The log file: written by the broker into an emptyDir, read there by the guard.
+    [log_file] = [v.split(" ", 1)[1] for k, v in conf if k == "log_dest" and v.startswith("file ")]
+    broker_mount, log_volume = _mount_of(pod, broker, log_file)
+    assert "emptyDir" in log_volume and not broker_mount.get("readOnly")
+    guard_env = env_of(guard)
+    guard_log = guard_env["GUARD_BROKER_LOG"]["value"]
+    guard_mount, guard_volume = _mount_of(pod, guard, guard_log)
+    assert guard_volume == log_volume
+    assert guard_mount["readOnly"] is True
+    relative = log_file[len(broker_mount["mountPath"]) :]
+    assert guard_log[len(guard_mount["mountPath"]) :] == relative == "/mosquitto.log"
+    # The rotation truncates that same file.
+    rotate_env = env_of(rotate)
+    rotate_mount, rotate_volume = _mount_of(pod, rotate, rotate_env["LOG_FILE"]["value"])
+    assert rotate_volume == log_volume and not rotate_mount.get("readOnly")
+    assert rotate_env["LOG_FILE"]["value"][len(rotate_mount["mountPath"]) :] == relative
+    script = rotate["command"][-1]
+    _, script_volume = _mount_of(pod, rotate, script)
+    assert script_volume["configMap"]["items"] == [{"key": "log-rotate.sh",
+                                                    "path": "log-rotate.sh"}]  # fmt: skip
+    # The log is private to the broker's user: every container runs as the pod's.
+    assert pod["securityContext"]["runAsUser"] == 1883
+    for c in containers.values():
+        assert "runAsUser" not in c["securityContext"], c["name"]
+
+
+def test_the_guards_log_volume_is_sized_for_its_rotation(guard_docs) -> None:
+    pod = workloads(guard_docs)["mosquitto"]
+    rotate = env_of(_containers(pod)["log-rotate"])
+    max_bytes = int(rotate["LOG_MAX_BYTES"]["value"])
+    assert max_bytes == 64 * 2**20 and int(rotate["LOG_CHECK_SECONDS"]["value"]) == 10
+    [volume] = [v for v in pod["volumes"] if v["name"] == "broker-log"]
+    limit = volume["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Mi") and int(limit[:-2]) * 2**20 > 2 * max_bytes  # log and log.1
+    small = render(_merge(GUARD, {"guard": {"brokerLog": {"maxMiB": 8, "checkSeconds": 5}}}))
+    rotate = env_of(_containers(workloads(small)["mosquitto"])["log-rotate"])
+    assert (rotate["LOG_MAX_BYTES"]["value"], rotate["LOG_CHECK_SECONDS"]["value"]) == (
+        str(8 * 2**20), "5")  # fmt: skip
+
+
+def test_the_guard_logs_in_as_itself_over_tls_on_the_pods_loopback(guard_docs) -> None:
+    from xapp_guard.settings import GuardSettings
+
+    pod = workloads(guard_docs)["mosquitto"]
+    guard = _containers(pod)["xapp-guard"]
+    env = env_of(guard)
+    assert guard["image"].endswith("/xapp-guard:0.1.0") and guard["args"] == ["run"]
+    url = parse_broker_url(env["GUARD_BROKER"]["value"].replace("$(MQTT_PASSWORD)", "p"))
+    assert (url.scheme, url.host, url.port, url.username) == (
+        "mqtts", f"{NAME}-mosquitto", 8883, "xapp-guard")  # fmt: skip
+    # The certificate's name resolves to this pod: no DNS, no NetworkPolicy in between.
+    assert pod["hostAliases"] == [{"ip": "127.0.0.1", "hostnames": [url.host]}]
+    assert env["MQTT_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{NAME}-mqtt-xapp-guard"
+    mount, volume = _mount_of(pod, guard, env["GUARD_TLS_CA"]["value"])
+    assert volume["secret"]["secretName"] == "tls-broker" and mount["readOnly"]
+    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # not the key
+    assert "tls" not in {m["name"] for m in guard["volumeMounts"]}
+    assert env["GUARD_NETWORK"]["value"] == "default"
+    assert "GUARD_THRESHOLD" not in env  # the card's
+    for var in env:
+        assert var == "MQTT_PASSWORD" or var[len("GUARD_") :].lower() in GuardSettings.model_fields
+    init = env_of(pod["initContainers"][0])
+    assert "xapp-guard" in init["REQUIRED_USERS"]["value"].split()
+    assert init[password_var("xapp-guard")]["valueFrom"]["secretKeyRef"]["optional"] is False
+    threshold = render(_merge(GUARD, {"guard": {"threshold": 0.4}}))
+    guard_env = env_of(_containers(workloads(threshold)["mosquitto"])["xapp-guard"])
+    assert (
+        GuardSettings(_env_file=None, threshold=guard_env["GUARD_THRESHOLD"]["value"]).threshold
+        == 0.4
+    )
+
+
+def test_the_guards_metrics_port_is_probed_scraped_and_open_to_monitoring(guard_docs) -> None:
+    from xapp_guard.settings import GuardSettings
+
+    pod = workloads(guard_docs)["mosquitto"]
+    guard = _containers(pod)["xapp-guard"]
+    env = env_of(guard)
+    port = int(env["GUARD_METRICS_PORT"]["value"])
+    assert env["GUARD_METRICS_HOST"]["value"] == "0.0.0.0"
+    settings = GuardSettings(_env_file=None, metrics_port=port)
+    assert settings.metrics_port == port == 9467
+    assert guard["ports"] == [{"name": "metrics", "containerPort": port}]
+    assert guard["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    # The pod's readiness is the broker's alone.
+    assert "readinessProbe" not in guard
+    assert _containers(pod)["mosquitto"]["readinessProbe"]["tcpSocket"] == {"port": "mqtts"}
+    for c in ("xapp-guard", "log-rotate"):
+        resources = _containers(pod)[c]["resources"]
+        assert resources["requests"] and resources["limits"], c
+    [sts] = [d for d in guard_docs if d["kind"] == "StatefulSet"]
+    annotations = sts["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["checksum/guard"]
+    policies = _policies(guard_docs)
+    assert _rules(policies["mosquitto"]["ingress"], "from") == {
+        8883: ["xapp-composer", "sim-ric"], port: [MONITORING]}  # fmt: skip
+    assert policies["mosquitto"]["egress"] == []
+    closed = _policies(render(_merge(GUARD, {"networkPolicy": {"monitoring": []}})))
+    assert _rules(closed["mosquitto"]["ingress"], "from") == {8883: ["xapp-composer", "sim-ric"]}

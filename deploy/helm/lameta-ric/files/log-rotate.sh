@@ -1,0 +1,1 @@
+../../../mosquitto/log-rotate.sh
