@@ -98,19 +98,77 @@ def srl_eval(root: Path, seeds: str = "101-110") -> str:
     return _table(header, rows)
 
 
-def negotiation_bench(root: Path) -> str:
-    """MAESTRO's negotiation designs (``models/negotiation/report/bench_scripted.json``)."""
-    data = _json(root, "models/negotiation/report/bench_scripted.json")
+def _own_share(counts: dict[str, int]) -> float:
+    """Share of a role's decisions whose value is the negotiator's own (LLM or scripted)."""
+    total = sum(counts.values())
+    return (counts.get("llm", 0) + counts.get("scripted", 0)) / total if total else 0.0
+
+
+def negotiation_bench(root: Path, run: str = "scripted") -> str:
+    """MAESTRO's negotiation designs (``models/negotiation/report/bench_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/bench_{run}.json")
     rows = [
         [r["design"], str(r["agents"]), str(r["negotiations"]), _f(r["mae"]),
-         _f(r.get("mae_sd")), f"{100 * r['mae_share_of_capacity']:.1f} %",
-         _f(r.get("rounds_mean"), 2), _f(r.get("messages_per_round"), 1)]
+         _f(r.get("mae_sd")), f"{100 * r['mae_share_of_capacity']:.2f} %",
+         _f(r.get("rounds_mean"), 2), _f(r.get("messages_per_round"), 1),
+         f"{100 * r['fallback_share']:.0f} %",
+         f"{100 * _own_share(r['sources'].get('tenant', {})):.0f} %",
+         f"{100 * _own_share(r['sources'].get('mediator', {})):.0f} %",
+         f"{100 * r['consensus_share']:.0f} %"]
         for r in data["results"]
     ]  # fmt: skip
     header = ["design", "agents", "negotiations", "MAE (req/s)", "MAE sd",
-              "MAE / capacity", "rounds", "messages / round"]  # fmt: skip
+              "MAE / capacity", "rounds", "messages / round", "fallbacks",
+              "tenants' own values", "mediator's own values", "consensus"]  # fmt: skip
     table = _table(header, rows)
-    return f"{table}\n\nCapacity {data['capacity']:.2f} req/s; command: `{data['command']}`"
+    paper = data["paper_no_optimizer"]
+    return (
+        f"{table}\n\nNegotiator `{data['llm']}`; capacity {data['capacity']:.2f} req/s. "
+        f"Own values: decisions whose value is the negotiator's, neither imposed by the "
+        f"optimizer nor a fallback of the validation unit. Paper, no optimizer: MAE "
+        f"{paper['mae_mbps']:.0f} ± {paper['sd_mbps']:.0f} Mbps of a {paper['cell_mbps']:.0f} "
+        f"Mbps cell ({100 * paper['mae_share_of_capacity']:.1f} %). Command: "
+        f"`{data['command']}`"
+    )
+
+
+PERSONALITY_NAMES = {"N": "normal", "A": "agreeable", "D": "disagreeable", "V": "vulnerable",
+                     "T": "toxic"}  # fmt: skip
+
+
+def negotiation_personalities(root: Path, run: str = "local") -> str:
+    """Fig. 3a, agreed value per personality pair (``personalities_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/personalities_{run}.json")
+    codes = data["personalities"]
+    spread = data["games_per_pair"] > 1
+    rows = []
+    for i, code in enumerate(codes):
+        cells = []
+        for j in range(len(codes)):
+            cell = _f(data["mean"][i][j], 2)
+            if spread:
+                cell += f" ± {_f(data['sd'][i][j], 2)}"
+            if data["consensus_share"][i][j] < 1:
+                cell += f" ({100 * data['consensus_share'][i][j]:.0f} % consensus)"
+            cells.append(cell)
+        rows.append([f"{PERSONALITY_NAMES.get(code, code)} ({code})", *cells])
+    header = ["cost ↓ / reach →", *(f"{PERSONALITY_NAMES.get(c, c)} ({c})" for c in codes)]
+    targets = data["targets"]
+    sources = "; ".join(
+        f"{role}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        for role, counts in data["sources"].items()
+    )
+    return (
+        f"{_table(header, rows)}\n\nRows: the cost tenant's personality (target "
+        f"{targets['cost']:.2f} req/s); columns: the reach tenant's (target "
+        f"{targets['reach']:.2f}); middle ground {data['middle_ground']:.2f}, capacity "
+        f"{data['capacity']:.2f} req/s. Cells: mean agreed value over "
+        f"{data['games_per_pair']} game(s) per pair"
+        f"{', ± sd' if spread else ''}; consensus share shown where below 100 %. "
+        f"Negotiator `{data['llm']}`; decisions by source: {sources} "
+        f"({100 * data['fallback_share']:.0f} % fallbacks); {data['seconds']:.0f} s. "
+        f"Command: `{data['command']}`"
+    )
 
 
 APPS = ("content", "qa", "immersive", "critical")
@@ -313,6 +371,8 @@ RENDERERS.update(
         "srl-eval": srl_eval,
         "srl-eval-101-105": lambda root: srl_eval(root, "101-105"),
         "negotiation-bench": negotiation_bench,
+        "negotiation-bench-local": lambda root: negotiation_bench(root, "local"),
+        "negotiation-personalities-local": negotiation_personalities,
         "negotiation-timeline": negotiation_timeline,
         "negotiation-timeline-local": lambda root: negotiation_timeline(root, "local-soft"),
         "iokd-build": iokd_build,

@@ -104,6 +104,16 @@ def test_the_tables_carry_the_committed_numbers() -> None:
     )
     fig7 = json.loads((ROOT / "models/elam/report/fig7.json").read_text())
     assert len(_table_rows(results.render("iokd-fig7", ROOT))) - 1 == len(fig7["points"])
+    bench = json.loads((ROOT / "models/negotiation/report/bench_local.json").read_text())
+    rows = _table_rows(results.render("negotiation-bench-local", ROOT))
+    assert [(r[0], int(r[1])) for r in rows[1:]] == [
+        (r["design"], r["agents"]) for r in bench["results"]
+    ]
+    assert [r[3] for r in rows[1:]] == [f"{r['mae']:.3f}" for r in bench["results"]]
+    games = json.loads((ROOT / "models/negotiation/report/personalities_local.json").read_text())
+    rows = _table_rows(results.render("negotiation-personalities-local", ROOT))
+    assert len(rows) - 1 == len(rows[0]) - 1 == len(games["personalities"])
+    assert rows[3][5].startswith(f"{games['mean'][2][4]:.2f}")  # disagreeable cost, toxic reach
 
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
