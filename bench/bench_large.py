@@ -18,14 +18,18 @@ Each method starts from the prepared state's route rows (rows a method computes 
 request are dropped before the next method and request), so its latency is that of a
 request on a freshly prepared state, whatever ran before. Every chain is scored by the
 weighted subjective QoE under the request's vector (agentnet.chain.evaluate_chain, exact
-routes); an infeasible chain scores -1. The exact optimum is out of reach at these sizes
-(2,000 agents already hold about 10^8 chains), so ``best_known`` is the best chain any
-method found for the request: a gap to it is a lower bound of the gap to the optimum.
+routes); an infeasible chain scores -1. The full search grid is out of reach at these
+sizes (2,000 agents already hold about 10^8 chains); up to ``--exact-max-agents``
+(default 2,000) ``exact`` finds the optimum by branch and bound
+(:func:`xapp_composer.proposer.exact_by_bound`; its latency is with the network's routes
+already computed). ``best_known`` is the best chain any method found for the request:
+the optimum where ``exact`` ran, else a lower bound of it.
 
 Prints one JSON object (also written to ``--out``): per size, each method's mean Q*_s,
 its latency (p50, p90), its gap to ``best_known``, the score lost per k against no
-reduction (``srl_k`` against ``srl``; ``topk_k`` against ``best_known``), and whether SRL
-beats beam search of width 8 at no more latency (mean Q*_s higher, p50 no higher).
+reduction (``srl_k`` against ``srl``; ``topk_k`` against ``best_known``), whether SRL
+beats beam search of width 8 at no more latency (mean Q*_s higher, p50 no higher), which
+SRL variants do, and each SRL variant's paired difference to beam-8 over the requests.
 
     python bench/bench_large.py --agents 2000,10000,100000 --networks 2 --requests 10
 """
@@ -44,9 +48,13 @@ import numpy as np
 from agentnet.chain import evaluate_chain
 from agentnet.network import generate_network
 from servicekit.logs import configure_logging
-from xapp_composer import steps as S
 from xapp_composer.beam import beam_chain
-from xapp_composer.proposer import profile_state, reduced_state, topk_exhaustive
+from xapp_composer.proposer import (
+    exact_by_bound,
+    profile_state,
+    reduced_prepared,
+    topk_exhaustive,
+)
 from xapp_composer.routes import RouteTable
 from xapp_composer.runtime import PolicyRuntime, Prepared
 
@@ -60,7 +68,7 @@ def _ints(text: str) -> list[int]:
 
 
 def methods(
-    rt: PolicyRuntime, net, p: Prepared, profile, ks: list[int]
+    rt: PolicyRuntime, net, p: Prepared, profile, ks: list[int], exact: bool
 ) -> dict[str, Callable[[np.ndarray], tuple[int, ...] | None]]:
     """The deciders of one prepared state, by name; each maps a vector to a chain."""
 
@@ -76,9 +84,7 @@ def methods(
 
     def srl_reduced(k):
         def run(v):
-            reduced = reduced_state(p.state, profile.propose(v, k))
-            q = Prepared(reduced, S.StatePlan(reduced), p.node_h, p.h_graph, p.n_agents)
-            return rt.compose(q, v, 0, APP, PROMPT)
+            return rt.compose(reduced_prepared(p, profile.propose(v, k)), v, 0, APP, PROMPT)
 
         return run
 
@@ -89,15 +95,37 @@ def methods(
 
         return run
 
+    def optimum(v):
+        found = exact_by_bound(net, profile, v)
+        return found[0] if found else None
+
     out = {"srl": srl, "beam8": beam(8), "beam32": beam(32)}
     for k in ks:
         out[f"srl_k{k}"] = srl_reduced(k)
         out[f"topk_k{k}"] = topk(k)
+    if exact:
+        out["exact"] = optimum
     return out
 
 
-def run_size(rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[int], rng) -> dict:
-    """All methods on ``networks`` networks of ``n`` agents, ``requests`` vectors each."""
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean of a - b over the requests, its standard error, and the requests a wins,
+    ties (within 1e-9) and loses."""
+    d = a - b
+    return {
+        "mean_diff": float(d.mean()),
+        "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+        "wins": int((d > 1e-9).sum()),
+        "ties": int((np.abs(d) <= 1e-9).sum()),
+        "losses": int((d < -1e-9).sum()),
+    }
+
+
+def run_size(
+    rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[int], rng, exact: bool
+) -> dict:
+    """All methods on ``networks`` networks of ``n`` agents, ``requests`` vectors each;
+    with ``exact``, the exact optimum too."""
     q: dict[str, list[float]] = {}
     ms: dict[str, list[float]] = {}
     prepare, profiling, propose = [], [], {k: [] for k in ks}
@@ -111,7 +139,7 @@ def run_size(rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[i
         profiling.append(time.perf_counter() - t)
         table = p.state.route
         rows = dict(table.rows) if isinstance(table, RouteTable) else None
-        deciders = methods(rt, net, p, profile, ks)
+        deciders = methods(rt, net, p, profile, ks, exact)
         rt.compose(p, np.full(4, 0.25), 0, APP, PROMPT)  # warm the sessions up
         for _ in range(requests):
             v = rng.dirichlet(np.ones(4))
@@ -138,6 +166,7 @@ def run_size(rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[i
         "prepare_s": float(np.mean(prepare)),
         "profile_ms": float(np.mean(profiling) * 1e3),
         "best_known_q": float(best.mean()),
+        "best_known_is_optimum": exact,
         "methods": {
             name: {
                 "q": float(s.mean()),
@@ -171,6 +200,9 @@ def run_size(rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[i
     out["srl_variants_beating_beam8"] = [
         name for name in out["methods"] if name.startswith("srl") and beats(name)
     ]
+    out["srl_vs_beam8"] = {
+        name: paired(s, scores["beam8"]) for name, s in scores.items() if name.startswith("srl")
+    }
     return out
 
 
@@ -180,6 +212,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--networks", type=int, default=2, help="networks per size")
     ap.add_argument("--requests", type=int, default=10, help="request vectors per network")
     ap.add_argument("--k", default="2,4,8,16,32", help="proposer sizes k, comma list")
+    ap.add_argument(
+        "--exact-max-agents",
+        type=int,
+        default=2000,
+        help="also run the exact optimum (branch and bound) up to this size; 0: never",
+    )
     ap.add_argument("--policy", type=Path, default=POLICY)
     ap.add_argument("--seed", type=int, default=0, help="seed of the request vectors")
     ap.add_argument("--out", type=Path, help="also write the JSON object to this file")
@@ -200,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         "sizes": [],
     }
     for n in _ints(args.agents):
-        result["sizes"].append(run_size(rt, n, args.networks, args.requests, ks, rng))
+        exact = n <= args.exact_max_agents
+        result["sizes"].append(run_size(rt, n, args.networks, args.requests, ks, rng, exact))
         print(json.dumps(result["sizes"][-1]), file=sys.stderr, flush=True)
     text = json.dumps(result, indent=1)
     if args.out:

@@ -34,8 +34,8 @@ dominates it keeps a chain feasible), which :func:`feasible_chain` decides exact
 Pareto-pruned partial sums. When the top-k holds no feasible chain, the feasible chain of
 the fronts with the best summed score replaces the lowest-scored agents.
 
-Uses of the reduced sets: :func:`reduced_state` (the policy's state restricted to them,
-for :meth:`xapp_composer.runtime.PolicyRuntime.compose`) and :func:`topk_exhaustive`
+Uses of the reduced sets: :func:`reduced_prepared` (the policy's state restricted to
+them, for :meth:`xapp_composer.runtime.PolicyRuntime.compose`) and :func:`topk_exhaustive`
 (the exact optimum over them).
 """
 
@@ -50,9 +50,11 @@ import numpy as np
 from agentnet import qoe
 from agentnet.config import ModelConfig
 from agentnet.network import Network
-from agentnet.optimum import OptimumUnavailable, build_search_space
+from agentnet.optimum import MAX_CHAINS, OptimumUnavailable, build_search_space
 from xapp_composer.features import BatchState
 from xapp_composer.routes import RouteTable
+from xapp_composer.runtime import Prepared
+from xapp_composer.steps import StatePlan
 
 TIE_WEIGHT = 1e-6
 """Weight of the percentile-rank tie-break against the utilities (which lie in [0, 1])."""
@@ -65,6 +67,7 @@ class StateProfile:
 
     Attributes:
         cfg: the model configuration (utility constants, C_th, L_max).
+        chain_types: the service type of each position.
         candidates: per position, the usable agents (ids).
         factors: per position, (M_k, 4) [C, B, L, P_outage] of each candidate's
             optimistic chain (module docstring), B with the smallest route E[BER] from
@@ -79,10 +82,13 @@ class StateProfile:
             (L_i low, ln p_i high).
         logp_min: ln(n C_th): the smallest sum of ln p_i of a feasible chain.
         nearest: per agent, the smallest route E[BER] to any of the given agents (the
-            state's routes); None: the link term is not conditioned on the kept sets.
+            state's routes), from their route rows when the second argument is True
+            (rows the reduced graph reads next, so they are computed once); None: the
+            link term is not conditioned on the kept sets.
     """
 
     cfg: ModelConfig
+    chain_types: tuple[int, ...]
     candidates: tuple[np.ndarray, ...]
     factors: tuple[np.ndarray, ...]
     ber_out: tuple[np.ndarray, ...]
@@ -91,7 +97,7 @@ class StateProfile:
     logp: tuple[np.ndarray, ...]
     fronts: tuple[np.ndarray, ...]
     logp_min: float
-    nearest: Callable[[np.ndarray], np.ndarray] | None = field(default=None, compare=False)
+    nearest: Callable[[np.ndarray, bool], np.ndarray] | None = field(default=None, compare=False)
 
     @property
     def steps(self) -> int:
@@ -127,8 +133,9 @@ class StateProfile:
 
         With the default scorer, positions are kept in chain order and each one's link
         term is the route E[BER] from the nearest agent the previous position kept (one
-        multi-source Dijkstra per position), so the kept sets can chain up without lossy
-        routes between them.
+        multi-source Dijkstra per position, or the kept agents' route rows at every other
+        position, which :func:`reduced_state` and :func:`topk_exhaustive` read next), so
+        the kept sets can chain up without lossy routes between them.
 
         Args:
             intent: the request's predicted vector (used when ``scores`` is None).
@@ -156,7 +163,8 @@ class StateProfile:
             for j, c in enumerate(self.candidates):
                 ber_in = None
                 if j > 0 and self.nearest is not None and len(picks[-1]) and len(c):
-                    ber_in = self.nearest(self.candidates[j - 1][picks[-1]])[c]
+                    kept = self.candidates[j - 1][picks[-1]]
+                    ber_in = self.nearest(kept, (j - 1) % 2 == 1)[c]
                 scores.append(self._score(j, s, ber_in))
                 picks.append(_top(scores[-1], k))
         if any(len(c) == 0 for c in self.candidates):
@@ -188,9 +196,13 @@ def _top(score: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -score[part]))]
 
 
-def _nearest(s: BatchState, targets: np.ndarray) -> np.ndarray:
-    """Per agent, the smallest route E[BER] to any of ``targets`` (N,)."""
+def _nearest(s: BatchState, targets: np.ndarray, rows: bool = False) -> np.ndarray:
+    """Per agent, the smallest route E[BER] to any of ``targets`` (N,); with ``rows``, from
+    the targets' route rows (computed and kept in the state's route table)."""
     if isinstance(s.route, RouteTable):
+        if rows and len(targets):
+            s.route.compute(targets)
+            return np.min([s.route.rows[int(t)] for t in targets], axis=0)
         return s.route.nearest(targets)
     if len(targets) == 0:
         return np.full(s.n_agents, 0.5)
@@ -292,6 +304,7 @@ def profile_state(s: BatchState) -> StateProfile:
         ranks.append(np.stack([_percentile(x) for x in (f[:, 0], -f[:, 1], -f[:, 2], -f[:, 3])], 1))
     return StateProfile(
         cfg=cfg,
+        chain_types=tuple(s.chain_types),
         candidates=cands,
         factors=tuple(factors),
         ber_out=tuple(ber_outs),
@@ -300,7 +313,7 @@ def profile_state(s: BatchState) -> StateProfile:
         logp=tuple(logp[c] for c in cands),
         fronts=tuple(pareto_front(lat[c], logp[c]) for c in cands),
         logp_min=float(np.log(n * cfg.c_th)),
-        nearest=lambda targets: _nearest(s, targets),
+        nearest=lambda targets, rows=False: _nearest(s, targets, rows),
     )
 
 
@@ -351,6 +364,14 @@ def reduced_state(s: BatchState, sets: Sequence[np.ndarray]) -> BatchState:
     )
 
 
+def reduced_prepared(p: Prepared, sets: Sequence[np.ndarray]) -> Prepared:
+    """The prepared state ``p`` restricted to ``sets`` (:func:`reduced_state`), for
+    :meth:`~xapp_composer.runtime.PolicyRuntime.compose`: the encoder's output is ``p``'s
+    and the chain is composed step by step on the sets (no tabulated decision)."""
+    state = reduced_state(p.state, sets)
+    return Prepared(state, StatePlan(state), p.node_h, p.h_graph, p.n_agents)
+
+
 def topk_exhaustive(
     net: Network,
     s: BatchState,
@@ -372,6 +393,55 @@ def topk_exhaustive(
     q = space.subjective(np.asarray(intent, dtype=float), "weighted", net.cfg)
     best = int(np.argmax(np.where(space.feasible, q, -np.inf)))
     return space.chain_at(best), float(q.reshape(-1)[best])
+
+
+def exact_by_bound(
+    net: Network, profile: StateProfile, intent: Sequence[float]
+) -> tuple[tuple[int, ...], float] | None:
+    """The exact optimum over the whole graph (every chain of usable agents) and its
+    Q*_s under ``intent``, or None when no chain is feasible: an evaluation reference
+    where the full search grid is too large to hold.
+
+    Branch and bound on the first position: the profile's optimistic chain of a
+    first agent (its factors with every later position at its best and the smallest
+    route E[BER] to the next position) is at least as good on every factor as any chain
+    through it, so its s . u bounds their Q*_s (the utilities rise with each factor).
+    First agents are searched exactly (every chain through them, in blocks that fit
+    :data:`agentnet.optimum.MAX_CHAINS`) in decreasing bound, until the bound falls to
+    the best chain found.
+
+    Raises:
+        OptimumUnavailable: the chains through one first agent exceed
+            :data:`agentnet.optimum.MAX_CHAINS`.
+    """
+    s = np.asarray(intent, dtype=float)
+    if any(len(c) == 0 for c in profile.candidates):
+        return None
+    rest = int(np.prod([len(c) for c in profile.candidates[1:]], dtype=np.float64))
+    if rest > MAX_CHAINS:
+        raise OptimumUnavailable(
+            f"{rest:,} chains through each first agent exceed the limit of {MAX_CHAINS:,}"
+        )
+    f = profile.factors[0]
+    bound = qoe.utilities(f[:, 0], f[:, 1], f[:, 2], f[:, 3], profile.cfg) @ s
+    order = np.argsort(-bound, kind="stable")
+    block = max(1, MAX_CHAINS // max(rest, 1))
+    best, best_q = None, -np.inf
+    for start in range(0, len(order), block):
+        idx = order[start : start + block]
+        if bound[idx[0]] <= best_q:
+            break
+        first = profile.candidates[0][idx]
+        space = build_search_space(
+            net, profile.chain_types, candidates=[first, *profile.candidates[1:]]
+        )
+        if space.feasible_count == 0:
+            continue
+        q = np.where(space.feasible, space.subjective(s, "weighted", net.cfg), -np.inf)
+        i = int(np.argmax(q))
+        if q.reshape(-1)[i] > best_q:
+            best_q, best = float(q.reshape(-1)[i]), space.chain_at(i)
+    return None if best is None else (best, best_q)
 
 
 # ---- text-embedding scorer ------------------------------------------------------------------
@@ -432,9 +502,11 @@ __all__ = [
     "OptimumUnavailable",
     "StateProfile",
     "agent_descriptors",
+    "exact_by_bound",
     "feasible_chain",
     "pareto_front",
     "profile_state",
+    "reduced_prepared",
     "reduced_state",
     "topk_exhaustive",
 ]

@@ -21,13 +21,15 @@ from xapp_composer import steps as S
 from xapp_composer.proposer import (
     EmbeddingScorer,
     agent_descriptors,
+    exact_by_bound,
     feasible_chain,
     pareto_front,
     profile_state,
+    reduced_prepared,
     reduced_state,
     topk_exhaustive,
 )
-from xapp_composer.runtime import PolicyRuntime, Prepared
+from xapp_composer.runtime import PolicyRuntime
 
 POLICY = Path(__file__).resolve().parents[2] / "models" / "policy" / "srl-general.onnx"
 
@@ -140,6 +142,25 @@ def test_top_k_exhaustive_equals_the_full_search_when_k_covers_every_candidate(s
         assert evaluate_chain(net, chain, v).Q_subjective == pytest.approx(best.Q_subjective)
 
 
+@pytest.mark.parametrize(("seed", "n_agents"), [(3, 81), (7, 200), (11, 300)])
+def test_exact_by_bound_is_the_exact_optimum(seed, n_agents) -> None:
+    net = generate_network(seed, n_agents=n_agents)
+    profile = profile_state(_state(net))
+    space = build_search_space(net)
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        v = rng.dirichlet(np.ones(4) * 0.5)
+        chain, score = exact_by_bound(net, profile, v)
+        assert score == pytest.approx(exact_optimum(space, v).Q_subjective, abs=1e-12)
+        assert evaluate_chain(net, chain, v).Q_subjective == pytest.approx(score)
+
+
+def test_exact_by_bound_finds_nothing_when_nothing_is_feasible() -> None:
+    net = _tight_network(1, 0.05, 0.2, 60)
+    assert not _any_feasible(net)
+    assert exact_by_bound(net, profile_state(_state(net)), (0.25,) * 4) is None
+
+
 def test_top_k_exhaustive_is_the_best_chain_of_the_reduced_graph() -> None:
     net = generate_network(5, n_agents=200)
     s = _state(net)
@@ -157,11 +178,6 @@ def runtime() -> PolicyRuntime:
     return PolicyRuntime(POLICY, prefer_gpu=False)
 
 
-def _on_reduced(p: Prepared, sets) -> Prepared:
-    r = reduced_state(p.state, sets)
-    return Prepared(r, S.StatePlan(r), p.node_h, p.h_graph, p.n_agents)
-
-
 def test_the_policy_decides_on_the_reduced_graph(runtime) -> None:
     net = generate_network(12, n_agents=600)
     p = runtime.prepare(net)
@@ -170,7 +186,7 @@ def test_the_policy_decides_on_the_reduced_graph(runtime) -> None:
     for k in (1, 2, 4, 16):
         v = rng.dirichlet(np.ones(4))
         sets = profile.propose(v, k)
-        chain = runtime.compose(_on_reduced(p, sets), v, 0, "qa", "a request")
+        chain = runtime.compose(reduced_prepared(p, sets), v, 0, "qa", "a request")
         assert all(a in sets[j] for j, a in enumerate(chain))
         assert evaluate_chain(net, chain, v).feasible
 
@@ -191,7 +207,10 @@ def test_the_reduced_graph_with_every_candidate_is_the_whole_graph(runtime) -> N
     for _ in range(5):
         v = rng.dirichlet(np.ones(4))
         whole = runtime.compose(p, v, 0, "qa", "a request")
-        assert runtime.compose(_on_reduced(p, profile.candidates), v, 0, "qa", "a request") == whole
+        assert (
+            runtime.compose(reduced_prepared(p, profile.candidates), v, 0, "qa", "a request")
+            == whole
+        )
 
 
 def test_bad_inputs_are_refused() -> None:
