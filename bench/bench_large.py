@@ -25,7 +25,8 @@ sizes (2,000 agents already hold about 10^8 chains); up to ``--exact-max-agents`
 already computed). ``best_known`` is the best chain any method found for the request:
 the optimum where ``exact`` ran, else a lower bound of it.
 
-Prints one JSON object (also written to ``--out``): per size, each method's mean Q*_s,
+Prints one JSON object on one line (also written, indented, to ``--out``); per-size
+progress goes to stderr. The object holds, per size, each method's mean Q*_s,
 its latency (p50, p90), its gap to ``best_known``, the score lost per k against no
 reduction (``srl_k`` against ``srl``; ``topk_k`` against ``best_known``), whether SRL
 beats beam search of width 8 at no more latency (mean Q*_s higher, p50 no higher), which
@@ -241,11 +242,10 @@ def main(argv: list[str] | None = None) -> dict:
         exact = n <= args.exact_max_agents
         result["sizes"].append(run_size(rt, n, args.networks, args.requests, ks, rng, exact))
         print(json.dumps(result["sizes"][-1]), file=sys.stderr, flush=True)
-    text = json.dumps(result, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text, flush=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(result), flush=True)  # one line: bench/run_all.py reads the last one
     return result
 
 

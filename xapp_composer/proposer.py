@@ -13,9 +13,13 @@ request:
   its predicted preference vector s = [w_C, w_B, w_L, w_P] (the E-LAM's output), an
   agent is its profile in the same four axes, the Weber-Fechner utilities of MODEL.md
   [u_C, u_B, u_L, u_P] of the chain the agent would head if every other position took
-  its best agent on each factor (its capability ln p_i, the smallest route E[BER] to the
-  previous and next positions' usable agents, its latency L_i of eq. 7, its crash rate
-  and P_over of eq. 13). The score is s . u, the weighted subjective QoE of MODEL.md
+  its best agent on each factor (its capability ln p_i, the smallest route E[BER] from
+  the previous position's usable agents and to the next position's strong ones, its
+  latency L_i of eq. 7, its crash rate and P_over of eq. 13). The strong agents of a
+  position are its shortlist of :data:`~xapp_composer.steps.K_CAND` agents best on each
+  factor in turn (the policy's own candidates): the nearest usable agent is often a weak
+  one, so a link term to it would favour agents no good chain passes through. The
+  score is s . u, the weighted subjective QoE of MODEL.md
   applied to that optimistic chain; within-position percentile ranks of the four
   factors, weighted by s, break the ties the utilities' clipping leaves.
 - **Text embeddings** (:class:`EmbeddingScorer`, an option where a sentence encoder is
@@ -51,10 +55,10 @@ from agentnet import qoe
 from agentnet.config import ModelConfig
 from agentnet.network import Network
 from agentnet.optimum import MAX_CHAINS, OptimumUnavailable, build_search_space
-from xapp_composer.features import BatchState
+from xapp_composer.features import BatchState, shortlist_ids
 from xapp_composer.routes import RouteTable
 from xapp_composer.runtime import Prepared
-from xapp_composer.steps import StatePlan
+from xapp_composer.steps import K_CAND, StatePlan
 
 TIE_WEIGHT = 1e-6
 """Weight of the percentile-rank tie-break against the utilities (which lie in [0, 1])."""
@@ -70,10 +74,13 @@ class StateProfile:
         chain_types: the service type of each position.
         candidates: per position, the usable agents (ids).
         factors: per position, (M_k, 4) [C, B, L, P_outage] of each candidate's
-            optimistic chain (module docstring), B with the smallest route E[BER] from
-            any usable agent of the previous position.
-        ber_out: per position, each candidate's smallest route E[BER] to a usable agent
-            of the next position (0 at the last).
+            optimistic chain, B with the smallest route E[BER] from any usable agent of
+            the previous position and to any of the next: each factor at least as good
+            as that of any chain through the candidate (a bound).
+        ber_in: per position, each candidate's smallest route E[BER] from a usable
+            agent of the previous position (0 at the first).
+        ber_out: per position, each candidate's smallest route E[BER] to the next
+            position's shortlist (0 at the last), the link term the scores use.
         ranks: per position, (M_k, 4) within-position percentile ranks of the
             candidates' factors (1 best), the tie-break.
         lat: per position, L_i of each candidate (eq. 7).
@@ -91,6 +98,7 @@ class StateProfile:
     chain_types: tuple[int, ...]
     candidates: tuple[np.ndarray, ...]
     factors: tuple[np.ndarray, ...]
+    ber_in: tuple[np.ndarray, ...]
     ber_out: tuple[np.ndarray, ...]
     ranks: tuple[np.ndarray, ...]
     lat: tuple[np.ndarray, ...]
@@ -107,12 +115,10 @@ class StateProfile:
     def _score(self, j: int, s: np.ndarray, ber_in: np.ndarray | None = None) -> np.ndarray:
         """Position ``j``'s scores under ``s``; with ``ber_in``, the candidates' route
         E[BER] from their predecessor instead of the optimistic one."""
-        f, r = self.factors[j], self.ranks[j]
-        b = f[:, 1]
-        if ber_in is not None:
-            b = -np.expm1(np.log1p(-ber_in) + np.log1p(-self.ber_out[j]))
-            r = r.copy()
-            r[:, 1] = _percentile(-b)
+        f, r = self.factors[j], self.ranks[j].copy()
+        ber_in = self.ber_in[j] if ber_in is None else ber_in
+        b = -np.expm1(np.log1p(-ber_in) + np.log1p(-self.ber_out[j]))
+        r[:, 1] = _percentile(-b)
         u = qoe.utilities(f[:, 0], b, f[:, 2], f[:, 3], self.cfg)
         return u @ s + TIE_WEIGHT * (r @ s)
 
@@ -273,7 +279,8 @@ def feasible_chain(
 
 
 def profile_state(s: BatchState) -> StateProfile:
-    """The proposer's per-state profile of one served state (module docstring)."""
+    """The proposer's per-state profile of one served state (module docstring): one
+    multi-source Dijkstra per position for the link terms."""
     if s.batch != 1:
         raise ValueError("the proposer profiles one network state")
     cfg = s.cfg
@@ -283,30 +290,35 @@ def profile_state(s: BatchState) -> StateProfile:
     best_logp, min_lat = s.best_logp[0], s.min_lat[0]
     best_lnc, min_pover = s.best_lnc[0], s.min_pover[0]
     complete = all(len(c) for c in cands)
-    factors, ber_outs, ranks = [], [], []
+    factors, ber_ins, ber_outs, ranks = [], [], [], []
     for k, c in enumerate(cands):
-        ber_out = s.min_next_ber[0, k, c] if k < n - 1 else np.zeros(len(c))
-        ber_outs.append(ber_out)
+        last = k == n - 1
+        ber_in = _nearest(s, cands[k - 1])[c] if k > 0 and complete else np.zeros(len(c))
+        near_out = np.zeros(len(c)) if last else s.min_next_ber[0, k, c]
+        strong = [] if last else shortlist_ids(logp, lat, lnc, pover, cands[k + 1], K_CAND)
+        ber_ins.append(ber_in)
+        ber_outs.append(_nearest(s, strong)[c] if len(strong) and complete else near_out)
         if not complete:
             factors.append(np.zeros((len(c), 4)))
             ranks.append(np.zeros((len(c), 4)))
             continue
         others = np.arange(n) != k
-        ber_in = _nearest(s, cands[k - 1])[c] if k > 0 else np.zeros(len(c))
         f = np.empty((len(c), 4))
         f[:, 0] = np.exp(logp[c] + best_logp[others].sum()) / n
-        f[:, 1] = -np.expm1(np.log1p(-ber_in) + np.log1p(-ber_out))
+        f[:, 1] = -np.expm1(np.log1p(-ber_in) + np.log1p(-near_out))
         f[:, 2] = lat[c] + min_lat[others].sum()
         f[:, 3] = 1.0 - np.exp(lnc[c] + best_lnc[others].sum()) * (
             1.0 - np.maximum(pover[c], min_pover[others].max(initial=0.0))
         )
         factors.append(f)
+        # The link column is recomputed per request (StateProfile._score).
         ranks.append(np.stack([_percentile(x) for x in (f[:, 0], -f[:, 1], -f[:, 2], -f[:, 3])], 1))
     return StateProfile(
         cfg=cfg,
         chain_types=tuple(s.chain_types),
         candidates=cands,
         factors=tuple(factors),
+        ber_in=tuple(ber_ins),
         ber_out=tuple(ber_outs),
         ranks=tuple(ranks),
         lat=tuple(lat[c] for c in cands),
