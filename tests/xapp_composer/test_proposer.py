@@ -3,7 +3,9 @@ top-k, and the policy on the reduced graph."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import json
 import zlib
 from pathlib import Path
 
@@ -249,3 +251,31 @@ def test_embedding_scorer_ranks_agents_by_the_request_text() -> None:
     sets = profile.propose(None, 4, scores=scores)
     for a, c, d in zip(sets, profile.candidates, texts, strict=True):
         assert all("fast" in d[int(np.flatnonzero(c == agent)[0])] for agent in a)
+
+
+def test_bench_large_runs_every_method_and_states_its_verdict(capsys) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "bench_large", Path(__file__).resolve().parents[2] / "bench" / "bench_large.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--agents", "150", "--networks", "1", "--requests", "2", "--k", "1,3"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    (size,) = out["sizes"]
+    methods = size["methods"]
+    assert set(methods) == {
+        "srl",
+        "beam8",
+        "beam32",
+        "srl_k1",
+        "topk_k1",
+        "srl_k3",
+        "topk_k3",
+        "exact",
+    }
+    assert size["best_known_is_optimum"]
+    assert all(m["gap_to_best_known"] >= -1e-12 for m in methods.values())
+    assert methods["exact"]["gap_to_best_known"] == pytest.approx(0.0, abs=1e-12)
+    srl, beam = methods["srl"], methods["beam8"]
+    assert size["srl_beats_beam8"] == (srl["q"] > beam["q"] and srl["p50_ms"] <= beam["p50_ms"])
+    assert set(size["per_k"]) == {"1", "3"}
