@@ -364,6 +364,54 @@ def iokd_build(root: Path) -> str:
     )
 
 
+LARGE_SCALE = "models/policy/report/bench_large.json"
+
+
+def large_scale(root: Path) -> str:
+    """SRL, beam search and the proposer's reduced graph per network size
+    (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows, verdicts = [], []
+    for size in data["sizes"]:
+        for name, m in size["methods"].items():
+            rows.append(
+                [f"{size['agents']:,}", f"`{name}`", _f(m["q"], 4), _f(m["gap_to_best_known"], 4),
+                 str(m["infeasible"]), _f(m["p50_ms"], 1), _f(m["p90_ms"], 1)]
+            )  # fmt: skip
+        others = ", ".join(f"`{v}`" for v in size["srl_variants_beating_beam8"]) or "none"
+        verdicts.append(
+            f"{size['agents']:,} agents: {'yes' if size['srl_beats_beam8'] else 'no'} "
+            f"(SRL variants that do: {others}; {size['requests']} requests, prepare "
+            f"{size['prepare_s']:.2f} s, proposer profile {size['profile_ms']:.0f} ms)"
+        )
+    header = ["agents", "method", "mean Q*_s", "gap to best known", "infeasible",
+              "p50 ms", "p90 ms"]  # fmt: skip
+    return (
+        f"{_table(header, rows)}\n\nSRL beats beam-8 at no more latency (mean Q*_s higher, "
+        f"p50 no higher): " + "; ".join(verdicts) + f". Policy `{data['policy']}`, network "
+        f"seeds {data['network_seeds']}; command: `{data['command']}`"
+    )
+
+
+def large_scale_per_k(root: Path) -> str:
+    """Score lost per proposer size k (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows = []
+    for size in data["sizes"]:
+        srl = size["methods"]["srl"]
+        for k, r in size["per_k"].items():
+            rows.append(
+                [f"{size['agents']:,}", k, _f(r["propose_p50_ms"], 1), _f(r["srl_reduced_q"], 4),
+                 _f(r["srl_reduced_loss_vs_srl"], 4), _f(r["srl_reduced_p50_ms"], 1),
+                 _f(r["topk_exhaustive_q"], 4), _f(r["topk_exhaustive_loss_vs_best_known"], 4),
+                 _f(r["topk_exhaustive_p50_ms"], 1), f"{_f(srl['q'], 4)} / {_f(srl['p50_ms'], 1)}"]
+            )  # fmt: skip
+    header = ["agents", "k", "propose p50 ms", "SRL on top-k: Q*_s", "lost vs SRL",
+              "p50 ms", "top-k exhaustive: Q*_s", "lost vs best known", "p50 ms",
+              "SRL whole graph: Q*_s / p50 ms"]  # fmt: skip
+    return _table(header, rows)
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -384,5 +432,7 @@ RENDERERS.update(
         "srl-generalisation": srl_generalisation,
         "guard-eval-seed-11": lambda root: guard_eval(root, 11),
         "guard-eval-seed-7": lambda root: guard_eval(root, 7),
+        "large-scale": large_scale,
+        "large-scale-per-k": large_scale_per_k,
     }
 )
