@@ -412,6 +412,30 @@ def large_scale_per_k(root: Path) -> str:
     return _table(header, rows)
 
 
+def proposer_cost(root: Path) -> str:
+    """What the xApp's proposer (``XAPP_PROPOSER_K``) costs and gains per network size and
+    k, against the policy on the whole graph (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows = []
+    for size in data["sizes"]:
+        srl = size["methods"]["srl"]
+        for k, r in size["per_k"].items():
+            reduced = size["methods"][f"srl_k{k}"]
+            rows.append(
+                [f"{size['agents']:,}", k, _f(size["profile_ms"], 1), _f(r["propose_p50_ms"], 1),
+                 f"{_f(reduced['p50_ms'], 1)} / {_f(reduced['p90_ms'], 1)}",
+                 f"{_f(srl['p50_ms'], 1)} / {_f(srl['p90_ms'], 1)}",
+                 _f(reduced["q"], 4), _f(srl["q"], 4), _f(-r["srl_reduced_loss_vs_srl"], 4)]
+            )  # fmt: skip
+    header = ["agents", "k", "profile ms (per state)", "propose p50 ms",
+              "proposer + SRL p50 / p90 ms", "SRL whole graph p50 / p90 ms",
+              "Q*_s with proposer", "Q*_s whole graph", "Q*_s change"]  # fmt: skip
+    return (
+        f"{_table(header, rows)}\n\nPolicy `{data['policy']}`, network seeds "
+        f"{data['network_seeds']}; command: `{data['command']}`"
+    )
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -434,5 +458,6 @@ RENDERERS.update(
         "guard-eval-seed-7": lambda root: guard_eval(root, 7),
         "large-scale": large_scale,
         "large-scale-per-k": large_scale_per_k,
+        "proposer-cost": proposer_cost,
     }
 )
