@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from support.loop import unit_policy
+from support.loop import perturbed_copy, unit_policy
 
 from agentnet.network import generate_network
 from lameta_proto.v1 import network_pb2
@@ -103,6 +103,9 @@ def test_decisions_lie_in_the_proposed_sets_and_are_feasible(runtime, net) -> No
     # Infeasible chains of the reduced graph were repaired inside it.
     assert snap.get("repaired", 0) >= 1
     assert on.metrics.registry.get_sample_value("xapp_proposals_total") == 12
+    # The loop observes every timing under its stage; the propose stage exists.
+    count = {"stage": "propose"}
+    assert on.metrics.registry.get_sample_value("xapp_stage_latency_seconds_count", count) == 0
 
 
 def test_off_or_below_the_size_threshold_nothing_changes(runtime, net) -> None:
@@ -172,6 +175,22 @@ def test_the_profile_is_computed_once_per_state_and_chain_types(runtime, net, mo
     res = core.handle_request(request("after"))
     assert res.status == "decided" and not set(res.decision.chain) & set(gone)
     assert inside(res.decision.chain, second.profiles[TYPES].propose(core.translator.vector, K))
+
+
+def test_a_new_policy_gets_the_state_profiled_again(runtime, net, tmp_path) -> None:
+    other = PolicyRuntime(perturbed_copy(unit_policy(), tmp_path / "v2"))
+    core = ControlCore(runtime, VectorRapp(), proposer_k=K, proposer_min_agents=N_AGENTS)
+    core.on_state(state_payload(net))
+    core.handle_request(request("t", types=(4, 1)))
+    before = dict(core.state.profiles)
+    core.install_runtime(other)
+    after = core.state.profiles
+    assert set(after) == {TYPES, (4, 1)}  # ready before the swap, for every chain type
+    assert all(after[t] is not before[t] for t in after)
+    assert all(after[t].chain_types == before[t].chain_types for t in after)
+    res = core.handle_request(request("after"))
+    assert res.decision.policy_version == other.version
+    assert inside(res.decision.chain, after[TYPES].propose(core.translator.vector, K))
 
 
 def test_a_negative_k_is_a_clear_error(runtime) -> None:
