@@ -74,6 +74,15 @@ class TrainConfig:
     n_agents: int = field(
         default=DEFAULT.n_agents, metadata={"help": "N of training networks", "ge": MIN_AGENTS}
     )
+    agents_mix: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "train on networks of these sizes instead of --n-agents alone (one pool "
+            "per size; each iteration's episodes are split evenly over them and validation "
+            "averages them), e.g. 81,300,600",
+            "ge": MIN_AGENTS,
+        },
+    )
     hidden: int = field(default=64, metadata={"help": "policy width", "ge": 1})
     threads: int = field(
         default=1,
@@ -95,6 +104,11 @@ class TrainConfig:
         },
     )
     workers: int = field(default=1, metadata={"help": "Ray rollout workers (with --ray)", "ge": 1})
+
+    @property
+    def sizes(self) -> list[int]:
+        """N of the training networks: ``agents_mix``, else ``n_agents`` alone."""
+        return sorted(set(self.agents_mix)) if self.agents_mix else [self.n_agents]
 
     def to_dict(self) -> dict:
         """JSON-friendly."""

@@ -1,11 +1,12 @@
 """SRL rollouts on Ray: rollout workers are Ray actors feeding the one learner.
 
 ``xapp-composer train --ray auto|ADDRESS --workers N`` (:class:`RayRollouts`): each worker
-(:class:`RolloutWorker`, a Ray actor with one CPU) keeps its own pool of emulator
-networks and random stream; per iteration the learner broadcasts its weights once
-(``ray.put``), every worker runs its share of the iteration's episodes with them, and the
-learner takes its PPO update on the returned trajectories, one after the other (a
-trajectory's candidate columns are those of its own networks, so parts are not stacked).
+(:class:`RolloutWorker`, a Ray actor with one CPU) keeps its own pools of emulator
+networks (one per training size, :func:`training_pools`) and random stream; per
+iteration the learner broadcasts its weights once (``ray.put``), every worker runs its
+share of the iteration's episodes with them, and the learner takes its PPO update on the
+returned trajectories, one after the other (a trajectory's candidate columns are those of
+its own networks, so parts are not stacked).
 ``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one started on
 this machine) and otherwise starts a local one; an address (``ray://host:10001`` or
 ``host:6379``) joins that cluster, as the KubeRay RayJob in ``deploy/ray/`` does.
@@ -42,7 +43,7 @@ class RolloutWorker:
         self.cfg = cfg
         self.requests = requests
         self.rng = np.random.default_rng(seed)
-        self.pool = NetworkPool(cfg.pool_size, self.rng, n_agents=cfg.n_agents)
+        self.pools = training_pools(cfg, self.rng)
         self.policy = GCNActorCritic(
             PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
         )
@@ -51,29 +52,50 @@ class RolloutWorker:
         """True once the worker is built (its networks generated)."""
         return True
 
-    def rollout(self, weights: dict[str, torch.Tensor], episodes: int) -> Trajectory:
+    def rollout(self, weights: dict[str, torch.Tensor], episodes: int) -> list[Trajectory]:
         """``episodes`` episodes with ``weights``, tensors kept for the update."""
         self.policy.load_state_dict(weights)
-        return rollout(self.cfg, self.policy, self.pool, self.requests, self.rng, episodes)
+        return rollout(self.cfg, self.policy, self.pools, self.requests, self.rng, episodes)
+
+
+def training_pools(cfg: TrainConfig, rng: np.random.Generator) -> list[NetworkPool]:
+    """One pool of training networks per size of ``cfg.sizes``.
+
+    The pool of the smallest size keeps ``cfg.pool_size`` networks, larger sizes
+    proportionally fewer (at least ``cfg.pool_refresh``), so that every pool holds about
+    as many agents: a pool stores dense (N, N) arrays per network.
+    """
+    sizes = cfg.sizes
+    return [
+        NetworkPool(max(1, cfg.pool_refresh, round(cfg.pool_size * sizes[0] / n)), rng, n_agents=n)
+        for n in sizes
+    ]
 
 
 def rollout(
     cfg: TrainConfig,
     policy: GCNActorCritic,
-    pool: NetworkPool,
+    pools: list[NetworkPool],
     requests: RequestSet,
     rng: np.random.Generator,
     episodes: int,
-) -> Trajectory:
-    """One iteration's episodes on ``pool``'s networks (the single-process loop's and
-    every Ray worker's)."""
-    pool.refresh(cfg.pool_refresh)
-    s = pool.sample(episodes)
-    req = requests.subset(rng.integers(len(requests), size=episodes))
-    return run_episodes(
-        policy, s, req, mode=cfg.mode, rng=rng, keep_tensors=True,
-        step_reward_coef=cfg.step_reward_coef,
-    )  # fmt: skip
+) -> list[Trajectory]:
+    """One iteration's episodes, split evenly over ``pools`` (the single-process loop's
+    and every Ray worker's): one trajectory per pool, since the networks of a batch share
+    N."""
+    parts = []
+    for pool, share in zip(pools, np.array_split(np.arange(episodes), len(pools)), strict=True):
+        if len(share) == 0:
+            continue
+        pool.refresh(cfg.pool_refresh)
+        s = pool.sample(len(share))
+        req = requests.subset(rng.integers(len(requests), size=len(share)))
+        traj = run_episodes(
+            policy, s, req, mode=cfg.mode, rng=rng, keep_tensors=True,
+            step_reward_coef=cfg.step_reward_coef,
+        )  # fmt: skip
+        parts.append(traj)
+    return parts
 
 
 class RayRollouts:
@@ -122,7 +144,7 @@ class RayRollouts:
         shares = [len(p) for p in np.array_split(np.arange(episodes), len(self.workers))]
         pairs = zip(self.workers, shares, strict=True)
         calls = [w.rollout.remote(weights, n) for w, n in pairs if n > 0]
-        return self.ray.get(calls)
+        return [part for parts in self.ray.get(calls) for part in parts]
 
     def close(self) -> None:
         """Stop the actors (and the local Ray this process started)."""

@@ -6,6 +6,13 @@ a pool of varied training networks and the project's training intents, runs the 
 and takes a few clipped-surrogate epochs over episode minibatches. Every ``eval_every``
 iterations the greedy policy is scored on fixed validation networks and held-out intents;
 the best checkpoint is kept.
+
+With ``--agents-mix`` the networks come in several sizes, one pool per size: each
+iteration's episodes are split evenly over the pools and each part takes its own update
+(the networks of a batch share N), and validation averages the sizes. A policy trained
+at one size trusts its optimistic lookahead (the best of each factor over the remaining
+steps' agents) as much as that size warrants; on larger networks those best values lie
+further apart, so it picks first agents whose good completions are out of reach.
 """
 
 from __future__ import annotations
@@ -22,14 +29,19 @@ from tqdm import tqdm
 
 from xapp_composer.agent import Trajectory, run_episodes
 from xapp_composer.configs import IntentMode, TrainConfig
-from xapp_composer.episodes import NetworkPool, RequestSet
+from xapp_composer.episodes import RequestSet
 from xapp_composer.gae import compute_gae
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
-from xapp_composer.rollouts import RayRollouts, merged, rollout
+from xapp_composer.rollouts import RayRollouts, merged, rollout, training_pools
 from xapp_composer.scoring import EvalSet
 
 VALIDATION_SEEDS = tuple(range(900_001, 900_017))
 """Networks for model selection during training (never the evaluation seeds 101, ...)."""
+VALIDATION_PAIRS = 32
+"""Requests drawn per validation network."""
+MIN_VALIDATION_NETWORKS = 4
+"""Validation networks of the largest training sizes (smaller sizes use more, up to
+every one of :data:`VALIDATION_SEEDS`)."""
 
 
 def ppo_update(
@@ -101,6 +113,33 @@ def advantages(traj: Trajectory, cfg: TrainConfig) -> tuple[torch.Tensor, torch.
     )
 
 
+def validation_sets(
+    sizes: list[int], requests: RequestSet, rng: np.random.Generator
+) -> dict[int, EvalSet]:
+    """Validation pairs per training size: all of :data:`VALIDATION_SEEDS` at the smallest
+    size, proportionally fewer networks (at least :data:`MIN_VALIDATION_NETWORKS`) at
+    larger ones, whose states and exact optima cost more."""
+    out = {}
+    for n in sizes:
+        count = round(len(VALIDATION_SEEDS) * sizes[0] / n)
+        seeds = VALIDATION_SEEDS[: max(MIN_VALIDATION_NETWORKS, count)]
+        out[n] = EvalSet.build(seeds, requests, n_agents=n, per_network=VALIDATION_PAIRS, rng=rng)
+    return out
+
+
+def validate_sizes(
+    policy: GCNActorCritic, sets: dict[int, EvalSet], mode: IntentMode
+) -> dict[str, float]:
+    """:func:`validate` on the validation pairs of every size: each metric averaged over
+    the sizes (so each size counts the same), plus the normalised score of each size
+    (``val_normalized_score@<N>``) when there are several."""
+    per = {n: validate(policy, ev, mode) for n, ev in sets.items()}
+    out = {k: float(np.mean([v[k] for v in per.values()])) for k in next(iter(per.values()))}
+    if len(per) > 1:
+        out.update({f"val_normalized_score@{n}": v["val_normalized_score"] for n, v in per.items()})
+    return out
+
+
 def validate(policy: GCNActorCritic, evalset: EvalSet, mode: IntentMode) -> dict[str, float]:
     """Greedy policy on the validation pairs: mean normalised score and factors."""
     policy.eval()
@@ -151,10 +190,8 @@ def train(
         policy.load_state_dict(ckpt["state_dict"])
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     workers = RayRollouts(cfg, requests) if cfg.ray else None
-    pool = None if workers else NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
-    val = EvalSet.build(
-        VALIDATION_SEEDS, val_requests, n_agents=cfg.n_agents, per_network=32, rng=rng
-    )
+    pools = None if workers else training_pools(cfg, rng)
+    val = validation_sets(cfg.sizes, val_requests, rng)
     curve_path = out_dir / f"{cfg.name}.curve.csv"
     fields = [
         "iteration",
@@ -178,12 +215,14 @@ def train(
         "val_feasible",
         "val_elam0_share",
     ]
+    if len(cfg.sizes) > 1:
+        fields += [f"val_normalized_score@{n}" for n in cfg.sizes]
     best = {"val_normalized_score": -math.inf, "iteration": -1}
     best_state = None
     if cfg.init:
         # A warm start competes as iteration 0: fine-tuning never ships worse weights
         # (on the validation pairs) than the ones it started from.
-        best = {**validate(policy, val, cfg.mode), "iteration": 0}
+        best = {**validate_sizes(policy, val, cfg.mode), "iteration": 0}
         best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}
     start = time.monotonic()
     budget = cfg.minutes * 60.0
@@ -200,7 +239,7 @@ def train(
                 ent_coef = cfg.ent_coef * (1.0 - frac)
                 # ---- rollout (here, or on the Ray workers) -----------------------------------
                 if workers is None:
-                    parts = [rollout(cfg, policy, pool, requests, rng, cfg.batch_episodes)]
+                    parts = rollout(cfg, policy, pools, requests, rng, cfg.batch_episodes)
                 else:
                     parts = workers.collect(policy, cfg.batch_episodes)
                 # ---- advantages (eq. 42) and update (eq. 43), per part ---------------------
@@ -231,7 +270,7 @@ def train(
                     **{k: round(v, 5) for k, v in stats.items()},
                 }
                 if it % cfg.eval_every == 0 or it == 1:
-                    v = validate(policy, val, cfg.mode)
+                    v = validate_sizes(policy, val, cfg.mode)
                     row.update({k: round(x, 5) for k, x in v.items()})
                     if v["val_normalized_score"] > best["val_normalized_score"]:
                         best = {**v, "iteration": it}
@@ -249,7 +288,7 @@ def train(
             workers.close()
     bar.close()
     # A last validation, so the final weights compete too.
-    v = validate(policy, val, cfg.mode)
+    v = validate_sizes(policy, val, cfg.mode)
     if v["val_normalized_score"] > best["val_normalized_score"]:
         best = {**v, "iteration": it}
         best_state = {k: t.detach().clone() for k, t in policy.state_dict().items()}

@@ -29,11 +29,10 @@ from xapp_composer import steps as S
 
 DEFAULT_MAX_ROWS = 20_000
 """Largest R_k x M_k (prefixes x candidates) a step's table may have."""
-DEFAULT_MAX_PAIRS = 400_000
+DEFAULT_MAX_PAIRS = 450_000
 """Largest R_k x M_k x M2_k (lookahead pairs) a step's table may have: 300 agents
-tabulate two steps (75 x 75 x 64 = 360 k pairs at the second), 2,000 agents only the
-first (128 x 128 x 64 = 1.05 M pairs would double the state's preparation, about 0.5 s
-more on this machine, for about 2 ms less per decision)."""
+tabulate two steps (at most 75 x 75 x 75 = 422 k pairs at the second), 600 agents and
+more only the first (their second would hold 128 x 128 x 128 = 2.1 M pairs)."""
 
 
 @dataclass(frozen=True)

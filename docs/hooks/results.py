@@ -284,6 +284,33 @@ def srl_generalisation(root: Path) -> str:
     return _table(["network", "SRL", "SRL general", "DRL (Even)", "Greedy"], rows)
 
 
+SIZE_REPORTS = {
+    81: "models/policy/report/eval_dev_seeds101-105.json",
+    300: "models/policy/report/eval_dev_seeds101-105_agents300.json",
+    600: "models/policy/report/eval_dev_seeds101-105_agents600.json",
+}
+
+
+def srl_sizes(root: Path) -> str:
+    """The shipped policies against the exact optimum for their own E-LAM's predictions,
+    per network size (``xapp-composer eval --agents N``)."""
+    rows = []
+    for n, path in SIZE_REPORTS.items():
+        data = _json(root, path)
+        srl, general = data["srl"], data["srl_general"]
+        elam = max(srl["elam_share"], key=srl["elam_share"].get)
+        best = data[f"ref_best_for_{elam}"]["normalized_score"]
+        rows.append(
+            [str(n), _f(srl["normalized_score"]), _f(general["normalized_score"]),
+             f"{_f(best)} (`{elam}`)", _f(best - srl["normalized_score"]),
+             _f(best - general["normalized_score"]), _f(data["drl_even"]["normalized_score"]),
+             str(data["_meta"]["pairs"])]
+        )  # fmt: skip
+    header = ["agents", "SRL", "SRL general", "exact optimum for the E-LAM's vector",
+              "gap SRL", "gap SRL general", "DRL (Even)", "pairs"]  # fmt: skip
+    return _table(header, rows)
+
+
 def negotiation_timeline(root: Path, run: str = "scripted-soft") -> str:
     """The negotiation timeline study (``models/negotiation/report/timeline_<run>.json``)."""
     data = _json(root, f"models/negotiation/report/timeline_{run}.json")
@@ -454,6 +481,7 @@ RENDERERS.update(
         "srl-fig10": srl_fig10,
         "srl-fig11": srl_fig11,
         "srl-generalisation": srl_generalisation,
+        "srl-sizes": srl_sizes,
         "guard-eval-seed-11": lambda root: guard_eval(root, 11),
         "guard-eval-seed-7": lambda root: guard_eval(root, 7),
         "large-scale": large_scale,

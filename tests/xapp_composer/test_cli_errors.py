@@ -46,6 +46,7 @@ CASES = [
     ("train", ["--lr", "0"], "--lr"),
     ("train", ["--minutes", "abc"], "--minutes"),
     ("train", ["--predictions", "cloud"], "--predictions"),
+    ("train", ["--agents-mix", "81,2"], "--agents-mix"),
     ("export", ["--runs", "RUNS"], "--runs"),
     ("export", ["--runs", "RUNS", "--name", "srl-qa"], "--name"),
     ("eval", [], "--intents"),

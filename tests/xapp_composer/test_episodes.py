@@ -179,6 +179,19 @@ def test_large_networks_shortlist_the_candidates_of_each_factor() -> None:
     assert usable[np.argmin(net.outage_rate[usable])] in cols
 
 
+def test_the_lookahead_keeps_every_agent_the_next_step_may_choose() -> None:
+    """The lookahead of a step covers the next step's candidates: its per-factor shortlist
+    ranks agents by their own terms only, so a shorter one would drop the near neighbours
+    through which a candidate's best completion often goes."""
+    for n in (300, 600):
+        s = F.serving_state(generate_network(11, n_agents=n), None, S.K_CAND)
+        plan = S.StatePlan(s)
+        for k in range(len(s.chain_types) - 1):
+            look = S.lookahead_candidates(s, k, shared=False)
+            np.testing.assert_array_equal(np.sort(look), plan.steps[k + 1].cols)
+        assert len(plan.steps[1].cols) > 64  # more than a lookahead of 64 would keep
+
+
 def test_shortlisted_route_rows_give_the_same_plan() -> None:
     net = generate_network(10, n_agents=700)
     full = S.StatePlan(F.batch_state([net]))

@@ -84,6 +84,26 @@ def test_shipped_evaluation_is_of_the_shipped_policies(report: str) -> None:
     assert all(v["feasible"] == 1.0 for k, v in out.items() if k in ("srl", "srl_general"))
 
 
+SIZE_REPORTS = {
+    "eval_dev_seeds101-105_agents300.json": 300,
+    "eval_dev_seeds101-105_agents600.json": 600,
+}
+
+
+@pytest.mark.parametrize("report", sorted(SIZE_REPORTS))
+def test_size_reports_are_of_the_shipped_policies(report: str) -> None:
+    """The quality-at-size reports the results page renders were produced by the graphs
+    that ship, on the dev intents, seeds 101-105 and the size they name."""
+    meta = json.loads((MODELS_DIR / "report" / report).read_text())["_meta"]
+    assert (
+        meta["intents"].endswith("dev_intents.jsonl")
+        and meta["seeds"] == REPORTS["eval_dev_seeds101-105.json"]
+    )
+    assert meta["agents"] == SIZE_REPORTS[report] and meta["pairs"] == 48 * 5
+    assert meta["policies"] == {n: _sha(MODELS_DIR / f"{n}.onnx") for n in meta["policies"]}
+    assert set(meta["policies"]) == set(NAMES)
+
+
 def test_readme_report_has_every_method() -> None:
     """The report the README's table comes from is one run of the default command: all five
     methods (random, greedy, DRL (Even), LLM zero-shot, SRL), each with the score, the

@@ -6,33 +6,16 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 import pytest
 import torch
+from support.training import random_requests as requests
+from support.training import tiny_config as tiny
 
-from xapp_composer import features as F
-from xapp_composer.configs import TrainConfig
-from xapp_composer.episodes import RequestSet
 from xapp_composer.export import export_onnx, load_checkpoint, parity_check
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.train import train
 
 pytestmark = pytest.mark.slow
-
-
-def requests(m: int, seed: int) -> RequestSet:
-    rng = np.random.default_rng(seed)
-    s = rng.dirichlet(np.ones(4), size=m)
-    preds = np.stack([s, np.full_like(s, 0.25)], axis=1)
-    return RequestSet(s, rng.integers(4, size=m), np.zeros((m, F.TEXT_DIM), np.float32),
-                      preds, ["a", "b"], np.array([0.002, 0.01]), ["p"] * m)  # fmt: skip
-
-
-def tiny(**kw) -> TrainConfig:
-    return TrainConfig(
-        name="tiny", max_iterations=2, batch_episodes=12, minibatch_episodes=6, epochs=1,
-        pool_size=4, pool_refresh=1, hidden=16, eval_every=1000, minutes=10, **kw,
-    )  # fmt: skip
 
 
 def test_two_ray_workers_train_a_policy_that_exports(tmp_path) -> None:
