@@ -8,7 +8,7 @@ dot product. On the default network that is about 8,000 chains.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,15 +70,33 @@ def _along(v: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     return v.reshape(shape)
 
 
-def build_search_space(net: Network, chain_types: Sequence[int] | None = None) -> SearchSpace:
+def build_search_space(
+    net: Network,
+    chain_types: Sequence[int] | None = None,
+    *,
+    candidates: Sequence[np.ndarray] | None = None,
+    route_ber: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> SearchSpace:
     """Compute the factors of all chains of usable agents (eqs. 2-14), vectorised.
+
+    Args:
+        candidates: per step, the agents to search over (default: every usable agent of
+            the step's type); each must be usable, which is not checked again.
+        route_ber: route E[BER] between sources and targets (default
+            :meth:`Network.route_ber`), for a caller that keeps its own route rows.
 
     Raises:
         OptimumUnavailable: more than :data:`MAX_CHAINS` chains to search.
     """
     cfg = net.cfg
     chain_types = tuple(cfg.chain_types if chain_types is None else chain_types)
-    cands = tuple(net.agents_of_type(t, usable=True) for t in chain_types)
+    if candidates is None:
+        cands = tuple(net.agents_of_type(t, usable=True) for t in chain_types)
+    else:
+        cands = tuple(np.asarray(c, dtype=np.int64) for c in candidates)
+        if len(cands) != len(chain_types):
+            raise ValueError(f"{len(cands)} candidate sets for {len(chain_types)} steps")
+    route_ber = net.route_ber if route_ber is None else route_ber
     size = int(np.prod([len(c) for c in cands], dtype=np.float64))
     if size > MAX_CHAINS:
         raise OptimumUnavailable(
@@ -100,7 +118,7 @@ def build_search_space(net: Network, chain_types: Sequence[int] | None = None) -
         log_nc = log_nc + _along(np.log1p(-out_rate[c]), k, n)
         mu_min = np.minimum(mu_min, _along(net.mu[c], k, n))
         if k + 1 < n:
-            hop = net.route_ber(c, cands[k + 1])
+            hop = route_ber(c, cands[k + 1])
             shape = [1] * n
             shape[k], shape[k + 1] = len(c), len(cands[k + 1])
             log_keep = log_keep + np.log1p(-hop).reshape(shape)

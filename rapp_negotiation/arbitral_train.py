@@ -8,7 +8,7 @@
 3. Keep the penalty whose message scores (the maximum over a message and its sentences,
    :meth:`~rapp_negotiation.arbitral.ToxicityClassifier.scores`) have the best ROC AUC on
    the validation split, and the decision threshold that maximises F1 there.
-4. Evaluate once on the hand-written held-out set
+4. Evaluate on the hand-written held-out set
    (``models/negotiation/data/arbitral_heldout.jsonl``), never used in steps 1-3.
 5. Write ``classifier.json`` and ``card.json`` (data, configuration, metrics, sha256).
 """
@@ -179,7 +179,8 @@ def train(cfg: TrainConfig, encoder: MiniLM | None = None) -> dict:
                 "sha256": sha256_file(cfg.heldout),
                 "n": len(held),
                 "about": "hand-written free text, no template shared with the training "
-                "banks; used once, for these metrics",
+                "banks; never used for training, penalty or threshold selection (how often "
+                "it has been read while the banks were written: models/negotiation/README.md)",
             },
         },
         "training": {

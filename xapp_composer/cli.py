@@ -66,6 +66,8 @@ RUN_FLAGS = (
     "network",
     "rapp_deadline_ms",
     "max_state_age",
+    "proposer_k",
+    "proposer_min_agents",
     "health_host",
     "health_port",
     "policy_public_key",

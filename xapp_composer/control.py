@@ -16,12 +16,21 @@ One decision (ARCHITECTURE.md "Data flow of one request"):
 2. the policy picks the E-LAM (``choose_elam``) and the translator (the rApp) maps the
    prompt to a preference vector with it; on any failure the vector is the fallback of
    :class:`~xapp_composer.translation.FallbackVectors` and the decision says ``fallback``;
-3. the policy composes the chain step by step (``compose``); the chain is checked against
+3. on a large network with the proposer on (``proposer_k`` > 0, at least
+   ``proposer_min_agents`` agents), the action space is reduced first (``propose``;
+   Generative AI-in-the-loop, mechanism 3): the proposer's profile of the state
+   (:meth:`~xapp_composer.live_state.LiveState.profile`, computed once per state and
+   chain types) keeps the top k agents of each position for the predicted vector, a set
+   that holds a feasible chain whenever the network has one, and the policy decides on
+   that reduced graph (:func:`~xapp_composer.proposer.reduced_prepared`);
+4. the policy composes the chain step by step (``compose``); the chain is checked against
    the constraints of eq. 18 on the xApp's view of the network; an infeasible chain is
-   repaired when a feasible one exists (:meth:`ControlCore._repair`: the best feasible
-   chain for the predicted vector by exhaustive search when the network has at most
-   :data:`~xapp_composer.live_state.REPAIR_SEARCH_MAX` chains, else the greedy
-   baseline's chain if it is feasible), else the request is rejected (no feasible chain).
+   repaired when a feasible one exists (:meth:`ControlCore._repair`: with the proposer,
+   the best feasible chain of the reduced graph by exhaustive search; else, or when it
+   has none, the best feasible chain for the predicted vector by exhaustive search when
+   the network has at most :data:`~xapp_composer.live_state.REPAIR_SEARCH_MAX` chains,
+   else the greedy baseline's chain if it is feasible), else the request is rejected (no
+   feasible chain).
 
 Rejection reasons (``ControlDecision.rejection`` is ``"<code>: <detail>"``):
 
@@ -58,6 +67,7 @@ from xapp_composer import features as F
 from xapp_composer.ledger import Decided, DecisionLedger
 from xapp_composer.live_state import LiveState, StateParts, build_state
 from xapp_composer.metrics import XappMetrics
+from xapp_composer.proposer import reduced_prepared, topk_exhaustive
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed, Translator
 
@@ -98,7 +108,8 @@ class Result:
         request_id: the request's id ("" when dropped).
         decision: the message to publish (decided and rejected).
         reason: the rejection code, the fallback cause, or why it was dropped.
-        timings: seconds per stage (``translate``, ``compose``).
+        timings: seconds per stage (``translate``, ``compose``; ``propose`` when the
+            proposer reduced the request's action space).
     """
 
     status: str
@@ -127,6 +138,10 @@ class ControlCore:
             chain breaks a constraint.
         max_prompt_bytes: longer prompts are rejected as ``malformed_request`` before any
             rApp call (the rApp's own limit); None: no limit.
+        proposer_k: agents the action-space proposer keeps per chain position (step 3 of
+            the module docstring); 0: off.
+        proposer_min_agents: the proposer reduces only networks of at least this many
+            agents.
         wall_clock_ns: wall clock (ns since the epoch), for the state's age.
         clock: monotonic clock (s).
     """
@@ -142,9 +157,15 @@ class ControlCore:
         dedup_capacity: int = 100_000,
         repair_infeasible: bool = True,
         max_prompt_bytes: int | None = None,
+        proposer_k: int = 0,
+        proposer_min_agents: int = 2000,
         wall_clock_ns: Callable[[], int] = time.time_ns,
         clock: Callable[[], float] = time.monotonic,
     ):
+        if proposer_k < 0:
+            raise ValueError(f"proposer_k must be 0 (off) or more, got {proposer_k}")
+        if proposer_min_agents < 1:
+            raise ValueError(f"proposer_min_agents must be at least 1, got {proposer_min_agents}")
         self.runtime = runtime
         self.translator = translator
         self.metrics = metrics or XappMetrics()
@@ -153,6 +174,8 @@ class ControlCore:
         self.ledger = DecisionLedger(dedup_capacity)
         self.repair_infeasible = repair_infeasible
         self.max_prompt_bytes = max_prompt_bytes
+        self.proposer_k = int(proposer_k)
+        self.proposer_min_agents = int(proposer_min_agents)
         self.wall_clock_ns = wall_clock_ns
         self.clock = clock
         self.state: LiveState | None = None
@@ -189,6 +212,9 @@ class ControlCore:
         if self.repair_infeasible:  # off the request path: repairs then cost ~0.1 ms
             for chain_types in list(live.prepared):
                 live.search_space(chain_types)
+        if self.proposes(live):  # off the request path too (0.1 s at 100,000 agents)
+            for chain_types in list(live.prepared):
+                live.profile(chain_types)
         self.metrics.observe("state_prepare", time.perf_counter() - t0)
         return live
 
@@ -378,7 +404,7 @@ class ControlCore:
         return self.decide(req)
 
     def decide(self, req: network_pb2.ServiceRequest) -> Result:
-        """Decide a decoded, validated request (steps 1-3 of the module docstring)."""
+        """Decide a decoded, validated request (steps 1-4 of the module docstring)."""
         rid = req.request_id
         with self._swap:
             live, runtime = self.state, self.runtime
@@ -420,17 +446,26 @@ class ControlCore:
         elam_index = k
         if tr.elam in runtime.elam_ids:
             elam_index = runtime.elam_ids.index(tr.elam)
+        sets = None
+        decide_on = prep
+        if self.proposes(live):
+            sets = live.profile(types).propose(tr.vector, self.proposer_k)
+            decide_on = reduced_prepared(prep, sets)
+            self.metrics.proposal()
+        t3 = time.perf_counter()
+        if sets is not None:
+            timings["propose"] = t3 - t2
         try:
-            chain = runtime.compose(prep, tr.vector, elam_index, app, prompt, text)
+            chain = runtime.compose(decide_on, tr.vector, elam_index, app, prompt, text)
         except ValueError as exc:
             return self._reject(rid, NO_FEASIBLE_CHAIN, str(exc), timings, seen=seen)
         why = chain_feasible(live.net, chain, types)
         if why:
-            chain, why = self._repair(live, chain, why, tr.vector, types, rid)
+            chain, why = self._repair(live, chain, why, tr.vector, types, rid, sets)
             if why:
-                timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
+                timings["compose"] = (time.perf_counter() - t3) + (t1 - t0)
                 return self._reject(rid, NO_FEASIBLE_CHAIN, why, timings, seen=seen)
-        timings["compose"] = (time.perf_counter() - t2) + (t1 - t0)
+        timings["compose"] = (time.perf_counter() - t3) + (t1 - t0)
         decision = network_pb2.ControlDecision(
             request_id=rid,
             chain=chain,
@@ -443,6 +478,10 @@ class ControlCore:
             state_seq=live.seq,
         )
         return Result("decided", rid, decision, cause, timings)
+
+    def proposes(self, live: LiveState) -> bool:
+        """Requests on ``live`` are decided on the proposer's reduced graph."""
+        return self.proposer_k > 0 and live.net.n_agents >= self.proposer_min_agents
 
     def usable_state(self) -> bool:
         """A state is serving and is not too old to decide on."""
@@ -502,20 +541,32 @@ class ControlCore:
         vector: Sequence[float],
         types: tuple[int, ...],
         rid: str,
+        sets: Sequence[np.ndarray] | None = None,
     ) -> tuple[tuple[int, ...], str]:
-        """A feasible chain instead of the policy's infeasible one: the best feasible chain
+        """A feasible chain instead of the policy's infeasible one: with the proposer's
+        sets (``sets``), the best feasible chain among them (they hold one whenever the
+        network has one); else, or when they span too many chains, the best feasible chain
         for the predicted vector by exhaustive search when the network is small enough
         (MODEL.md's optimum, the search space built once per state), else the greedy
         baseline's chain if it is feasible."""
         if not self.repair_infeasible:
             return chain, f"the policy's chain {list(chain)} is infeasible: {why}"
-        space = live.search_space(types)
-        if isinstance(space, SearchSpace):
+        alt: tuple[int, ...]
+        found = None
+        if sets is not None:
+            try:
+                found = topk_exhaustive(live.net, live.inputs(types).state, sets, vector)
+            except OptimumUnavailable:
+                found = None
+        space = live.search_space(types) if found is None else None
+        if found is not None:
+            alt, how = found[0], "proposed"
+        elif isinstance(space, SearchSpace):
             if space.feasible_count == 0:
                 return chain, f"no chain meets the constraints of eq. 18 ({why})"
             q = space.utilities @ np.asarray(vector, dtype=float)
             flat = np.where(space.feasible, q, -np.inf).reshape(-1)
-            alt: tuple[int, ...] = space.chain_at(int(np.argmax(flat)))
+            alt = space.chain_at(int(np.argmax(flat)))
             how = "search"
         else:
             try:

@@ -4,9 +4,12 @@ A state arrives whole (a ``NetworkState``) or, for large networks, as a keyframe
 fixed part and a delta of what the tick changed (:class:`StateParts`; the wire format is
 in ``proto/lameta_proto/v1/network.proto``). A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
 chain types, the policy's inputs with the GCN encoder already run
-(:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`), and the exhaustive search space a
-repair uses. Both are built once per state (on first use, or ahead of the requests by
-:func:`build_state`), so that a request only pays for its own decision.
+(:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`), the exhaustive search space a
+repair uses, and the action-space proposer's profile of the state
+(:func:`~xapp_composer.proposer.profile_state`). Each is built once per state (on first
+use, or ahead of the requests by :func:`build_state` and the control core), so that a
+request only pays for its own decision; a new state is a new :class:`LiveState`, so
+nothing computed on an older one is ever served.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from agentnet.network import Network
 from agentnet.optimum import OptimumUnavailable, SearchSpace, build_search_space
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from xapp_composer.proposer import StateProfile, profile_state
 from xapp_composer.runtime import PolicyRuntime, Prepared
 
 REPAIR_SEARCH_MAX = 200_000
@@ -77,6 +81,7 @@ class LiveState:
     runtime: PolicyRuntime
     prepared: dict[tuple[int, ...], Prepared] = field(default_factory=dict)
     spaces: dict[tuple[int, ...], SearchSpace | str] = field(default_factory=dict)
+    profiles: dict[tuple[int, ...], StateProfile] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def inputs(self, chain_types: tuple[int, ...]) -> Prepared:
@@ -106,9 +111,21 @@ class LiveState:
                 self.spaces[chain_types] = space
             return space
 
+    def profile(self, chain_types: tuple[int, ...]) -> StateProfile:
+        """The proposer's profile of this state for these chain types (computed once, on
+        first use, from :meth:`inputs`; every request on the state reuses it)."""
+        prep = self.inputs(chain_types)
+        with self._lock:
+            profile = self.profiles.get(chain_types)
+            if profile is None:
+                profile = profile_state(prep.state)
+                self.profiles[chain_types] = profile
+            return profile
+
     def for_runtime(self, runtime: PolicyRuntime) -> LiveState:
         """The same state prepared for another policy (same chain types, same search
-        spaces: they do not depend on the policy)."""
+        spaces: they do not depend on the policy; the proposer's profiles are computed
+        again on the new inputs, whose route table they read)."""
         fresh = LiveState(
             seq=self.seq,
             timestamp_ns=self.timestamp_ns,
@@ -119,6 +136,8 @@ class LiveState:
         )
         for types in list(self.prepared):
             fresh.inputs(types)
+        for types in list(self.profiles):
+            fresh.profile(types)
         return fresh
 
 

@@ -453,6 +453,8 @@ def build_service(settings: XappSettings) -> XappService:
         dedup_capacity=settings.dedup_capacity,
         repair_infeasible=settings.repair_infeasible,
         max_prompt_bytes=settings.rapp_max_prompt_bytes,
+        proposer_k=settings.proposer_k,
+        proposer_min_agents=settings.proposer_min_agents,
     )
     client = settings.mqtt_client(manual_ack=True)
     return XappService(settings, core, rapp, client, loader)

@@ -13,10 +13,12 @@ from collections import Counter
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
-STAGES = ("state_prepare", "translate", "compose", "publish", "end_to_end")
+STAGES = ("state_prepare", "translate", "propose", "compose", "publish", "end_to_end")
 """Latency stages: state prepare (per state), and per request: translate (rApp call or
-fallback), compose (E-LAM choice, chain, feasibility check), publish, end to end (from the
-request's arrival at the xApp to its decision handed to the broker)."""
+fallback), propose (the action-space proposer's top k and the reduced graph, on large
+networks when it is on), compose (E-LAM choice, chain, feasibility check, repair; without
+the propose stage), publish, end to end (from the request's arrival at the xApp to its
+decision handed to the broker)."""
 
 LATENCY_BUCKETS = (
     0.0001,
@@ -82,6 +84,11 @@ class XappMetrics:
         self.reloads = PromCounter(
             "xapp_policy_reloads", "Policy hot reloads, by result", ["result"], registry=r
         )
+        self.proposals = PromCounter(
+            "xapp_proposals",
+            "Requests decided on the proposer's reduced graph (top k agents per position)",
+            registry=r,
+        )
         self.events = PromCounter("xapp_events", "Other loop events", ["event"], registry=r)
         self.latency = Histogram(
             "xapp_stage_latency_seconds",
@@ -134,6 +141,10 @@ class XappMetrics:
     def duplicate(self) -> None:
         """A redelivered request was recognised."""
         self._count(self.duplicates, None, "duplicates")
+
+    def proposal(self) -> None:
+        """A request's action space was reduced by the proposer."""
+        self._count(self.proposals, None, "proposals")
 
     def drop(self, reason: str) -> None:
         """A request got no decision (logged where it happens)."""

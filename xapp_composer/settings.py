@@ -147,6 +147,21 @@ class XappSettings(MqttSettings):
         "instead: the best for the predicted vector by exhaustive search on networks of at "
         "most 200,000 chains, else the greedy baseline's (else reject: no feasible chain)",
     )
+    proposer_k: int = Field(
+        0,
+        ge=0,
+        description="intent-conditioned action-space reduction on large networks: keep the "
+        "top k agents of each chain position for the request's predicted vector "
+        "(xapp_composer.proposer; always a feasible chain among them when the network has "
+        "one) and decide on that reduced graph, repairing inside it; 0: off, the policy "
+        "decides on the whole graph",
+    )
+    proposer_min_agents: int = Field(
+        2000,
+        ge=1,
+        description="the proposer (proposer_k > 0) reduces only networks of at least this "
+        "many agents; smaller ones are decided on the whole graph",
+    )
     shutdown_grace: float = Field(
         10.0, ge=0, description="seconds in-flight requests get to finish on SIGTERM"
     )

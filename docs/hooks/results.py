@@ -98,19 +98,77 @@ def srl_eval(root: Path, seeds: str = "101-110") -> str:
     return _table(header, rows)
 
 
-def negotiation_bench(root: Path) -> str:
-    """MAESTRO's negotiation designs (``models/negotiation/report/bench_scripted.json``)."""
-    data = _json(root, "models/negotiation/report/bench_scripted.json")
+def _own_share(counts: dict[str, int]) -> float:
+    """Share of a role's decisions whose value is the negotiator's own (LLM or scripted)."""
+    total = sum(counts.values())
+    return (counts.get("llm", 0) + counts.get("scripted", 0)) / total if total else 0.0
+
+
+def negotiation_bench(root: Path, run: str = "scripted") -> str:
+    """MAESTRO's negotiation designs (``models/negotiation/report/bench_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/bench_{run}.json")
     rows = [
         [r["design"], str(r["agents"]), str(r["negotiations"]), _f(r["mae"]),
-         _f(r.get("mae_sd")), f"{100 * r['mae_share_of_capacity']:.1f} %",
-         _f(r.get("rounds_mean"), 2), _f(r.get("messages_per_round"), 1)]
+         _f(r.get("mae_sd")), f"{100 * r['mae_share_of_capacity']:.2f} %",
+         _f(r.get("rounds_mean"), 2), _f(r.get("messages_per_round"), 1),
+         f"{100 * r['fallback_share']:.0f} %",
+         f"{100 * _own_share(r['sources'].get('tenant', {})):.0f} %",
+         f"{100 * _own_share(r['sources'].get('mediator', {})):.0f} %",
+         f"{100 * r['consensus_share']:.0f} %"]
         for r in data["results"]
     ]  # fmt: skip
     header = ["design", "agents", "negotiations", "MAE (req/s)", "MAE sd",
-              "MAE / capacity", "rounds", "messages / round"]  # fmt: skip
+              "MAE / capacity", "rounds", "messages / round", "fallbacks",
+              "tenants' own values", "mediator's own values", "consensus"]  # fmt: skip
     table = _table(header, rows)
-    return f"{table}\n\nCapacity {data['capacity']:.2f} req/s; command: `{data['command']}`"
+    paper = data["paper_no_optimizer"]
+    return (
+        f"{table}\n\nNegotiator `{data['llm']}`; capacity {data['capacity']:.2f} req/s. "
+        f"Own values: decisions whose value is the negotiator's, neither imposed by the "
+        f"optimizer nor a fallback of the validation unit. Paper, no optimizer: MAE "
+        f"{paper['mae_mbps']:.0f} ± {paper['sd_mbps']:.0f} Mbps of a {paper['cell_mbps']:.0f} "
+        f"Mbps cell ({100 * paper['mae_share_of_capacity']:.1f} %). Command: "
+        f"`{data['command']}`"
+    )
+
+
+PERSONALITY_NAMES = {"N": "normal", "A": "agreeable", "D": "disagreeable", "V": "vulnerable",
+                     "T": "toxic"}  # fmt: skip
+
+
+def negotiation_personalities(root: Path, run: str = "local") -> str:
+    """Fig. 3a, agreed value per personality pair (``personalities_<run>.json``)."""
+    data = _json(root, f"models/negotiation/report/personalities_{run}.json")
+    codes = data["personalities"]
+    spread = data["games_per_pair"] > 1
+    rows = []
+    for i, code in enumerate(codes):
+        cells = []
+        for j in range(len(codes)):
+            cell = _f(data["mean"][i][j], 2)
+            if spread:
+                cell += f" ± {_f(data['sd'][i][j], 2)}"
+            if data["consensus_share"][i][j] < 1:
+                cell += f" ({100 * data['consensus_share'][i][j]:.0f} % consensus)"
+            cells.append(cell)
+        rows.append([f"{PERSONALITY_NAMES.get(code, code)} ({code})", *cells])
+    header = ["cost ↓ / reach →", *(f"{PERSONALITY_NAMES.get(c, c)} ({c})" for c in codes)]
+    targets = data["targets"]
+    sources = "; ".join(
+        f"{role}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+        for role, counts in data["sources"].items()
+    )
+    return (
+        f"{_table(header, rows)}\n\nRows: the cost tenant's personality (target "
+        f"{targets['cost']:.2f} req/s); columns: the reach tenant's (target "
+        f"{targets['reach']:.2f}); middle ground {data['middle_ground']:.2f}, capacity "
+        f"{data['capacity']:.2f} req/s. Cells: mean agreed value over "
+        f"{data['games_per_pair']} game(s) per pair"
+        f"{', ± sd' if spread else ''}; consensus share shown where below 100 %. "
+        f"Negotiator `{data['llm']}`; decisions by source: {sources} "
+        f"({100 * data['fallback_share']:.0f} % fallbacks); {data['seconds']:.0f} s. "
+        f"Command: `{data['command']}`"
+    )
 
 
 APPS = ("content", "qa", "immersive", "critical")
@@ -306,6 +364,78 @@ def iokd_build(root: Path) -> str:
     )
 
 
+LARGE_SCALE = "models/policy/report/bench_large.json"
+
+
+def large_scale(root: Path) -> str:
+    """SRL, beam search and the proposer's reduced graph per network size
+    (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows, verdicts = [], []
+    for size in data["sizes"]:
+        for name, m in size["methods"].items():
+            rows.append(
+                [f"{size['agents']:,}", f"`{name}`", _f(m["q"], 4), _f(m["gap_to_best_known"], 4),
+                 str(m["infeasible"]), _f(m["p50_ms"], 1), _f(m["p90_ms"], 1)]
+            )  # fmt: skip
+        others = ", ".join(f"`{v}`" for v in size["srl_variants_beating_beam8"]) or "none"
+        verdicts.append(
+            f"{size['agents']:,} agents: {'yes' if size['srl_beats_beam8'] else 'no'} "
+            f"(SRL variants that do: {others}; {size['requests']} requests, prepare "
+            f"{size['prepare_s']:.2f} s, proposer profile {size['profile_ms']:.0f} ms)"
+        )
+    header = ["agents", "method", "mean Q*_s", "gap to best known", "infeasible",
+              "p50 ms", "p90 ms"]  # fmt: skip
+    return (
+        f"{_table(header, rows)}\n\nSRL beats beam-8 at no more latency (mean Q*_s higher, "
+        f"p50 no higher): " + "; ".join(verdicts) + f". Policy `{data['policy']}`, network "
+        f"seeds {data['network_seeds']}; command: `{data['command']}`"
+    )
+
+
+def large_scale_per_k(root: Path) -> str:
+    """Score lost per proposer size k (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows = []
+    for size in data["sizes"]:
+        srl = size["methods"]["srl"]
+        for k, r in size["per_k"].items():
+            rows.append(
+                [f"{size['agents']:,}", k, _f(r["propose_p50_ms"], 1), _f(r["srl_reduced_q"], 4),
+                 _f(r["srl_reduced_loss_vs_srl"], 4), _f(r["srl_reduced_p50_ms"], 1),
+                 _f(r["topk_exhaustive_q"], 4), _f(r["topk_exhaustive_loss_vs_best_known"], 4),
+                 _f(r["topk_exhaustive_p50_ms"], 1), f"{_f(srl['q'], 4)} / {_f(srl['p50_ms'], 1)}"]
+            )  # fmt: skip
+    header = ["agents", "k", "propose p50 ms", "SRL on top-k: Q*_s", "lost vs SRL",
+              "p50 ms", "top-k exhaustive: Q*_s", "lost vs best known", "p50 ms",
+              "SRL whole graph: Q*_s / p50 ms"]  # fmt: skip
+    return _table(header, rows)
+
+
+def proposer_cost(root: Path) -> str:
+    """What the xApp's proposer (``XAPP_PROPOSER_K``) costs and gains per network size and
+    k, against the policy on the whole graph (``bench/bench_large.py``)."""
+    data = _json(root, LARGE_SCALE)
+    rows = []
+    for size in data["sizes"]:
+        srl = size["methods"]["srl"]
+        for k, r in size["per_k"].items():
+            reduced = size["methods"][f"srl_k{k}"]
+            rows.append(
+                [f"{size['agents']:,}", k, _f(size["profile_ms"], 1), _f(r["propose_p50_ms"], 1),
+                 f"{_f(reduced['p50_ms'], 1)} / {_f(reduced['p90_ms'], 1)}",
+                 f"{_f(srl['p50_ms'], 1)} / {_f(srl['p90_ms'], 1)}",
+                 _f(reduced["q"], 4), _f(srl["q"], 4), _f(-r["srl_reduced_loss_vs_srl"], 4)]
+            )  # fmt: skip
+    header = ["agents", "k", "profile ms (per state)", "propose p50 ms",
+              "proposer + SRL p50 / p90 ms", "SRL whole graph p50 / p90 ms",
+              "Q*_s with proposer", "Q*_s whole graph", "Q*_s change"]  # fmt: skip
+    return (
+        f"{_table(header, rows)}\n\nPolicy `{data['policy']}`, network seeds "
+        f"{data['network_seeds']}; command: `{data['command']}`"
+    )
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -313,6 +443,8 @@ RENDERERS.update(
         "srl-eval": srl_eval,
         "srl-eval-101-105": lambda root: srl_eval(root, "101-105"),
         "negotiation-bench": negotiation_bench,
+        "negotiation-bench-local": lambda root: negotiation_bench(root, "local"),
+        "negotiation-personalities-local": negotiation_personalities,
         "negotiation-timeline": negotiation_timeline,
         "negotiation-timeline-local": lambda root: negotiation_timeline(root, "local-soft"),
         "iokd-build": iokd_build,
@@ -324,5 +456,8 @@ RENDERERS.update(
         "srl-generalisation": srl_generalisation,
         "guard-eval-seed-11": lambda root: guard_eval(root, 11),
         "guard-eval-seed-7": lambda root: guard_eval(root, 7),
+        "large-scale": large_scale,
+        "large-scale-per-k": large_scale_per_k,
+        "proposer-cost": proposer_cost,
     }
 )

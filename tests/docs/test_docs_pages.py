@@ -104,6 +104,23 @@ def test_the_tables_carry_the_committed_numbers() -> None:
     )
     fig7 = json.loads((ROOT / "models/elam/report/fig7.json").read_text())
     assert len(_table_rows(results.render("iokd-fig7", ROOT))) - 1 == len(fig7["points"])
+    bench = json.loads((ROOT / "models/negotiation/report/bench_local.json").read_text())
+    rows = _table_rows(results.render("negotiation-bench-local", ROOT))
+    assert [(r[0], int(r[1])) for r in rows[1:]] == [
+        (r["design"], r["agents"]) for r in bench["results"]
+    ]
+    assert [r[3] for r in rows[1:]] == [f"{r['mae']:.3f}" for r in bench["results"]]
+    large = json.loads((ROOT / "models/policy/report/bench_large.json").read_text())
+    rows = _table_rows(results.render("proposer-cost", ROOT).split("\n\n")[0])
+    want = [(s, k) for s in large["sizes"] for k in s["per_k"]]
+    assert len(rows) - 1 == len(want)
+    for row, (size, k) in zip(rows[1:], want, strict=True):
+        assert (row[0], row[1]) == (f"{size['agents']:,}", k)
+        assert row[4].startswith(f"{size['methods'][f'srl_k{k}']['p50_ms']:.1f} / ")
+    games = json.loads((ROOT / "models/negotiation/report/personalities_local.json").read_text())
+    rows = _table_rows(results.render("negotiation-personalities-local", ROOT))
+    assert len(rows) - 1 == len(rows[0]) - 1 == len(games["personalities"])
+    assert rows[3][5].startswith(f"{games['mean'][2][4]:.2f}")  # disagreeable cost, toxic reach
 
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -40,6 +40,24 @@ BENIGN = [
 ]
 
 
+# Firm but civil messages about the other tenants, and toxic ones aimed at them (crafted for
+# these tests; naming the other tenants must not decide the label).
+FIRM_ABOUT_OTHERS = [
+    "We keep 3.5 requests per second; the other tenants have not shown us why we should move.",
+    "Our figure stays at 8. The other tenants' demands are reasonable for them, not for us.",
+    "We do not accept the others' proposal of 11; our latency budget cannot absorb it.",
+    "The rest of the tenants want more, and we understand why, but we hold at 4.",
+    "We heard the other tenants out and still disagree: 6 requests per second.",
+    # The scripted disagreeable negotiator's line (rapp_negotiation.negotiators).
+    "We hold most of our position; the others have not convinced us.",
+]
+TOXIC_ABOUT_OTHERS = [
+    "The other tenants are clowns; give us 12 or we start dropping their packets.",
+    "Tell the others to accept 10, or their agents will mysteriously stop answering.",
+    "The other tenants do not deserve any capacity; cut them off and give us 13.",
+]
+
+
 @pytest.fixture(scope="module")
 def classifier() -> ToxicityClassifier:
     return ToxicityClassifier.load(shared_minilm())
@@ -49,6 +67,12 @@ def test_crafted_toxic_messages_are_flagged_and_benign_ones_are_not(classifier):
     scores = classifier.scores(TOXIC + BENIGN)
     flagged = [s >= classifier.threshold for s in scores]
     assert flagged == [True] * len(TOXIC) + [False] * len(BENIGN), scores
+
+
+def test_naming_the_other_tenants_is_not_what_gets_a_message_flagged(classifier):
+    scores = classifier.scores(FIRM_ABOUT_OTHERS + TOXIC_ABOUT_OTHERS)
+    flagged = [s >= classifier.threshold for s in scores]
+    assert flagged == [False] * len(FIRM_ABOUT_OTHERS) + [True] * len(TOXIC_ABOUT_OTHERS), scores
 
 
 def test_a_threat_inside_polite_text_is_still_flagged(classifier):

@@ -65,6 +65,7 @@ CASES = [
     ("run", ["--rapp", "nohost"], "--rapp"),
     ("run", ["--broker", "http://broker:1883"], "--broker"),
     ("run", ["--max-state-age", "-1"], "--max-state-age"),
+    ("run", ["--proposer-k", "-1"], "--proposer-k"),
     ("run", ["--health-port", "70000"], "--health-port"),
     ("run", ["--log-format", "xml"], "--log-format"),
     ("run", ["--policy", "MISSING"], "MISSING"),
