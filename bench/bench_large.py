@@ -41,6 +41,7 @@ import argparse
 import json
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def run_size(
         profile = profile_state(p.state)
         profiling.append(time.perf_counter() - t)
         table = p.state.route
-        rows = dict(table.rows) if isinstance(table, RouteTable) else None
+        rows = OrderedDict(table.rows) if isinstance(table, RouteTable) else None
         deciders = methods(rt, net, p, profile, ks, exact)
         rt.compose(p, np.full(4, 0.25), 0, APP, PROMPT)  # warm the sessions up
         for _ in range(requests):
@@ -150,7 +151,7 @@ def run_size(
                 propose[k].append(time.perf_counter() - t)
             for name, decide in deciders.items():
                 if rows is not None:
-                    table.rows = dict(rows)  # the state as prepared
+                    table.rows = OrderedDict(rows)  # the state as prepared
                 t = time.perf_counter()
                 chain = decide(v)
                 ms.setdefault(name, []).append((time.perf_counter() - t) * 1e3)

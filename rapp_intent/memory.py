@@ -33,15 +33,21 @@ already stored is not stored again.
 
 Storage is SQLite (one file, WAL journal, ``synchronous=FULL``: a record acknowledged by
 ReportOutcome survives a crash or restart), bounded per application (oldest records are
-dropped first) and safe to share between threads.
+dropped first) and safe to share between threads. Reads never touch the file: each
+application's recent accepted records and its anchor's sorted columns are kept in memory
+(loaded at start, updated after each commit), so a translation neither waits for a
+ReportOutcome's fsync nor re-reads and re-sorts up to ``anchor_records`` rows. One process
+owns the file (the rApp server).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +232,54 @@ def apply_memory(
     )
 
 
+def _median_vector(columns: Sequence[Sequence[float]]) -> Vector | None:
+    """Coordinate-wise median of sorted columns, normalised (None when it sums to 0)."""
+    n = len(columns[0])
+    mid = n // 2
+    med = [c[mid] if n % 2 else 0.5 * (c[mid - 1] + c[mid]) for c in columns]
+    total = sum(med)
+    if total <= 0:
+        return None
+    return tuple(x / total for x in med)  # type: ignore[return-value]
+
+
+class _AppView:
+    """What reads need of one application, kept in step with its rows.
+
+    ``ids`` are the application's stored rows (all of them, oldest first, as the
+    ``max_records`` bound keeps them); ``accepted`` the last ``anchor_records`` accepted
+    ones, with each column of their vectors kept sorted for the anchor's median.
+    """
+
+    def __init__(self, anchor_records: int):
+        self.anchor_records = anchor_records
+        self.ids: deque[int] = deque()
+        self.accepted: deque[tuple[int, MemoryRecord]] = deque()
+        self.columns: list[list[float]] = [[], [], [], []]
+
+    def add(self, row_id: int, record: MemoryRecord, quarantined: bool, max_records: int) -> None:
+        self.ids.append(row_id)
+        if not quarantined:
+            self.accepted.append((row_id, record))
+            for col, x in zip(self.columns, record.vector, strict=True):
+                bisect.insort(col, x)
+            if len(self.accepted) > self.anchor_records:
+                self._drop_oldest_accepted()
+        while len(self.ids) > max_records:
+            gone = self.ids.popleft()
+            if self.accepted and self.accepted[0][0] == gone:
+                self._drop_oldest_accepted()
+
+    def _drop_oldest_accepted(self) -> None:
+        _, old = self.accepted.popleft()
+        for col, x in zip(self.columns, old.vector, strict=True):
+            del col[bisect.bisect_left(col, x)]
+
+    def recent(self, k: int) -> tuple[MemoryRecord, ...]:
+        n = len(self.accepted)
+        return tuple(self.accepted[i][1] for i in range(n - 1, max(n - k, 0) - 1, -1))
+
+
 class Memory:
     """Persistent, bounded, thread-safe store of memory records (eq. 44).
 
@@ -249,13 +303,32 @@ class Memory:
         self.quarantine = quarantine or QuarantineConfig()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the database: one writer at a time
+        self._views_lock = threading.Lock()  # the in-memory views: held for microseconds
+        self._views: dict[str, _AppView] = {}
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._migrate()
+            self._load_views()
+
+    def _load_views(self) -> None:
+        rows = self._db.execute(
+            "SELECT id, app, prompt, w_c, w_b, w_l, w_p, reward, created, quarantined "
+            "FROM records ORDER BY id"
+        )
+        for row_id, app, prompt, *vector, reward, created, quarantined in rows:
+            record = MemoryRecord(prompt=prompt, vector=tuple(vector), reward=reward, app=app,
+                                  created=created)  # fmt: skip
+            self._view(app).add(row_id, record, bool(quarantined), self.max_records)
+
+    def _view(self, app: str) -> _AppView:
+        view = self._views.get(app)
+        if view is None:
+            view = self._views[app] = _AppView(self.quarantine.anchor_records)
+        return view
 
     def _migrate(self) -> None:
         """Bring a memory file written before quarantine and request-id uniqueness up to
@@ -274,25 +347,14 @@ class Memory:
     def anchor(self, app: str) -> Vector | None:
         """The application's anchor: the median of its recent accepted records, or its
         profile while it has few (None for an unknown application without history)."""
-        with self._lock:
+        with self._views_lock:
             return self._anchor(app)
 
     def _anchor(self, app: str) -> Vector | None:
-        q = self.quarantine
-        rows = self._db.execute(
-            "SELECT w_c, w_b, w_l, w_p FROM records WHERE app = ? AND quarantined = 0 "
-            "ORDER BY id DESC LIMIT ?",
-            (app, q.anchor_records),
-        ).fetchall()
-        if len(rows) < q.prior_records:
+        view = self._views.get(app)
+        if view is None or len(view.accepted) < self.quarantine.prior_records:
             return APP_PROFILES.get(app)
-        columns = [sorted(r[i] for r in rows) for i in range(4)]
-        mid = len(rows) // 2
-        med = [c[mid] if len(rows) % 2 else 0.5 * (c[mid - 1] + c[mid]) for c in columns]
-        total = sum(med)
-        if total <= 0:
-            return APP_PROFILES.get(app)
-        return tuple(x / total for x in med)  # type: ignore[return-value]
+        return _median_vector(view.columns) or APP_PROFILES.get(app)
 
     def append(self, record: MemoryRecord, request_id: str = "") -> Appended:
         """Store a record (dropping the application's oldest beyond the bound); a record
@@ -318,15 +380,16 @@ class Memory:
                     ).fetchone()
                     self._db.execute("COMMIT")
                     return Appended(int(count), stored=False)
-                anchor = self._anchor(record.app)
+                with self._views_lock:
+                    anchor = self._anchor(record.app)
                 divergence = None if anchor is None else angular_distance(record.vector, anchor)
                 quarantined = divergence is not None and divergence > self.quarantine.radius
-                self._db.execute(
+                row_id = self._db.execute(
                     "INSERT INTO records (app, prompt, w_c, w_b, w_l, w_p, reward, created,"
                     " request_id, quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.app, record.prompt, *record.vector, record.reward, created,
                      request_id, int(quarantined)),
-                )  # fmt: skip
+                ).lastrowid  # fmt: skip
                 self._db.execute(
                     "DELETE FROM records WHERE app = ? AND id NOT IN "
                     "(SELECT id FROM records WHERE app = ? ORDER BY id DESC LIMIT ?)",
@@ -339,10 +402,18 @@ class Memory:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            stored = MemoryRecord(prompt=record.prompt, vector=tuple(map(float, record.vector)),
+                                  reward=record.reward, app=record.app, created=created)  # fmt: skip
+            with self._views_lock:
+                self._view(record.app).add(row_id, stored, quarantined, self.max_records)
         return Appended(int(count), quarantined=quarantined, divergence=divergence)
 
     def recent(self, app: str, k: int) -> tuple[MemoryRecord, ...]:
         """The k most recent accepted (not quarantined) records of ``app``, newest first."""
+        if k <= self.quarantine.anchor_records:
+            with self._views_lock:
+                view = self._views.get(app)
+                return view.recent(k) if view is not None else ()
         with self._lock:
             rows = self._db.execute(
                 "SELECT prompt, w_c, w_b, w_l, w_p, reward, app, created FROM records "
@@ -360,9 +431,14 @@ class Memory:
         """Memory context of a request of ``app`` (no records without an application)."""
         if not app:
             return MemoryContext(app=None)
-        with self._lock:
-            anchor = self._anchor(app)
-        return MemoryContext(app=app, records=self.recent(app, k), anchor=anchor)
+        if k > self.quarantine.anchor_records:
+            with self._views_lock:
+                anchor = self._anchor(app)
+            return MemoryContext(app=app, records=self.recent(app, k), anchor=anchor)
+        with self._views_lock:
+            view = self._views.get(app)
+            records = view.recent(k) if view is not None else ()
+            return MemoryContext(app=app, records=records, anchor=self._anchor(app))
 
     def quarantined(self, app: str | None = None) -> int:
         """Quarantined records held (for one application, or in total)."""

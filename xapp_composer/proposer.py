@@ -207,8 +207,8 @@ def _nearest(s: BatchState, targets: np.ndarray, rows: bool = False) -> np.ndarr
     the targets' route rows (computed and kept in the state's route table)."""
     if isinstance(s.route, RouteTable):
         if rows and len(targets):
-            s.route.compute(targets)
-            return np.min([s.route.rows[int(t)] for t in targets], axis=0)
+            rows = s.route.rows_for(targets.tolist())
+            return np.min([rows[int(t)] for t in targets], axis=0)
         return s.route.nearest(targets)
     if len(targets) == 0:
         return np.full(s.n_agents, 0.5)

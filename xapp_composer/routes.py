@@ -7,7 +7,9 @@ lookahead of :mod:`xapp_composer.features`). :class:`RouteTable` computes the fi
 one Dijkstra per source of a few sources (links are undirected, so the candidates of
 every other step cover every consecutive pair) and the second from one multi-source
 Dijkstra per step; rows are full-length (N,) vectors kept per source, reused by the next
-state when its links did not change.
+state when its links did not change. The rows kept are bounded (:data:`ROW_BUDGET_BYTES`,
+at least :data:`MIN_ROWS`): requests that reach agents outside the prepared candidates
+(the proposer's sets) add rows, and the least recently computed ones make room.
 
 Above :data:`MERGE_FROM` agents the Dijkstra runs on the graph whose near-perfect links
 (E[BER] below :data:`MERGE_BER`) are contracted: a route's cost is the sum of its links'
@@ -19,6 +21,8 @@ faster. Up to :data:`MERGE_FROM` agents the routes are exact.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -31,6 +35,10 @@ MERGE_FROM = 4096
 """Networks with more agents than this route on the contracted graph."""
 MERGE_BER = 1e-12
 """Links with a smaller E[BER] are contracted on large networks."""
+ROW_BUDGET_BYTES = 1 << 30
+"""Memory the kept route rows may take (8 bytes per agent per row)."""
+MIN_ROWS = 512
+"""Rows kept whatever the budget (a state's preparation needs about 130)."""
 
 
 class RouteTable:
@@ -39,10 +47,16 @@ class RouteTable:
     Args:
         net: the network.
         merge: contract near-perfect links (default: above :data:`MERGE_FROM` agents).
+        max_rows: rows kept (default: :data:`ROW_BUDGET_BYTES` worth, at least
+            :data:`MIN_ROWS`).
     """
 
-    def __init__(self, net: Network, merge: bool | None = None):
+    def __init__(self, net: Network, merge: bool | None = None, max_rows: int | None = None):
         self.n = net.n_agents
+        budget = max(MIN_ROWS, ROW_BUDGET_BYTES // (8 * max(self.n, 1)))
+        self.max_rows = budget if max_rows is None else max_rows
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
         self.edges = net.edges
         self.link_ber = net.link_ber
         self.merge = self.n > MERGE_FROM if merge is None else merge
@@ -68,7 +82,8 @@ class RouteTable:
         else:
             self.node = np.arange(self.n)
             self.graph = net.cost_graph()
-        self.rows: dict[int, np.ndarray] = {}
+        self.rows: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # deciders of several threads share the table
 
     def _dist(self, nodes: np.ndarray, *, min_only: bool = False) -> np.ndarray:
         d = dijkstra(self.graph, directed=False, indices=nodes, min_only=min_only)
@@ -76,27 +91,41 @@ class RouteTable:
 
     def compute(self, sources: Iterable[int]) -> None:
         """Compute the rows of ``sources`` not computed yet."""
-        missing = np.array(sorted({int(s) for s in sources} - self.rows.keys()), dtype=np.int64)
-        if len(missing) == 0:
-            return
-        dist = self._dist(self.node[missing])
-        for s, d in zip(missing.tolist(), dist, strict=True):
-            self.rows[s] = -np.expm1(-d)
+        self.rows_for(sources)
+
+    def rows_for(self, sources: Iterable[int]) -> dict[int, np.ndarray]:
+        """The rows of ``sources`` (computed when missing). The mapping returned holds
+        them even if the bound evicts them from the table meanwhile."""
+        wanted = {int(s) for s in sources}
+        with self._lock:
+            have = {s: self.rows[s] for s in wanted if s in self.rows}
+            for s in have:
+                self.rows.move_to_end(s)
+        missing = np.array(sorted(wanted - have.keys()), dtype=np.int64)
+        if len(missing):
+            dist = self._dist(self.node[missing])
+            new = {s: -np.expm1(-d) for s, d in zip(missing.tolist(), dist, strict=True)}
+            have.update(new)
+            with self._lock:
+                self.rows.update(new)
+                while len(self.rows) > self.max_rows:
+                    self.rows.popitem(last=False)
+        return have
 
     def between(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Route E[BER] (len(src), len(dst)). Uses the rows of ``dst`` (transposed) when
         they are all known and some of ``src``'s are not; else computes ``src``'s rows."""
         src = np.asarray(src, dtype=np.int64).reshape(-1)
         dst = np.asarray(dst, dtype=np.int64).reshape(-1)
-        known = self.rows.keys()
+        with self._lock:
+            known = set(self.rows.keys())
         if any(int(s) not in known for s in src) and all(int(t) in known for t in dst):
-            return np.stack([self.rows[int(t)][src] for t in dst], axis=1).reshape(
-                len(src), len(dst)
-            )
-        self.compute(src)
+            rows = self.rows_for(dst.tolist())
+            return np.stack([rows[int(t)][src] for t in dst], axis=1).reshape(len(src), len(dst))
         if len(src) == 0:
             return np.zeros((0, len(dst)))
-        return np.stack([self.rows[int(s)][dst] for s in src])
+        rows = self.rows_for(src.tolist())
+        return np.stack([rows[int(s)][dst] for s in src])
 
     def nearest(self, targets: np.ndarray) -> np.ndarray:
         """Per agent, the smallest route E[BER] to any of ``targets`` (N,); 0.5 for every

@@ -61,6 +61,9 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime's pool threads spin after each run by default; beside the other
+        # services on a shared CPU that spinning takes the cores they need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         if onnx_path.exists():
             try:

@@ -11,7 +11,13 @@ import pytest
 
 from agentnet.intents import APP_PROFILES, EVEN
 from rapp_intent.elam.base import MemoryContext, MemoryRecord, Translation, validate_output
-from rapp_intent.memory import CalibrationConfig, Memory, angular_distance, apply_memory
+from rapp_intent.memory import (
+    CalibrationConfig,
+    Memory,
+    QuarantineConfig,
+    angular_distance,
+    apply_memory,
+)
 
 CFG = CalibrationConfig(low=0.08, high=0.25, iota_min=0.3, spread_max=0.15, min_records=3)
 
@@ -212,3 +218,62 @@ def test_poisoning_bound_on_a_regular_prompt(tmp_path):
         after = apply_memory(regular, mem.context("immersive", 8), cfg).vector
         shift = float(np.abs(np.subtract(after, before)).sum())
         assert shift <= 0.05, (attack, shift)
+
+
+def _sql_reference(path, app, k, q: QuarantineConfig):
+    """recent(k) and the anchor computed from the file's rows, as the rows define them."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    recent = db.execute(
+        "SELECT prompt, w_c, w_b, w_l, w_p, reward FROM records "
+        "WHERE app = ? AND quarantined = 0 ORDER BY id DESC LIMIT ?",
+        (app, k),
+    ).fetchall()
+    rows = db.execute(
+        "SELECT w_c, w_b, w_l, w_p FROM records WHERE app = ? AND quarantined = 0 "
+        "ORDER BY id DESC LIMIT ?",
+        (app, q.anchor_records),
+    ).fetchall()
+    db.close()
+    if len(rows) < q.prior_records:
+        anchor = APP_PROFILES.get(app)
+    else:
+        med = [float(np.median([r[i] for r in rows])) for i in range(4)]
+        anchor = tuple(x / sum(med) for x in med)
+    return [(r[0], r[1:5], r[5]) for r in recent], anchor
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_in_memory_views_match_the_rows(tmp_path, seed):
+    """Reads come from in-memory views; after every append, and after a reopen, they equal
+    what the stored rows say (bound per application, quarantine, anchor window)."""
+    rng = np.random.default_rng(seed)
+    q = QuarantineConfig(radius=0.2, anchor_records=6, prior_records=3)
+    path = tmp_path / "m.sqlite3"
+    mem = Memory(path, max_records=9, quarantine=q)
+    apps = ["qa", "immersive", "custom-app"]
+    for i in range(120):
+        app = apps[int(rng.integers(len(apps)))]
+        if rng.random() < 0.2:
+            v = _vec(np.eye(4)[int(rng.integers(4))] + 0.01)  # an outlier, often quarantined
+        else:
+            v = _vec(rng.dirichlet([4, 3, 2, 2]))
+        request_id = f"r{int(rng.integers(100))}"  # repeats are ignored
+        mem.append(MemoryRecord(f"p{i}", tuple(v), float(i), app), request_id)
+        for check_app in apps:
+            for k in (1, 4, 6, 20):
+                want_recent, want_anchor = _sql_reference(path, check_app, k, q)
+                ctx = mem.context(check_app, k)
+                got = [(r.prompt, r.vector, r.reward) for r in ctx.records]
+                assert got == want_recent, (i, check_app, k)
+                if want_anchor is None:
+                    assert ctx.anchor is None
+                else:
+                    assert ctx.anchor == pytest.approx(want_anchor, abs=1e-12)
+    assert mem.quarantined() > 0
+    reopened = Memory(path, max_records=9, quarantine=q)
+    for app in apps:
+        assert reopened.context(app, 6) == mem.context(app, 6)
+    mem.close()
+    reopened.close()

@@ -121,3 +121,22 @@ def test_beam_search_is_exact_when_wide_and_never_better_narrow(seed) -> None:
         narrow, score = beam_chain(s, intent, width=8)
         assert score <= best.Q_subjective + 1e-12
         assert evaluate_chain(net, narrow, intent).Q_subjective == pytest.approx(score)
+
+
+def test_route_rows_are_bounded_and_still_served():
+    """The kept rows stay within the bound while any number of sources is asked for, and
+    every answer equals a fresh table's."""
+    net = generate_network(3, n_agents=300)
+    bounded = RT.RouteTable(net, max_rows=8)
+    fresh = RT.RouteTable(net)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        src = rng.choice(net.n_agents, size=6, replace=False)
+        dst = rng.choice(net.n_agents, size=5, replace=False)
+        np.testing.assert_array_equal(bounded.between(src, dst), fresh.between(src, dst))
+        assert len(bounded.rows) <= 8
+    many = rng.choice(net.n_agents, size=30, replace=False)
+    rows = bounded.rows_for(many.tolist())
+    assert len(rows) == 30 and len(bounded.rows) <= 8
+    with pytest.raises(ValueError, match="max_rows"):
+        RT.RouteTable(net, max_rows=0)
