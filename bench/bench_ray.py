@@ -3,7 +3,8 @@
 
 Each run trains the same configuration for ``--iterations`` iterations of ``--batch``
 episodes (no validation inside the loop but the first iteration's) and reports the loop's
-episodes per second after the first iteration, from its training curve;
+episodes per second after the first iteration, from its training curve (the best of
+``--repeats`` interleaved runs, all listed, as other load on the machine only slows a run);
 ``speedup_2_over_1`` is the 2-worker rate over the 1-worker rate. Synthetic E-LAM
 predictions (no rApp needed); the per-episode work is the same as with the rApp's.
 
@@ -15,7 +16,7 @@ iteration is the curve and the first validation). ``projected_speedup_2_over_1``
 what 2 workers with a free core each would reach from these measurements: the
 single-process compute halved plus the measured 1-worker Ray overhead per iteration.
 
-Prints one JSON object. Usage: ``python bench/bench_ray.py [--iterations 12] [--batch 256]``
+Prints one JSON object. Usage: ``python bench/bench_ray.py [--iterations 20] [--batch 256] [--repeats 2]``
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from xapp_composer.data import training_sets
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.ppo import advantages, ppo_update
-from xapp_composer.rollouts import rollout
+from xapp_composer.rollouts import rollout, worker_env
 from xapp_composer.train import train
 
 
@@ -70,28 +71,39 @@ def phases(cfg: TrainConfig, requests: RequestSet, iterations: int) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=12)
+    ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--batch", type=int, default=256, help="episodes per iteration")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per configuration (best kept)")
     args = ap.parse_args(argv)
+    import ray  # one local Ray for every run: its start-up is not part of a rate
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=worker_env())
     tr, val = training_sets(list(DEFAULT_ELAMS), "synthetic", seed=0)
-    out: dict = {"iterations": args.iterations, "batch_episodes": args.batch}
-    per_iteration = {}
+    out: dict = {"iterations": args.iterations, "batch_episodes": args.batch,
+                 "repeats": args.repeats}  # fmt: skip
+    runs: dict[str, list[tuple[float, float, dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, ray, workers in (("in_process", "", 1), ("ray_1", "auto", 1),
-                                    ("ray_2", "auto", 2)):  # fmt: skip
-            cfg = TrainConfig(
-                name=label, max_iterations=args.iterations, batch_episodes=args.batch,
-                eval_every=10**9, minutes=60, ray=ray, workers=workers,
-            )  # fmt: skip
-            _, summary = train(cfg, tr, val, Path(tmp), progress=False)
-            eps, per_iteration[label] = rate(Path(tmp), label)
-            out[f"{label}_episodes_per_s"] = round(eps, 1)
-            if ray:
-                out[f"{label}_learner_s"] = {
-                    k: round(v / args.iterations, 4) for k, v in summary["ray_seconds"].items()
-                }
+        for _ in range(args.repeats):  # interleaved, so a burst of other load hits all alike
+            for label, ray_address, workers in (("in_process", "", 1), ("ray_1", "auto", 1),
+                                                ("ray_2", "auto", 2)):  # fmt: skip
+                cfg = TrainConfig(
+                    name=label, max_iterations=args.iterations, batch_episodes=args.batch,
+                    eval_every=10**9, minutes=60, ray=ray_address, workers=workers,
+                )  # fmt: skip
+                _, summary = train(cfg, tr, val, Path(tmp), progress=False)
+                runs.setdefault(label, []).append((*rate(Path(tmp), label), summary))
         cfg = TrainConfig(batch_episodes=args.batch)
         out["in_process_phases_s"] = phases(cfg, tr, max(2, args.iterations // 2))
+    ray.shutdown()
+    per_iteration = {}
+    for label, results in runs.items():
+        eps, per_iteration[label], summary = max(results, key=lambda r: r[0])
+        out[f"{label}_episodes_per_s"] = round(eps, 1)
+        out[f"{label}_episodes_per_s_runs"] = [round(r[0], 1) for r in results]
+        if "ray_seconds" in summary:
+            out[f"{label}_learner_s"] = {
+                k: round(v / args.iterations, 4) for k, v in summary["ray_seconds"].items()
+            }
     out["speedup_2_over_1"] = round(out["ray_2_episodes_per_s"] / out["ray_1_episodes_per_s"], 2)
     compute = sum(out["in_process_phases_s"].values())
     overhead = max(0.0, per_iteration["ray_1"] - compute)

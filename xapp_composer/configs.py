@@ -94,7 +94,9 @@ class TrainConfig:
             "view, else a local one) or a cluster address; '' (default): in this process"
         },
     )
-    workers: int = field(default=1, metadata={"help": "Ray workers, one CPU each (with --ray)", "ge": 1})
+    workers: int = field(
+        default=1, metadata={"help": "Ray workers, one CPU each (with --ray)", "ge": 1}
+    )
 
     def to_dict(self) -> dict:
         """JSON-friendly."""

@@ -15,7 +15,9 @@ row-count-weighted mean, clips it and takes the Adam step. Shards normalise adva
 with the whole minibatch's pooled moments, so a step equals the single-process step on
 the union of the shards; every gradient is taken at the learner's current weights, so
 there is no policy lag. The next iteration's rollouts start as soon as the last step's
-weights are sent, and run while the learner writes its curve and validates.
+weights are sent, and run while the learner writes its curve and validates. Rolling out
+during the update instead (IMPALA-style, with one iteration of lag left to PPO's ratio
+clipping) would gain nothing: the workers are the ones computing the update.
 
 ``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one started on
 this machine) and otherwise starts a local one; an address (``ray://host:10001`` or
@@ -201,8 +203,7 @@ class RayRollouts:
         self.cfg = cfg
         self.started = not ray.is_initialized()
         if self.started:
-            env = {"env_vars": {"PYTHONPATH": os.pathsep.join(_import_roots())}}
-            opts: dict[str, Any] = {"runtime_env": env, "log_to_driver": False}
+            opts: dict[str, Any] = {"runtime_env": worker_env(), "log_to_driver": False}
             if cfg.ray == "auto":
                 try:
                     ray.init(address="auto", **opts)
@@ -277,12 +278,14 @@ class RayRollouts:
             self.ray.shutdown()
 
 
-def _import_roots() -> list[str]:
-    """Where this checkout's packages import from (for workers on this machine)."""
+def worker_env() -> dict:
+    """Ray's ``runtime_env`` for workers on this machine: they import this checkout's
+    packages."""
     import xapp_composer
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(xapp_composer.__file__)))
-    return [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    roots = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(roots)}}
 
 
 def merged(trajs: list[Trajectory]) -> Trajectory:
