@@ -1,8 +1,8 @@
 """SRL training on Ray: rollout workers are Ray actors feeding the one learner.
 
 ``xapp-composer train --ray auto|ADDRESS --workers N`` (:class:`RayRollouts`): each worker
-(:class:`RolloutWorker`, a Ray actor with one CPU and one torch thread) keeps its own pool
-of emulator networks and random stream. In an iteration every worker runs its share of
+(:class:`RolloutWorker`, a Ray actor with one CPU and one torch thread) keeps its share of
+the pool of emulator networks and its own random stream. In an iteration every worker runs its share of
 the episodes and keeps them, tensors included, where they were made; only the
 per-episode results come back (numpy, for the training curve).
 
@@ -50,10 +50,12 @@ def rollout(
     requests: RequestSet,
     rng: np.random.Generator,
     episodes: int,
+    refresh: int | None = None,
 ) -> Trajectory:
     """One iteration's episodes on ``pool``'s networks (the single-process loop's and
-    every Ray worker's)."""
-    pool.refresh(cfg.pool_refresh)
+    every Ray worker's), after replacing ``refresh`` of them (default
+    ``cfg.pool_refresh``)."""
+    pool.refresh(cfg.pool_refresh if refresh is None else refresh)
     s = pool.sample(episodes)
     req = requests.subset(rng.integers(len(requests), size=episodes))
     return run_episodes(
@@ -76,18 +78,28 @@ class RolloutWorker:
     """Episodes on a worker's own networks, and the gradients of its shard of each
     minibatch.
 
+    The workers share the training pool out between them: each holds ``pool_size`` of the
+    run's networks and replaces ``refresh`` per iteration on average (the run's
+    ``pool_refresh`` divided by the workers, rounded at random), so the run's pool and its
+    turnover are those of the single-process loop however many workers there are.
+
     Args:
         cfg: the training configuration.
         requests: the training requests.
         seed: the worker's seed (its networks, sampling and minibatch shards).
+        pool_size: this worker's networks.
+        refresh: networks this worker replaces per iteration, on average.
     """
 
-    def __init__(self, cfg: TrainConfig, requests: RequestSet, seed: int):
+    def __init__(
+        self, cfg: TrainConfig, requests: RequestSet, seed: int, pool_size: int, refresh: float
+    ):
         torch.set_num_threads(cfg.threads)
         self.cfg = cfg
         self.requests = requests
         self.rng = np.random.default_rng(seed)
-        self.pool = NetworkPool(cfg.pool_size, self.rng, n_agents=cfg.n_agents)
+        self.refresh = refresh
+        self.pool = NetworkPool(pool_size, self.rng, n_agents=cfg.n_agents)
         self.policy = GCNActorCritic(
             PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
         )
@@ -111,7 +123,11 @@ class RolloutWorker:
             of this worker's shard of the advantages, shape (steps, 3).
         """
         self._load(params)
-        self.traj = rollout(self.cfg, self.policy, self.pool, self.requests, self.rng, episodes)
+        whole, part = divmod(self.refresh, 1.0)
+        refresh = int(whole) + int(self.rng.random() < part)
+        self.traj = rollout(
+            self.cfg, self.policy, self.pool, self.requests, self.rng, episodes, refresh
+        )
         self.adv, self.ret = advantages(self.traj, self.cfg)
         count = steps_per_epoch(self.cfg)
         self.plan = [
@@ -215,9 +231,12 @@ class RayRollouts:
         actor = ray.remote(num_cpus=1)(RolloutWorker)
         shared = ray.put(requests)
         worker_cfg = replace(cfg, init=None)
+        pools = [len(p) for p in np.array_split(np.arange(cfg.pool_size), cfg.workers)]
         self.workers = [
-            actor.remote(worker_cfg, shared, cfg.seed * 1000 + 1 + i) for i in range(cfg.workers)
-        ]
+            actor.remote(worker_cfg, shared, cfg.seed * 1000 + 1 + i, max(1, pools[i]),
+                         cfg.pool_refresh / cfg.workers)
+            for i in range(cfg.workers)
+        ]  # fmt: skip
         splits = np.array_split(np.arange(cfg.batch_episodes), cfg.workers)
         self.shares = [len(s) for s in splits]
         self.pending: list | None = None
