@@ -37,7 +37,7 @@ from xapp_composer.data import training_sets
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.ppo import advantages, ppo_update
-from xapp_composer.rollouts import rollout, worker_env
+from xapp_composer.rollouts import rollout, start_local_ray
 from xapp_composer.train import train
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import ray  # one local Ray for every run: its start-up is not part of a rate
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=worker_env())
+    start_local_ray(2)
     tr, val = training_sets(list(DEFAULT_ELAMS), "synthetic", seed=0)
     out: dict = {"iterations": args.iterations, "batch_episodes": args.batch,
                  "repeats": args.repeats}  # fmt: skip

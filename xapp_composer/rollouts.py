@@ -224,8 +224,7 @@ class RayRollouts:
                 try:
                     ray.init(address="auto", **opts)
                 except ConnectionError:  # no cluster to join: one on this machine
-                    cpus = max(cfg.workers, os.cpu_count() or 1)
-                    ray.init(num_cpus=cpus, include_dashboard=False, **opts)
+                    start_local_ray(max(cfg.workers, os.cpu_count() or 1))
             else:
                 ray.init(address=cfg.ray, **opts)
         actor = ray.remote(num_cpus=1)(RolloutWorker)
@@ -295,6 +294,18 @@ class RayRollouts:
             self.ray.kill(w)
         if self.started:
             self.ray.shutdown()
+
+
+def start_local_ray(cpus: int) -> None:
+    """Start Ray on this machine for training: no dashboard, and workers at the learner's
+    priority (Ray starts workers at niceness 15, which on a shared machine hands their
+    CPU to any other process, although here they do the training's work)."""
+    import ray
+
+    ray.init(
+        num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=worker_env(),
+        _system_config={"worker_niceness": 0},
+    )  # fmt: skip
 
 
 def worker_env() -> dict:
