@@ -332,20 +332,30 @@ def ray_scale(root: Path) -> str:
 
 def ray_parity(root: Path) -> str:
     """The general policy trained in one process and on 2 Ray workers at equal episodes,
-    on the dev intents (``models/policy/report/ray_parity.json``, ``bench/ray_parity.py``)."""
-    d = _json(root, "models/policy/report/ray_parity.json")
-    apps = list(d["single_process"]["srl_per_app"])
-    rows = []
-    for label, name in (("single_process", "in one process"), ("ray_2", "Ray, 2 workers")):
-        r = d[label]
-        rows.append(
-            [name, str(r["train"]["episodes"]), _f(r["train"]["seconds"], 0),
-             _f(r["train"]["best"]["val_normalized_score"]), _f(r["srl_normalized_score"]),
-             *(_f(r["srl_per_app"][a]) for a in apps)]
-        )  # fmt: skip
-    header = ["training", "episodes", "seconds", "validation (best)", "dev SRL",
+    on the dev intents, per seed (``models/policy/report/ray_parity_seed<k>.json``,
+    ``bench/ray_parity.py``)."""
+    files = sorted((root / "models/policy/report").glob("ray_parity_seed*.json"))
+    if not files:
+        raise FileNotFoundError("no models/policy/report/ray_parity_seed*.json")
+    rows, diffs = [], []
+    for path in files:
+        d = json.loads(path.read_text())
+        apps = list(d["single_process"]["srl_per_app"])
+        for label, name in (("single_process", "one process"), ("ray_2", "Ray, 2 workers")):
+            r = d[label]
+            rows.append(
+                [str(d["seed"]), name, str(r["train"]["episodes"]), _f(r["train"]["seconds"], 0),
+                 _f(r["train"]["best"]["val_normalized_score"]), _f(r["srl_normalized_score"]),
+                 *(_f(r["srl_per_app"][a]) for a in apps)]
+            )  # fmt: skip
+        diffs.append(d["srl_difference"])
+    header = ["seed", "training", "episodes", "seconds", "validation (best)", "dev SRL",
               *(f"dev {a}" for a in apps)]  # fmt: skip
-    return f"{_table(header, rows)}\n\nDifference (Ray - one process): {d['srl_difference']:+.4f}."
+    per_seed = ", ".join(f"{x:+.4f}" for x in diffs)
+    return (
+        f"{_table(header, rows)}\n\nDev SRL, Ray minus one process, per seed: {per_seed} "
+        f"(mean {sum(diffs) / len(diffs):+.4f})."
+    )
 
 
 RENDERERS.update(
