@@ -1,10 +1,10 @@
 """SRL training on Ray: rollout workers are Ray actors feeding the one learner.
 
 ``xapp-composer train --ray auto|ADDRESS --workers N`` (:class:`RayRollouts`): each worker
-(:class:`RolloutWorker`, a Ray actor with one CPU and one torch thread) keeps its share of
-the pool of emulator networks and its own random stream. In an iteration every worker runs its share of
-the episodes and keeps them, tensors included, where they were made; only the
-per-episode results come back (numpy, for the training curve).
+(:class:`RolloutWorker`, a Ray actor with one CPU and one torch thread) keeps its share
+of the pool of emulator networks and its own random stream. In an iteration every worker
+runs its share of the episodes and keeps them, tensors included, where they were made;
+only the per-episode results come back (numpy, for the training curve).
 
 The PPO update (:mod:`xapp_composer.ppo`) is then sharded as in DD-PPO and RLlib's
 multiple learners, because the update, not the rollout, is most of an iteration (on
