@@ -322,7 +322,7 @@ def ray_scale(root: Path) -> str:
     ph = d["in_process_phases_s"]
     return (
         f"{_table(header, rows)}\n\n{d['batch_episodes']} episodes per iteration, "
-        f"{d['iterations']} iterations. Two workers over one: **{d['speedup_2_over_1']:.2f}x** "
+        f"{d['iterations']} iterations, best of {d['repeats']} interleaved runs. Two workers over one: **{d['speedup_2_over_1']:.2f}x** "
         f"measured. One process spends {ph['rollout']:.3f} s per iteration in the rollout and "
         f"{ph['update']:.3f} s in the update; with the measured 1-worker Ray overhead "
         f"({d['ray_1_overhead_s']:.3f} s per iteration), two workers with a free core each "
