@@ -7,7 +7,7 @@ Prints one JSON object:
   (:class:`xapp_composer.gcn_reference.PygGCNEncoder`), the dense matmul in torch, and the
   exported dense encoder in onnxruntime (CPU), what the xApp runs once per state;
 - ``train_minibatch``: forward and backward of the same encoder on a PPO minibatch (128
-  networks of 81 agents, what ``xapp_composer.train.ppo_update`` encodes), dense on the
+  networks of 81 agents, what ``xapp_composer.ppo.ppo_update`` encodes), dense on the
   stacked adjacencies against ``GCNConv`` on one torch-geometric ``Batch``.
 
 The policy feeds D^-1/2 (A + I) D^-1/2 precomputed once per network state; these are the

@@ -1,13 +1,22 @@
-"""Episodes per second of SRL training: in one process, and with 1 and 2 Ray rollout
-workers (``xapp-composer train --ray auto --workers N``), on this machine.
+"""Episodes per second of SRL training: in one process, and with 1 and 2 Ray workers
+(``xapp-composer train --ray auto --workers N``), on this machine, with where the time goes.
 
-Each run trains the same configuration for ``--iterations`` iterations of
-``--batch`` episodes (no validation inside the loop but the first iteration's) and reports
-the loop's episodes per second after the first iteration, from its training curve; ``speedup_2_over_1`` is the 2-worker rate over the
-1-worker rate. Synthetic E-LAM predictions (no rApp needed); the per-episode work is the
-same as with the rApp's.
+Each run trains the same configuration for ``--iterations`` iterations of ``--batch``
+episodes (no validation inside the loop but the first iteration's) and reports the loop's
+episodes per second after the first iteration, from its training curve (the best of
+``--repeats`` interleaved runs, all listed, as other load on the machine only slows a run);
+``speedup_2_over_1`` is the 2-worker rate over the 1-worker rate. Synthetic E-LAM
+predictions (no rApp needed); the per-episode work is the same as with the rApp's.
 
-Prints one JSON object. Usage: ``python bench/bench_ray.py [--iterations 6] [--batch 256]``
+Where the time goes: ``in_process_phases_s`` times the two phases of a single-process
+iteration (the rollout, and the PPO update that a Ray run shards over its workers);
+``ray_<n>_learner_s`` splits a Ray run's learner time per iteration into waiting for
+episodes, waiting for shard gradients and its own optimiser steps (the rest of an
+iteration is the curve and the first validation). ``projected_speedup_2_over_1`` is
+what 2 workers with a free core each would reach from these measurements: the
+single-process compute halved plus the measured 1-worker Ray overhead per iteration.
+
+Prints one JSON object. Usage: ``python bench/bench_ray.py [--iterations 20] [--batch 256] [--repeats 2]``
 """
 
 from __future__ import annotations
@@ -17,38 +26,89 @@ import csv
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from xapp_composer.configs import DEFAULT_ELAMS, TrainConfig
 from xapp_composer.data import training_sets
+from xapp_composer.episodes import NetworkPool, RequestSet
+from xapp_composer.policy import GCNActorCritic, PolicyConfig
+from xapp_composer.ppo import advantages, ppo_update
+from xapp_composer.rollouts import rollout, start_local_ray
 from xapp_composer.train import train
 
 
-def rate(run: Path, name: str) -> float:
-    """Episodes per second of a run's loop after its first iteration (warm-up)."""
+def rate(run: Path, name: str) -> tuple[float, float]:
+    """Episodes per second of a run's loop after its first iteration (warm-up), and its
+    seconds per iteration."""
     rows = list(csv.DictReader((run / f"{name}.curve.csv").open()))
     first, last = rows[0], rows[-1]
     episodes = float(last["episodes"]) - float(first["episodes"])
-    return episodes / (float(last["seconds"]) - float(first["seconds"]))
+    seconds = float(last["seconds"]) - float(first["seconds"])
+    return episodes / seconds, seconds / (len(rows) - 1)
+
+
+def phases(cfg: TrainConfig, requests: RequestSet, iterations: int) -> dict[str, float]:
+    """Mean seconds per single-process iteration in its rollout and in its PPO update."""
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    pool = NetworkPool(cfg.pool_size, rng, n_agents=cfg.n_agents)
+    policy = GCNActorCritic(PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden))
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    spent = {"rollout": 0.0, "update": 0.0}
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        traj = rollout(cfg, policy, pool, requests, rng, cfg.batch_episodes)
+        t1 = time.perf_counter()
+        ppo_update(policy, opt, traj, *advantages(traj, cfg), cfg, cfg.ent_coef, rng)
+        spent["rollout"] += t1 - t0
+        spent["update"] += time.perf_counter() - t1
+    return {k: round(v / iterations, 4) for k, v in spent.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--batch", type=int, default=256, help="episodes per iteration")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per configuration (best kept)")
     args = ap.parse_args(argv)
+    import ray  # one local Ray for every run: its start-up is not part of a rate
+
+    start_local_ray(2)
     tr, val = training_sets(list(DEFAULT_ELAMS), "synthetic", seed=0)
-    out: dict = {"iterations": args.iterations, "batch_episodes": args.batch}
+    out: dict = {"iterations": args.iterations, "batch_episodes": args.batch,
+                 "repeats": args.repeats}  # fmt: skip
+    runs: dict[str, list[tuple[float, float, dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, ray, workers in (("in_process", "", 1), ("ray_1", "auto", 1),
-                                    ("ray_2", "auto", 2)):  # fmt: skip
-            cfg = TrainConfig(
-                name=label, max_iterations=args.iterations, batch_episodes=args.batch,
-                eval_every=10**9, minutes=60, ray=ray, workers=workers,
-            )  # fmt: skip
-            train(cfg, tr, val, Path(tmp), progress=False)
-            out[f"{label}_episodes_per_s"] = round(rate(Path(tmp), label), 1)
+        for _ in range(args.repeats):  # interleaved, so a burst of other load hits all alike
+            for label, ray_address, workers in (("in_process", "", 1), ("ray_1", "auto", 1),
+                                                ("ray_2", "auto", 2)):  # fmt: skip
+                cfg = TrainConfig(
+                    name=label, max_iterations=args.iterations, batch_episodes=args.batch,
+                    eval_every=10**9, minutes=60, ray=ray_address, workers=workers,
+                )  # fmt: skip
+                _, summary = train(cfg, tr, val, Path(tmp), progress=False)
+                runs.setdefault(label, []).append((*rate(Path(tmp), label), summary))
+        cfg = TrainConfig(batch_episodes=args.batch)
+        out["in_process_phases_s"] = phases(cfg, tr, max(2, args.iterations // 2))
+    ray.shutdown()
+    per_iteration = {}
+    for label, results in runs.items():
+        eps, per_iteration[label], summary = max(results, key=lambda r: r[0])
+        out[f"{label}_episodes_per_s"] = round(eps, 1)
+        out[f"{label}_episodes_per_s_runs"] = [round(r[0], 1) for r in results]
+        if "ray_seconds" in summary:
+            out[f"{label}_learner_s"] = {
+                k: round(v / args.iterations, 4) for k, v in summary["ray_seconds"].items()
+            }
     out["speedup_2_over_1"] = round(out["ray_2_episodes_per_s"] / out["ray_1_episodes_per_s"], 2)
+    compute = sum(out["in_process_phases_s"].values())
+    overhead = max(0.0, per_iteration["ray_1"] - compute)
+    out["ray_1_overhead_s"] = round(overhead, 4)
+    out["projected_speedup_2_over_1"] = round(per_iteration["ray_1"] / (compute / 2 + overhead), 2)
     json.dump(out, sys.stdout)
     print()
     return 0

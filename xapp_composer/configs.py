@@ -99,11 +99,13 @@ class TrainConfig:
     ray: str = field(
         default="",
         metadata={
-            "help": "roll out on Ray actors: 'auto' (the cluster in view, else a local one) "
-            "or a cluster address; '' (default): in this process"
+            "help": "roll out and compute gradients on Ray actors: 'auto' (the cluster in "
+            "view, else a local one) or a cluster address; '' (default): in this process"
         },
     )
-    workers: int = field(default=1, metadata={"help": "Ray rollout workers (with --ray)", "ge": 1})
+    workers: int = field(
+        default=1, metadata={"help": "Ray workers, one CPU each (with --ray)", "ge": 1}
+    )
 
     @property
     def sizes(self) -> list[int]:

@@ -5,14 +5,16 @@ a pool of varied training networks and the project's training intents, runs the 
 (E-LAM choice, then one agent per step) with rewards under the TRUE vector, computes GAE
 and takes a few clipped-surrogate epochs over episode minibatches. Every ``eval_every``
 iterations the greedy policy is scored on fixed validation networks and held-out intents;
-the best checkpoint is kept.
+the best checkpoint is kept. The PPO math is :mod:`xapp_composer.ppo`; with ``--ray`` the
+rollouts and the minibatch gradients run on Ray workers (:mod:`xapp_composer.rollouts`).
 
 With ``--agents-mix`` the networks come in several sizes, one pool per size: each
 iteration's episodes are split evenly over the pools and each part takes its own update
 (the networks of a batch share N), and validation averages the sizes. A policy trained
 at one size trusts its optimistic lookahead (the best of each factor over the remaining
 steps' agents) as much as that size warrants; on larger networks those best values lie
-further apart, so it picks first agents whose good completions are out of reach.
+further apart, so it picks first agents whose good completions are out of reach. Several
+sizes train in one process (not with ``--ray``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from xapp_composer.agent import Trajectory, run_episodes
+from xapp_composer.agent import run_episodes
 from xapp_composer.configs import IntentMode, TrainConfig
 from xapp_composer.episodes import RequestSet
-from xapp_composer.gae import compute_gae
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
-from xapp_composer.rollouts import RayRollouts, merged, rollout, training_pools
+from xapp_composer.ppo import advantages, ppo_update
+from xapp_composer.rollouts import RayRollouts, merged, rollout_sizes, training_pools
 from xapp_composer.scoring import EvalSet
 
 VALIDATION_SEEDS = tuple(range(900_001, 900_017))
@@ -42,75 +44,6 @@ VALIDATION_PAIRS = 32
 MIN_VALIDATION_NETWORKS = 4
 """Validation networks of the largest training sizes (smaller sizes use more, up to
 every one of :data:`VALIDATION_SEEDS`)."""
-
-
-def ppo_update(
-    policy: GCNActorCritic,
-    opt: torch.optim.Optimizer,
-    traj: Trajectory,
-    adv: torch.Tensor,
-    ret: torch.Tensor,
-    cfg: TrainConfig,
-    ent_coef: float,
-    rng: np.random.Generator,
-) -> dict[str, float]:
-    """Clipped-surrogate epochs (eq. 43) over episode minibatches; returns mean stats."""
-    bsz = traj.chains.shape[0]
-    rows = len(traj.actions)
-    stats: dict[str, list[float]] = {"pg": [], "vf": [], "ent": [], "kl": [], "clipfrac": []}
-    for _ in range(cfg.epochs):
-        for mb in np.array_split(rng.permutation(bsz), max(1, bsz // cfg.minibatch_episodes)):
-            idx = torch.from_numpy(mb)
-            node_h = policy.encode(traj.x[idx], traj.adj[idx])
-            new_logp, entropy, new_v = [], [], []
-            for t in range(rows):
-                inputs = [x[idx] for x in traj.inputs[t]]
-                logits, elam_logits, value = policy.heads(node_h, *inputs, traj.ctx[t][idx])
-                lg = elam_logits if traj.is_elam_row[t] else logits
-                logp = torch.log_softmax(lg, dim=-1)
-                new_logp.append(logp.gather(1, traj.actions[t][idx].unsqueeze(1)).squeeze(1))
-                p = logp.exp()
-                entropy.append(-(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1))
-                new_v.append(value)
-            new_logp_t = torch.stack(new_logp)
-            old_logp = torch.stack([lp[idx] for lp in traj.logprobs])
-            a = adv[:, idx]
-            a = (a - a.mean()) / (a.std() + 1e-8)
-            ratio = (new_logp_t - old_logp).exp()
-            pg = -torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
-            vf = 0.5 * ((torch.stack(new_v) - ret[:, idx]) ** 2).mean()
-            ent = torch.stack(entropy).mean()
-            loss = pg + cfg.vf_coef * vf - ent_coef * ent
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            opt.step()
-            with torch.no_grad():
-                stats["pg"].append(pg.item())
-                stats["vf"].append(vf.item())
-                stats["ent"].append(ent.item())
-                stats["kl"].append(((ratio - 1) - (new_logp_t - old_logp)).mean().item())
-                stats["clipfrac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
-    return {k: float(np.mean(v)) for k, v in stats.items()}
-
-
-def advantages(traj: Trajectory, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE advantages and returns (eq. 42) of a trajectory: every episode ends after its
-    last row."""
-    rewards = torch.from_numpy(traj.rewards).float()
-    values = torch.stack(traj.values)
-    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
-    terminated = torch.zeros_like(rewards)
-    terminated[-1] = 1.0
-    return compute_gae(
-        rewards,
-        values,
-        next_values,
-        terminated,
-        torch.zeros_like(rewards),
-        cfg.gamma,
-        cfg.gae_lambda,
-    )
 
 
 def validation_sets(
@@ -233,22 +166,23 @@ def train(
             writer.writeheader()
             it = 0
             while it < cfg.max_iterations and time.monotonic() - start < budget:
-                frac = min(1.0, (time.monotonic() - start) / budget)
+                # Schedules follow the budget that binds: wall-clock or iterations.
+                frac = min(1.0, max((time.monotonic() - start) / budget, it / cfg.max_iterations))
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * (1.0 - 0.9 * frac)
                 ent_coef = cfg.ent_coef * (1.0 - frac)
-                # ---- rollout (here, or on the Ray workers) -----------------------------------
                 if workers is None:
-                    parts = rollout(cfg, policy, pools, requests, rng, cfg.batch_episodes)
+                    # ---- rollout, advantages (eq. 42) and update (eq. 43), per size ------
+                    parts = rollout_sizes(cfg, policy, pools, requests, rng, cfg.batch_episodes)
+                    part_stats = [
+                        ppo_update(policy, opt, part, *advantages(part, cfg), cfg, ent_coef, rng)
+                        for part in parts
+                    ]
+                    stats = {k: float(np.mean([p[k] for p in part_stats])) for k in part_stats[0]}
+                    traj = merged(parts)
                 else:
-                    parts = workers.collect(policy, cfg.batch_episodes)
-                # ---- advantages (eq. 42) and update (eq. 43), per part ---------------------
-                part_stats = [
-                    ppo_update(policy, opt, part, *advantages(part, cfg), cfg, ent_coef, rng)
-                    for part in parts
-                ]
-                stats = {k: float(np.mean([p[k] for p in part_stats])) for k in part_stats[0]}
-                traj = merged(parts)
+                    # ---- the same on Ray workers, which compute the gradients too ---------
+                    traj, stats = workers.iteration(policy, opt, ent_coef)
                 it += 1
                 o = traj.outcome
                 feas = o["feasible"]
@@ -286,6 +220,7 @@ def train(
     finally:
         if workers is not None:
             workers.close()
+            ray_seconds = {k: round(v, 2) for k, v in workers.seconds.items()}
     bar.close()
     # A last validation, so the final weights compete too.
     v = validate_sizes(policy, val, cfg.mode)
@@ -301,6 +236,7 @@ def train(
         "episodes": it * cfg.batch_episodes,
         "seconds": round(time.monotonic() - start, 1),
         "rollout_workers": cfg.workers if cfg.ray else 0,
+        **({"ray_seconds": ray_seconds} if workers is not None else {}),
         "best": best,
         "elam_ids": requests.elam_ids,
         "fees": requests.fees.tolist(),

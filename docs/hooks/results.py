@@ -463,6 +463,58 @@ def proposer_cost(root: Path) -> str:
     )
 
 
+def ray_scale(root: Path) -> str:
+    """SRL training episodes/s in one process and on 1 and 2 Ray workers, and where the
+    learner's time goes (``models/policy/report/ray_scale.json``, ``bench/bench_ray.py``)."""
+    d = _json(root, "models/policy/report/ray_scale.json")
+    rows = [["in one process", _f(d["in_process_episodes_per_s"], 0), "—", "—", "—"]]
+    for n in (1, 2):
+        t = d[f"ray_{n}_learner_s"]
+        rows.append(
+            [f"Ray, {n} worker{'s' if n > 1 else ''}", _f(d[f"ray_{n}_episodes_per_s"], 0),
+             _f(t["rollouts"]), _f(t["gradients"]), _f(t["steps"])]
+        )  # fmt: skip
+    header = ["training", "episodes/s", "waiting for episodes (s/it)",
+              "waiting for gradients (s/it)", "optimiser steps (s/it)"]  # fmt: skip
+    ph = d["in_process_phases_s"]
+    return (
+        f"{_table(header, rows)}\n\n{d['batch_episodes']} episodes per iteration, "
+        f"{d['iterations']} iterations, best of {d['repeats']} interleaved runs. Two workers over one: **{d['speedup_2_over_1']:.2f}x** "
+        f"measured. One process spends {ph['rollout']:.3f} s per iteration in the rollout and "
+        f"{ph['update']:.3f} s in the update; with the measured 1-worker Ray overhead "
+        f"({d['ray_1_overhead_s']:.3f} s per iteration), two workers with a free core each "
+        f"would reach {d['projected_speedup_2_over_1']:.2f}x."
+    )
+
+
+def ray_parity(root: Path) -> str:
+    """The general policy trained in one process and on 2 Ray workers at equal episodes,
+    on the dev intents, per seed (``models/policy/report/ray_parity_seed<k>.json``,
+    ``bench/ray_parity.py``)."""
+    files = sorted((root / "models/policy/report").glob("ray_parity_seed*.json"))
+    if not files:
+        raise FileNotFoundError("no models/policy/report/ray_parity_seed*.json")
+    rows, diffs = [], []
+    for path in files:
+        d = json.loads(path.read_text())
+        apps = list(d["single_process"]["srl_per_app"])
+        for label, name in (("single_process", "one process"), ("ray_2", "Ray, 2 workers")):
+            r = d[label]
+            rows.append(
+                [str(d["seed"]), name, str(r["train"]["episodes"]), _f(r["train"]["seconds"], 0),
+                 _f(r["train"]["best"]["val_normalized_score"]), _f(r["srl_normalized_score"]),
+                 *(_f(r["srl_per_app"][a]) for a in apps)]
+            )  # fmt: skip
+        diffs.append(d["srl_difference"])
+    header = ["seed", "training", "episodes", "seconds", "validation (best)", "dev SRL",
+              *(f"dev {a}" for a in apps)]  # fmt: skip
+    per_seed = ", ".join(f"{x:+.4f}" for x in diffs)
+    return (
+        f"{_table(header, rows)}\n\nDev SRL, Ray minus one process, per seed: {per_seed} "
+        f"(mean {sum(diffs) / len(diffs):+.4f})."
+    )
+
+
 RENDERERS.update(
     {
         "elam-cards": elam_cards,
@@ -487,5 +539,7 @@ RENDERERS.update(
         "large-scale": large_scale,
         "large-scale-per-k": large_scale_per_k,
         "proposer-cost": proposer_cost,
+        "ray-scale": ray_scale,
+        "ray-parity": ray_parity,
     }
 )

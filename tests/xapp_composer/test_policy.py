@@ -10,11 +10,12 @@ from torch_geometric.nn import GCNConv
 from agentnet.network import generate_network
 from xapp_composer import features as F
 from xapp_composer.agent import run_episodes
+from xapp_composer.configs import TrainConfig
 from xapp_composer.episodes import RequestSet
 from xapp_composer.gae import compute_gae
 from xapp_composer.gcn_reference import PygGCNEncoder, graph_batch
 from xapp_composer.policy import DenseGCNLayer, GCNActorCritic, PolicyConfig
-from xapp_composer.train import TrainConfig, ppo_update
+from xapp_composer.ppo import ppo_update
 
 
 def requests(m: int, rng) -> RequestSet:

@@ -1,21 +1,78 @@
-"""SRL training with its rollouts on Ray actors: a tiny run with two local workers
-changes the parameters, and its checkpoint exports to ONNX and passes the parity check.
-Without ``--ray`` nothing imports Ray."""
+"""SRL training with its rollouts and gradients on Ray actors: a minibatch step taken
+from shard gradients equals the single-process step; a tiny run with two local workers
+changes the parameters, takes its gradients at the weights its episodes were sampled with,
+and its checkpoint exports to ONNX and passes the parity check. Without ``--ray`` nothing
+imports Ray."""
 
 from __future__ import annotations
 
+import csv
 import sys
 
+import numpy as np
 import pytest
 import torch
 from support.training import random_requests as requests
 from support.training import tiny_config as tiny
 
+from agentnet.network import generate_network
+from xapp_composer import features as F
+from xapp_composer.agent import run_episodes
 from xapp_composer.export import export_onnx, load_checkpoint, parity_check
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
+from xapp_composer.ppo import advantages, minibatch_loss, moments, pooled
+from xapp_composer.rollouts import apply_gradient, combine, flat_parameters
 from xapp_composer.train import train
 
 pytestmark = pytest.mark.slow
+
+
+def shard_gradient(policy, traj, adv, ret, idx, cfg, norm):
+    """What a worker returns for its shard ``idx`` (:meth:`RolloutWorker.gradient`)."""
+    policy.zero_grad(set_to_none=True)
+    loss, stats = minibatch_loss(policy, traj, adv, ret, idx, cfg, 0.01, norm)
+    loss.backward()
+    grads = [p.grad for p in policy.parameters()]
+    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, policy.parameters(), strict=True)])  # fmt: skip
+    return flat.numpy().copy(), [g is not None for g in grads], stats
+
+
+def test_a_step_from_uneven_shards_equals_the_single_process_step() -> None:
+    rng = np.random.default_rng(3)
+    torch.manual_seed(3)
+    cfg = tiny()
+    policy = GCNActorCritic(PolicyConfig(n_elams=2, hidden=16))
+    s = F.batch_state([generate_network(i) for i in range(11)])
+    traj = run_episodes(policy, s, requests(11, 4), rng=rng, keep_tensors=True)
+    adv, ret = advantages(traj, cfg)
+    mb = rng.permutation(11)
+    shards = [mb[:4], mb[4:]]  # a 4 + 7 split: the weights must follow the rows
+    twin = GCNActorCritic(PolicyConfig(n_elams=2, hidden=16))
+    twin.load_state_dict(policy.state_dict())
+    # SGD: Adam's first step is ~lr * sign(g), which magnifies rounding in tiny gradients.
+    opt = torch.optim.SGD(policy.parameters(), lr=0.1)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    loss, full_stats = minibatch_loss(policy, traj, adv, ret, mb, cfg, 0.01)
+    opt.zero_grad()
+    loss.backward()
+    full = torch.cat([p.grad.reshape(-1) for p in policy.parameters()]).numpy().copy()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+    opt.step()
+
+    m = np.stack([moments(adv[:, idx]) for idx in shards])
+    norm = pooled(m.sum(axis=0))
+    a = adv[:, torch.from_numpy(mb)]
+    assert norm == pytest.approx((a.mean().item(), a.std().item()), rel=1e-6)
+    parts = [shard_gradient(twin, traj, adv, ret, idx, cfg, norm) for idx in shards]
+    grad, present, stats = combine(parts, m[:, 0])
+    assert all(present)
+    np.testing.assert_allclose(grad, full, rtol=1e-4, atol=1e-6)
+    assert stats == pytest.approx(full_stats, rel=1e-4, abs=1e-7)
+    apply_gradient(twin, twin_opt, grad, present, cfg.max_grad_norm)
+    np.testing.assert_allclose(flat_parameters(twin), flat_parameters(policy), atol=1e-6)
+    assert not np.allclose(flat_parameters(twin), flat_parameters(GCNActorCritic(
+        PolicyConfig(n_elams=2, hidden=16))))  # fmt: skip
 
 
 def test_two_ray_workers_train_a_policy_that_exports(tmp_path) -> None:
@@ -36,8 +93,29 @@ def test_two_ray_workers_train_a_policy_that_exports(tmp_path) -> None:
     assert len(curve) == 3  # header + one row per iteration
 
 
+def test_ray_gradients_are_taken_at_the_sampling_weights(tmp_path) -> None:
+    """One minibatch step per iteration: its ratio pi_new / pi_old is exactly 1 (KL 0, no
+    clipping) only if the episodes were sampled with the weights the step starts from,
+    including those started while the learner finished the previous iteration."""
+    pytest.importorskip("ray")
+    cfg = tiny(ray="auto", workers=2, minibatch_episodes=12, max_iterations=3, lr=0.05)
+    train(cfg, requests(64, 1), requests(16, 2), tmp_path, progress=False)
+    rows = list(csv.DictReader((tmp_path / "tiny.curve.csv").open()))
+    assert len(rows) == 3
+    for row in rows:
+        assert abs(float(row["kl"])) < 1e-6 and float(row["clipfrac"]) == 0.0, row
+
+
 def test_the_single_process_loop_needs_no_ray(tmp_path) -> None:
     sys.modules.pop("ray", None)
     _, summary = train(tiny(), requests(32, 1), requests(16, 2), tmp_path, progress=False)
     assert summary["rollout_workers"] == 0 and summary["episodes"] == 24
     assert "ray" not in sys.modules
+
+
+def test_several_sizes_do_not_train_on_ray(tmp_path) -> None:
+    """``--agents-mix`` trains in one process: with ``--ray`` it is refused before Ray
+    starts, with a message naming both flags."""
+    cfg = tiny(ray="auto", workers=2, agents_mix=[81, 300])
+    with pytest.raises(ValueError, match=r"agents-mix 81,300 .*drop --ray"):
+        train(cfg, requests(8, 1), requests(8, 2), tmp_path, progress=False)

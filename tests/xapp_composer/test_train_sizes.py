@@ -13,7 +13,7 @@ from support.training import tiny_config
 
 from xapp_composer.configs import TrainConfig
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
-from xapp_composer.rollouts import rollout, training_pools
+from xapp_composer.rollouts import rollout_sizes, training_pools
 from xapp_composer.train import train
 
 
@@ -35,13 +35,13 @@ def test_an_iteration_splits_its_episodes_over_the_sizes() -> None:
     rng = np.random.default_rng(1)
     pools = training_pools(cfg, rng)
     policy = GCNActorCritic(PolicyConfig(n_elams=2, hidden=16))
-    parts = rollout(cfg, policy, pools, requests(32, 3), rng, 10)
+    parts = rollout_sizes(cfg, policy, pools, requests(32, 3), rng, 10)
     assert [len(p.chains) for p in parts] == [4, 3, 3]
     for part, n in zip(parts, (12, 24, 48), strict=True):
         assert part.x.shape[1] == n and part.adj.shape[1:] == (n, n)
         assert part.chains.max() < n
     # Fewer episodes than sizes: the empty shares are skipped.
-    assert len(rollout(cfg, policy, pools, requests(32, 3), rng, 2)) == 2
+    assert len(rollout_sizes(cfg, policy, pools, requests(32, 3), rng, 2)) == 2
 
 
 @pytest.mark.slow
