@@ -117,9 +117,11 @@ class RouteTable:
         they are all known and some of ``src``'s are not; else computes ``src``'s rows."""
         src = np.asarray(src, dtype=np.int64).reshape(-1)
         dst = np.asarray(dst, dtype=np.int64).reshape(-1)
-        with self._lock:
-            known = set(self.rows.keys())
-        if any(int(s) not in known for s in src) and all(int(t) in known for t in dst):
+        with self._lock:  # decided on the keys as they are; no copy of the key set
+            use_dst = any(int(s) not in self.rows for s in src) and all(
+                int(t) in self.rows for t in dst
+            )
+        if use_dst:
             rows = self.rows_for(dst.tolist())
             return np.stack([rows[int(t)][src] for t in dst], axis=1).reshape(len(src), len(dst))
         if len(src) == 0:
