@@ -10,6 +10,9 @@ their defaults):
 - ``export [--name A,B] [--runs DIR] [--out DIR]``: ``models/policy/<name>.onnx`` (+
   encoder, tabulated graphs, model card), checked against torch on fresh networks
   (:class:`~xapp_composer.configs.ExportConfig`).
+- ``recheck [--name A,B] [--models DIR]``: the tabulated-decision parity check of exported
+  policies run again and recorded in their cards, with the run-time shortlists it ran
+  under (:class:`~xapp_composer.configs.RecheckConfig`); the graphs are not rewritten.
 - ``eval --intents FILE.jsonl [--seeds 101,102,...] [--requests N] [--agents 81] --json``
   (:class:`~xapp_composer.configs.EvalConfig`).
 - ``bench --agents 81 --decisions 1000 --json``
@@ -50,6 +53,7 @@ from xapp_composer.configs import (
     BenchConfig,
     EvalConfig,
     ExportConfig,
+    RecheckConfig,
     TrainConfig,
     TrainData,
     default_name,
@@ -162,6 +166,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recheck(args: argparse.Namespace) -> int:
+    from xapp_composer.export_tree import record_tree_parity
+
+    cfg = cli.config_from_args(RecheckConfig, args)
+    if not cfg.models.is_dir():
+        raise cli.UsageError(f"--models {cfg.models}: no such directory")
+    names = cfg.name or sorted(
+        p.name.removesuffix(".card.json") for p in cfg.models.glob("*.card.json")
+    )
+    if not names:
+        raise cli.UsageError(f"--models {cfg.models}: no model cards (*.card.json)")
+    report = {}
+    failed = False
+    for name in names:
+        # Verified first: a record is only worth writing for the graphs the card names.
+        load_policy(cfg.models / f"{name}.onnx", "--name")
+        try:
+            report[name] = record_tree_parity(cfg.models / f"{name}.onnx")
+        except ValueError as exc:
+            print(f"xapp-composer recheck: {exc}", file=sys.stderr)
+            failed = True
+    cli.print_json(report)
+    return 1 if failed else 0
+
+
 # ---- eval -------------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     from xapp_composer.evaluate import evaluate
@@ -269,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export checkpoints to ONNX with model cards")
     cli.add_config(p, ExportConfig)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("recheck", help="re-run the tabulated parity check of exported policies")
+    cli.add_config(p, RecheckConfig)
+    p.set_defaults(func=cmd_recheck)
 
     p = sub.add_parser("eval", help="SRL against the baselines on unseen networks")
     cli.add_config(p, EvalConfig)

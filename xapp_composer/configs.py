@@ -149,6 +149,18 @@ class ExportConfig:
 
 
 @dataclass
+class RecheckConfig:
+    """``xapp-composer recheck``: the tabulated-decision parity of exported policies, run
+    again and recorded in their cards (no checkpoint needed; the graphs stay as they are)."""
+
+    name: list[str] | None = field(
+        default=None,
+        metadata={"help": "policy names, comma-separated (default: every card in --models)"},
+    )
+    models: Path = field(default=MODELS_DIR, metadata={"help": "directory of the ONNX policies"})
+
+
+@dataclass
 class EvalConfig:
     """``xapp-composer eval``: SRL against the baselines on unseen networks."""
 

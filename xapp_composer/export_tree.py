@@ -44,6 +44,7 @@ from xapp_composer.artefacts import (
     decide_path,
     plan_path,
     prefix_path,
+    read_card,
     sha256_file,
 )
 from xapp_composer.export import Bound, export_graph
@@ -252,7 +253,26 @@ def attach_tree(policy: GCNActorCritic, onnx_path: Path) -> dict[str, Any]:
             )
         card["tree"][key] = entry
     card_path.write_text(json.dumps(card, indent=2, default=str))
-    parity = tree_parity_check(onnx_path)
+    record_tree_parity(onnx_path)
+    return read_card(onnx_path)["tree"]
+
+
+def record_tree_parity(onnx_path: Path) -> dict[str, Any]:
+    """Run :func:`tree_parity_check` on an exported policy and record the result in its
+    card (``tree.parity``), with the run-time settings it was computed under.
+
+    The graphs are not touched, so the sha256 values the xApp verifies stay valid; only
+    the card changes. Needs no checkpoint: re-run it when the run-time candidate or
+    lookahead shortlists change (:data:`~xapp_composer.steps.K_CAND`,
+    :data:`~xapp_composer.steps.K_LOOK`, :data:`~xapp_composer.tree.DEFAULT_MAX_PAIRS`).
+
+    Raises:
+        ValueError: the card names no tabulated graphs, or some request got another
+            chain than step by step (the record is written either way).
+    """
+    card_path = card_path_for(onnx_path)
+    card = read_card(onnx_path)
+    parity = {**tree_parity_check(onnx_path), **parity_settings()}
     card["tree"]["parity"] = parity
     card_path.write_text(json.dumps(card, indent=2, default=str))
     if parity["same_chain"] != parity["requests"]:
@@ -261,4 +281,10 @@ def attach_tree(policy: GCNActorCritic, onnx_path: Path) -> dict[str, Any]:
             f"step-by-step graphs in {parity['requests'] - parity['same_chain']} of "
             f"{parity['requests']} requests"
         )
-    return card["tree"]
+    return parity
+
+
+def parity_settings() -> dict[str, int]:
+    """The run-time settings a tabulated parity record depends on: the candidate and
+    lookahead shortlists and how many pairs a state may tabulate."""
+    return {"k_cand": S.K_CAND, "k_look": S.K_LOOK, "max_pairs": T.DEFAULT_MAX_PAIRS}

@@ -32,6 +32,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     intents = project_intent_files()[0]
     return {
         "TAMPERED": str(tampered),
+        "TAMPERED_DIR": str(tampered.parent),
         "RUNS": str(tmp / "runs"),
         "NOTES": str(tmp / "notes.txt"),
         "INTENTS": str(intents),
@@ -49,6 +50,10 @@ CASES = [
     ("train", ["--agents-mix", "81,2"], "--agents-mix"),
     ("export", ["--runs", "RUNS"], "--runs"),
     ("export", ["--runs", "RUNS", "--name", "srl-qa"], "--name"),
+    ("recheck", ["--models", "MISSING"], "--models"),
+    ("recheck", ["--models", "RUNS"], "--models"),
+    ("recheck", ["--name", "srl-nope"], "--name"),
+    ("recheck", ["--models", "TAMPERED_DIR"], "does not match its card"),
     ("eval", [], "--intents"),
     ("eval", ["--intents", "MISSING"], "MISSING"),
     ("eval", ["--intents", "NOTES", "--llm", "off"], "NOTES"),

@@ -10,6 +10,8 @@ import pytest
 
 from agentnet.intents import APPS
 from agentnet.network import generate_network
+from xapp_composer import steps as S
+from xapp_composer import tree as T
 from xapp_composer.artefacts import MODELS_DIR
 from xapp_composer.runtime import PolicyRuntime
 
@@ -31,6 +33,12 @@ def test_card_matches_the_graphs(name: str) -> None:
     for part in ("plan", "decide", "prefix1", "prefix2"):
         assert tree[part]["sha256"] == _sha(MODELS_DIR / tree[part]["file"])
     assert tree["parity"]["same_chain"] == tree["parity"]["requests"] > 0
+    # Computed under today's run-time shortlists (else: xapp-composer recheck).
+    assert (tree["parity"]["k_cand"], tree["parity"]["k_look"], tree["parity"]["max_pairs"]) == (
+        S.K_CAND,
+        S.K_LOOK,
+        T.DEFAULT_MAX_PAIRS,
+    )
     cfg = card["training"]["config"]
     assert cfg["mode"] == ("even" if name == "drl-even" else "predicted")
     assert card["training"]["best"]["val_feasible"] == 1.0

@@ -24,6 +24,7 @@ from xapp_composer.artefacts import (
     plan_path,
     prefix_path,
 )
+from xapp_composer.cli import main as cli_main
 from xapp_composer.export import Bound, export_onnx, parity_check, write_card
 from xapp_composer.export_tree import WalkGraph, attach_tree
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
@@ -185,6 +186,11 @@ def test_onnx_tree_decides_like_the_step_graphs_and_is_recorded(exported) -> Non
     levels = {k: v["tabulated_steps"] for k, v in tree["parity"]["per_size"].items()}
     assert levels == {"N=12": 3, "N=50": 3, "N=81": 3, "N=300": 2, "N=600": 1}
     assert tree["parity"]["max_abs_logit_error"] < 1e-4
+    assert {k: tree["parity"][k] for k in ("k_cand", "k_look", "max_pairs")} == {
+        "k_cand": S.K_CAND,
+        "k_look": S.K_LOOK,
+        "max_pairs": T.DEFAULT_MAX_PAIRS,
+    }
     rt = PolicyRuntime(exported)
     step_rt = PolicyRuntime(exported, tree=False)
     assert rt.decide_session is not None and step_rt.decide_session is None
@@ -239,3 +245,27 @@ def test_tampered_tree_graph_is_refused(exported, tmp_path) -> None:
             PolicyRuntime(tmp_path / "p.onnx")
         graph.write_bytes(good)
     PolicyRuntime(tmp_path / "p.onnx")
+
+
+def test_recheck_rewrites_only_the_parity_record(exported, tmp_path, capsys) -> None:
+    """``xapp-composer recheck`` runs the tabulated parity check again on exported graphs
+    (no checkpoint) and records it with the run-time shortlists; the graphs, and so the
+    sha256 values the xApp verifies, stay as they are."""
+    for f in exported.parent.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    card_path = tmp_path / "p.card.json"
+    stale = json.loads(card_path.read_text())
+    stale["tree"]["parity"] = {"same_chain": 1, "requests": 1, "per_size": {}}
+    card_path.write_text(json.dumps(stale))
+    graphs = {f.name: f.read_bytes() for f in tmp_path.glob("*.onnx")}
+    assert cli_main(["recheck", "--models", str(tmp_path), "--name", "p"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    card = json.loads(card_path.read_text())
+    assert card["tree"]["parity"] == report["p"]
+    assert report["p"]["same_chain"] == report["p"]["requests"] == 200
+    assert (report["p"]["k_look"], report["p"]["k_cand"]) == (S.K_LOOK, S.K_CAND)
+    assert {k: v for k, v in card.items() if k != "tree"} == {
+        k: v for k, v in stale.items() if k != "tree"
+    }
+    assert {f.name: f.read_bytes() for f in tmp_path.glob("*.onnx")} == graphs
+    PolicyRuntime(tmp_path / "p.onnx")  # still verifies against its card
