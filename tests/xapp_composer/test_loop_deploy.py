@@ -111,9 +111,16 @@ DESCRIPTOR_SCHEMA = {
 }
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"a key given twice: {keys}"
+    return dict(pairs)
+
+
 @pytest.fixture(scope="module")
 def descriptor() -> dict:
-    return json.loads(DESCRIPTOR.read_text())
+    # A key given twice would load as its last value: refused instead.
+    return json.loads(DESCRIPTOR.read_text(), object_pairs_hook=_unique_keys)
 
 
 def test_descriptor_has_the_onboarders_structure(descriptor) -> None:
@@ -141,10 +148,79 @@ def test_controls_schema_describes_the_xapp_settings() -> None:
     kinds = {"string": str, "integer": int, "number": float, "boolean": bool}
     for name, prop in schema["properties"].items():
         default = fields[name].default
-        if default is not None and not callable(default) and prop["type"] != "string":
-            assert isinstance(default, kinds[prop["type"]]) or (
-                prop["type"] == "number" and isinstance(default, int)
+        types = [t for t in type_names(prop["type"]) if t != "null"]
+        if default is not None and not callable(default) and types != ["string"]:
+            assert any(isinstance(default, kinds[t]) for t in types) or (
+                "number" in types and isinstance(default, int)
             ), (name, default)
+        if default is not None and not callable(default):  # the default is a valid control
+            value = str(default) if isinstance(default, Path) else default
+            jsonschema.validate({name: value}, {**schema, "required": []})
+
+
+WIRED = {"tls_ca", "tls_cert", "tls_key", "tls_insecure", "rapp_tls_ca", "rapp_tls_cert",
+         "rapp_tls_key", "policy_public_key"}  # fmt: skip
+"""Settings the deployment wires from mounted Secrets and ConfigMaps (files, keys), never
+descriptor controls."""
+CHART_XAPP_KEYS = {"replicas", "shareGroup", "autoscaling", "healthPort", "resources"}
+"""``values.yaml`` keys of ``xapp`` that shape the Deployment rather than name a setting."""
+CHART_LEAVES = {
+    "network": "the release's top-level network value",
+    "rapp": "the chart's own rApp Service",
+    "policy": "policy.name, in the image",
+    "health_port": "xapp.healthPort",
+    "mqtt_persistent_session": "set for replicas by the chart",
+    **dict.fromkeys(
+        ("rapp_retry_after", "rapp_health_period", "policy_reload_period", "fallback_window",
+         "dedup_capacity", "inbound_queue", "outcome_queue", "repair_infeasible",
+         "mqtt_protocol", "shutdown_grace", "log_level", "log_format"),
+        "the descriptor's value",
+    ),
+}  # fmt: skip
+"""Descriptor controls the chart has no value of its own for, and where they come from."""
+
+
+def type_names(value: str | list[str]) -> list[str]:
+    """A JSON schema ``type``: one name or a list of them."""
+    return value if isinstance(value, list) else [value]
+
+
+def _snake(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+
+
+def test_every_setting_is_a_descriptor_control_or_wired() -> None:
+    """A new XappSettings field fails here until deploy/xapp/schema.json lists it (the
+    onboarder refuses a control its schema does not name) or it is wired from a file."""
+    schema = json.loads(CONTROLS_SCHEMA.read_text())["properties"]
+    assert set(XappSettings.model_fields) - set(schema) == WIRED
+    assert not WIRED & set(schema)
+
+
+def test_every_descriptor_control_has_a_chart_value_or_a_reason(descriptor) -> None:
+    """A control added to the descriptor fails here until the Helm chart either exposes it
+    (``xapp.<camelCase>`` in values.yaml, passed as ``XAPP_<NAME>``) or says why not."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["xapp"]
+    exposed = {_snake(k) for k in values if k not in CHART_XAPP_KEYS}
+    assert exposed <= set(XappSettings.model_fields), exposed - set(XappSettings.model_fields)
+    missing = set(descriptor["controls"]) - exposed - set(CHART_LEAVES)
+    assert not missing, f"controls the chart neither exposes nor explains: {sorted(missing)}"
+    assert not exposed & set(CHART_LEAVES)
+    template = (CHART / "templates/xapp.yaml").read_text()
+    schema = json.loads(CONTROLS_SCHEMA.read_text())
+    for key in values:
+        if key in CHART_XAPP_KEYS:
+            continue
+        name = _snake(key)
+        wiring = (
+            rf"- name: XAPP_{name.upper()}\n\s+value: \{{\{{ \.Values\.xapp\.{key} \| quote \}}\}}"
+        )
+        assert re.search(wiring, template), key
+        # The chart's default is a valid control, and the descriptor's when it has one.
+        jsonschema.validate({**descriptor["controls"], name: values[key]}, schema)
+        if name in descriptor["controls"]:
+            assert values[key] == descriptor["controls"][name], key
+    assert {"proposer_k", "proposer_min_agents"} <= exposed
 
 
 def test_the_xapp_reads_its_descriptor_controls(descriptor, monkeypatch, tmp_path) -> None:
