@@ -1,7 +1,10 @@
 #!/bin/sh
-# Keeps Mosquitto's packet log (the guard's source, mosquitto/guard.conf) under
-# LOG_MAX_BYTES, beside the broker (compose.guard.yaml; a container of the broker's pod in
-# the Helm chart). Every LOG_CHECK_SECONDS, a log larger than LOG_MAX_BYTES is copied to
+# Keeps a log the guard follows under LOG_MAX_BYTES: Mosquitto's packet log
+# (mosquitto/guard.conf), beside the broker, and the rApp's gRPC access log
+# (RAPP_ACCESS_LOG), beside the rApp (compose.guard.yaml; a container of the broker's and
+# of the rApp's pod in the Helm chart). Both writers append. The text below says
+# Mosquitto; the rApp's log works the same way.
+# Every LOG_CHECK_SECONDS, a log larger than LOG_MAX_BYTES is copied to
 # LOG_FILE.1 (the previous part, for an operator reading back what the guard saw) and
 # truncated in place. Mosquitto appends (O_APPEND), so its next line lands at the start
 # of the emptied file, with no signal to the broker; the guard's sensor reopens a file
@@ -10,7 +13,8 @@
 # LOG_FILE.1 only.
 #
 # The volume holds at most about twice LOG_MAX_BYTES plus what the broker writes in one
-# LOG_CHECK_SECONDS. Runs as the broker's user (the log is mode 0600, uid 1883).
+# LOG_CHECK_SECONDS. Runs as the log's owner: the broker's user for its log (mode 0600,
+# uid 1883), the rApp's for the access log (uid 10001).
 set -eu
 
 LOG_FILE=${LOG_FILE:-/mosquitto/log/mosquitto.log}

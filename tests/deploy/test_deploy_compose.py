@@ -283,6 +283,43 @@ def test_the_guard_override_makes_the_broker_write_the_log_the_guard_reads(confi
     assert written["source"] in config["volumes"]
 
 
+def test_the_guard_override_has_the_rapp_write_the_access_log_the_guard_reads(config) -> None:
+    """With compose.guard.yaml the rApp writes its gRPC access log into a volume the guard
+    mounts read-only at the path it reads; a rotation truncates that same file, as the
+    rApp's user (the image's /var/log/lameta, which a new volume takes its owner from)."""
+    services = config["services"]
+    rapp, guard = services["rapp"], services["xapp-guard"]
+    rotate = services["rapp-access-log-rotate"]
+    log = rapp["environment"]["RAPP_ACCESS_LOG"]
+    written = _source_of(rapp, log)
+    assert written["type"] == "volume" and not written.get("read_only")
+    assert written["source"] in config["volumes"]
+    relative = log[len(written["target"]) :]
+    read_path = guard["environment"]["GUARD_ACCESS_LOG"]
+    read = _source_of(guard, read_path)
+    assert read["source"] == written["source"] and read["read_only"]
+    assert read_path[len(read["target"]) :] == relative == "/rapp-access.jsonl"
+    truncated = _source_of(rotate, rotate["environment"]["LOG_FILE"])
+    assert truncated["source"] == written["source"] and not truncated.get("read_only")
+    assert rotate["environment"]["LOG_FILE"][len(truncated["target"]) :] == relative
+    script = _source_of(rotate, rotate["entrypoint"][-1])
+    assert Path(script["source"]) == DEPLOY / "mosquitto" / "log-rotate.sh"
+    assert rotate["user"] == "10001:10001"
+    # The rApp image runs as 10001 and owns the directory the volume is mounted on.
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert written["target"] in dockerfile.split("chown lameta", 1)[1].splitlines()[0]
+    # The rApp keeps its own settings and volumes beside the override's.
+    assert {"/data", "/run/lameta/tls"} <= set(_mounts(rapp))
+    assert rapp["environment"]["RAPP_TLS_CERT"]
+
+
+def test_without_the_guard_override_the_rapp_writes_no_access_log(plain) -> None:
+    rapp = plain["services"]["rapp"]
+    assert "RAPP_ACCESS_LOG" not in rapp["environment"]
+    assert "rapp-access-log-rotate" not in plain["services"]
+    assert "rapp-access-log" not in plain.get("volumes", {})
+
+
 def test_the_guard_logs_in_as_itself_and_serves_metrics_on_loopback(config) -> None:
     service = config["services"]["xapp-guard"]
     assert "profiles" not in service  # the override is the switch

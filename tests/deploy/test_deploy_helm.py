@@ -712,3 +712,91 @@ def test_the_guards_metrics_port_is_probed_scraped_and_open_to_monitoring(guard_
     assert policies["mosquitto"]["egress"] == []
     closed = _policies(render(_merge(GUARD, {"networkPolicy": {"monitoring": []}})))
     assert _rules(closed["mosquitto"]["ingress"], "from") == {8883: ["xapp-composer", "sim-ric"]}
+
+
+ACCESS_LOG = _merge(GUARD, {"guard": {"accessLog": {"enabled": True, "storageClassName": "nfs"}}})
+
+
+@pytest.fixture(scope="module")
+def access_docs() -> list[dict]:
+    return render(ACCESS_LOG)
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_access_log_validates_against_the_kubernetes_schemas(access_docs, version) -> None:
+    for doc in access_docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_without_access_log_neither_side_names_one(guard_docs) -> None:
+    pods = workloads(guard_docs)
+    rapp, guard = pods["rapp-intent"], _containers(pods["mosquitto"])["xapp-guard"]
+    assert list(_containers(rapp)) == ["rapp-intent"]
+    assert "RAPP_ACCESS_LOG" not in env_of(rapp["containers"][0])
+    assert "GUARD_ACCESS_LOG" not in env_of(guard)
+    assert not [d for d in guard_docs if d["kind"] == "PersistentVolumeClaim"
+                and "access-log" in d["metadata"]["name"]]  # fmt: skip
+
+
+def test_the_guard_reads_the_access_log_the_rapp_writes(access_docs) -> None:
+    """The rApp writes RAPP_ACCESS_LOG on a ReadWriteMany claim that the broker's pod mounts
+    read-only at the path the guard reads (GUARD_ACCESS_LOG); a container of the rApp's
+    pod truncates that same file with the broker log's rotation script."""
+    pods = workloads(access_docs)
+    rapp_pod, broker_pod = pods["rapp-intent"], pods["mosquitto"]
+    rapp, rotate = (_containers(rapp_pod)[n] for n in ("rapp-intent", "access-log-rotate"))
+    guard = _containers(broker_pod)["xapp-guard"]
+    written = env_of(rapp)["RAPP_ACCESS_LOG"]["value"]
+    read = env_of(guard)["GUARD_ACCESS_LOG"]["value"]
+    rapp_mount, rapp_volume = _mount_of(rapp_pod, rapp, written)
+    guard_mount, guard_volume = _mount_of(broker_pod, guard, read)
+    claim = rapp_volume["persistentVolumeClaim"]["claimName"]
+    assert guard_volume["persistentVolumeClaim"] == {"claimName": claim, "readOnly": True}
+    assert guard_mount["readOnly"] is True and not rapp_mount.get("readOnly")
+    relative = written[len(rapp_mount["mountPath"]) :]
+    assert read[len(guard_mount["mountPath"]) :] == relative == "/rapp-access.jsonl"
+    pvc = by_kind(access_docs, "PersistentVolumeClaim")[claim]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["storageClassName"] == "nfs"
+    # The rotation: the same file, the script the broker's log uses, as the rApp's user.
+    rotate_env = env_of(rotate)
+    rotate_mount, rotate_volume = _mount_of(rapp_pod, rotate, rotate_env["LOG_FILE"]["value"])
+    assert rotate_volume == rapp_volume and not rotate_mount.get("readOnly")
+    assert rotate_env["LOG_FILE"]["value"][len(rotate_mount["mountPath"]) :] == relative
+    assert int(rotate_env["LOG_MAX_BYTES"]["value"]) == 64 * 2**20
+    _, script = _mount_of(rapp_pod, rotate, rotate["command"][-1])
+    assert script["configMap"]["name"] == f"{NAME}-mosquitto"
+    assert script["configMap"]["items"] == [{"key": "log-rotate.sh", "path": "log-rotate.sh"}]
+    assert "runAsUser" not in rotate["securityContext"]
+    assert rapp_pod["securityContext"]["runAsUser"] == 10001
+    # The settings exist on both sides.
+    from xapp_guard.settings import GuardSettings
+
+    assert "access_log" in RappSettings.model_fields and "access_log" in GuardSettings.model_fields
+
+
+def test_an_existing_claim_is_used_as_is() -> None:
+    docs = render(_merge(GUARD, {"guard": {"accessLog": {"enabled": True,
+                                                         "existingClaim": "shared-logs"}}}))  # fmt: skip
+    pods = workloads(docs)
+    for pod in (pods["rapp-intent"], pods["mosquitto"]):
+        [volume] = [v for v in pod["volumes"] if v["name"] == "access-log"]
+        assert volume["persistentVolumeClaim"]["claimName"] == "shared-logs"
+    assert "shared-logs" not in by_kind(docs, "PersistentVolumeClaim")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"guard": {"accessLog": {"enabled": True}}}, "ReadWriteMany claim"),
+        (
+            {
+                "guard": {"accessLog": {"enabled": True, "existingClaim": "x"}},
+                "rapp": {"replicas": 2},
+            },
+            "one access log",
+        ),
+    ],
+)
+def test_an_access_log_needs_shared_storage_and_one_rapp(extra, message) -> None:
+    assert message in render_error(_merge(GUARD, extra))

@@ -85,3 +85,14 @@ capabilities: {drop: [ALL]}
 {{- define "lameta.xappShared" -}}
 {{- if or (gt (int .Values.xapp.replicas) 1) .Values.xapp.autoscaling.enabled }}true{{ end }}
 {{- end }}
+
+{{/* True when the rApp writes its gRPC access log for the guard (guard.accessLog). */}}
+{{- define "lameta.accessLog" -}}
+{{- if and .Values.guard.enabled .Values.guard.accessLog.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The ReadWriteMany claim of the rApp's access log, shared by the rApp's pod and the
+broker's (where the guard runs). */}}
+{{- define "lameta.accessLogClaim" -}}
+{{- .Values.guard.accessLog.existingClaim | default (printf "%s-rapp-access-log" (include "lameta.name" .)) }}
+{{- end }}
