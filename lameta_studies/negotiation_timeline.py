@@ -214,7 +214,9 @@ def run(cfg: TimelineConfig) -> dict:
 
             configure_logging("WARNING")
     png = plot(log_path, cfg.out_dir / f"timeline_{tag}.png")
-    summary.update({"log": str(log_path), "png": str(png)})
+    # Named relative to the report's directory (where the JSON is), so that a committed
+    # report names the same files in any checkout.
+    summary.update({"log": log_path.name, "png": png.name})
     (cfg.out_dir / f"timeline_{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

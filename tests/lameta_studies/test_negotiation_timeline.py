@@ -9,11 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from lameta_studies.negotiation_timeline import TimelineConfig, plot, read_log, run
-
-pytestmark = pytest.mark.slow
+from lameta_studies.negotiation_timeline import REPORT_DIR, TimelineConfig, plot, read_log, run
 
 
+def absolute_paths(value: object) -> list[str]:
+    """Every string in a JSON value that is an absolute path (POSIX or Windows)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in absolute_paths(v)]
+    if isinstance(value, str) and (value.startswith(("/", "\\")) or value[1:3] in (":/", ":\\")):
+        return [value]
+    return []
+
+
+def test_absolute_paths_are_found() -> None:
+    found = absolute_paths({"a": ["x/y", {"b": "/work/x.png"}], "c": "C:\\r\\x", "d": 1.0})
+    assert found == ["/work/x.png", "C:\\r\\x"]
+
+
+@pytest.mark.parametrize("report", sorted(REPORT_DIR.glob("timeline_*.json")), ids=lambda p: p.name)
+def test_committed_timelines_name_their_files_beside_them(report: Path) -> None:
+    summary = json.loads(report.read_text())
+    assert not absolute_paths(summary)
+    assert (report.parent / summary["log"]).is_file() and (report.parent / summary["png"]).is_file()
+
+
+@pytest.mark.slow
 def test_scripted_timeline(tmp_path: Path):
     summary = run(TimelineConfig(llm="scripted", design="soft", out_dir=tmp_path))
     negs = summary["negotiations"]
@@ -29,7 +51,9 @@ def test_scripted_timeline(tmp_path: Path):
     assert summary["outcomes"]["suspended"] > 0 and summary["outcomes"]["served"] > 0
     assert summary["policy_events"] == {"applied": len(negs)}
 
-    log = Path(summary["log"])
+    written = json.loads((tmp_path / "timeline_scripted-soft.json").read_text())
+    assert written == json.loads(json.dumps(summary)) and not absolute_paths(written)
+    log = tmp_path / summary["log"]
     events = read_log(log)
     ticks = [e for e in events if e["event"] == "timeline_tick"]
     assert len(ticks) == 500 and all("t" in e for e in events if e["event"] != "timeline_started")
