@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lameta_stack.observe import Observer, stack_observer
+from lameta_stack.observe import Observer, StateKeeper, stack_observer
 from lameta_stack.stack import ROOT, SHIPPED_POLICY, Stack, StackConfig, StackError
 from servicekit import codec
 from servicekit.logs import configure_logging
-from servicekit.mqtt import MqttClient
 
 SCORE_HELP = (
     "normalised score: (score - random chain's) / (best chain's - random chain's) under the "
@@ -48,20 +47,6 @@ class DemoConfig:
     broker: str = "auto"
     seed: int = 0
     policy: Path = SHIPPED_POLICY
-
-
-class StateKeeper:
-    """The latest network state on the broker (for drawing chains on the network)."""
-
-    def __init__(self, client: MqttClient, topic: str):
-        self.state: codec.StateArrays | None = None
-        client.subscribe(topic, self._on_state, qos=1)
-
-    def _on_state(self, topic: str, payload: bytes) -> None:
-        try:
-            self.state = codec.StateArrays.from_proto(codec.decode_state(payload))
-        except codec.DecodeError:
-            return
 
 
 def _contrasting_pair(observer: Observer) -> list:
@@ -226,7 +211,7 @@ def run_demo(config: DemoConfig) -> int:
 
     def start_observer(desc: dict) -> None:
         observer = stack_observer(desc, stack.password("observer"), "demo-observer")
-        holder["state"] = StateKeeper(observer.client, observer.topics.state)
+        holder["state"] = StateKeeper(observer.client, observer.topics)
         holder["observer"] = observer.start()
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

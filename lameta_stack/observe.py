@@ -6,6 +6,10 @@ request's fate is the emulator's: a request is *settled* by its first resolving 
 (served, rejected by the xApp, expired, shutdown), *lost* when none ever comes, and
 *duplicated* when more than one does. A decision seen twice (an xApp re-publishing after
 a reconnect) is counted separately: it is harmless, the emulator refuses the second.
+
+:class:`StateKeeper` keeps the latest network state beside it (the demo draws chains on
+it), whole or, for large networks, as a keyframe and deltas
+(:class:`~servicekit.statefeed.StateFeed`).
 """
 
 from __future__ import annotations
@@ -14,13 +18,18 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import structlog
 
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.mqtt import BrokerUrl, MqttClient, TlsOptions, Topics
+from servicekit.statefeed import StateFeed, StateUpdate, update_arrays
+
+log = structlog.get_logger("lameta_stack.observe")
 
 
 def percentile(values: list[float] | np.ndarray, q: float) -> float | None:
@@ -177,6 +186,47 @@ class Observer:
             "p99_ms_outside_faults": percentile(calm, 99),
             "undecodable": undecodable,
         }
+
+
+class StateKeeper:
+    """The latest network state on the broker, for drawing chains on the network.
+
+    Follows the state topic and its keyframe chunks through ``client`` (subscribed here,
+    before the client starts). A payload it cannot use is counted in :attr:`counts`
+    (``malformed_<code>``, ``malformed_keyframe_<code>``, and the feed's
+    ``awaiting_keyframe`` and ``dropped_no_keyframe``) and logged; ``kept`` counts the
+    states kept.
+    """
+
+    def __init__(self, client: MqttClient, topics: Topics):
+        self.state: codec.StateArrays | None = None
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.feed = StateFeed(self._count)
+        client.subscribe(topics.state, self._on_state, qos=1)
+        client.subscribe(topics.keyframes, self._on_keyframe, qos=1)
+
+    def _count(self, event: str) -> None:
+        self.counts[event] += 1  # under self.lock: the feed runs in the handlers only
+
+    def _on_state(self, topic: str, payload: bytes) -> None:
+        self._take(self.feed.on_state, payload, "malformed_")
+
+    def _on_keyframe(self, topic: str, payload: bytes) -> None:
+        self._take(self.feed.on_keyframe_chunk, payload, "malformed_keyframe_")
+
+    def _take(
+        self, read: Callable[[bytes], StateUpdate | None], payload: bytes, dropped: str
+    ) -> None:
+        with self.lock:
+            try:
+                update = read(payload)
+                if update is not None:
+                    self.state = update_arrays(update)
+                    self.counts["kept"] += 1
+            except codec.DecodeError as exc:
+                self.counts[f"{dropped}{exc.code}"] += 1
+                log.warning("state_dropped", code=exc.code, reason=exc.reason, bytes=len(payload))
 
 
 def stack_observer(desc: dict, password: str, client_id: str = "observer") -> Observer:

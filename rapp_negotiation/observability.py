@@ -1,7 +1,8 @@
 """The observability unit: capacity and load from the emulator's state, and when to negotiate.
 
-Every state payload (``lameta/v1/<network>/state``) is decoded with
-:mod:`servicekit.codec`, rebuilt into a network and searched for its capacity λ_cap
+Every state (``lameta/v1/<network>/state``: a whole state, or for large networks a delta
+with the keyframe it refers to, reassembled by :class:`servicekit.statefeed.StateFeed`)
+is rebuilt into a network and searched for its capacity λ_cap
 (:func:`agentnet.capacity.capacity`: bisection to a relative 1e-4 on the largest λ at
 which the exact optimum chain for the even vector stays feasible). The load is the
 state's arrival rate λ.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from agentnet.capacity import capacity
 from agentnet.config import DEFAULT, ModelConfig
-from servicekit import codec
+from servicekit.statefeed import StateUpdate, update_network
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,20 @@ class Observation:
         return self.load / self.capacity if self.capacity > 0 else math.inf
 
 
-def observe(payload: bytes, cfg: ModelConfig = DEFAULT, rel_tol: float = 1e-4) -> Observation:
-    """Decode a state payload and compute its capacity.
+def observe(update: StateUpdate, cfg: ModelConfig = DEFAULT, rel_tol: float = 1e-4) -> Observation:
+    """The capacity of a decoded state, whole or in parts.
 
     Raises:
-        codec.DecodeError: the payload is not a valid state (garbage, another message
-            type, a field no network can have).
+        servicekit.codec.DecodeError: the state describes no possible network (a delta
+            that does not fit its keyframe, a field no network can have).
     """
-    msg = codec.decode_state(payload)
-    net = codec.network_from_state(msg, cfg)
+    net = update_network(update, cfg)
     cap = capacity(net, rel_tol)
     return Observation(
-        seq=int(msg.seq),
-        timestamp_ns=int(msg.timestamp_ns),
+        seq=int(update.seq),
+        timestamp_ns=int(update.timestamp_ns),
         capacity=cap.lambda_cap,
-        load=float(msg.arrival_rate),
+        load=float(update.arrival_rate),
         n_agents=net.n_agents,
         available=int(net.available.sum()),
         chain=cap.chain,

@@ -4,14 +4,19 @@
 topic                             direction  what
 ================================  =========  ==============================================
 ``lameta/v1/<network>/state``     in         the emulator's state: λ_cap and the load
+``…/state/keyframe/<i>``          in         large networks: the keyframe the state's
+                                             deltas refer to
 ``lameta/v1/<network>/policy``    out        the consensus λ* (retained, QoS 1); the only
                                              topic the service publishes besides its status
 ``lameta/v1/status/rapp-negotiation``  out   "online" / "offline" (retained, last will)
 ================================  =========  ==============================================
 
-One thread runs the loop; paho's network thread only queues state payloads. The loop
-keeps the newest state (older ones are superseded, bad ones are counted drops), and the
-observability unit decides (:class:`~rapp_negotiation.observability.Trigger`):
+One thread runs the loop; paho's network thread only queues state payloads and keyframe
+chunks. The loop follows them with a :class:`~servicekit.statefeed.StateFeed` (whole
+states, or deltas with their keyframe; a delta whose keyframe has not arrived is counted
+and waits for it), keeps the newest state (older ones are superseded, bad ones are
+counted drops), and the observability unit decides
+(:class:`~rapp_negotiation.observability.Trigger`):
 
 - a negotiation starts on the first state, when λ_cap moves by more than ``retrigger``,
   when capacity returns after a halt, when the intents file changes (an operator's new
@@ -54,6 +59,7 @@ from servicekit.health import HealthServer
 from servicekit.logs import configure_logging
 from servicekit.mqtt import MqttClient, Topics
 from servicekit.signals import stop_on_signals
+from servicekit.statefeed import StateFeed, StateUpdate
 
 EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
@@ -139,7 +145,7 @@ class NegotiationService:
         regulatory: the regulatory unit.
         arbitral: the mediator's arbitral unit (None: off).
         intents: the tenants' business intents.
-        observe_state: payload -> observation (the observability unit; injectable).
+        observe_state: decoded state -> observation (the observability unit; injectable).
     """
 
     def __init__(
@@ -150,7 +156,7 @@ class NegotiationService:
         regulatory: Regulatory,
         arbitral: Arbitral | None,
         intents: IntentsSource,
-        observe_state: Callable[[bytes], Observation] = observe,
+        observe_state: Callable[[StateUpdate], Observation] = observe,
     ):
         self.settings = settings
         self.client = client
@@ -163,6 +169,7 @@ class NegotiationService:
         self.inbound: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1000)
         self.trigger = Trigger(settings.retrigger)
         self.metrics = Metrics()
+        self.feed = StateFeed(lambda event: self.metrics.states.labels(event).inc())
         self.latest: Observation | None = None
         self.operator_request = threading.Event()
         self.results: list[NegotiationResult] = []
@@ -171,6 +178,7 @@ class NegotiationService:
             design=settings.design, rounds=settings.rounds, tolerance=settings.tolerance
         )
         client.subscribe(self.topics.state, self._on_state, qos=1)
+        client.subscribe(self.topics.keyframes, self._on_keyframe, qos=1)
 
     # ---- paho thread: only enqueue ------------------------------------------------------
     def _on_state(self, topic: str, payload: bytes) -> None:
@@ -179,23 +187,57 @@ class NegotiationService:
         except queue.Full:
             self.metrics.states.labels("queue_full").inc()
 
+    def _on_keyframe(self, topic: str, payload: bytes) -> None:
+        try:
+            self.inbound.put_nowait(("keyframe", payload))
+        except queue.Full:
+            self.metrics.states.labels("keyframe_queue_full").inc()
+
     # ---- observing ----------------------------------------------------------------------
     def _drain_states(self, timeout: float) -> Observation | None:
-        """Wait up to ``timeout`` for states; observe the newest one (others superseded)."""
-        newest: bytes | None = None
+        """Wait up to ``timeout`` for states; observe the newest one (others superseded).
+        Every keyframe chunk is taken, in order, before the newest state payload."""
         try:
-            _, newest = (
+            items = [
                 self.inbound.get(timeout=timeout) if timeout > 0 else self.inbound.get_nowait()
-            )
+            ]
         except queue.Empty:
             return None
         while True:
             try:
-                _, payload = self.inbound.get_nowait()
+                items.append(self.inbound.get_nowait())
             except queue.Empty:
                 break
-            self.metrics.states.labels("superseded").inc()
-            newest = payload
+        newest: StateUpdate | None = None
+        payload: bytes | None = None
+        for kind, data in items:
+            if kind == "state":
+                if payload is not None:
+                    self.metrics.states.labels("superseded").inc()
+                payload = data
+                continue
+            try:
+                # The delta that waited for this keyframe, now whole.
+                parts = self.feed.on_keyframe_chunk(data)
+            except codec.DecodeError as exc:
+                self.metrics.states.labels(f"keyframe_{exc.code}").inc()
+                self.log.warning("keyframe_dropped", code=exc.code, reason=exc.reason)
+                continue
+            if parts is not None:
+                newest = parts
+        if payload is not None:
+            try:
+                update = self.feed.on_state(payload)
+            except codec.DecodeError as exc:
+                update = None
+                self.metrics.states.labels(exc.code).inc()
+                self.log.warning("state_dropped", code=exc.code, reason=exc.reason)
+            if update is not None:
+                if newest is not None:
+                    self.metrics.states.labels("superseded").inc()
+                newest = update
+        if newest is None:
+            return None
         try:
             obs = self.observe_state(newest)
         except codec.DecodeError as exc:
@@ -355,7 +397,7 @@ class NegotiationService:
             self.log.warning("broker_unreachable_retrying", broker=self.client.url.redacted())
         self.log.info("service_started", design=self.settings.design, llm=self.negotiator.name,
                       tenants=[t.name for t in self.intents.tenants],
-                      topics=[self.topics.state, self.topics.policy])  # fmt: skip
+                      topics=[self.topics.state, self.topics.keyframes, self.topics.policy])  # fmt: skip
         next_poll = 0.0
         while not stop.is_set():
             self.metrics.connected.set(int(self.client.connected))

@@ -58,7 +58,7 @@ IDENTITIES: tuple[Identity, ...] = (
     Identity(
         "rapp-negotiation",
         publish=(_net("policy"),),
-        read=(_net("state"), _net("policy")),
+        read=(_net("state"), _net("state/keyframe/+"), _net("policy")),
         about="the negotiation rApp",
     ),
     Identity(

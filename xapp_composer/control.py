@@ -63,9 +63,10 @@ from agentnet.network import Network
 from agentnet.optimum import OptimumUnavailable, SearchSpace, greedy_chain
 from lameta_proto.v1 import network_pb2
 from servicekit import codec
+from servicekit.statefeed import StateFeed, StateUpdate
 from xapp_composer import features as F
 from xapp_composer.ledger import Decided, DecisionLedger
-from xapp_composer.live_state import LiveState, StateParts, build_state
+from xapp_composer.live_state import LiveState, build_state
 from xapp_composer.metrics import XappMetrics
 from xapp_composer.proposer import reduced_prepared, topk_exhaustive
 from xapp_composer.runtime import PolicyRuntime
@@ -179,15 +180,18 @@ class ControlCore:
         self.wall_clock_ns = wall_clock_ns
         self.clock = clock
         self.state: LiveState | None = None
-        self.keyframes = codec.KeyframeAssembler()
-        self.keyframe: tuple[network_pb2.StateKeyframe, int] | None = None
-        """The latest complete keyframe of a large network's state, with its id."""
-        self._waiting: network_pb2.StateDelta | None = None
+        self.feed = StateFeed(self.metrics.state)
+        """Whole states, or a large network's keyframe and deltas, as they arrive."""
         self._swap = threading.Lock()
         self.metrics.set_policy(runtime.version, runtime.provider)
 
     # ---- state and policy ---------------------------------------------------------------
-    def prepare_state(self, msg: network_pb2.NetworkState | StateParts) -> LiveState | None:
+    @property
+    def keyframe(self) -> tuple[network_pb2.StateKeyframe, int] | None:
+        """The latest complete keyframe of a large network's state, with its id."""
+        return self.feed.keyframe
+
+    def prepare_state(self, msg: StateUpdate) -> LiveState | None:
         """Rebuild and prepare a state for the current policy (no swap yet).
 
         Returns:
@@ -238,25 +242,16 @@ class ControlCore:
             The new state, or None when it was not installed (logged and counted).
         """
         try:
-            env = codec.parse_envelope(payload)
-            kind = env.WhichOneof("payload")
-            if kind == "state_chunk":
-                chunk = codec.decode_chunk(payload)
-                delta = codec.decode_delta(chunk)
-                if self.keyframe is None or self.keyframe[1] != delta.keyframe_id:
-                    # Its keyframe has not arrived yet (topics are not ordered): kept until
-                    # it does, replaced by any newer delta meanwhile.
-                    self._waiting = delta
-                    self.metrics.state("awaiting_keyframe")
-                    return None
-                msg = StateParts(*self.keyframe, delta)
-            else:
-                msg = codec.decode_state(payload)
+            # A delta whose keyframe has not arrived yet (topics are not ordered) is kept
+            # by the feed until it does, replaced by any newer delta meanwhile.
+            msg = self.feed.on_state(payload)
         except codec.DecodeError as exc:
             return self._rejected(exc, len(payload))
+        if msg is None:
+            return None
         return self._accept(msg, len(payload))
 
-    def _accept(self, msg: network_pb2.NetworkState | StateParts, size: int) -> LiveState | None:
+    def _accept(self, msg: StateUpdate, size: int) -> LiveState | None:
         try:
             live = self.prepare_state(msg)
         except codec.DecodeError as exc:
@@ -277,27 +272,13 @@ class ControlCore:
         Returns:
             The state installed thereby, or None.
         """
-        if not payload:
-            return None
         try:
-            chunk = codec.decode_chunk(payload)
-            if self.keyframe is not None and chunk.keyframe_id == self.keyframe[1]:
-                return None  # the keyframe held (published again after a reconnect)
-            done = self.keyframes.add(chunk)
+            parts = self.feed.on_keyframe_chunk(payload)
         except codec.DecodeError as exc:
             self.metrics.state(f"malformed_keyframe_{exc.code}")
             log.warning("keyframe_rejected", code=exc.code, reason=exc.reason, bytes=len(payload))
             return None
-        if done is None:
-            return None
-        key, chunk_id = done
-        self.keyframe = done
-        self.metrics.state("keyframe")
-        log.info("keyframe_installed", keyframe_id=f"{chunk_id:016x}", agents=len(key.types))
-        waiting, self._waiting = self._waiting, None
-        if waiting is None or waiting.keyframe_id != chunk_id:
-            return None
-        return self._accept(StateParts(key, chunk_id, waiting), len(payload))
+        return None if parts is None else self._accept(parts, len(payload))
 
     def install_runtime(self, runtime: PolicyRuntime) -> None:
         """Swap in a (verified) new policy, with the serving state prepared for it first,

@@ -1,8 +1,8 @@
 """The serving network state: rebuilt from a ``NetworkState`` and prepared for a policy.
 
 A state arrives whole (a ``NetworkState``) or, for large networks, as a keyframe of its
-fixed part and a delta of what the tick changed (:class:`StateParts`; the wire format is
-in ``proto/lameta_proto/v1/network.proto``). A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
+fixed part and a delta of what the tick changed (:class:`~servicekit.statefeed.StateParts`,
+reassembled by :class:`~servicekit.statefeed.StateFeed`). A :class:`LiveState` holds the network as the latest state describes it and, per tuple of
 chain types, the policy's inputs with the GCN encoder already run
 (:meth:`~xapp_composer.runtime.PolicyRuntime.prepare`), the exhaustive search space a
 repair uses, and the action-space proposer's profile of the state
@@ -23,8 +23,7 @@ import numpy as np
 
 from agentnet.network import Network
 from agentnet.optimum import OptimumUnavailable, SearchSpace, build_search_space
-from lameta_proto.v1 import network_pb2
-from servicekit import codec
+from servicekit.statefeed import StateUpdate, update_network
 from xapp_composer.proposer import StateProfile, profile_state
 from xapp_composer.runtime import PolicyRuntime, Prepared
 
@@ -32,33 +31,6 @@ REPAIR_SEARCH_MAX = 200_000
 """Largest number of chains searched exhaustively for a repair (81 agents: about 8,000;
 beyond the bound the greedy baseline repairs instead: the search's grids would cost
 hundreds of MB and seconds on the request path)."""
-
-
-@dataclass(frozen=True)
-class StateParts:
-    """A large network's state: its keyframe (with its id) and one delta of it."""
-
-    keyframe: network_pb2.StateKeyframe
-    keyframe_id: int
-    delta: network_pb2.StateDelta
-
-    @property
-    def seq(self) -> int:
-        """The delta's ``seq``."""
-        return int(self.delta.seq)
-
-    @property
-    def timestamp_ns(self) -> int:
-        """The delta's wall-clock time."""
-        return int(self.delta.timestamp_ns)
-
-    def network(self) -> Network:
-        """The network the two describe.
-
-        Raises:
-            codec.DecodeError: they do not fit together or describe no possible network.
-        """
-        return codec.network_from_parts(self.keyframe, self.keyframe_id, self.delta)
 
 
 @dataclass
@@ -142,7 +114,7 @@ class LiveState:
 
 
 def build_state(
-    msg: network_pb2.NetworkState | StateParts,
+    msg: StateUpdate,
     runtime: PolicyRuntime,
     chain_types: Sequence[tuple[int, ...]] = (),
     *,
@@ -163,7 +135,7 @@ def build_state(
     Raises:
         codec.DecodeError: the state describes no possible network.
     """
-    net = msg.network() if isinstance(msg, StateParts) else codec.network_from_state(msg)
+    net = update_network(msg)
     live = LiveState(
         seq=int(msg.seq),
         timestamp_ns=int(msg.timestamp_ns),

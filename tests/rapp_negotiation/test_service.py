@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.mqtt import MOSQUITTO, Mosquitto, wait_until
+from support.mqtt import running_mosquitto, sim_in_parts, wait_until
 
 from agentnet.capacity import capacity
 from agentnet.network import generate_network
@@ -29,10 +29,8 @@ NETWORK = "neg"
 
 @pytest.fixture
 def broker(tmp_path: Path):
-    assert Path(MOSQUITTO).exists(), "mosquitto is required"
-    b = Mosquitto(tmp_path).start()
-    yield b
-    b.stop()
+    with running_mosquitto(tmp_path) as b:
+        yield b
 
 
 class Bus:
@@ -44,6 +42,11 @@ class Bus:
         self.lock = threading.Lock()
         self.client = MqttClient(url, "nego-tester", reconnect_min_delay_s=0.2)
         self.client.subscribe(self.topics.policy, self._policy)
+
+    def start(self) -> Bus:
+        self.client.start()
+        assert self.client.wait_connected(10)
+        return self
 
     def _policy(self, topic: str, payload: bytes) -> None:
         with self.lock:
@@ -73,7 +76,9 @@ def expected(net, targets, weights) -> float:
                                          0.95 * cap))  # fmt: skip
 
 
-def test_states_in_policies_out(broker, tmp_path: Path):
+def start_service(
+    broker, tmp_path: Path
+) -> tuple[NegotiationService, threading.Event, threading.Thread]:
     intents = tmp_path / "tenants.json"
     write_intents(intents, [3.0, 9.0], [1.0, 2.0])
     settings = NegoSettings(broker=broker.url, network=NETWORK, llm="scripted", design="hard",
@@ -83,10 +88,14 @@ def test_states_in_policies_out(broker, tmp_path: Path):
                                  Regulatory(shared_minilm()), None, IntentsSource(intents))  # fmt: skip
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
-    bus = Bus(broker.url)
-    bus.client.start()
-    assert bus.client.wait_connected(10)
     thread.start()
+    return service, stop, thread
+
+
+def test_states_in_policies_out(broker, tmp_path: Path):
+    intents = tmp_path / "tenants.json"
+    service, stop, thread = start_service(broker, tmp_path)
+    bus = Bus(broker.url).start()
     try:
         net = generate_network(0)
         bus.state(net, 1)
@@ -135,6 +144,82 @@ def test_states_in_policies_out(broker, tmp_path: Path):
             per = 2 if role == "tenant" else 1
             assert sum(counted.values()) == per * sum(r.rounds for r in service.results)
         assert service.readiness() == {"broker": True, "state": True}
+    finally:
+        stop.set()
+        thread.join(30)
+        bus.client.stop()
+
+
+def state_counts(service: NegotiationService) -> dict[str, float]:
+    """``nego_states_total`` by result."""
+    return {
+        s.labels["result"]: s.value
+        for metric in service.metrics.states.collect()
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
+
+
+def test_a_large_network_is_followed_through_its_keyframe_and_deltas(broker, tmp_path: Path):
+    """sim-ric above its whole-state threshold (lowered to 50 agents, so an 81-agent
+    network goes out as a keyframe and deltas) through a real Mosquitto: the service
+    observes every delta with its keyframe and negotiates on it; none is a wrong message
+    type."""
+    service, stop, thread = start_service(broker, tmp_path)
+    sim = sim_in_parts(broker.url, NETWORK, tmp_path)
+    try:
+        bus = Bus(broker.url).start()
+        (first,) = bus.wait_policies(1)
+        assert first.reason == "consensus" and first.state_seq >= 1 and first.capacity > 0
+        wait_until(lambda: state_counts(service).get("observed", 0) >= 3, 30, "3 states observed")
+        counts = state_counts(service)
+        assert counts["keyframe"] == 1, counts
+        assert not {k for k in counts if k not in ("observed", "keyframe", "superseded",
+                                                   "awaiting_keyframe", "dropped_no_keyframe")}, counts  # fmt: skip
+        assert service.latest is not None and service.latest.n_agents == 81
+        assert '"keyframe_published"' in sim.logs()
+        bus.client.stop()
+    finally:
+        sim.terminate()
+        stop.set()
+        thread.join(30)
+
+
+def test_a_delta_before_its_keyframe_waits_for_it(broker, tmp_path: Path):
+    """A delta whose keyframe the service does not hold is counted and logged, not
+    observed; when the keyframe's chunks arrive the service resynchronises on that delta;
+    a delta of a keyframe it never gets is counted and dropped."""
+    service, stop, thread = start_service(broker, tmp_path)
+    bus = Bus(broker.url).start()
+    try:
+        net = generate_network(0)
+        key = codec.keyframe_message(net, network=NETWORK)
+        chunks = codec.keyframe_chunks(key, 2_000)
+        assert len(chunks) > 1
+        kid = chunks[0].keyframe_id
+        delta = codec.delta_message(net, network=NETWORK, seq=7, timestamp_ns=7, keyframe=kid)
+        assert bus.client.publish(bus.topics.state, codec.encode(codec.delta_chunk(delta)), qos=1)
+        wait_until(lambda: state_counts(service).get("awaiting_keyframe") == 1, 30, "a wait")
+        assert service.latest is None and not bus.policies
+        for c in chunks:
+            assert bus.client.publish(bus.topics.keyframe(c.index), codec.encode(c), qos=1)
+        (first,) = bus.wait_policies(1)
+        assert first.state_seq == 7
+        assert first.capacity == pytest.approx(capacity(net).lambda_cap, rel=1e-9)
+        counts = state_counts(service)
+        assert (counts["keyframe"], counts["observed"]) == (
+            1,
+            1,
+        ) and "wrong_message_type" not in counts
+        # A delta of another keyframe: counted, never observed; the next one of the held
+        # keyframe is observed again.
+        other = codec.delta_message(net, network=NETWORK, seq=8, timestamp_ns=8, keyframe=kid ^ 1)
+        assert bus.client.publish(bus.topics.state, codec.encode(codec.delta_chunk(other)), qos=1)
+        wait_until(lambda: state_counts(service).get("awaiting_keyframe") == 2, 30, "a 2nd wait")
+        nxt = codec.delta_message(net, network=NETWORK, seq=9, timestamp_ns=9, keyframe=kid)
+        assert bus.client.publish(bus.topics.state, codec.encode(codec.delta_chunk(nxt)), qos=1)
+        wait_until(lambda: service.latest is not None and service.latest.seq == 9, 30, "seq 9")
+        assert state_counts(service)["observed"] == 2
     finally:
         stop.set()
         thread.join(30)

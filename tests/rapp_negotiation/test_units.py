@@ -16,6 +16,7 @@ from rapp_negotiation.regulatory import Constraints
 from rapp_negotiation.scenario import DEFAULT_TENANTS, Tenant, load_tenants
 from rapp_negotiation.validation import validate
 from servicekit import codec
+from servicekit.statefeed import StateParts
 
 
 # ---- extraction ---------------------------------------------------------------------------
@@ -185,14 +186,14 @@ def test_default_tenants_are_the_four_applications():
 
 
 # ---- observability ------------------------------------------------------------------------
-def state_payload(net, seq=1):
-    return codec.encode(codec.state_message(net, network="default", seq=seq, timestamp_ns=5))
+def state_message(net, seq=1):
+    return codec.state_message(net, network="default", seq=seq, timestamp_ns=5)
 
 
 def test_observe_computes_capacity_from_the_state():
     net = generate_network(2)
     net.available[5] = False
-    obs = observe(state_payload(net))
+    obs = observe(state_message(net))
     # The state carries the observed link E[BER], not the shadowing: capacity must not
     # depend on it (latency and C are per agent), so it equals the network's own.
     assert obs.capacity == pytest.approx(capacity(net).lambda_cap, rel=1e-9)
@@ -200,13 +201,25 @@ def test_observe_computes_capacity_from_the_state():
     assert obs.utilisation == pytest.approx(1.0 / obs.capacity)
 
 
-def test_observe_refuses_bad_payloads():
+def test_observe_reads_a_keyframe_and_delta_as_the_whole_state():
+    net = generate_network(2)
+    net.available[::9] = False
+    [chunk] = codec.keyframe_chunks(codec.keyframe_message(net, network="default"), 1 << 22)
+    delta = codec.delta_message(net, network="default", seq=1, timestamp_ns=5,
+                                keyframe=chunk.keyframe_id)  # fmt: skip
+    assert observe(StateParts(codec.keyframe_message(net, network="default"),
+                              chunk.keyframe_id, delta)) == observe(state_message(net))  # fmt: skip
+
+
+def test_observe_refuses_a_delta_that_does_not_fit_its_keyframe():
+    key = codec.keyframe_message(generate_network(2), network="default")
+    [chunk] = codec.keyframe_chunks(key, 1 << 22)
+    small = generate_network(3, n_agents=40)
+    delta = codec.delta_message(small, network="default", seq=1, timestamp_ns=5,
+                                keyframe=chunk.keyframe_id)  # fmt: skip
     with pytest.raises(codec.DecodeError) as info:
-        observe(b"\x00junk")
-    assert info.value.code == "garbage"
-    with pytest.raises(codec.DecodeError) as info:
-        observe(codec.encode(codec.Outcome(code="served")))
-    assert info.value.code == "wrong_message_type"
+        observe(StateParts(key, chunk.keyframe_id, delta))
+    assert info.value.code == "invalid_field"
 
 
 def obs(cap: float) -> Observation:

@@ -8,7 +8,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from servicekit import codec
@@ -91,6 +92,17 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+
+
+@contextmanager
+def running_mosquitto(workdir: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto on a free loopback port for the duration of the block."""
+    assert Path(MOSQUITTO).exists(), "mosquitto is required"
+    broker = Mosquitto(workdir).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 class Recorder:
@@ -196,3 +208,16 @@ class ServiceProcess(ManagedProcess):
         super().__init__(
             "sim-ric", ["run", *args], workdir, env={"SIM_LOG_FORMAT": "json", **(env or {})}
         )
+
+
+def sim_in_parts(broker: str, network: str, workdir: Path, agents: int = 81) -> ServiceProcess:
+    """``sim-ric run`` on a network above its whole-state threshold (lowered to fewer than
+    ``agents`` through ``SIM_STATE_FULL_MAX_AGENTS``, the setting itself), so that each
+    state goes out as a delta of a chunked keyframe: no requests, a state every 0.2 s,
+    for at most a minute."""
+    return ServiceProcess(
+        ["--broker", broker, "--network", network, "--agents", str(agents), "--rate", "0",
+         "--state-period", "0.2", "--duration", "60"],
+        workdir,
+        env={"SIM_STATE_FULL_MAX_AGENTS": str(agents - 1), "SIM_STATE_CHUNK_BYTES": "2048"},
+    )  # fmt: skip
