@@ -178,7 +178,7 @@ def fig6(
             info[v.label] = {
                 "family": v.family,
                 "variant": v.name,
-                "artefact": str(v.path),
+                "artefact": _relative(v.path, models_dir),
                 "sha256": stored["card"]["sha256"],
                 "decoding": variant_decoding(v, settings),
                 "evaluated": "card",
@@ -194,7 +194,7 @@ def fig6(
         info[v.label] = {
             "family": v.family,
             "variant": v.name,
-            "artefact": str(v.path) if v.path is not None else "raw",
+            "artefact": _relative(v.path, models_dir) if v.path is not None else "raw",
             "sha256": elam.artefact,
             "parameters": elam.n_parameters,
             "decoding": dict(elam.decoding_options),
@@ -340,6 +340,15 @@ def _training_config(folder: Path) -> dict[str, Any] | None:
     return {"ensemble": 1, **out} if "epochs" in out else out
 
 
+def _relative(path: Path, models_dir: Path) -> str:
+    """``path`` relative to ``models_dir`` when it lies inside, so the report names the
+    same folder on every checkout."""
+    try:
+        return Path(path).resolve().relative_to(Path(models_dir).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def config_differences(info: dict[str, Any], models_dir: Path) -> dict[str, dict[str, Any]]:
     """Rows whose training configuration differs from the shipped IoKD artefact's beyond
     the loss and the seed: label -> {setting: (the row's value, the shipped value)}."""
@@ -348,7 +357,7 @@ def config_differences(info: dict[str, Any], models_dir: Path) -> dict[str, dict
         if row.get("variant") in (None, "even", "raw", "iokd") or not row.get("artefact"):
             continue
         shipped = _training_config(models_dir / row["family"])
-        own = _training_config(Path(row["artefact"]))
+        own = _training_config(models_dir / row["artefact"])
         if shipped is None or own is None or own == shipped:
             continue
         out[label] = {
