@@ -144,6 +144,16 @@ class Observer:
             if requests[rid] > 0
         ]
         lat_ms = [x for x, _ in sorted(lat, key=lambda p: p[1])]
+        # The same latency in two parts, at the xApp's decision time (stamped when the
+        # decision is built): request to decision, and decision to this observer
+        # (publish, broker, and this process's own delays).
+        stamped = [
+            (requests[rid], d.timestamp_ns, t)
+            for rid, (t, d) in firsts.items()
+            if requests[rid] > 0 and d.timestamp_ns > 0
+        ]
+        to_decision = [(dec - req) / 1e6 for req, dec, _ in stamped]
+        to_observer = [(seen - dec) / 1e6 for _, dec, seen in stamped]
         windows = exclude_windows or []
         calm = [x for x, ts in lat if not any(a <= ts <= b for a, b in windows)]
         outcomes = {rid: outs[0] for rid, outs in resolving.items() if rid in requests}
@@ -173,6 +183,9 @@ class Observer:
             "p50_ms": percentile(lat_ms, 50),
             "p99_ms": percentile(lat_ms, 99),
             "max_ms": round(max(lat_ms), 3) if lat_ms else None,
+            "to_decision_p50_ms": percentile(to_decision, 50),
+            "to_decision_p99_ms": percentile(to_decision, 99),
+            "decision_to_observer_p99_ms": percentile(to_observer, 99),
             "p50_ms_outside_faults": percentile(calm, 50),
             "p99_ms_outside_faults": percentile(calm, 99),
             "undecodable": undecodable,
