@@ -100,3 +100,33 @@ def test_observer_splits_latency_at_the_xapps_decision_time() -> None:
     assert out["to_decision_p50_ms"] == out["to_decision_p99_ms"] == 6.0
     assert out["decision_to_observer_p99_ms"] >= 4.0
     assert out["p50_ms"] == pytest.approx(6.0 + out["decision_to_observer_p99_ms"], abs=1e-3)
+
+
+def test_observer_names_first_seen_prompts_and_requests_near_a_state() -> None:
+    """The tail summary counts requests whose prompt was new to the run and requests
+    issued just after a state message; a re-announced request is not new again."""
+    observer = Observer(MqttClient("mqtt://localhost:1", "observer"))
+    now = time.time_ns()
+    ms = 1_000_000
+
+    def announce(rid: str, prompt: str, at: int) -> None:
+        observer._on_request("requests", codec.encode(network_pb2.ServiceRequest(
+            request_id=rid, prompt=prompt, app="immersive", chain_types=[1, 2, 3],
+            timestamp_ns=at,
+        )))  # fmt: skip
+
+    announce("r1", "stream it", now - 500 * ms)
+    announce("r2", "stream it", now - 400 * ms)
+    observer._on_state("state", b"")  # arrives now
+    announce("r3", "render it", now + 2 * ms)  # issued 2 ms after the state
+    announce("r1", "stream it", now - 500 * ms)  # announced again
+    for rid in ("r1", "r2", "r3"):
+        observer._on_decision("control", codec.encode(
+            network_pb2.ControlDecision(request_id=rid, chain=[4, 5, 6], timestamp_ns=now)
+        ))  # fmt: skip
+    tail = observer.summary()["tail"]
+    assert tail["first_seen_prompt"]["requests"] == 2  # r1 and r3
+    assert tail["near_state"]["requests"] == 1  # r3
+    assert tail["slowest_1pct"] == 1  # r1, the oldest, hence the slowest seen
+    assert tail["first_seen_prompt"]["in_slowest_1pct"] == 1
+    assert tail["near_state"]["in_slowest_1pct"] == 0
