@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentnet.network import generate_network
 from lameta_stack.loop import Kill, run_loop
 from lameta_stack.stack import StackConfig
+from servicekit.heap import freeze_startup
 from servicekit.logs import configure_logging
 from xapp_composer import features as F
 from xapp_composer.artefacts import SHIPPED_POLICY
@@ -241,6 +242,9 @@ def main() -> int:
                 decision_profile(args.policy, n, min(args.decisions, 300)) for n in (81, 2000)
             ]
         if not args.skip_closed_loop:
+            # The observer times arrivals in this process: full GC passes over what it
+            # imported would delay them and count as the loop's latency.
+            freeze_startup()
             directory = args.logs or Path(tempfile.mkdtemp(prefix="bench-xapp-"))
             config = StackConfig(directory=directory, broker=args.broker, rate=args.rate,
                                  requests=args.requests, policy=args.policy,

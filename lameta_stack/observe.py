@@ -61,6 +61,11 @@ class Observer:
     resolving: dict[str, list[network_pb2.Outcome]] = field(default_factory=dict)
     refusals: Counter[str] = field(default_factory=Counter)
     undecodable: Counter[str] = field(default_factory=Counter)
+    first_prompts: set[str] = field(default_factory=set)
+    """Request ids whose prompt this observer had not seen before (the rApp's cache of
+    prompt embeddings cannot have it either)."""
+    states: list[int] = field(default_factory=list)
+    """Arrival times (ns) of the state messages."""
 
     def __post_init__(self) -> None:
         self.topics = Topics.for_network(self.network)
@@ -68,6 +73,8 @@ class Observer:
         self.client.subscribe(self.topics.requests, self._on_request, qos=1)
         self.client.subscribe(self.topics.control, self._on_decision, qos=1)
         self.client.subscribe(self.topics.outcomes, self._on_outcome, qos=1)
+        self.client.subscribe(self.topics.state, self._on_state, qos=1)
+        self._prompts: set[str] = set()
         self.client.subscribe(self.client.status_topic, lambda t, p: self._active.set(), qos=1)
 
     def start(self, timeout: float = 15.0) -> Observer:
@@ -95,8 +102,16 @@ class Observer:
         if r.request_id.startswith(self.ignore_prefix):
             return
         with self.lock:
+            if r.request_id not in self.requests and r.prompt not in self._prompts:
+                self._prompts.add(r.prompt)
+                self.first_prompts.add(r.request_id)
             self.requests.setdefault(r.request_id, r.timestamp_ns)
             self.announced[r.request_id] += 1
+
+    def _on_state(self, topic: str, payload: bytes) -> None:
+        t = time.time_ns()  # arrival only: the state itself is the xApp's business
+        with self.lock:
+            self.states.append(t)
 
     def _on_decision(self, topic: str, payload: bytes) -> None:
         t = time.time_ns()
@@ -146,6 +161,8 @@ class Observer:
             refusals = dict(self.refusals)
             announced = dict(self.announced)
             undecodable = dict(self.undecodable)
+            first_prompts = set(self.first_prompts)
+            states = list(self.states)
         firsts = {rid: ds[0] for rid, ds in decisions.items() if rid in requests}
         lat = [
             ((t - requests[rid]) / 1e6, requests[rid])
@@ -153,6 +170,22 @@ class Observer:
             if requests[rid] > 0
         ]
         lat_ms = [x for x, _ in sorted(lat, key=lambda p: p[1])]
+        # The same latency in two parts, at the xApp's decision time (stamped when the
+        # decision is built): request to decision, and decision to this observer
+        # (publish, broker, and this process's own delays).
+        stamped = [
+            (requests[rid], d.timestamp_ns, t)
+            for rid, (t, d) in firsts.items()
+            if requests[rid] > 0 and d.timestamp_ns > 0
+        ]
+        to_decision = [(dec - req) / 1e6 for req, dec, _ in stamped]
+        to_observer = [(seen - dec) / 1e6 for _, dec, seen in stamped]
+        tail = _tail_causes(
+            {rid: (t - requests[rid]) / 1e6 for rid, (t, _) in firsts.items() if requests[rid] > 0},
+            requests,
+            first_prompts,
+            states,
+        )
         windows = exclude_windows or []
         calm = [x for x, ts in lat if not any(a <= ts <= b for a, b in windows)]
         outcomes = {rid: outs[0] for rid, outs in resolving.items() if rid in requests}
@@ -182,6 +215,10 @@ class Observer:
             "p50_ms": percentile(lat_ms, 50),
             "p99_ms": percentile(lat_ms, 99),
             "max_ms": round(max(lat_ms), 3) if lat_ms else None,
+            "to_decision_p50_ms": percentile(to_decision, 50),
+            "to_decision_p99_ms": percentile(to_decision, 99),
+            "decision_to_observer_p99_ms": percentile(to_observer, 99),
+            "tail": tail,
             "p50_ms_outside_faults": percentile(calm, 50),
             "p99_ms_outside_faults": percentile(calm, 99),
             "undecodable": undecodable,
@@ -227,6 +264,55 @@ class StateKeeper:
             except codec.DecodeError as exc:
                 self.counts[f"{dropped}{exc.code}"] += 1
                 log.warning("state_dropped", code=exc.code, reason=exc.reason, bytes=len(payload))
+
+
+NEAR_STATE_MS = 10.0
+"""A request issued this soon after a state message arrived is decided while the xApp
+prepares that state."""
+
+
+def _tail_causes(
+    latency: dict[str, float], issued: dict[str, int], first: set[str], states: list[int]
+) -> dict:
+    """Two known sources of slow requests, each with its share of the slowest 1 %:
+    requests whose prompt the run had not seen before (the rApp encodes it; later ones hit
+    its embedding cache), and requests issued within :data:`NEAR_STATE_MS` of a state
+    message (decided while the xApp prepares the state).
+
+    Args:
+        latency: request id -> request-to-decision latency (ms).
+        issued: request id -> the request's timestamp (ns).
+        first: ids of the requests whose prompt was new.
+        states: arrival times (ns) of the state messages.
+    """
+    if not latency:
+        return {}
+    rids = list(latency)
+    lat = np.array([latency[r] for r in rids])
+    new = np.array([r in first for r in rids])
+    ts = np.array([issued[r] for r in rids])
+    arrived = np.sort(np.asarray(states, dtype=np.int64))
+    last = np.searchsorted(arrived, ts, side="right") - 1
+    since_ms = np.full(len(ts), np.inf)
+    after = last >= 0
+    since_ms[after] = (ts[after] - arrived[last[after]]) / 1e6
+    near = since_ms < NEAR_STATE_MS
+    slow = lat >= np.percentile(lat, 99)
+    return {
+        "slowest_1pct": int(slow.sum()),
+        "first_seen_prompt": {
+            "requests": int(new.sum()),
+            "p50_ms": percentile(lat[new], 50),
+            "in_slowest_1pct": int((slow & new).sum()),
+            "p99_ms_of_the_others": percentile(lat[~new], 99),
+        },
+        "near_state": {
+            "requests": int(near.sum()),
+            "p50_ms": percentile(lat[near], 50),
+            "p50_ms_of_the_others": percentile(lat[~near], 50),
+            "in_slowest_1pct": int((slow & near).sum()),
+        },
+    }
 
 
 def stack_observer(desc: dict, password: str, client_id: str = "observer") -> Observer:

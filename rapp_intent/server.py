@@ -74,6 +74,7 @@ from rapp_intent.service import (
 )
 from rapp_intent.settings import RappSettings
 from servicekit.grpc_access import AccessLog
+from servicekit.heap import freeze_startup
 
 log = structlog.get_logger(__name__)
 
@@ -374,6 +375,10 @@ class RappServer:
         registry: E-LAMs already loaded (tests share them); None loads them from the
             settings in the background after the port opens.
         memory: in-context memory (default: the SQLite file of the settings).
+        freeze_heap: once the E-LAMs are loaded and warm, freeze the process's objects
+            out of the garbage collector's full passes (:mod:`servicekit.heap`; what the
+            ``serve`` process does; it concerns the whole process, so not for a server
+            sharing its process with others).
     """
 
     def __init__(
@@ -381,8 +386,11 @@ class RappServer:
         settings: RappSettings,
         registry: Registry | None = None,
         memory: Memory | None = None,
+        *,
+        freeze_heap: bool = False,
     ):
         self.settings = settings
+        self.freeze_heap = freeze_heap
         self.metrics = RappMetrics()
         self.state = ServiceState()
         self.health = health.HealthServicer()
@@ -483,6 +491,8 @@ class RappServer:
                 translator, s.batch_window_ms / 1000.0, s.batch_max, self.metrics.batch_size.observe
             )
         self.state.translator = translator
+        if self.freeze_heap:  # loaded and warm: out of the full GC passes' way
+            log.info("rapp.heap_frozen", objects=freeze_startup())
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.metrics.ready.set(1)
         log.info("rapp.serving", models=[e.id for e in registry], default=registry.default_id)
@@ -533,7 +543,7 @@ class RappServer:
 
 def serve(settings: RappSettings) -> int:
     """Run the rApp until SIGTERM or SIGINT; returns the process exit code."""
-    server = RappServer(settings)
+    server = RappServer(settings, freeze_heap=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:

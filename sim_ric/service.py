@@ -50,6 +50,7 @@ import structlog
 from agentnet.intents import IntentFormatError, load_intents
 from servicekit import codec
 from servicekit.broker import EmbeddedBroker, EmbeddedBrokerError, quiet_amqtt_logs
+from servicekit.heap import freeze_startup
 from servicekit.logs import configure_logging
 from servicekit.mqtt import BrokerUrl, MqttClient, Topics, parse_broker_url
 from servicekit.signals import stop_on_signals
@@ -542,4 +543,6 @@ def main_run(settings: SimSettings, stop: threading.Event | None = None) -> int:
         service = SimService(settings, emulator, client)
         if settings.metrics_port:
             service.serve_metrics(settings.metrics_host, settings.metrics_port)
+        # The network and the users are built: out of the full GC passes' way (heap.py).
+        log.info("heap_frozen", objects=freeze_startup())
         return service.run(stop)

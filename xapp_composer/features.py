@@ -188,12 +188,10 @@ class BatchState:
         if isinstance(self.route, np.ndarray):
             hop = self.route[np.arange(self.batch), np.maximum(src, 0), dst]
             return np.where(src >= 0, hop, 0.0)
-        return np.array(
-            [
-                self.route.between([a], [c])[0, 0] if a >= 0 else 0.0
-                for a, c in zip(src, dst, strict=True)
-            ]
-        )
+        hop = np.zeros(len(src))
+        first = src < 0
+        hop[~first] = self.route.hops(src[~first], np.asarray(dst)[~first])
+        return hop
 
     def take(self, idx: np.ndarray) -> BatchState:
         """The states at ``idx`` (a new batch, arrays gathered)."""

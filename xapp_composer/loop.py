@@ -44,6 +44,7 @@ from lameta_proto.v1 import network_pb2
 from servicekit import codec
 from servicekit.cli import UsageError
 from servicekit.health import HealthServer
+from servicekit.heap import freeze_startup
 from servicekit.integrity import IntegrityError, load_public_key
 from servicekit.logs import configure_logging
 from servicekit.mqtt import Delivery, MqttClient, Topics, shared
@@ -481,6 +482,8 @@ def main_run(settings: XappSettings, stop: threading.Event | None = None) -> int
     except OSError as exc:
         service.rapp.close()
         raise UsageError(f"--health-port {settings.health_port}: {exc}") from None
+    # The policy and every library are loaded: out of the full GC passes' way (heap.py).
+    log.info("heap_frozen", objects=freeze_startup())
     stop = stop or threading.Event()
     with stop_on_signals(stop):
         return service.run(stop)

@@ -129,6 +129,31 @@ class RouteTable:
         rows = self.rows_for(src.tolist())
         return np.stack([rows[int(s)][dst] for s in src])
 
+    def hops(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Route E[BER] (R,) from ``src[i]`` to ``dst[i]``, each pair read as
+        :meth:`between` reads one pair: from the source's row when it is known, else from
+        the destination's row when that one is known, else from the source's row,
+        computed (pairs in order, so a row computed for one pair serves the later ones).
+        One pass over the pairs and one gather, rather than a call per pair."""
+        src = np.asarray(src, dtype=np.int64).reshape(-1)
+        dst = np.asarray(dst, dtype=np.int64).reshape(-1)
+        if len(src) == 0:
+            return np.zeros(0)
+        ends = np.unique(np.concatenate([src, dst])).tolist()
+        with self._lock:
+            known = {e for e in ends if e in self.rows}
+        sides = []
+        for a, c in zip(src.tolist(), dst.tolist(), strict=True):
+            sides.append(a in known or c not in known)
+            if sides[-1]:
+                known.add(a)
+        from_src = np.array(sides, dtype=bool)
+        keys = np.where(from_src, src, dst)
+        other = np.where(from_src, dst, src)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        rows = self.rows_for(uniq.tolist())
+        return np.stack([rows[k] for k in uniq.tolist()])[inverse, other]
+
     def nearest(self, targets: np.ndarray) -> np.ndarray:
         """Per agent, the smallest route E[BER] to any of ``targets`` (N,); 0.5 for every
         agent when there is no target (the lookahead's value for "no next agent")."""

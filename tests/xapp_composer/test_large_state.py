@@ -140,3 +140,24 @@ def test_route_rows_are_bounded_and_still_served():
     assert len(rows) == 30 and len(bounded.rows) <= 8
     with pytest.raises(ValueError, match="max_rows"):
         RT.RouteTable(net, max_rows=0)
+
+
+@pytest.mark.parametrize("n_agents", [81, 300, RT.MERGE_FROM + 904])
+def test_hops_read_what_one_between_call_per_pair_reads(n_agents) -> None:
+    """``hops`` gives, bit for bit, what one ``between`` call per pair (in order) gives,
+    and leaves the same rows computed: each pair is read from the same side."""
+    net = generate_network(5, n_agents=n_agents)
+    rng = np.random.default_rng(n_agents)
+    kept = rng.choice(n_agents, size=12, replace=False)
+    src = rng.integers(0, n_agents, 300)
+    dst = rng.integers(0, n_agents, 300)
+    src[::3] = rng.choice(kept, size=len(src[::3]))  # the source's row is kept
+    dst[1::3] = rng.choice(kept, size=len(dst[1::3]))  # only the destination's may be
+    src[2::9] = src[0]  # a source that repeats across pairs
+    one, batch = RT.RouteTable(net), RT.RouteTable(net)
+    one.compute(kept)
+    batch.compute(kept)
+    want = np.array([one.between([a], [c])[0, 0] for a, c in zip(src, dst, strict=True)])
+    np.testing.assert_array_equal(batch.hops(src, dst), want)
+    assert set(batch.rows) == set(one.rows)
+    assert batch.hops(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).shape == (0,)

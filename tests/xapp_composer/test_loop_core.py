@@ -4,6 +4,7 @@ composes: ``translation``, ``live_state``, ``ledger``)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -32,6 +33,7 @@ from xapp_composer.control import (
     ControlCore,
     chain_feasible,
 )
+from xapp_composer.ledger import DecisionLedger
 from xapp_composer.runtime import PolicyRuntime
 from xapp_composer.translation import FallbackVectors, Translation, TranslationFailed
 
@@ -271,6 +273,29 @@ def test_the_policy_picks_among_the_elams_the_rapp_hosts(runtime) -> None:
         assert asked[e] == e
 
 
+def test_the_ledger_keeps_decisions_out_of_the_collectors_scans() -> None:
+    """Remembered decisions add no object the cyclic collector scans (a full pass over a
+    ledger at capacity stays short), and come back equal to what was recorded."""
+
+    def decision(i: int) -> network_pb2.ControlDecision:
+        return network_pb2.ControlDecision(
+            request_id=f"r{i}", chain=[i, 2, 3], elam="minilm", predicted=[0.1, 0.2, 0.3, 0.4]
+        )
+
+    ledger = DecisionLedger(capacity=5000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(3000):
+        ledger.record(f"r{i}", decision(i))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 300  # a message object each: 3,000 or more
+    assert ledger.get("r17").decision == decision(17)
+    assert ledger.get("r17").matches(
+        network_pb2.Outcome(chain=[17, 2, 3], predicted=[0.1, 0.2, 0.3, 0.4])
+    )
+    assert ledger.get("nope") is None
+
+
 def test_duplicates_are_decided_once(runtime) -> None:
     rapp = StubRapp()
     core = make_core(runtime, rapp)
@@ -283,7 +308,7 @@ def test_duplicates_are_decided_once(runtime) -> None:
     third = core.handle_request(request("dup"))
     # Decided once; the recorded decision comes back to be published again (the request
     # coming back may mean the first publication was lost with the broker).
-    assert third.status == "duplicate" and third.decision is again.decision
+    assert third.status == "duplicate" and third.decision == again.decision
     assert core.decided("dup").fallback is False
     core.forget("dup")
     assert core.handle_request(request("dup")).status == "decided"

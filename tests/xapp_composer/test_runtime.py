@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from support.loop import e2e_policy
 
 from agentnet.network import generate_network
 from xapp_composer import features as F
@@ -113,3 +116,19 @@ def test_providers_are_chosen_once_quietly_and_reused(exported, monkeypatch, cap
     assert second.provider == first.provider and R._PROVIDERS[True] is chosen
     assert PolicyRuntime(path, prefer_gpu=False).provider == "CPUExecutionProvider"
     assert R._PROVIDERS[False] == ["CPUExecutionProvider"]
+
+
+def test_a_runtime_and_its_prepared_states_hold_no_reference_cycle() -> None:
+    """The xApp freezes its start-up heap (servicekit.heap): frozen objects are freed by
+    reference counting only, so a policy replaced by a hot reload, and the states prepared
+    for it (tables and bound tables included when the policy has them), hold no cycle."""
+    runtime = PolicyRuntime(e2e_policy())
+    prepared = runtime.prepare(generate_network(3))
+    runtime.compose(prepared, (0.25, 0.25, 0.25, 0.25), 0, "immersive", "render it")
+    gone = weakref.ref(runtime), weakref.ref(prepared), weakref.ref(prepared.state)
+    gc.disable()
+    try:
+        del runtime, prepared
+        assert all(ref() is None for ref in gone)
+    finally:
+        gc.enable()
