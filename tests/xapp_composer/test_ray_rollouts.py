@@ -21,21 +21,16 @@ from xapp_composer.agent import run_episodes
 from xapp_composer.export import export_onnx, load_checkpoint, parity_check
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.ppo import advantages, minibatch_loss, moments, pooled
-from xapp_composer.rollouts import apply_gradient, combine, flat_parameters
+from xapp_composer.rollouts import (
+    RayRollouts,
+    apply_gradient,
+    combine,
+    flat_gradient,
+    flat_parameters,
+)
 from xapp_composer.train import train
 
 pytestmark = pytest.mark.slow
-
-
-def shard_gradient(policy, traj, adv, ret, idx, cfg, norm):
-    """What a worker returns for its shard ``idx`` (:meth:`RolloutWorker.gradient`)."""
-    policy.zero_grad(set_to_none=True)
-    loss, stats = minibatch_loss(policy, traj, adv, ret, idx, cfg, 0.01, norm)
-    loss.backward()
-    grads = [p.grad for p in policy.parameters()]
-    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, policy.parameters(), strict=True)])  # fmt: skip
-    return flat.numpy().copy(), [g is not None for g in grads], stats
 
 
 def test_a_step_from_uneven_shards_equals_the_single_process_step() -> None:
@@ -64,7 +59,10 @@ def test_a_step_from_uneven_shards_equals_the_single_process_step() -> None:
     norm = pooled(m.sum(axis=0))
     a = adv[:, torch.from_numpy(mb)]
     assert norm == pytest.approx((a.mean().item(), a.std().item()), rel=1e-6)
-    parts = [shard_gradient(twin, traj, adv, ret, idx, cfg, norm) for idx in shards]
+    parts = []
+    for idx in shards:
+        shard_loss, shard_stats = minibatch_loss(twin, traj, adv, ret, idx, cfg, 0.01, norm)
+        parts.append((*flat_gradient(twin, shard_loss), shard_stats))
     grad, present, stats = combine(parts, m[:, 0])
     assert all(present)
     np.testing.assert_allclose(grad, full, rtol=1e-4, atol=1e-6)
@@ -104,6 +102,31 @@ def test_ray_gradients_are_taken_at_the_sampling_weights(tmp_path) -> None:
     assert len(rows) == 3
     for row in rows:
         assert abs(float(row["kl"])) < 1e-6 and float(row["clipfrac"]) == 0.0, row
+
+
+def test_worker_replicas_stay_equal_to_the_learner() -> None:
+    """Every worker steps its own replica on the all-reduced gradient: after a few
+    iterations (one worker without episodes in some minibatch steps) every replica holds
+    the learner's weights, bit for bit, and they have moved."""
+    pytest.importorskip("ray")
+    cfg = tiny(ray="auto", workers=2, batch_episodes=5, minibatch_episodes=1)
+    torch.manual_seed(cfg.seed)
+    policy = GCNActorCritic(PolicyConfig(n_elams=2, hidden=cfg.hidden))
+    opt = torch.optim.Adam(policy.parameters(), lr=0.01)
+    start = flat_parameters(policy).copy()
+    workers = RayRollouts(cfg, requests(64, 1), policy)
+    try:
+        for _ in range(3):
+            traj, stats = workers.iteration(policy, opt, 0.01)
+            assert traj.chains.shape[0] == 5 and set(stats) == {"pg", "vf", "ent", "kl", "clipfrac"}
+        replicas = workers.ray.get([w.parameters.remote() for w in workers.workers])
+        seconds = workers.phase_seconds()
+    finally:
+        workers.close()
+    for replica in replicas:
+        np.testing.assert_array_equal(replica, flat_parameters(policy))
+    assert not np.allclose(start, flat_parameters(policy))
+    assert seconds["worker_gradient"] > 0 and seconds["update"] > 0
 
 
 def test_the_single_process_loop_needs_no_ray(tmp_path) -> None:
