@@ -24,8 +24,9 @@ rollouts run while it writes its curve and validates. Rolling out during the upd
 instead (IMPALA-style, with one iteration of lag left to PPO's ratio clipping) would gain
 nothing: the workers are the ones computing the update.
 
-``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one started on
-this machine) and otherwise starts a local one; an address (``ray://host:10001`` or
+``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one ``ray
+start`` started on this machine; not another process's own local Ray) and otherwise
+starts a local one; an address (``ray://host:10001`` or
 ``host:6379``) joins that cluster, as the KubeRay RayJob in ``deploy/ray/`` does. Ray is
 an optional dependency (the ``ray`` extra); without ``--ray`` training stays the
 single-process loop of :mod:`xapp_composer.train`.
@@ -387,13 +388,11 @@ class RayRollouts:
         self.started = not ray.is_initialized()
         if self.started:
             opts: dict[str, Any] = {"runtime_env": worker_env(), "log_to_driver": False}
-            if cfg.ray == "auto":
-                try:
-                    ray.init(address="auto", **opts)
-                except ConnectionError:  # no cluster to join: one on this machine
-                    start_local_ray(max(cfg.workers, os.cpu_count() or 1))
+            address = cluster_address() if cfg.ray == "auto" else cfg.ray
+            if address is None:  # no cluster to join: one on this machine
+                start_local_ray(max(cfg.workers, os.cpu_count() or 1))
             else:
-                ray.init(address=cfg.ray, **opts)
+                ray.init(address=address, **opts)
         actor = ray.remote(num_cpus=1)(RolloutWorker)
         shared = ray.put(requests)
         params = ray.put(flat_parameters(policy))
@@ -462,6 +461,20 @@ class RayRollouts:
             self.ray.kill(w)
         if self.started:
             self.ray.shutdown()
+
+
+def cluster_address() -> str | None:
+    """The Ray cluster ``--ray auto`` joins: ``RAY_ADDRESS``, else the one ``ray start``
+    last started on this machine; ``None`` when there is neither (then it starts its own).
+
+    Ray's own ``address="auto"`` also joins any Ray it finds running on the machine,
+    including one that another process started for itself (as :func:`start_local_ray`
+    does): there this run's actors wait for CPUs the other run holds, and they die when
+    that process ends. This is Ray's lookup for ``ray.init()`` without an address.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    return get_ray_address_from_environment(None, None)
 
 
 def start_local_ray(cpus: int) -> None:

@@ -7,6 +7,7 @@ imports Ray."""
 from __future__ import annotations
 
 import csv
+import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +25,7 @@ from xapp_composer.ppo import advantages, minibatch_loss, moments, pooled
 from xapp_composer.rollouts import (
     RayRollouts,
     apply_gradient,
+    cluster_address,
     combine,
     flat_gradient,
     flat_parameters,
@@ -127,6 +129,33 @@ def test_worker_replicas_stay_equal_to_the_learner() -> None:
         np.testing.assert_array_equal(replica, flat_parameters(policy))
     assert not np.allclose(start, flat_parameters(policy))
     assert seconds["worker_gradient"] > 0 and seconds["update"] > 0
+
+
+OWN_RAY = """
+import sys
+import ray
+ray.init(num_cpus=1, include_dashboard=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def test_auto_does_not_join_another_process_own_ray(monkeypatch) -> None:
+    """A Ray that another process started for itself (as ``--ray auto`` does when there is
+    no cluster) is not one ``--ray auto`` joins: its actors would wait for that run's CPUs
+    and die when it ends."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    other = subprocess.Popen([sys.executable, "-c", OWN_RAY], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        address = other.stdout.readline().strip()
+        assert address, "the other process's Ray did not start"
+        assert cluster_address() != address
+    finally:
+        other.stdin.close()
+        other.wait(timeout=120)
 
 
 def test_the_single_process_loop_needs_no_ray(tmp_path) -> None:
