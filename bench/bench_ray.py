@@ -19,9 +19,10 @@ would reach with no cost of their own and a free core each. ``ray_<n>_phases_s``
 Ray run: the learner waiting for the episodes (beyond the overlap with its bookkeeping)
 and for the update, and each worker's own time (mean over workers) in its episodes,
 its shards' gradients, the all-reduces (transfer and the wait for the slower worker)
-and its optimiser steps. ``projected_speedup_2_over_1`` is what 2 workers with a free
-core each would reach from these measurements: half the single-process compute plus the
-measured 1-worker Ray overhead per iteration.
+and its optimiser steps. ``projected_speedup_2_over_1`` takes half the single-process
+compute plus the measured 1-worker Ray overhead per iteration: an upper estimate for a
+free core per worker, since a half batch does not take half the time (the ceiling above
+is the tighter bound).
 
 Prints one JSON object. Usage: ``python bench/bench_ray.py [--iterations 20] [--batch 256] [--repeats 2]``
 """
