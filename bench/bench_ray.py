@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--batch", type=int, default=256, help="episodes per iteration")
+    ap.add_argument("--minibatch", type=int, default=128, help="episodes per minibatch")
     ap.add_argument("--repeats", type=int, default=2, help="runs per configuration (best kept)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = ap.parse_args(argv)
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     start_local_ray(2)
     tr, val = training_sets(list(DEFAULT_ELAMS), "synthetic", seed=0)
     out: dict = {"iterations": args.iterations, "batch_episodes": args.batch,
+                 "minibatch_episodes": args.minibatch,
                  "repeats": args.repeats, "threads": args.threads}  # fmt: skip
     runs: dict[str, list[tuple[float, float, dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
                                                 ("ray_2", "auto", 2)):  # fmt: skip
                 cfg = TrainConfig(
                     name=label, max_iterations=args.iterations, batch_episodes=args.batch,
+                    minibatch_episodes=args.minibatch,
                     eval_every=10**9, minutes=60, ray=ray_address, workers=workers,
                     threads=args.threads,
                 )  # fmt: skip
                 _, summary = train(cfg, tr, val, Path(tmp), progress=False)
                 runs.setdefault(label, []).append((*rate(Path(tmp), label), summary))
-        cfg = TrainConfig(batch_episodes=args.batch, threads=args.threads)
+        cfg = TrainConfig(batch_episodes=args.batch, minibatch_episodes=args.minibatch,
+                          threads=args.threads)  # fmt: skip
         out["in_process_phases_s"] = phases(cfg, tr, max(2, args.iterations // 2))
         out["in_process_half_phases_s"] = phases(cfg, tr, max(2, args.iterations // 2), share=2)
     ray.shutdown()
