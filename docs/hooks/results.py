@@ -476,39 +476,40 @@ def ray_scale(root: Path) -> str:
     files = sorted((root / "models/policy/report").glob("ray_scale*.json"))
     if not files:
         raise FileNotFoundError("no models/policy/report/ray_scale*.json")
-    rows = []
+    rows, threads = [], set()
     for path in files:
         d = json.loads(path.read_text())
+        threads.add(d["threads"])
+        run = (f"{path.stem} ({d['batch_episodes']} / {d.get('minibatch_episodes', 128)}; "
+               f"{d['iterations']} x {d['repeats']})")  # fmt: skip
         ph = d["in_process_phases_s"]
         rows.append(
-            [path.stem, "in one process", _f(d["in_process_episodes_per_s"], 0), _ray_runs(d, "in_process"),
+            [run, "in one process", _f(d["in_process_episodes_per_s"], 0), _ray_runs(d, "in_process"),
              _f(ph["rollout"]), _f(ph["update"]), "—", "—"]
         )  # fmt: skip
         for n in (1, 2):
             t = d[f"ray_{n}_phases_s"]
             rows.append(
-                [path.stem, f"Ray, {n} worker{'s' if n > 1 else ''}",
+                [run, f"Ray, {n} worker{'s' if n > 1 else ''}",
                  _f(d[f"ray_{n}_episodes_per_s"], 0), _ray_runs(d, f"ray_{n}"),
                  _f(t["worker_collect"]), _f(t["worker_gradient"] + t["worker_step"]),
                  _f(t["worker_allreduce"]), _f(t["rollouts"] + t["update"])]
             )  # fmt: skip
         rows.append(
-            [path.stem, "2 workers over 1", f"**{d['speedup_2_over_1']:.2f}x**",
+            [run, "2 workers over 1", f"**{d['speedup_2_over_1']:.2f}x**",
              f"ceiling {d['ceiling_speedup_2_over_1']:.2f}x", "", "", "", ""]
         )  # fmt: skip
-    header = ["run", "training", "episodes/s (best)", "all runs", "episodes (s/it)",
+    header = ["run (episodes per iteration / per minibatch; iterations x runs)", "training", "episodes/s (best)", "all runs", "episodes (s/it)",
               "gradients + steps (s/it)", "all-reduce and wait (s/it)",
               "learner waiting (s/it)"]  # fmt: skip
-    d = json.loads(files[-1].read_text())
-    half = d["in_process_half_phases_s"]
     return (
-        f"{_table(header, rows)}\n\n{d['batch_episodes']} episodes per iteration, "
-        f"{d['iterations']} iterations per run, best of {d['repeats']} interleaved runs, "
-        f"{d['threads']} torch thread per process. The phases are each configuration's "
-        f"best run's, for Ray per worker (mean over workers) and the learner's waits; "
-        f"the ceiling is one process's iteration on the whole batch over one on half of it "
-        f"({_f(half['rollout'])} + {_f(half['update'])} s in the last run): two workers "
-        f"with a free core each and no cost of their own."
+        f"{_table(header, rows)}\n\nEpisodes/s: the best of each configuration's "
+        f"interleaved runs (all listed), {'/'.join(map(str, sorted(threads)))} torch "
+        "thread(s) per process. The phases are the "
+        "best run's, for Ray per worker (mean over workers) and the learner's waits; the "
+        "ceiling is one process's iteration on the whole batch over one on half of it "
+        "(half the episodes, minibatches and pool turnover): two workers with a free core "
+        "each and no cost of their own."
     )
 
 
