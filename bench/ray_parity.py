@@ -10,10 +10,16 @@ eval --intents <dev intents> --llm off --json``. The two runs sample different n
 (each Ray worker has its own pool and random stream), so the difference includes
 seed-to-seed variation as well as any effect of Ray.
 
+``--single-process-from`` takes the single-process run from an earlier output of this
+script with the same seed, iterations and intents instead of training it again (the
+single-process loop does not depend on the Ray code), for a Ray run of new Ray code or a
+second Ray run of one seed; the output names the file it came from.
+
 Prints one JSON object: per run its training summary (iterations, episodes, seconds,
 best validation score) and the SRL normalised score on the dev intents, and
 ``srl_difference`` (Ray minus single process). Usage:
-``python bench/ray_parity.py --intents /work/shared/spec/dev_intents.jsonl [--iterations 500]``
+``python bench/ray_parity.py --intents /work/shared/spec/dev_intents.jsonl [--iterations 500]
+[--single-process-from models/policy/report/ray_parity_seed0.json]``
 """
 
 from __future__ import annotations
@@ -47,10 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intents", type=Path, required=True, help="the dev intents (JSON Lines)")
     ap.add_argument("--iterations", type=int, default=500, help="PPO iterations per run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--single-process-from", type=Path, default=None,
+        help="reuse the single-process run of this earlier output (same seed, iterations, intents)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     out: dict = {"iterations": args.iterations, "seed": args.seed, "intents": str(args.intents)}
+    runs = dict(RUNS)
+    if args.single_process_from is not None:
+        earlier = json.loads(args.single_process_from.read_text())
+        for key in ("iterations", "seed", "intents"):
+            if earlier[key] != out[key]:
+                ap.error(f"--single-process-from {args.single_process_from}: its {key} is "
+                         f"{earlier[key]!r}, this run's {out[key]!r}")  # fmt: skip
+        out["single_process"] = earlier["single_process"]
+        out["single_process_from"] = str(args.single_process_from)
+        del runs["single_process"]
     with tempfile.TemporaryDirectory() as tmp:
-        for label, extra in RUNS.items():
+        for label, extra in runs.items():
             runs, models = Path(tmp) / label / "runs", Path(tmp) / label / "models"
             trained = composer(
                 "train", "--name", "srl-general", "--max-iterations", str(args.iterations),

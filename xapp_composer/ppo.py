@@ -41,6 +41,12 @@ def advantages(traj: Trajectory, cfg: TrainConfig) -> tuple[torch.Tensor, torch.
     )
 
 
+def optimizer(policy: GCNActorCritic, cfg: TrainConfig) -> torch.optim.Adam:
+    """The training's Adam optimiser over ``policy`` (the learner's, or a Ray worker's
+    replica of it)."""
+    return torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+
+
 def minibatches(rng: np.random.Generator, episodes: int, count: int) -> list[np.ndarray]:
     """One epoch's minibatches: a permutation of ``episodes`` episodes cut into ``count``."""
     return np.array_split(rng.permutation(episodes), count)

@@ -1,26 +1,32 @@
-"""SRL training on Ray: rollout workers are Ray actors feeding the one learner.
+"""SRL training on Ray: rollout workers are Ray actors that also compute the update.
 
 ``xapp-composer train --ray auto|ADDRESS --workers N`` (:class:`RayRollouts`): each worker
-(:class:`RolloutWorker`, a Ray actor with one CPU and one torch thread) keeps its share
-of the pool of emulator networks and its own random stream. In an iteration every worker
-runs its share of the episodes and keeps them, tensors included, where they were made;
-only the per-episode results come back (numpy, for the training curve).
+(:class:`RolloutWorker`, a Ray actor with one CPU and ``--threads`` torch threads, 1 by
+default as in one process) keeps its share of the pool of emulator networks and its own
+random stream. In an iteration every worker runs its share of the episodes and keeps
+them, tensors included, where they were made; only the per-episode results come back
+(numpy, for the training curve).
 
-The PPO update (:mod:`xapp_composer.ppo`) is then sharded as in DD-PPO and RLlib's
-multiple learners, because the update, not the rollout, is most of an iteration (on
-this machine 0.25 s against 0.07 s for 256 episodes): for each minibatch step the learner
-sends its parameters (one flat float32 array, ``ray.put`` once), each worker returns the
-gradient of its shard of the minibatch (one flat array), and the learner takes the
-row-count-weighted mean, clips it and takes the Adam step. Shards normalise advantages
-with the whole minibatch's pooled moments, so a step equals the single-process step on
-the union of the shards; every gradient is taken at the learner's current weights, so
-there is no policy lag. The next iteration's rollouts start as soon as the last step's
-weights are sent, and run while the learner writes its curve and validates. Rolling out
-during the update instead (IMPALA-style, with one iteration of lag left to PPO's ratio
-clipping) would gain nothing: the workers are the ones computing the update.
+The PPO update (:mod:`xapp_composer.ppo`) is sharded over the workers as in DD-PPO and
+RLlib's multiple learners, because the update, not the rollout, is most of an iteration
+(on this machine 0.21 s against 0.06 s for 256 episodes). Every worker holds a replica of
+the policy and its Adam optimiser; for each minibatch step it computes the gradient of
+its shard of the minibatch and the workers all-reduce them (``torch.distributed`` over
+gloo, the process group PyTorch's DDP and Ray Train use), weighted by each shard's rows;
+every replica then clips and takes the same step, so the replicas stay equal. Shards
+normalise advantages with the whole minibatch's pooled moments (one all-reduce per
+iteration), so a step equals the single-process step on the union of the shards, and
+every gradient is taken at the weights the episodes were sampled with: there is no
+policy lag. The learner (this process) sends each iteration's learning rate and entropy
+bonus, receives the episodes' results and the new weights (from rank 0, once per
+iteration) and keeps the curve, the validation and the checkpoint; the next iteration's
+rollouts run while it writes its curve and validates. Rolling out during the update
+instead (IMPALA-style, with one iteration of lag left to PPO's ratio clipping) would gain
+nothing: the workers are the ones computing the update.
 
-``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one started on
-this machine) and otherwise starts a local one; an address (``ray://host:10001`` or
+``auto`` joins the Ray cluster this process can see (``RAY_ADDRESS``, or one ``ray
+start`` started on this machine; not another process's own local Ray) and otherwise
+starts a local one; an address (``ray://host:10001`` or
 ``host:6379``) joins that cluster, as the KubeRay RayJob in ``deploy/ray/`` does. Ray is
 an optional dependency (the ``ray`` extra); without ``--ray`` training stays the
 single-process loop of :mod:`xapp_composer.train`.
@@ -31,16 +37,26 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from xapp_composer.agent import Trajectory, run_episodes
 from xapp_composer.configs import TrainConfig
 from xapp_composer.episodes import NetworkPool, RequestSet
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
-from xapp_composer.ppo import STATS, advantages, minibatch_loss, minibatches, moments, pooled
+from xapp_composer.ppo import (
+    STATS,
+    advantages,
+    minibatch_loss,
+    minibatches,
+    moments,
+    optimizer,
+    pooled,
+)
 
 
 def rollout(
@@ -101,99 +117,61 @@ def flat_parameters(policy: GCNActorCritic) -> np.ndarray:
     return torch.nn.utils.parameters_to_vector(policy.parameters()).detach().numpy()
 
 
+def load_parameters(policy: GCNActorCritic, params: np.ndarray) -> None:
+    """Set ``policy``'s parameters from a :func:`flat_parameters` array."""
+    torch.nn.utils.vector_to_parameters(torch.from_numpy(params.copy()), policy.parameters())
+
+
 def steps_per_epoch(cfg: TrainConfig) -> int:
     """Minibatch steps per PPO epoch, as the single-process update takes them."""
     return max(1, cfg.batch_episodes // cfg.minibatch_episodes)
 
 
-class RolloutWorker:
-    """Episodes on a worker's own networks, and the gradients of its shard of each
-    minibatch.
+def flat_gradient(policy: GCNActorCritic, loss: torch.Tensor) -> tuple[np.ndarray, list[bool]]:
+    """The gradient of ``loss`` (a shard's :func:`~xapp_composer.ppo.minibatch_loss`) at
+    ``policy``'s weights as one flat array (zeros where a parameter received none), and
+    which parameters received one."""
+    policy.zero_grad(set_to_none=True)
+    loss.backward()
+    params = list(policy.parameters())
+    grad = torch.cat([
+        (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
+    ])  # fmt: skip
+    return grad.numpy().copy(), [p.grad is not None for p in params]
 
-    The workers share the training pool out between them: each holds ``pool_size`` of the
-    run's networks and replaces ``refresh`` per iteration on average (the run's
-    ``pool_refresh`` divided by the workers, rounded at random), so the run's pool and its
-    turnover are those of the single-process loop however many workers there are.
 
-    Args:
-        cfg: the training configuration.
-        requests: the training requests.
-        seed: the worker's seed (its networks, sampling and minibatch shards).
-        pool_size: this worker's networks.
-        refresh: networks this worker replaces per iteration, on average.
-    """
+def shard_buffer(
+    grad: np.ndarray, present: list[bool], stats: dict[str, float], weight: float
+) -> np.ndarray:
+    """A shard's gradient and stats times its ``weight`` (its share of the minibatch's
+    rows), and which parameters received a gradient, in one float64 array: the sum of
+    the shards' buffers (an all-reduce) is the minibatch's (:func:`from_buffer`)."""
+    return np.concatenate([
+        weight * grad.astype(np.float64),
+        np.asarray(present, dtype=np.float64),
+        weight * np.array([stats[k] for k in STATS], dtype=np.float64),
+    ])  # fmt: skip
 
-    def __init__(
-        self, cfg: TrainConfig, requests: RequestSet, seed: int, pool_size: int, refresh: float
-    ):
-        torch.set_num_threads(cfg.threads)
-        self.cfg = cfg
-        self.requests = requests
-        self.rng = np.random.default_rng(seed)
-        self.refresh = refresh
-        self.pool = NetworkPool(pool_size, self.rng, n_agents=cfg.n_agents)
-        self.policy = GCNActorCritic(
-            PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
-        )
-        self.traj: Trajectory | None = None
-        self.adv = self.ret = torch.zeros(0)
-        self.plan: list[np.ndarray] = []
 
-    def ready(self) -> bool:
-        """True once the worker is built (its networks generated)."""
-        return True
+def from_buffer(buf: np.ndarray, tensors: int) -> tuple[np.ndarray, list[bool], dict[str, float]]:
+    """The minibatch's gradient, which parameters (of ``tensors``) received one from some
+    shard, and its stats, from the sum of the shards' :func:`shard_buffer` arrays."""
+    size = len(buf) - tensors - len(STATS)
+    grad = buf[:size].astype(np.float32)
+    present = [bool(x > 0) for x in buf[size : size + tensors]]
+    stats = {k: float(v) for k, v in zip(STATS, buf[size + tensors :], strict=True)}
+    return grad, present, stats
 
-    def _load(self, params: np.ndarray) -> None:
-        torch.nn.utils.vector_to_parameters(torch.tensor(params), self.policy.parameters())
 
-    def collect(self, params: np.ndarray, episodes: int) -> tuple[Trajectory, np.ndarray]:
-        """Run ``episodes`` episodes with ``params`` and keep them for the update.
-
-        Returns:
-            The episodes' results (no tensors), and per gradient step of the iteration
-            (``epochs`` x :func:`steps_per_epoch`) the :func:`~xapp_composer.ppo.moments`
-            of this worker's shard of the advantages, shape (steps, 3).
-        """
-        self._load(params)
-        whole, part = divmod(self.refresh, 1.0)
-        refresh = int(whole) + int(self.rng.random() < part)
-        self.traj = rollout(
-            self.cfg, self.policy, self.pool, self.requests, self.rng, episodes, refresh
-        )
-        self.adv, self.ret = advantages(self.traj, self.cfg)
-        count = steps_per_epoch(self.cfg)
-        self.plan = [
-            mb for _ in range(self.cfg.epochs) for mb in minibatches(self.rng, episodes, count)
-        ]
-        return merged([self.traj]), np.stack([moments(self.adv[:, mb]) for mb in self.plan])
-
-    def gradient(
-        self, params: np.ndarray, step: int, norm: tuple[float, float], ent_coef: float
-    ) -> tuple[np.ndarray, list[bool], dict[str, float]]:
-        """The loss gradient of this worker's shard of minibatch step ``step`` at ``params``.
-
-        Args:
-            params: the learner's current parameters (:func:`flat_parameters`).
-            step: index into the iteration's plan (epoch-major).
-            norm: the whole minibatch's advantage mean and standard deviation.
-            ent_coef: the entropy bonus now.
-
-        Returns:
-            The flat gradient, which parameters received one, and the shard's stats.
-        """
-        if self.traj is None or not 0 <= step < len(self.plan):
-            raise ValueError(f"gradient step {step}: no such step in this iteration's plan")
-        self._load(params)
-        self.policy.zero_grad(set_to_none=True)
-        loss, stats = minibatch_loss(
-            self.policy, self.traj, self.adv, self.ret, self.plan[step], self.cfg, ent_coef, norm
-        )
-        loss.backward()
-        params_ = list(self.policy.parameters())
-        grad = torch.cat([
-            (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params_
-        ])  # fmt: skip
-        return grad.numpy(), [p.grad is not None for p in params_], stats
+def combine(
+    results: list[tuple[np.ndarray, list[bool], dict[str, float]]], weights: np.ndarray
+) -> tuple[np.ndarray, list[bool], dict[str, float]]:
+    """Shard gradients and stats (:func:`flat_gradient`) as the minibatch's: the mean
+    weighted by each shard's share of the minibatch's rows, as the workers' all-reduce of
+    :func:`shard_buffer` arrays computes it."""
+    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    total = np.sum([shard_buffer(*r, wi) for r, wi in zip(results, w, strict=True)], axis=0)
+    return from_buffer(total, len(results[0][1]))
 
 
 def apply_gradient(
@@ -214,18 +192,169 @@ def apply_gradient(
     opt.step()
 
 
-def combine(
-    results: list[tuple[np.ndarray, list[bool], dict[str, float]]], weights: np.ndarray
-) -> tuple[np.ndarray, list[bool], dict[str, float]]:
-    """Shard gradients and stats (:meth:`RolloutWorker.gradient`) as the minibatch's: the
-    mean weighted by each shard's share of the minibatch's rows."""
-    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
-    grad = sum(wi * g.astype(np.float64) for wi, (g, _, _) in zip(w, results, strict=True))
-    present = [any(col) for col in zip(*(p for _, p, _ in results), strict=True)]
-    stats = {
-        k: float(sum(wi * s[k] for wi, (_, _, s) in zip(w, results, strict=True))) for k in STATS
-    }
-    return np.asarray(grad, dtype=np.float32), present, stats
+WORKER_PHASES = ("collect", "gradient", "allreduce", "step")
+"""Where a worker's time goes: its episodes and their advantages, its shards' gradients,
+the all-reduces (their transfer and the wait for the slower worker), and its optimiser
+steps."""
+
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+"""How long a worker waits in an all-reduce for the others before giving up (a worker
+that died leaves the others waiting there)."""
+
+
+class RolloutWorker:
+    """Episodes on a worker's own networks, and the update of its replica of the policy.
+
+    Every worker holds a replica of the policy and of its Adam optimiser, started from the
+    same weights. For each minibatch step it computes the gradient of its shard of the
+    minibatch and all-reduces it with the other workers' (``torch.distributed``, gloo);
+    every replica then takes the same clipped step on the same averaged gradient, so the
+    replicas stay equal and no weights cross the wire within an iteration.
+
+    The workers share the training pool out between them: each holds ``pool_size`` of the
+    run's networks and replaces ``refresh`` per iteration on average (the run's
+    ``pool_refresh`` divided by the workers, rounded at random), so the run's pool and its
+    turnover are those of the single-process loop however many workers there are.
+
+    Args:
+        cfg: the training configuration.
+        requests: the training requests.
+        seed: the worker's seed (its networks, sampling and minibatch shards).
+        pool_size: this worker's networks.
+        refresh: networks this worker replaces per iteration, on average.
+        params: the initial weights (:func:`flat_parameters` of the learner's policy).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        requests: RequestSet,
+        seed: int,
+        pool_size: int,
+        refresh: float,
+        params: np.ndarray,
+    ):
+        torch.set_num_threads(cfg.threads)
+        self.cfg = cfg
+        self.requests = requests
+        self.rng = np.random.default_rng(seed)
+        self.refresh = refresh
+        self.pool = NetworkPool(pool_size, self.rng, n_agents=cfg.n_agents)
+        self.policy = GCNActorCritic(
+            PolicyConfig(n_elams=len(requests.elam_ids), hidden=cfg.hidden)
+        )
+        load_parameters(self.policy, params)
+        self.opt = optimizer(self.policy, cfg)
+        self.steps = cfg.epochs * steps_per_epoch(cfg)
+        self.traj: Trajectory | None = None
+        self.adv = self.ret = torch.zeros(0)
+        self.plan: list[np.ndarray] = []
+        self.shard_moments = np.zeros((self.steps, 3))
+        self.rank = 0
+        self.seconds = dict.fromkeys(WORKER_PHASES, 0.0)
+
+    def rendezvous(self) -> str:
+        """A ``tcp://`` address on this worker's node for the workers' process group."""
+        import socket
+
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        return f"tcp://{host}:{port}"
+
+    def join(self, url: str, rank: int, world: int) -> None:
+        """Join the workers' gloo process group at ``url`` as ``rank`` of ``world``."""
+        dist.init_process_group(
+            "gloo", init_method=url, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
+        )
+        self.rank = rank
+
+    def parameters(self) -> np.ndarray:
+        """This replica's weights (:func:`flat_parameters`)."""
+        return flat_parameters(self.policy)
+
+    def collect(self, episodes: int) -> Trajectory | None:
+        """Run ``episodes`` episodes with this replica's weights and keep them for the update.
+
+        Returns:
+            The episodes' results (no tensors); ``None`` for no episodes.
+        """
+        t0 = time.perf_counter()
+        whole, part = divmod(self.refresh, 1.0)
+        refresh = int(whole) + int(self.rng.random() < part)
+        if episodes == 0:
+            self.pool.refresh(refresh)
+            self.traj, self.plan = None, []
+            self.shard_moments = np.zeros((self.steps, 3))
+            return None
+        self.traj = rollout(
+            self.cfg, self.policy, self.pool, self.requests, self.rng, episodes, refresh
+        )
+        self.adv, self.ret = advantages(self.traj, self.cfg)
+        count = steps_per_epoch(self.cfg)
+        self.plan = [
+            mb for _ in range(self.cfg.epochs) for mb in minibatches(self.rng, episodes, count)
+        ]
+        self.shard_moments = np.stack([moments(self.adv[:, mb]) for mb in self.plan])
+        self.seconds["collect"] += time.perf_counter() - t0
+        return merged([self.traj])
+
+    def update(self, ent_coef: float, lr: float) -> tuple[dict[str, float], np.ndarray | None]:
+        """The PPO epochs over the collected episodes, sharded across the workers: each
+        minibatch step all-reduces the shards' :func:`shard_buffer` arrays, then every
+        replica takes the step.
+
+        Args:
+            ent_coef: the entropy bonus now.
+            lr: the learning rate now.
+
+        Returns:
+            The update's mean stats, and the new weights from rank 0 (``None`` from the
+            others, whose replicas equal it).
+        """
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        tensors = len(list(self.policy.parameters()))
+        size = sum(p.numel() for p in self.policy.parameters())
+        t0 = time.perf_counter()
+        total = torch.from_numpy(self.shard_moments.copy())
+        dist.all_reduce(total)  # every step's pooled advantage moments and row count
+        total = total.numpy()
+        self.seconds["allreduce"] += time.perf_counter() - t0
+        stats: dict[str, list[float]] = {k: [] for k in STATS}
+        for step in range(self.steps):
+            t0 = time.perf_counter()
+            rows = self.shard_moments[step, 0]
+            if rows > 0:
+                loss, shard_stats = minibatch_loss(
+                    self.policy, self.traj, self.adv, self.ret, self.plan[step], self.cfg,
+                    ent_coef, pooled(total[step]),
+                )  # fmt: skip
+                grad, present = flat_gradient(self.policy, loss)
+                buf = torch.from_numpy(
+                    shard_buffer(grad, present, shard_stats, rows / total[step, 0])
+                )
+            else:
+                buf = torch.zeros(size + tensors + len(STATS), dtype=torch.float64)
+            t1 = time.perf_counter()
+            dist.all_reduce(buf)
+            t2 = time.perf_counter()
+            grad, present, step_stats = from_buffer(buf.numpy(), tensors)
+            apply_gradient(self.policy, self.opt, grad, present, self.cfg.max_grad_norm)
+            self.seconds["gradient"] += t1 - t0
+            self.seconds["allreduce"] += t2 - t1
+            self.seconds["step"] += time.perf_counter() - t2
+            for k, v in step_stats.items():
+                stats[k].append(v)
+        mean = {k: float(np.mean(v)) for k, v in stats.items()}
+        return mean, (flat_parameters(self.policy) if self.rank == 0 else None)
+
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds this worker spent in each of :data:`WORKER_PHASES` so far."""
+        return dict(self.seconds)
 
 
 class RayRollouts:
@@ -235,13 +364,14 @@ class RayRollouts:
         cfg: the training configuration (``cfg.ray``: ``auto`` or a cluster address;
             ``cfg.workers``: how many actors).
         requests: the training requests (shipped to every worker once).
+        policy: the learner's policy, whose weights the workers' replicas start from.
 
     Raises:
         ValueError: several training sizes (``--agents-mix``), which train in one process.
         RuntimeError: Ray is not installed (the ``ray`` extra).
     """
 
-    def __init__(self, cfg: TrainConfig, requests: RequestSet):
+    def __init__(self, cfg: TrainConfig, requests: RequestSet, policy: GCNActorCritic):
         if len(cfg.sizes) > 1:
             raise ValueError(
                 f"--agents-mix {','.join(map(str, cfg.sizes))} trains in one process: "
@@ -258,73 +388,72 @@ class RayRollouts:
         self.started = not ray.is_initialized()
         if self.started:
             opts: dict[str, Any] = {"runtime_env": worker_env(), "log_to_driver": False}
-            if cfg.ray == "auto":
-                try:
-                    ray.init(address="auto", **opts)
-                except ConnectionError:  # no cluster to join: one on this machine
-                    start_local_ray(max(cfg.workers, os.cpu_count() or 1))
+            address = cluster_address() if cfg.ray == "auto" else cfg.ray
+            if address is None:  # no cluster to join: one on this machine
+                start_local_ray(max(cfg.workers, os.cpu_count() or 1))
             else:
-                ray.init(address=cfg.ray, **opts)
+                ray.init(address=address, **opts)
         actor = ray.remote(num_cpus=1)(RolloutWorker)
         shared = ray.put(requests)
+        params = ray.put(flat_parameters(policy))
         worker_cfg = replace(cfg, init=None)
         pools = [len(p) for p in np.array_split(np.arange(cfg.pool_size), cfg.workers)]
         self.workers = [
             actor.remote(worker_cfg, shared, cfg.seed * 1000 + 1 + i, max(1, pools[i]),
-                         cfg.pool_refresh / cfg.workers)
+                         cfg.pool_refresh / cfg.workers, params)
             for i in range(cfg.workers)
         ]  # fmt: skip
         splits = np.array_split(np.arange(cfg.batch_episodes), cfg.workers)
         self.shares = [len(s) for s in splits]
         self.pending: list | None = None
         # Where the learner's time goes: waiting for episodes (beyond the overlap with its
-        # bookkeeping), waiting for shard gradients (their compute, transfer and the slowest
-        # shard), and its own optimiser steps.
-        self.seconds = dict.fromkeys(("rollouts", "gradients", "steps"), 0.0)
-        # Built (networks generated) before training starts, as the in-process pool is.
-        ray.get([w.ready.remote() for w in self.workers])
+        # bookkeeping) and for the workers' update; the workers' own phases are read at
+        # the end (:meth:`phase_seconds`).
+        self.seconds = dict.fromkeys(("rollouts", "update"), 0.0)
+        # Built (networks generated) and joined before training starts, as the
+        # in-process pool is built first.
+        url = ray.get(self.workers[0].rendezvous.remote())
+        ray.get([w.join.remote(url, i, cfg.workers) for i, w in enumerate(self.workers)])
 
-    def _start(self, params) -> None:
-        """Start the iteration's rollouts with ``params`` (a Ray reference)."""
-        pairs = zip(self.workers, self.shares, strict=True)
-        self.pending = [(w, w.collect.remote(params, n)) for w, n in pairs if n > 0]
+    def _collect(self) -> None:
+        """Start the next iteration's rollouts (each worker with its replica's weights)."""
+        self.pending = [w.collect.remote(n) for w, n in zip(self.workers, self.shares, strict=True)]
 
     def iteration(
         self, policy: GCNActorCritic, opt: torch.optim.Optimizer, ent_coef: float
     ) -> tuple[Trajectory, dict[str, float]]:
-        """One PPO iteration: the episodes on the workers, then the sharded update of
-        ``policy`` with ``opt``.
+        """One PPO iteration: the episodes on the workers, then their sharded update.
+
+        Args:
+            policy: the learner's policy; it receives the updated weights.
+            opt: the learner's optimiser, whose learning rate (the schedule) the workers'
+                replicas use; the replicas take the steps.
+            ent_coef: the entropy bonus now.
 
         Returns:
             The iteration's episodes (no tensors) and the update's mean stats.
         """
         if self.pending is None:
-            self._start(self.ray.put(flat_parameters(policy)))
-        busy = [w for w, _ in self.pending]
+            self._collect()
+        lr = opt.param_groups[0]["lr"]
+        updates = [w.update.remote(ent_coef, lr) for w in self.workers]
         t0 = time.perf_counter()
-        out = self.ray.get([ref for _, ref in self.pending])
-        self.seconds["rollouts"] += time.perf_counter() - t0
-        self.pending = None
-        parts = [t for t, _ in out]
-        shard_moments = np.stack([m for _, m in out])  # (workers, steps, 3)
-        stats: dict[str, list[float]] = {k: [] for k in STATS}
-        for step in range(shard_moments.shape[1]):
-            m = shard_moments[:, step]
-            norm = pooled(m.sum(axis=0))
-            params = self.ray.put(flat_parameters(policy))
-            active = [i for i in range(len(busy)) if m[i, 0] > 0]
-            calls = [busy[i].gradient.remote(params, step, norm, ent_coef) for i in active]
-            t0 = time.perf_counter()
-            results = self.ray.get(calls)
-            t1 = time.perf_counter()
-            grad, present, step_stats = combine(results, m[active, 0])
-            apply_gradient(policy, opt, grad, present, self.cfg.max_grad_norm)
-            self.seconds["gradients"] += t1 - t0
-            self.seconds["steps"] += time.perf_counter() - t1
-            for k, v in step_stats.items():
-                stats[k].append(v)
-        self._start(self.ray.put(flat_parameters(policy)))
-        return merged(parts), {k: float(np.mean(v)) for k, v in stats.items()}
+        parts = [t for t in self.ray.get(self.pending) if t is not None]
+        t1 = time.perf_counter()
+        (stats, params), *_ = self.ray.get(updates)
+        self.seconds["rollouts"] += t1 - t0
+        self.seconds["update"] += time.perf_counter() - t1
+        load_parameters(policy, params)
+        # The next rollouts run while the caller writes its curve and validates.
+        self._collect()
+        return merged(parts), stats
+
+    def phase_seconds(self) -> dict[str, float]:
+        """The learner's waits (``rollouts``, ``update``) and the workers' phases
+        (:data:`WORKER_PHASES`, mean over workers), in seconds so far."""
+        per = self.ray.get([w.phase_seconds.remote() for w in self.workers])
+        workers = {f"worker_{k}": float(np.mean([p[k] for p in per])) for k in WORKER_PHASES}
+        return {**self.seconds, **workers}
 
     def close(self) -> None:
         """Stop the actors (and the local Ray this process started)."""
@@ -332,6 +461,20 @@ class RayRollouts:
             self.ray.kill(w)
         if self.started:
             self.ray.shutdown()
+
+
+def cluster_address() -> str | None:
+    """The Ray cluster ``--ray auto`` joins: ``RAY_ADDRESS``, else the one ``ray start``
+    last started on this machine; ``None`` when there is neither (then it starts its own).
+
+    Ray's own ``address="auto"`` also joins any Ray it finds running on the machine,
+    including one that another process started for itself (as :func:`start_local_ray`
+    does): there this run's actors wait for CPUs the other run holds, and they die when
+    that process ends. This is Ray's lookup for ``ray.init()`` without an address.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    return get_ray_address_from_environment(None, None)
 
 
 def start_local_ray(cpus: int) -> None:

@@ -33,7 +33,7 @@ from xapp_composer.agent import run_episodes
 from xapp_composer.configs import IntentMode, TrainConfig
 from xapp_composer.episodes import RequestSet
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
-from xapp_composer.ppo import advantages, ppo_update
+from xapp_composer.ppo import advantages, optimizer, ppo_update
 from xapp_composer.rollouts import RayRollouts, merged, rollout_sizes, training_pools
 from xapp_composer.scoring import EvalSet
 
@@ -121,8 +121,8 @@ def train(
                 f"this run picks among {requests.elam_ids}"
             )
         policy.load_state_dict(ckpt["state_dict"])
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    workers = RayRollouts(cfg, requests) if cfg.ray else None
+    opt = optimizer(policy, cfg)
+    workers = RayRollouts(cfg, requests, policy) if cfg.ray else None
     pools = None if workers else training_pools(cfg, rng)
     val = validation_sets(cfg.sizes, val_requests, rng)
     curve_path = out_dir / f"{cfg.name}.curve.csv"
@@ -219,8 +219,10 @@ def train(
                 bar.refresh()
     finally:
         if workers is not None:
-            workers.close()
-            ray_seconds = {k: round(v, 2) for k, v in workers.seconds.items()}
+            try:
+                ray_seconds = {k: round(v, 2) for k, v in workers.phase_seconds().items()}
+            finally:
+                workers.close()
     bar.close()
     # A last validation, so the final weights compete too.
     v = validate_sizes(policy, val, cfg.mode)

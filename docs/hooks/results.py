@@ -7,6 +7,7 @@ command that produced the file.
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -463,55 +464,92 @@ def proposer_cost(root: Path) -> str:
     )
 
 
+def _ray_runs(d: dict, label: str) -> str:
+    """Every run's episodes/s of one configuration of a ``bench_ray.py`` result."""
+    return ", ".join(_f(x, 0) for x in d[f"{label}_episodes_per_s_runs"])
+
+
 def ray_scale(root: Path) -> str:
-    """SRL training episodes/s in one process and on 1 and 2 Ray workers, and where the
-    learner's time goes (``models/policy/report/ray_scale.json``, ``bench/bench_ray.py``)."""
-    d = _json(root, "models/policy/report/ray_scale.json")
-    rows = [["in one process", _f(d["in_process_episodes_per_s"], 0), "—", "—", "—"]]
-    for n in (1, 2):
-        t = d[f"ray_{n}_learner_s"]
+    """SRL training episodes/s in one process and on 1 and 2 Ray workers, and where an
+    iteration's time goes (``models/policy/report/ray_scale*.json``, ``bench/bench_ray.py``:
+    one table row per run file and configuration)."""
+    files = sorted((root / "models/policy/report").glob("ray_scale*.json"))
+    if not files:
+        raise FileNotFoundError("no models/policy/report/ray_scale*.json")
+    rows, threads = [], set()
+    for path in files:
+        d = json.loads(path.read_text())
+        threads.add(d["threads"])
+        run = (f"{path.stem} ({d['batch_episodes']} / {d.get('minibatch_episodes', 128)}; "
+               f"{d['iterations']} x {d['repeats']})")  # fmt: skip
+        ph = d["in_process_phases_s"]
         rows.append(
-            [f"Ray, {n} worker{'s' if n > 1 else ''}", _f(d[f"ray_{n}_episodes_per_s"], 0),
-             _f(t["rollouts"]), _f(t["gradients"]), _f(t["steps"])]
+            [run, "in one process", _f(d["in_process_episodes_per_s"], 0), _ray_runs(d, "in_process"),
+             _f(ph["rollout"]), _f(ph["update"]), "—", "—"]
         )  # fmt: skip
-    header = ["training", "episodes/s", "waiting for episodes (s/it)",
-              "waiting for gradients (s/it)", "optimiser steps (s/it)"]  # fmt: skip
-    ph = d["in_process_phases_s"]
+        for n in (1, 2):
+            t = d[f"ray_{n}_phases_s"]
+            rows.append(
+                [run, f"Ray, {n} worker{'s' if n > 1 else ''}",
+                 _f(d[f"ray_{n}_episodes_per_s"], 0), _ray_runs(d, f"ray_{n}"),
+                 _f(t["worker_collect"]), _f(t["worker_gradient"] + t["worker_step"]),
+                 _f(t["worker_allreduce"]), _f(t["rollouts"] + t["update"])]
+            )  # fmt: skip
+        rows.append(
+            [run, "2 workers over 1", f"**{d['speedup_2_over_1']:.2f}x**",
+             f"ceiling {d['ceiling_speedup_2_over_1']:.2f}x", "", "", "", ""]
+        )  # fmt: skip
+    header = ["run (episodes per iteration / per minibatch; iterations x runs)", "training", "episodes/s (best)", "all runs", "episodes (s/it)",
+              "gradients + steps (s/it)", "all-reduce and wait (s/it)",
+              "learner waiting (s/it)"]  # fmt: skip
     return (
-        f"{_table(header, rows)}\n\n{d['batch_episodes']} episodes per iteration, "
-        f"{d['iterations']} iterations, best of {d['repeats']} interleaved runs. Two workers over one: **{d['speedup_2_over_1']:.2f}x** "
-        f"measured. One process spends {ph['rollout']:.3f} s per iteration in the rollout and "
-        f"{ph['update']:.3f} s in the update; with the measured 1-worker Ray overhead "
-        f"({d['ray_1_overhead_s']:.3f} s per iteration), two workers with a free core each "
-        f"would reach {d['projected_speedup_2_over_1']:.2f}x."
+        f"{_table(header, rows)}\n\nEpisodes/s: the best of each configuration's "
+        f"interleaved runs (all listed), {'/'.join(map(str, sorted(threads)))} torch "
+        "thread(s) per process. The phases are the "
+        "best run's, for Ray per worker (mean over workers) and the learner's waits; the "
+        "ceiling is one process's iteration on the whole batch over one on half of it "
+        "(half the episodes, minibatches and pool turnover): two workers with a free core "
+        "each and no cost of their own."
     )
 
 
 def ray_parity(root: Path) -> str:
     """The general policy trained in one process and on 2 Ray workers at equal episodes,
     on the dev intents, per seed (``models/policy/report/ray_parity_seed<k>.json``,
-    ``bench/ray_parity.py``)."""
+    ``bench/ray_parity.py``), and further Ray runs of a seed against its single-process
+    run (``ray_parity_seed<k>_<label>.json``, ``--single-process-from``)."""
     files = sorted((root / "models/policy/report").glob("ray_parity_seed*.json"))
     if not files:
         raise FileNotFoundError("no models/policy/report/ray_parity_seed*.json")
-    rows, diffs = [], []
+    rows, diffs, reruns = [], [], []
     for path in files:
         d = json.loads(path.read_text())
         apps = list(d["single_process"]["srl_per_app"])
-        for label, name in (("single_process", "one process"), ("ray_2", "Ray, 2 workers")):
+        labels = (("single_process", "one process"), ("ray_2", "Ray, 2 workers"))
+        if "single_process_from" in d:  # its single-process row is another file's
+            labels = labels[1:]
+            reruns.append(f"seed {d['seed']} ({path.stem}) {d['srl_difference']:+.4f}")
+        else:
+            diffs.append(d["srl_difference"])
+        for label, name in labels:
             r = d[label]
             rows.append(
-                [str(d["seed"]), name, str(r["train"]["episodes"]), _f(r["train"]["seconds"], 0),
-                 _f(r["train"]["best"]["val_normalized_score"]), _f(r["srl_normalized_score"]),
-                 *(_f(r["srl_per_app"][a]) for a in apps)]
+                [str(d["seed"]), path.stem, name, str(r["train"]["episodes"]),
+                 _f(r["train"]["seconds"], 0), _f(r["train"]["best"]["val_normalized_score"]),
+                 _f(r["srl_normalized_score"]), *(_f(r["srl_per_app"][a]) for a in apps)]
             )  # fmt: skip
-        diffs.append(d["srl_difference"])
-    header = ["seed", "training", "episodes", "seconds", "validation (best)", "dev SRL",
-              *(f"dev {a}" for a in apps)]  # fmt: skip
+    header = ["seed", "file", "training", "episodes", "seconds", "validation (best)",
+              "dev SRL", *(f"dev {a}" for a in apps)]  # fmt: skip
     per_seed = ", ".join(f"{x:+.4f}" for x in diffs)
+    spread = f", sample standard deviation {statistics.stdev(diffs):.4f}" if len(diffs) > 1 else ""
+    again = (
+        f" Further Ray runs against their seed's single-process run: {'; '.join(reruns)}."
+        if reruns
+        else ""
+    )
     return (
         f"{_table(header, rows)}\n\nDev SRL, Ray minus one process, per seed: {per_seed} "
-        f"(mean {sum(diffs) / len(diffs):+.4f})."
+        f"(mean {statistics.mean(diffs):+.4f}{spread}).{again}"
     )
 
 

@@ -7,6 +7,7 @@ imports Ray."""
 from __future__ import annotations
 
 import csv
+import subprocess
 import sys
 
 import numpy as np
@@ -21,21 +22,17 @@ from xapp_composer.agent import run_episodes
 from xapp_composer.export import export_onnx, load_checkpoint, parity_check
 from xapp_composer.policy import GCNActorCritic, PolicyConfig
 from xapp_composer.ppo import advantages, minibatch_loss, moments, pooled
-from xapp_composer.rollouts import apply_gradient, combine, flat_parameters
+from xapp_composer.rollouts import (
+    RayRollouts,
+    apply_gradient,
+    cluster_address,
+    combine,
+    flat_gradient,
+    flat_parameters,
+)
 from xapp_composer.train import train
 
 pytestmark = pytest.mark.slow
-
-
-def shard_gradient(policy, traj, adv, ret, idx, cfg, norm):
-    """What a worker returns for its shard ``idx`` (:meth:`RolloutWorker.gradient`)."""
-    policy.zero_grad(set_to_none=True)
-    loss, stats = minibatch_loss(policy, traj, adv, ret, idx, cfg, 0.01, norm)
-    loss.backward()
-    grads = [p.grad for p in policy.parameters()]
-    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, policy.parameters(), strict=True)])  # fmt: skip
-    return flat.numpy().copy(), [g is not None for g in grads], stats
 
 
 def test_a_step_from_uneven_shards_equals_the_single_process_step() -> None:
@@ -64,7 +61,10 @@ def test_a_step_from_uneven_shards_equals_the_single_process_step() -> None:
     norm = pooled(m.sum(axis=0))
     a = adv[:, torch.from_numpy(mb)]
     assert norm == pytest.approx((a.mean().item(), a.std().item()), rel=1e-6)
-    parts = [shard_gradient(twin, traj, adv, ret, idx, cfg, norm) for idx in shards]
+    parts = []
+    for idx in shards:
+        shard_loss, shard_stats = minibatch_loss(twin, traj, adv, ret, idx, cfg, 0.01, norm)
+        parts.append((*flat_gradient(twin, shard_loss), shard_stats))
     grad, present, stats = combine(parts, m[:, 0])
     assert all(present)
     np.testing.assert_allclose(grad, full, rtol=1e-4, atol=1e-6)
@@ -104,6 +104,58 @@ def test_ray_gradients_are_taken_at_the_sampling_weights(tmp_path) -> None:
     assert len(rows) == 3
     for row in rows:
         assert abs(float(row["kl"])) < 1e-6 and float(row["clipfrac"]) == 0.0, row
+
+
+def test_worker_replicas_stay_equal_to_the_learner() -> None:
+    """Every worker steps its own replica on the all-reduced gradient: after a few
+    iterations (one worker without episodes in some minibatch steps) every replica holds
+    the learner's weights, bit for bit, and they have moved."""
+    pytest.importorskip("ray")
+    cfg = tiny(ray="auto", workers=2, batch_episodes=5, minibatch_episodes=1)
+    torch.manual_seed(cfg.seed)
+    policy = GCNActorCritic(PolicyConfig(n_elams=2, hidden=cfg.hidden))
+    opt = torch.optim.Adam(policy.parameters(), lr=0.01)
+    start = flat_parameters(policy).copy()
+    workers = RayRollouts(cfg, requests(64, 1), policy)
+    try:
+        for _ in range(3):
+            traj, stats = workers.iteration(policy, opt, 0.01)
+            assert traj.chains.shape[0] == 5 and set(stats) == {"pg", "vf", "ent", "kl", "clipfrac"}
+        replicas = workers.ray.get([w.parameters.remote() for w in workers.workers])
+        seconds = workers.phase_seconds()
+    finally:
+        workers.close()
+    for replica in replicas:
+        np.testing.assert_array_equal(replica, flat_parameters(policy))
+    assert not np.allclose(start, flat_parameters(policy))
+    assert seconds["worker_gradient"] > 0 and seconds["update"] > 0
+
+
+OWN_RAY = """
+import sys
+import ray
+ray.init(num_cpus=1, include_dashboard=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+def test_auto_does_not_join_another_process_own_ray(monkeypatch) -> None:
+    """A Ray that another process started for itself (as ``--ray auto`` does when there is
+    no cluster) is not one ``--ray auto`` joins: its actors would wait for that run's CPUs
+    and die when it ends."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    other = subprocess.Popen([sys.executable, "-c", OWN_RAY], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        address = other.stdout.readline().strip()
+        assert address, "the other process's Ray did not start"
+        assert cluster_address() != address
+    finally:
+        other.stdin.close()
+        other.wait(timeout=120)
 
 
 def test_the_single_process_loop_needs_no_ray(tmp_path) -> None:
