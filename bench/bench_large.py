@@ -4,7 +4,8 @@ information (the same predicted vector) and side by side in time.
 For each network size: networks of seeds no training or model selection used (20,000 +
 i; training draws from 1,000,000 up, checkpoint selection uses 900,001-900,016, the
 evaluations 101-110) and request vectors drawn from a flat Dirichlet (not the dev
-intents). The shipped policy's state is prepared once per network (routes, encoder,
+intents); ``--seed-base 900001`` runs on the training's validation networks instead, to
+choose among variants without touching the bench's networks. The shipped policy's state is prepared once per network (routes, encoder,
 tables: what the xApp does when a state arrives), and so is the proposer's profile
 (:func:`xapp_composer.proposer.profile_state`). Then per request, each method decides on
 that state:
@@ -153,14 +154,16 @@ def run_size(
     exact: bool,
     starts: list[int] = (),
     starts_ks: list[int] = (),
+    seed_base: int = SEED_BASE,
 ) -> dict:
-    """All methods on ``networks`` networks of ``n`` agents, ``requests`` vectors each;
-    with ``exact``, the exact optimum too; ``starts``, ``starts_ks``: :func:`methods`."""
+    """All methods on ``networks`` networks of ``n`` agents (seeds ``seed_base`` on),
+    ``requests`` vectors each; with ``exact``, the exact optimum too; ``starts``,
+    ``starts_ks``: :func:`methods`."""
     q: dict[str, list[float]] = {}
     ms: dict[str, list[float]] = {}
     prepare, profiling, propose = [], [], {k: [] for k in ks}
     for i in range(networks):
-        net = generate_network(SEED_BASE + i, n_agents=n)
+        net = generate_network(seed_base + i, n_agents=n)
         t = time.perf_counter()
         p = rt.prepare(net)
         prepare.append(time.perf_counter() - t)
@@ -260,6 +263,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--policy", type=Path, default=POLICY)
     ap.add_argument("--seed", type=int, default=0, help="seed of the request vectors")
+    ap.add_argument(
+        "--seed-base",
+        type=int,
+        default=SEED_BASE,
+        help="first network seed (training's validation networks: 900001, to choose a "
+        "variant without touching the bench's networks)",
+    )
     ap.add_argument("--out", type=Path, help="also write the JSON object to this file")
     args = ap.parse_args(argv)
     if args.networks < 1 or args.requests < 1:
@@ -279,13 +289,24 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python bench/bench_large.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "policy": rt.version,
-        "network_seeds": f"{SEED_BASE}..{SEED_BASE + args.networks - 1}",
+        "network_seeds": f"{args.seed_base}..{args.seed_base + args.networks - 1}",
         "sizes": [],
     }
     for n in _ints(args.agents):
         exact = n <= args.exact_max_agents
         result["sizes"].append(
-            run_size(rt, n, args.networks, args.requests, ks, rng, exact, starts, starts_ks)
+            run_size(
+                rt,
+                n,
+                args.networks,
+                args.requests,
+                ks,
+                rng,
+                exact,
+                starts,
+                starts_ks,
+                args.seed_base,
+            )
         )
         print(json.dumps(result["sizes"][-1]), file=sys.stderr, flush=True)
     if args.out:
