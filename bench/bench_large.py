@@ -4,7 +4,8 @@ information (the same predicted vector) and side by side in time.
 For each network size: networks of seeds no training or model selection used (20,000 +
 i; training draws from 1,000,000 up, checkpoint selection uses 900,001-900,016, the
 evaluations 101-110) and request vectors drawn from a flat Dirichlet (not the dev
-intents). The shipped policy's state is prepared once per network (routes, encoder,
+intents); ``--seed-base 900001`` runs on the training's validation networks instead, to
+choose among variants without touching the bench's networks. The shipped policy's state is prepared once per network (routes, encoder,
 tables: what the xApp does when a state arrives), and so is the proposer's profile
 (:func:`xapp_composer.proposer.profile_state`). Then per request, each method decides on
 that state:
@@ -12,6 +13,9 @@ that state:
 - ``srl``: the policy on the whole graph (its own per-factor shortlist of 128);
 - ``beam8``, ``beam32``: beam search over the predicted vector (:mod:`xapp_composer.beam`);
 - ``srl_k<k>``: the proposer's top-k per position, then the policy on that reduced graph;
+- ``srl_m<m>``, ``srl_k<k>_m<m>`` (``--starts``, ``--starts-k``): the same with
+  multi-start decoding, the best of the policy's greedy rollouts from its m most likely
+  first picks by Q*_s under the vector (:meth:`~xapp_composer.runtime.PolicyRuntime.compose`);
 - ``topk_k<k>``: the proposer's top-k, then the exact optimum over it.
 
 Each method starts from the prepared state's route rows (rows a method computes for one
@@ -70,12 +74,24 @@ def _ints(text: str) -> list[int]:
 
 
 def methods(
-    rt: PolicyRuntime, net, p: Prepared, profile, ks: list[int], exact: bool
+    rt: PolicyRuntime,
+    net,
+    p: Prepared,
+    profile,
+    ks: list[int],
+    exact: bool,
+    starts: list[int] = (),
+    starts_ks: list[int] = (),
 ) -> dict[str, Callable[[np.ndarray], tuple[int, ...] | None]]:
-    """The deciders of one prepared state, by name; each maps a vector to a chain."""
+    """The deciders of one prepared state, by name; each maps a vector to a chain.
+    ``starts`` are the multi-start variants' m, on the whole graph and on the proposer's
+    top k for each k of ``starts_ks``."""
 
-    def srl(v):
-        return rt.compose(p, v, 0, APP, PROMPT)
+    def srl_starts(m):
+        def run(v):
+            return rt.compose(p, v, 0, APP, PROMPT, starts=m)
+
+        return run
 
     def beam(width):
         def run(v):
@@ -84,9 +100,10 @@ def methods(
 
         return run
 
-    def srl_reduced(k):
+    def srl_reduced(k, m=1):
         def run(v):
-            return rt.compose(reduced_prepared(p, profile.propose(v, k)), v, 0, APP, PROMPT)
+            reduced = reduced_prepared(p, profile.propose(v, k))
+            return rt.compose(reduced, v, 0, APP, PROMPT, starts=m)
 
         return run
 
@@ -101,10 +118,14 @@ def methods(
         found = exact_by_bound(net, profile, v)
         return found[0] if found else None
 
-    out = {"srl": srl, "beam8": beam(8), "beam32": beam(32)}
+    out = {"srl": srl_starts(1), "beam8": beam(8), "beam32": beam(32)}
     for k in ks:
         out[f"srl_k{k}"] = srl_reduced(k)
         out[f"topk_k{k}"] = topk(k)
+    for m in starts:
+        out[f"srl_m{m}"] = srl_starts(m)
+        for k in starts_ks:
+            out[f"srl_k{k}_m{m}"] = srl_reduced(k, m)
     if exact:
         out["exact"] = optimum
     return out
@@ -124,15 +145,25 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def run_size(
-    rt: PolicyRuntime, n: int, networks: int, requests: int, ks: list[int], rng, exact: bool
+    rt: PolicyRuntime,
+    n: int,
+    networks: int,
+    requests: int,
+    ks: list[int],
+    rng,
+    exact: bool,
+    starts: list[int] = (),
+    starts_ks: list[int] = (),
+    seed_base: int = SEED_BASE,
 ) -> dict:
-    """All methods on ``networks`` networks of ``n`` agents, ``requests`` vectors each;
-    with ``exact``, the exact optimum too."""
+    """All methods on ``networks`` networks of ``n`` agents (seeds ``seed_base`` on),
+    ``requests`` vectors each; with ``exact``, the exact optimum too; ``starts``,
+    ``starts_ks``: :func:`methods`."""
     q: dict[str, list[float]] = {}
     ms: dict[str, list[float]] = {}
     prepare, profiling, propose = [], [], {k: [] for k in ks}
     for i in range(networks):
-        net = generate_network(SEED_BASE + i, n_agents=n)
+        net = generate_network(seed_base + i, n_agents=n)
         t = time.perf_counter()
         p = rt.prepare(net)
         prepare.append(time.perf_counter() - t)
@@ -141,7 +172,7 @@ def run_size(
         profiling.append(time.perf_counter() - t)
         table = p.state.route
         rows = OrderedDict(table.rows) if isinstance(table, RouteTable) else None
-        deciders = methods(rt, net, p, profile, ks, exact)
+        deciders = methods(rt, net, p, profile, ks, exact, starts, starts_ks)
         rt.compose(p, np.full(4, 0.25), 0, APP, PROMPT)  # warm the sessions up
         for _ in range(requests):
             v = rng.dirichlet(np.ones(4))
@@ -215,6 +246,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--requests", type=int, default=10, help="request vectors per network")
     ap.add_argument("--k", default="2,4,8,16,32", help="proposer sizes k, comma list")
     ap.add_argument(
+        "--starts",
+        default="",
+        help="multi-start variants' m (srl_m<m>, srl_k<k>_m<m>), comma list; empty: none",
+    )
+    ap.add_argument(
+        "--starts-k",
+        default="8",
+        help="proposer sizes k the multi-start variants also run on, comma list",
+    )
+    ap.add_argument(
         "--exact-max-agents",
         type=int,
         default=2000,
@@ -222,6 +263,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--policy", type=Path, default=POLICY)
     ap.add_argument("--seed", type=int, default=0, help="seed of the request vectors")
+    ap.add_argument(
+        "--seed-base",
+        type=int,
+        default=SEED_BASE,
+        help="first network seed (training's validation networks: 900001, to choose a "
+        "variant without touching the bench's networks)",
+    )
     ap.add_argument("--out", type=Path, help="also write the JSON object to this file")
     args = ap.parse_args(argv)
     if args.networks < 1 or args.requests < 1:
@@ -229,6 +277,11 @@ def main(argv: list[str] | None = None) -> dict:
     ks = _ints(args.k)
     if not ks or min(ks) < 1:
         ap.error("--k needs sizes of at least 1")
+    starts, starts_ks = _ints(args.starts), _ints(args.starts_k)
+    if starts and min(starts) < 2:
+        ap.error("--starts needs m of at least 2 (m = 1 is srl)")
+    if starts_ks and min(starts_ks) < 1:
+        ap.error("--starts-k needs sizes of at least 1")
     configure_logging("WARNING")  # stdout carries the JSON object only
     rt = PolicyRuntime(args.policy, prefer_gpu=False)
     rng = np.random.default_rng(args.seed)
@@ -236,12 +289,25 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python bench/bench_large.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "policy": rt.version,
-        "network_seeds": f"{SEED_BASE}..{SEED_BASE + args.networks - 1}",
+        "network_seeds": f"{args.seed_base}..{args.seed_base + args.networks - 1}",
         "sizes": [],
     }
     for n in _ints(args.agents):
         exact = n <= args.exact_max_agents
-        result["sizes"].append(run_size(rt, n, args.networks, args.requests, ks, rng, exact))
+        result["sizes"].append(
+            run_size(
+                rt,
+                n,
+                args.networks,
+                args.requests,
+                ks,
+                rng,
+                exact,
+                starts,
+                starts_ks,
+                args.seed_base,
+            )
+        )
         print(json.dumps(result["sizes"][-1]), file=sys.stderr, flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,42 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from agentnet.config import ModelConfig
 from agentnet.qoe import subjective_weighted
 from xapp_composer.features import BatchState
+
+
+def weighted_from_sums(
+    intent: Sequence[float] | np.ndarray,
+    logp: np.ndarray,
+    keep: np.ndarray,
+    lat: np.ndarray,
+    lnc: np.ndarray,
+    pover: np.ndarray,
+    n: int,
+    cfg: ModelConfig,
+) -> np.ndarray:
+    """Q*_s (MODEL.md, `weighted`) of chains of ``n`` agents from their running sums.
+
+    Args:
+        intent: the vector [w_C, w_B, w_L, w_P] the chains are scored for.
+        logp: sum of ln p_i (C = exp(logp) / n, eq. 2).
+        keep: sum of ln(1 - E[BER]) over the hops (B = 1 - exp(keep), eq. 3).
+        lat: sum of L_i (eq. 8).
+        lnc: sum of ln(1 - F_i / O_i) (P_no-crash, eq. 9).
+        pover: P_over of the chain's bottleneck (eq. 13).
+        n: agents per chain.
+        cfg: the model's constants (C_th, L_max, the utilities' references).
+
+    Returns:
+        Q*_s of each chain, -1 where it breaks eq. 18b or 18c (an infinite latency: an
+        unstable agent, eq. 4, breaks 18b).
+    """
+    c = np.exp(logp) / n
+    b = -np.expm1(keep)
+    p_out = 1.0 - np.exp(lnc) * (1.0 - pover)  # eq. 14
+    feasible = (lat <= cfg.l_max) & (c >= cfg.c_th)
+    return subjective_weighted(intent, c, b, lat, p_out, feasible, cfg)
 
 
 def beam_chain(
@@ -52,12 +86,7 @@ def beam_chain(
         new[..., 2] = sums[:, None, 2] + s.lat[0, cand] + rest[2]
         new[..., 3] = sums[:, None, 3] + s.lnc[0, cand] + rest[3]
         new[..., 4] = np.maximum(np.maximum(sums[:, None, 4], s.pover[0, cand]), rest[4])
-        c = np.exp(new[..., 0]) / n
-        b = -np.expm1(new[..., 1])
-        lat = new[..., 2]
-        p_out = 1.0 - np.exp(new[..., 3]) * (1.0 - new[..., 4])
-        feasible = (lat <= cfg.l_max) & (c >= cfg.c_th)
-        score = subjective_weighted(intent, c, b, lat, p_out, feasible, cfg).ravel()
+        score = weighted_from_sums(intent, *np.moveaxis(new, -1, 0), n, cfg).ravel()
         keep = np.argsort(-score, kind="stable")[:width]
         rows, cols = np.divmod(keep, len(cand))
         chains = np.concatenate([chains[rows], cand[cols][:, None]], axis=1)

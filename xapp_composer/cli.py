@@ -72,6 +72,8 @@ RUN_FLAGS = (
     "max_state_age",
     "proposer_k",
     "proposer_min_agents",
+    "srl_starts",
+    "srl_starts_min_agents",
     "health_host",
     "health_port",
     "policy_public_key",

@@ -185,6 +185,14 @@ class EvalConfig:
     llm_requests: int = field(
         default=48, metadata={"help": "pairs for the (slow) LLM baseline; 0 = all", "ge": 0}
     )
+    starts: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "also evaluate SRL with multi-start decoding of m starts (srl_m<m>, "
+            "srl_general_m<m>), for each m listed; plain SRL is always evaluated",
+            "ge": 2,
+        },
+    )
     seed: int = field(default=0, metadata={"help": "random seed", "ge": 0})
     json: bool = field(default=False, metadata={"help": "one line of JSON"})
 

@@ -10,12 +10,19 @@ Methods:
 - ``drl_even``: the DRL (Even) ONNX policy (s fixed at [0.25] * 4, no E-LAM called);
 - ``llm_zero_shot``: a language model asked for the chain (:mod:`xapp_composer.llm_baseline`);
 - ``srl``: the SRL ONNX policies (per application when trained, else general), which
-  pick the E-LAM and compose on its predicted vector.
+  pick the E-LAM and compose on its predicted vector (greedy decoding);
+- ``srl_m<m>`` (``--starts``): the same policies with multi-start decoding, the best of m
+  greedy rollouts by Q*_s under the predicted vector
+  (:meth:`~xapp_composer.runtime.PolicyRuntime.compose`).
+
+The policy methods also report their decision latency (``decide_p50_ms``,
+``decide_p90_ms``: E-LAM choice and composition, with the prediction already known).
 """
 
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,11 +210,19 @@ def run_policy(
     ev: EvalSet,
     pairs: np.ndarray,
     runtime_for: Callable[[str], PolicyRuntime],
+    *,
+    starts: int = 1,
+    latency_ms: list[float] | None = None,
 ) -> tuple[list, list]:
     """An ONNX policy (SRL or DRL (Even)); ``runtime_for(app)`` picks the policy.
 
     The E-LAM the policy picks translates the request: its cached prediction for the
     prompt is used (the same vector the rApp returns for it).
+
+    Args:
+        starts: multi-start decoding's m (1: greedy).
+        latency_ms: when given, each decision's time (ms, state already prepared) is
+            appended to it.
     """
     prepared: dict[tuple[int, int], object] = {}
     ids = ev.requests.elam_ids
@@ -223,7 +238,10 @@ def run_policy(
         def translate(elam_id: str, r: int = r) -> np.ndarray:
             return ev.requests.preds[r, ids.index(elam_id)]
 
-        d = rt.decide(prepared[key], app, ev.requests.prompts[r], translate)
+        t = time.perf_counter()
+        d = rt.decide(prepared[key], app, ev.requests.prompts[r], translate, starts=starts)
+        if latency_ms is not None:
+            latency_ms.append((time.perf_counter() - t) * 1e3)
         chains.append(d.chain)
         elams.append(d.elam)
     return chains, elams
@@ -353,15 +371,25 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> dict:
     results = {
         "random": score(run_random(ev, pairs, cfg.seed)),
         "greedy": score(run_greedy(ev, pairs, elam_ids[0])),
-        "drl_even": score(run_policy(ev, pairs, lambda a: policies.even)),
     }
+    latency: dict[str, list[float]] = {}
+
+    def policy(name: str, runtime_for: Callable[[str], PolicyRuntime], starts: int = 1) -> None:
+        ms = latency.setdefault(name, [])
+        results[name] = score(run_policy(ev, pairs, runtime_for, starts=starts, latency_ms=ms))
+
+    policy("drl_even", lambda a: policies.even)
     llm_pairs = pairs if not cfg.llm_requests else pairs[: cfg.llm_requests]
     if cfg.llm != "off":
         chains, elams, llm_fee = run_llm(ev, llm_pairs, backend=cfg.llm, progress=progress)
         results["llm_zero_shot"] = score((chains, elams), llm_pairs, {**fee_of, **llm_fee})
-    results["srl"] = score(run_policy(ev, pairs, policies.for_app))
+    policy("srl", policies.for_app)
     if policies.per_app:
-        results["srl_general"] = score(run_policy(ev, pairs, lambda a: general))
+        policy("srl_general", lambda a: general)
+    for m in cfg.starts:
+        policy(f"srl_m{m}", policies.for_app, m)
+        if policies.per_app:
+            policy(f"srl_general_m{m}", lambda a: general, m)
     # References (not methods): the exact best chain for the vector each policy decides on.
     results["ref_best_for_even"] = score(run_best_for(ev, pairs, None))
     for e in elam_ids:
@@ -376,11 +404,15 @@ def evaluate(cfg: EvalConfig, *, progress: bool = False) -> dict:
     for name, v in vectors.items():
         results[f"ref_best_for_{name}"] = score(run_best_for_vectors(ev, pairs, v))
     out = {k: {**v.summary(elam_ids), "per_app": v.per_app(ev)} for k, v in results.items()}
+    for name, ms in latency.items():
+        out[name]["decide_p50_ms"] = float(np.median(ms))
+        out[name]["decide_p90_ms"] = float(np.percentile(ms, 90))
     out["_meta"] = {
         "intents": str(cfg.intents),
         "seeds": cfg.seeds,
         "agents": cfg.agents,
         "pairs": len(pairs),
+        "starts": list(cfg.starts),
         "llm_pairs": len(llm_pairs) if cfg.llm != "off" else 0,
         "per_app_policies": sorted(policies.per_app),
         "provider": general.provider,

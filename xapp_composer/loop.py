@@ -428,6 +428,8 @@ def build_service(settings: XappSettings) -> XappService:
             tree=settings.tabulate,
             tree_max_rows=settings.tabulate_max_rows,
             public_key=public_key,
+            starts=settings.srl_starts,
+            starts_min_agents=settings.srl_starts_min_agents,
         )
 
     if not settings.policy.exists():

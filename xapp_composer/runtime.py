@@ -5,6 +5,15 @@ tabulated graphs and the state's tables fit (:mod:`xapp_composer.tree`), from a 
 graph and then the step graph for larger states, else from one step-graph call per agent;
 all three give the same chains (checked at export and in the tests).
 
+Multi-start decoding (``starts`` m > 1; POMO, Kwon et al. 2020; "sample and pick best",
+Kool et al. 2019): besides the greedy chain, the policy completes greedily each of its
+next m - 1 first picks by its own step-1 logits (one step-graph call per later step for
+all of them), and the chain with the highest Q*_s under the vector the policy decides on
+(the request's predicted vector; the even one for an ``even`` policy) is served (MODEL.md,
+`weighted`: the objective the exact optimum and beam search use);
+an infeasible chain scores -1, so a feasible one always wins, and ties keep the greedy
+chain. With m = 1 the decision is the greedy one.
+
 onnxruntime-gpu lists CUDA among its available providers even on a machine without
 CUDA, and then runs on the CPU. The session is therefore created with CUDA first when it
 is listed, and the providers the session really got (``session.get_providers()``) are
@@ -43,6 +52,7 @@ from xapp_composer.artefacts import (
     read_card,
     sha256_file,
 )
+from xapp_composer.beam import weighted_from_sums
 from xapp_composer.sparse_gcn import head_on_rows, sparse_encoder
 
 log = structlog.get_logger(__name__)
@@ -175,6 +185,10 @@ class PolicyRuntime:
         public_key: the Ed25519 key the policy must be signed with (its card's hashes
             guard against corruption, a signature against whoever can write the
             directory); None: the card only.
+        starts: first picks :meth:`compose` completes and compares by the predicted
+            Q*_s (multi-start decoding, module docstring); 1: the greedy chain only.
+        starts_min_agents: :meth:`compose` uses ``starts`` on networks of at least this
+            many agents only; smaller ones get the greedy chain.
     """
 
     def __init__(
@@ -188,7 +202,15 @@ class PolicyRuntime:
         tree_max_rows: int = T.DEFAULT_MAX_ROWS,
         tree_max_pairs: int = T.DEFAULT_MAX_PAIRS,
         public_key: Any = None,
+        starts: int = 1,
+        starts_min_agents: int = 1,
     ):
+        if starts < 1:
+            raise ValueError(f"starts must be at least 1, got {starts}")
+        if starts_min_agents < 1:
+            raise ValueError(f"starts_min_agents must be at least 1, got {starts_min_agents}")
+        self.starts = int(starts)
+        self.starts_min_agents = int(starts_min_agents)
         self.path = Path(path)
         self.signed_by = ""
         if public_key is not None:
@@ -350,10 +372,16 @@ class PolicyRuntime:
 
     # ---- per request --------------------------------------------------------------------
     def _run(self, p: Prepared, idx: np.ndarray, step: S.StepInputs, ctx: np.ndarray):
+        """The step graph on R chains at the same step (R = rows of ``ctx``), all with the
+        candidates ``idx``."""
+        rows = len(ctx)
+        node_h, h_graph = p.node_h[:, idx], p.h_graph
+        if rows > 1:
+            node_h, h_graph = np.repeat(node_h, rows, axis=0), np.repeat(h_graph, rows, axis=0)
         feeds = {
-            "node_h": p.node_h[:, idx],
-            "h_graph": p.h_graph,
-            "cand_idx": np.arange(len(idx), dtype=np.int64)[None, :],
+            "node_h": node_h,
+            "h_graph": h_graph,
+            "cand_idx": np.tile(np.arange(len(idx), dtype=np.int64), (rows, 1)),
             "raw": step.raw,
             "mask": step.mask,
             "chain": step.chain,
@@ -404,17 +432,116 @@ class PolicyRuntime:
         app: str | int,
         prompt: str,
         text: np.ndarray | None = None,
+        *,
+        starts: int | None = None,
     ) -> tuple[int, ...]:
-        """Extend the chain step by step (greedy), masking invalid agents (eq. 38).
+        """Extend the chain step by step (greedy), masking invalid agents (eq. 38); with
+        ``starts`` m > 1, the best of m greedy rollouts from the policy's m most likely
+        first picks by Q*_s under ``intent`` (module docstring).
+
+        Args:
+            starts: m (default :attr:`starts` on networks of at least
+                :attr:`starts_min_agents` agents, else 1).
 
         Raises:
-            ValueError: some step has no usable agent.
+            ValueError: some step has no usable agent, or ``starts`` is below 1.
         """
-        s = p.state
-        n = len(s.chain_types)
+        m = starts
+        if m is None:
+            m = self.starts if p.n_agents >= self.starts_min_agents else 1
+        chains = self.rollouts(p, intent, elam_index, app, prompt, text, starts=m)
+        if len(chains) == 1:
+            return chains[0]
+        seen = self._inputs(intent, elam_index, prompt, text)[0][0]
+        return chains[best_chain(p.state, chains, seen)]
+
+    def rollouts(
+        self,
+        p: Prepared,
+        intent: Sequence[float],
+        elam_index: int,
+        app: str | int,
+        prompt: str,
+        text: np.ndarray | None = None,
+        *,
+        starts: int,
+    ) -> list[tuple[int, ...]]:
+        """The chains multi-start decoding chooses among: the greedy chain first, then
+        the greedy completions of the policy's next most likely first picks (by its
+        step-1 logits, at most ``starts`` chains in all; fewer when the first step has
+        fewer usable agents).
+
+        Raises:
+            ValueError: some step has no usable agent, or ``starts`` is below 1.
+        """
+        if starts < 1:
+            raise ValueError(f"starts must be at least 1, got {starts}")
+        chain, first = self._greedy(p, intent, elam_index, app, prompt, text, starts > 1)
+        if first is None:
+            return [chain]
+        cols, logits = first
+        order = np.argsort(-logits, kind="stable")  # the greedy pick (argmax) first
+        order = order[np.isfinite(logits[order])]
+        others = [int(a) for a in cols[order] if a != chain[0]][: starts - 1]
+        if not others:
+            return [chain]
+        return [chain, *self._rollouts(p, np.array(others), intent, elam_index, app, prompt, text)]
+
+    def _inputs(self, intent, elam_index: int, prompt: str, text: np.ndarray | None):
+        """(vector the policy sees, E-LAM index array or None, text features) of a request."""
         seen = np.asarray(EVEN if self.mode == "even" else intent, dtype=float)[None, :]
         elam = None if self.mode == "even" or elam_index < 0 else np.array([elam_index])
         text = F.text_features(prompt)[None, :] if text is None else text
+        return seen, elam, text
+
+    def _rollouts(
+        self,
+        p: Prepared,
+        firsts: np.ndarray,
+        intent: Sequence[float],
+        elam_index: int,
+        app: str | int,
+        prompt: str,
+        text: np.ndarray | None,
+    ) -> list[tuple[int, ...]]:
+        """Greedy completions of the chains that start with ``firsts`` (R,), one
+        step-graph call per later step for all of them."""
+        s = p.state
+        n = len(s.chain_types)
+        rows = len(firsts)
+        seen, elam, text = self._inputs(intent, elam_index, prompt, text)
+        seen, text = np.repeat(seen, rows, axis=0), np.repeat(text, rows, axis=0)
+        elam = None if elam is None else np.repeat(elam, rows)
+        app_i = np.full(rows, _app_index(app))
+        prefix = S.Prefix.empty(rows)
+        prefix.append(s, firsts)
+        chains = [firsts]
+        for k in range(1, n):
+            idx = p.plan.steps[k].cols
+            step = p.plan.inputs_rows(k, prefix)
+            ctx = S.context(seen, elam, self.n_elams, prefix, n, app_i, text)
+            logits, _, _ = self._run(p, idx, step, ctx)
+            agents = idx[np.argmax(logits, axis=1)]
+            chains.append(agents)
+            prefix.append(s, agents)
+        return [tuple(int(a) for a in c) for c in np.stack(chains, axis=1)]
+
+    def _greedy(
+        self,
+        p: Prepared,
+        intent: Sequence[float],
+        elam_index: int,
+        app: str | int,
+        prompt: str,
+        text: np.ndarray | None,
+        first_logits: bool,
+    ) -> tuple[tuple[int, ...], tuple[np.ndarray, np.ndarray] | None]:
+        """The greedy chain and, with ``first_logits``, (candidates, logits) of its first
+        step (-inf where a candidate is masked)."""
+        s = p.state
+        n = len(s.chain_types)
+        seen, elam, text = self._inputs(intent, elam_index, prompt, text)
+        first = None
         chain: list[int] = []
         if p.tables is not None and self.decide_session is not None:
             # Every step has candidates (else the state has no tables).
@@ -430,16 +557,19 @@ class PolicyRuntime:
                 for name, table in p.tables.items():
                     binding.bind_cpu_input(name, table)
                 binding.bind_output("picks")
+                binding.bind_output("logits0")
             try:
                 for name, value in feeds.items():
                     binding.bind_cpu_input(name, value)
                 session.run_with_iobinding(binding)
-                picks = binding.copy_outputs_to_cpu()[0]
+                picks, logits0 = binding.copy_outputs_to_cpu()
             finally:
                 p.bindings.put(binding)
             chain = [int(c[i]) for c, i in zip(p.cols, picks.tolist(), strict=True)]
+            if first_logits:
+                first = (p.cols[0], np.where(p.tables["mask0"][0], logits0[0], -np.inf))
             if p.tree_levels == n:
-                return tuple(chain)
+                return tuple(chain), first
         else:
             for k in range(n):
                 if not s.usable[0, k].any():
@@ -456,9 +586,11 @@ class PolicyRuntime:
             ctx = S.context(seen, elam, self.n_elams, prefix, n, app_i, text)
             logits, _, _ = self._run(p, idx, step, ctx)
             agent = int(idx[int(np.argmax(logits[0]))])
+            if k == 0 and first_logits:
+                first = (idx, np.where(step.mask[0], logits[0], -np.inf))
             chain.append(agent)
             prefix.append(s, np.array([agent]))
-        return tuple(chain)
+        return tuple(chain), first
 
     def decide(
         self,
@@ -467,12 +599,15 @@ class PolicyRuntime:
         prompt: str,
         translate: Callable[[str], Sequence[float]] | None = None,
         served: set[str] | None = None,
+        *,
+        starts: int | None = None,
     ) -> Decision:
         """The whole decision: pick the E-LAM, translate with it, compose the chain.
 
         Args:
             translate: maps an E-LAM id to the predicted vector (the rApp call); not
                 called by an ``even`` policy.
+            starts: multi-start decoding's m (:meth:`compose`; default :attr:`starts`).
         """
         text = F.text_features(prompt)[None, :]
         k = self.choose_elam(p, app, prompt, text, served)
@@ -482,8 +617,30 @@ class PolicyRuntime:
         else:
             elam = self.elam_ids[k] if k < len(self.elam_ids) else str(k)
             intent = tuple(float(v) for v in translate(elam))
-        chain = self.compose(p, intent, k, app, prompt, text)
+        chain = self.compose(p, intent, k, app, prompt, text, starts=starts)
         return Decision(chain, elam, k, intent)  # type: ignore[arg-type]
+
+
+def best_chain(s: F.BatchState, chains: Sequence[Sequence[int]], intent: Sequence[float]) -> int:
+    """Index of the chain with the highest Q*_s under ``intent`` (MODEL.md, `weighted`;
+    -1 for a chain that breaks eq. 18b or 18c, so a feasible chain beats every infeasible
+    one), the first on ties; ``s`` is the served state the chains were composed on (its
+    per-agent terms and route E[BER])."""
+    rows = np.asarray(chains, dtype=np.int64)
+    done = S.Prefix.empty(len(rows))
+    for k in range(rows.shape[1]):
+        done.append(s, rows[:, k])
+    q = weighted_from_sums(
+        np.asarray(intent, dtype=float),
+        done.logp,
+        done.keep,
+        done.lat,
+        done.lnc,
+        done.pover,
+        rows.shape[1],
+        s.cfg,
+    )
+    return int(np.argmax(q))
 
 
 def _app_index(app: str | int) -> int:
@@ -494,4 +651,11 @@ def _app_index(app: str | int) -> int:
     return int(app)
 
 
-__all__ = ["HEAD_INPUTS", "Decision", "PolicyIntegrityError", "PolicyRuntime", "Prepared"]
+__all__ = [
+    "HEAD_INPUTS",
+    "Decision",
+    "PolicyIntegrityError",
+    "PolicyRuntime",
+    "Prepared",
+    "best_chain",
+]

@@ -120,6 +120,24 @@ class XappSettings(MqttSettings):
         ge=1,
         description="largest per-step table (prefixes x candidates) to tabulate",
     )
+    srl_starts: int = Field(
+        4,
+        ge=1,
+        le=128,
+        description="multi-start decoding: the policy completes greedily its m most likely "
+        "first picks and serves the chain with the highest Q*_s under the request's "
+        "predicted vector (one step-graph call per later step for the extra starts); "
+        "1: the greedy chain only. The default is the smallest m within 0.02 of the exact "
+        "optimum at 300 and 600 agents on the training's validation pairs "
+        "(bench/srl_starts.py)",
+    )
+    srl_starts_min_agents: int = Field(
+        300,
+        ge=1,
+        description="multi-start decoding (srl_starts > 1) runs on networks of at least this "
+        "many agents only; smaller ones get the greedy chain at its latency (about a "
+        "fifth of 4 starts' at 300 agents)",
+    )
 
     # ---- the loop -----------------------------------------------------------------------
     max_state_age: float = Field(

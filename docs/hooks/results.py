@@ -294,22 +294,53 @@ SIZE_REPORTS = {
 
 def srl_sizes(root: Path) -> str:
     """The shipped policies against the exact optimum for their own E-LAM's predictions,
-    per network size (``xapp-composer eval --agents N``)."""
+    per network size (``xapp-composer eval --agents N``), greedy and, where the report has
+    them (``--starts``), with multi-start decoding."""
     rows = []
     for n, path in SIZE_REPORTS.items():
         data = _json(root, path)
-        srl, general = data["srl"], data["srl_general"]
-        elam = max(srl["elam_share"], key=srl["elam_share"].get)
+        elam = max(data["srl"]["elam_share"], key=data["srl"]["elam_share"].get)
         best = data[f"ref_best_for_{elam}"]["normalized_score"]
-        rows.append(
-            [str(n), _f(srl["normalized_score"]), _f(general["normalized_score"]),
-             f"{_f(best)} (`{elam}`)", _f(best - srl["normalized_score"]),
-             _f(best - general["normalized_score"]), _f(data["drl_even"]["normalized_score"]),
-             str(data["_meta"]["pairs"])]
-        )  # fmt: skip
-    header = ["agents", "SRL", "SRL general", "exact optimum for the E-LAM's vector",
-              "gap SRL", "gap SRL general", "DRL (Even)", "pairs"]  # fmt: skip
+        decodings = [("greedy", "")] + [
+            (f"{m} starts", f"_m{m}") for m in data["_meta"].get("starts", [])
+        ]
+        for label, suffix in decodings:
+            srl, general = data[f"srl{suffix}"], data[f"srl_general{suffix}"]
+            rows.append(
+                [str(n), label, _f(srl["normalized_score"]), _f(general["normalized_score"]),
+                 f"{_f(best)} (`{elam}`)", _f(best - srl["normalized_score"]),
+                 _f(best - general["normalized_score"]), _f(srl.get("decide_p50_ms"), 2),
+                 _f(data["drl_even"]["normalized_score"]), str(data["_meta"]["pairs"])]
+            )  # fmt: skip
+    header = ["agents", "decoding", "SRL", "SRL general", "exact optimum for the E-LAM's vector",
+              "gap SRL", "gap SRL general", "SRL decision p50 ms", "DRL (Even)",
+              "pairs"]  # fmt: skip
     return _table(header, rows)
+
+
+STARTS_VALIDATION = "models/policy/report/srl_starts_validation.json"
+
+
+def srl_starts_validation(root: Path) -> str:
+    """Multi-start decoding's m on the training's validation pairs
+    (``bench/srl_starts.py``)."""
+    data = _json(root, STARTS_VALIDATION)
+    rows = []
+    for n, size in data["sizes"].items():
+        for name, r in size["methods"].items():
+            label, _, m = name.rpartition("_m")
+            rows.append(
+                [n, f"`{label}`", m, _f(r["normalized_score"]), _f(r["best_for_own_predictions"]),
+                 _f(r["gap"]), _f(r["feasible"]), _f(r["decide_p50_ms"], 2),
+                 _f(r["decide_p90_ms"], 2), str(size["pairs"])]
+            )  # fmt: skip
+    header = ["agents", "policy", "starts m", "normalised score",
+              "exact optimum for its own predictions", "gap", "feasible", "decision p50 ms",
+              "p90 ms", "pairs"]  # fmt: skip
+    return (
+        f"{_table(header, rows)}\n\nValidation networks {data['network_seeds']}; "
+        f"command: `{data['command']}`"
+    )
 
 
 def negotiation_timeline(root: Path, run: str = "scripted-soft") -> str:
@@ -393,12 +424,13 @@ def iokd_build(root: Path) -> str:
 
 
 LARGE_SCALE = "models/policy/report/bench_large.json"
+LARGE_SCALE_STARTS = "models/policy/report/bench_large_starts.json"
 
 
-def large_scale(root: Path) -> str:
+def large_scale(root: Path, path: str = LARGE_SCALE) -> str:
     """SRL, beam search and the proposer's reduced graph per network size
-    (``bench/bench_large.py``)."""
-    data = _json(root, LARGE_SCALE)
+    (``bench/bench_large.py``; ``path``: which run)."""
+    data = _json(root, path)
     rows, verdicts = [], []
     for size in data["sizes"]:
         for name, m in size["methods"].items():
@@ -419,6 +451,28 @@ def large_scale(root: Path) -> str:
         f"p50 no higher): " + "; ".join(verdicts) + f". Policy `{data['policy']}`, network "
         f"seeds {data['network_seeds']}; command: `{data['command']}`"
     )
+
+
+def large_scale_paired(root: Path) -> str:
+    """Each SRL variant against beam-8 on the same requests: paired difference of Q*_s,
+    its standard error, wins / ties / losses, and both p50 latencies
+    (``bench/bench_large.py``, the multi-start run)."""
+    data = _json(root, LARGE_SCALE_STARTS)
+    rows = []
+    for size in data["sizes"]:
+        beam = size["methods"]["beam8"]
+        for name, d in size["srl_vs_beam8"].items():
+            m = size["methods"][name]
+            rows.append(
+                [f"{size['agents']:,}", f"`{name}`", f"{d['mean_diff']:+.4f}", _f(d["se"], 4),
+                 f"{d['wins']} / {d['ties']} / {d['losses']}",
+                 f"{_f(m['p50_ms'], 1)} / {_f(beam['p50_ms'], 1)}",
+                 "yes" if name in size["srl_variants_beating_beam8"] else "no"]
+            )  # fmt: skip
+    header = ["agents", "SRL variant", "Q*_s minus beam-8", "standard error",
+              "wins / ties / losses", "p50 ms (variant / beam-8)",
+              "beats beam-8 at no more latency"]  # fmt: skip
+    return _table(header, rows)
 
 
 def large_scale_per_k(root: Path) -> str:
@@ -572,10 +626,13 @@ RENDERERS.update(
         "srl-fig11": srl_fig11,
         "srl-generalisation": srl_generalisation,
         "srl-sizes": srl_sizes,
+        "srl-starts-validation": srl_starts_validation,
         "guard-eval-seed-11": lambda root: guard_eval(root, 11),
         "guard-eval-seed-7": lambda root: guard_eval(root, 7),
         "large-scale": large_scale,
         "large-scale-per-k": large_scale_per_k,
+        "large-scale-starts": lambda root: large_scale(root, LARGE_SCALE_STARTS),
+        "large-scale-starts-paired": large_scale_paired,
         "proposer-cost": proposer_cost,
         "ray-scale": ray_scale,
         "ray-parity": ray_parity,

@@ -123,6 +123,20 @@ def test_the_tables_carry_the_committed_numbers() -> None:
     assert rows[3][5].startswith(f"{games['mean'][2][4]:.2f}")  # disagreeable cost, toxic reach
 
 
+def test_the_size_table_shows_every_decoding_of_the_committed_runs() -> None:
+    """Greedy SRL stays beside each multi-start decoding the runs report."""
+    rows = _table_rows(results.render("srl-sizes", ROOT))
+    for n, path in results.SIZE_REPORTS.items():
+        data = json.loads((ROOT / path).read_text())
+        starts = data["_meta"].get("starts", [])
+        mine = [r for r in rows[1:] if r[0] == str(n)]
+        assert [r[1] for r in mine] == ["greedy", *(f"{m} starts" for m in starts)]
+        for row, suffix in zip(mine, ["", *(f"_m{m}" for m in starts)], strict=True):
+            assert row[2] == f"{data[f'srl{suffix}']['normalized_score']:.3f}"
+            assert row[3] == f"{data[f'srl_general{suffix}']['normalized_score']:.3f}"
+    assert any(r[1] == "4 starts" for r in rows[1:])  # the xApp's default is reported
+
+
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 PATH = re.compile(r"`([a-z_]+/[\w./-]*)`")
 

@@ -69,16 +69,23 @@ def test_eval_reports_every_method(models: Path) -> None:
         "synthetic",
         "--llm",
         "off",
+        "--starts",
+        "2",
         "--models",
         str(models),
         "--json",
     )
-    for method in ("random", "greedy", "drl_even", "srl"):
+    for method in ("random", "greedy", "drl_even", "srl", "srl_m2"):
         m = out[method]
         assert set(m) >= {"normalized_score", "score", "Q", "C", "B", "L", "P_outage", "elam_share"}
         assert m["n"] == 24 and np.isfinite(m["normalized_score"])
         assert sum(a["n"] for a in m["per_app"].values()) == 24
     assert abs(out["random"]["normalized_score"]) < 0.6  # random sits near the floor
+    # Plain SRL stays reported beside multi-start decoding; the policies' latency is given.
+    assert out["_meta"]["starts"] == [2]
+    for method in ("drl_even", "srl", "srl_m2"):
+        assert 0 < out[method]["decide_p50_ms"] <= out[method]["decide_p90_ms"]
+    assert out["srl_m2"]["elam_share"] == out["srl"]["elam_share"]  # same E-LAM choices
     assert out["drl_even"]["elam_share"].get("none") == 1.0
     refs = ("even", "minilm", "smollm2", "app_mean", "true_mse_0.004", "true_mse_0.008")
     for ref in refs:
