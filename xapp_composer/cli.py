@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,12 +87,13 @@ PARITY_TOLERANCE = 1e-4
 """Largest ONNX-against-torch difference an export accepts."""
 
 
-def load_policy(path: Path, flag: str) -> PolicyRuntime:
-    """A verified policy, or a user error naming ``flag`` (missing file, card mismatch)."""
+def load_policy(path: Path, flag: str, **options: Any) -> PolicyRuntime:
+    """A verified policy, or a user error naming ``flag`` (missing file, card mismatch).
+    ``options`` go to :class:`~xapp_composer.runtime.PolicyRuntime`."""
     if not path.is_file():
         raise cli.UsageError(f"{flag} {path}: no such file")
     try:
-        return PolicyRuntime(path)
+        return PolicyRuntime(path, **options)
     except PolicyIntegrityError as exc:
         raise cli.UsageError(f"{flag} {path}: {exc}") from None
 
@@ -207,7 +209,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ---- bench ------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
     cfg = cli.config_from_args(BenchConfig, args)
-    rt = load_policy(cfg.policy, "--policy")
+    rt = load_policy(
+        cfg.policy, "--policy", starts=cfg.srl_starts, starts_min_agents=cfg.srl_starts_min_agents
+    )
     nets = [generate_network(10_000 + i, n_agents=cfg.agents) for i in range(cfg.networks)]
     t0 = time.perf_counter()
     preps = [rt.prepare(net) for net in nets]
@@ -248,6 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "changed_share": cfg.changed,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "tabulated_steps": preps[0].tree_levels,
+        "srl_starts": rt.starts if cfg.agents >= rt.starts_min_agents else 1,
         "policy": str(cfg.policy),
     }
     cli.print_json(out, cfg.json)

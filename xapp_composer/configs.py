@@ -15,6 +15,7 @@ from typing import Literal
 from agentnet.config import DEFAULT
 from agentnet.intents import APPS
 from xapp_composer.artefacts import MODELS_DIR, RUNS_DIR, SHIPPED_POLICY
+from xapp_composer.settings import XappSettings
 
 IntentMode = Literal["predicted", "even"]
 """``predicted``: SRL (the chosen E-LAM's vector); ``even``: DRL (Even), s = [0.25] * 4."""
@@ -22,6 +23,8 @@ PredictionSource = Literal["rapp", "synthetic"]
 """E-LAM predictions: the rApp's models, or a noisy stand-in (tests, quick runs)."""
 DEFAULT_ELAMS = ["minilm", "smollm2"]
 MIN_AGENTS = max(DEFAULT.n_types, DEFAULT.n_steps)
+_XAPP_DEFAULTS = XappSettings.model_fields
+"""The live xApp's settings, whose defaults the benchmark decodes with."""
 """The smallest network that has an agent of every type."""
 
 
@@ -213,4 +216,12 @@ class BenchConfig:
         },
     )
     policy: Path = field(default=SHIPPED_POLICY, metadata={"help": "the ONNX policy"})
+    srl_starts: int = field(
+        default=_XAPP_DEFAULTS["srl_starts"].default,
+        metadata={"help": "multi-start decoding's m, as the xApp's XAPP_SRL_STARTS", "ge": 1},
+    )
+    srl_starts_min_agents: int = field(
+        default=_XAPP_DEFAULTS["srl_starts_min_agents"].default,
+        metadata={"help": "smallest network decoded with multi-start", "ge": 1},
+    )
     json: bool = field(default=False, metadata={"help": "one line of JSON"})

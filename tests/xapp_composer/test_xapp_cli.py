@@ -112,6 +112,18 @@ def test_bench_prints_latency(models: Path) -> None:
     )
     assert out["provider"] == "CPUExecutionProvider"
     assert 0 < out["p50_ms"] <= out["p99_ms"]
+    assert out["srl_starts"] == 1  # below the xApp's multi-start size: greedy, as it serves
+
+
+def test_bench_decodes_as_the_xapp_does(models: Path) -> None:
+    """The bench times the decoding the live xApp would use on that size."""
+    common = ["--decisions", "3", "--networks", "1", "--json"]
+    policy = ["--policy", str(models / "srl-general.onnx")]
+    out = run("bench", "--agents", "81", "--srl-starts-min-agents", "50", "--srl-starts",
+              "3", *policy, *common)  # fmt: skip
+    assert out["srl_starts"] == 3
+    out = run("bench", "--agents", "81", "--srl-starts", "3", *policy, *common)
+    assert out["srl_starts"] == 1
 
 
 def test_warm_start_from_the_general_policy(models: Path, tmp_path: Path) -> None:
