@@ -131,6 +131,10 @@ class OnnxEncoder:
         """Embed texts (see :class:`Encoder`)."""
         return encode_planned(self.tokenizer, texts, self._forward, quantise=False)
 
+    def concurrent(self, n_texts: int) -> bool:
+        """True: onnxruntime sessions run safely from several threads at once."""
+        return True
+
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {
             "input_ids": input_ids,
