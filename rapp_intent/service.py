@@ -369,9 +369,9 @@ class MicroBatcher:
     and never the batch it would have joined; answers are those of single calls (the
     memory context is read once per application and batch, as in ``translate_batch``).
 
-    A request whose prompt needs the E-LAM's costly, cacheable step (MiniLM: a prompt not
-    in its embedding cache, :meth:`ELam.uncached`) does not hold up the others: the
-    dispatcher hands it to a second thread, which gathers such requests, runs that step
+    With ``new_apart``, a request whose prompt needs the E-LAM's costly, cacheable step
+    (MiniLM: a prompt not in its embedding cache, :meth:`ELam.uncached`) does not hold up
+    the others: the dispatcher hands it to a second thread, which gathers such requests, runs that step
     for them in one pass (:meth:`ELam.precompute`) and then translates them; requests
     with cached prompts are answered meanwhile. The answers are the same.
 
@@ -380,6 +380,7 @@ class MicroBatcher:
         window_s: how long the dispatcher waits for more requests after the first one.
         max_size: the most requests in one batch (at most the translator's ``max_batch``).
         on_batch: told the size of every batch run (metrics).
+        new_apart: run the costly step of new prompts in the second thread (see above).
     """
 
     def __init__(
@@ -388,6 +389,8 @@ class MicroBatcher:
         window_s: float,
         max_size: int,
         on_batch: Callable[[int], None] = lambda _: None,
+        *,
+        new_apart: bool = False,
     ):
         if window_s < 0 or max_size < 1:
             raise ValueError("window_s must be >= 0 and max_size >= 1")
@@ -395,6 +398,7 @@ class MicroBatcher:
         self.window_s = float(window_s)
         self.max_size = min(int(max_size), translator.limits.max_batch)
         self._on_batch = on_batch
+        self.new_apart = new_apart
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._cold: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
@@ -467,6 +471,8 @@ class MicroBatcher:
             return None
 
     def _needs_precompute(self, p: _Pending) -> bool:
+        if not self.new_apart:
+            return False
         elam = self._elam(p.item)
         return elam is not None and bool(elam.uncached([p.item.prompt]))
 

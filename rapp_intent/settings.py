@@ -73,6 +73,14 @@ class RappSettings(ServiceSettings):
         description="most Translate calls in one micro-batch (1: no micro-batching, each "
         "call runs on its own)",
     )
+    batch_new_apart: bool = Field(
+        False,
+        description="with micro-batching, embed prompts the MiniLM cache lacks in a second "
+        "thread while calls with cached prompts are answered (measured, bench_rapp.py "
+        "--cold: a cached call beside new ones p50 6.2 -> 0.9 ms); off by default: in two "
+        "interleaved pairs of 100 requests/s loop runs the p99, which the new prompts set, "
+        "did not improve (docs/results.md)",
+    )
     apps: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(APPS),
         description="application ids accepted in requests (comma-separated in env)",

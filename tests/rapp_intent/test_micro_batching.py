@@ -177,7 +177,7 @@ def test_a_cached_prompt_is_answered_while_a_new_one_is_encoded(make_settings, m
     new, cached = REQUESTS[0], REQUESTS[1]
     encoder = GatedEncoder(minilm.base_encoder, new[0])
     elam = MiniLMELam(encoder)
-    server = _serve(make_settings, elam, batch_window_ms=0, batch_max=8)
+    server = _serve(make_settings, elam, batch_window_ms=0, batch_max=8, batch_new_apart=True)
     try:
         stub = intent_pb2_grpc.IntentServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
         stub.Translate(intent_pb2.TranslateRequest(prompt=cached[0], app=cached[1]), timeout=30)
@@ -211,7 +211,7 @@ def test_closing_answers_what_the_cold_lane_holds(make_settings, minilm, tmp_pat
     translator = IntentTranslator.from_settings(
         Registry([elam]), Memory(tmp_path / "m.sqlite3", 100), make_settings()
     )
-    batcher = MicroBatcher(translator, window_s=0.0, max_size=4)
+    batcher = MicroBatcher(translator, window_s=0.0, max_size=4, new_apart=True)
     out: list = []
     caller = threading.Thread(
         target=lambda: out.append(batcher.translate(TranslateInput(prompt=new[0], app=new[1])))
@@ -237,3 +237,20 @@ def test_a_torch_encoder_precomputes_on_the_elam_worker(minilm):
     assert elam.uncached([REQUESTS[3][0]]) == []
     # without an embedding cache nothing is computed ahead
     assert MiniLMELam(encoder, cache_entries=0).uncached([REQUESTS[4][0]]) == []
+
+
+def test_new_prompts_stay_on_the_elam_worker_unless_set_apart(make_settings, minilm, monkeypatch):
+    encoder = GatedEncoder(minilm.base_encoder, "never sent")
+    server = _serve(make_settings, MiniLMELam(encoder), batch_window_ms=0, batch_max=8)
+    try:
+        assert not server.state.batcher.new_apart  # the default
+        stub = intent_pb2_grpc.IntentServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        stub.Translate(intent_pb2.TranslateRequest(prompt=REQUESTS[5][0]), timeout=30)
+    finally:
+        server.stop(grace=5)
+    assert encoder.threads[-1].startswith("elam")
+    monkeypatch.setenv("RAPP_BATCH_NEW_APART", "true")
+    assert make_settings().batch_new_apart is True
+    monkeypatch.setenv("RAPP_BATCH_NEW_APART", "sometimes")
+    with pytest.raises(ValueError, match="batch_new_apart"):
+        make_settings()
