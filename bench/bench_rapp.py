@@ -9,14 +9,20 @@ interpreter) and measures over gRPC on loopback:
 - with ``--batching``, the cost of micro-batching: for no micro-batching
   (``RAPP_BATCH_MAX=1``) and windows of 0, 1 and 5 ms, the minilm Translate latency of one
   call at a time (low load: the wait a lone call pays) and the throughput and latency of
-  ``--clients`` callers sending back to back (high load: what the shared passes gain).
+  ``--clients`` callers sending back to back (high load: what the shared passes gain);
+- with ``--cold``, the cost of a prompt the server has not seen yet, on a server that has
+  just turned SERVING: single ``minilm`` Translate latency of the first 10 new prompts,
+  of the next new ones, of the same prompts again (embedding-cache hits), and of cached
+  prompts sent back to back while another caller sends new ones, once per
+  ``--threads`` value (``RAPP_TORCH_THREADS``), optionally with ``--busy`` processes
+  spinning beside the server as the other services of a loop do.
 
 Prompts are the project's labelled intents, each sent once (no embedding-cache hits).
 The run holds the shared heavy-job lock (``/tmp/lameta-heavy.lock``) so that other heavy
 jobs on the machine do not distort it; the load average is reported alongside.
 
 Usage: ``python bench/bench_rapp.py [--single N] [--batch B] [--batches K] [--smollm2 M]
-[--batching [--clients C]]``
+[--batching [--clients C]] [--cold [--threads 0,1,2] [--busy K]]``
 """
 
 from __future__ import annotations
@@ -178,6 +184,56 @@ def batching_bench(prompts, single: int, clients: int, tmp: Path) -> dict:
     return out
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+def cold_bench(prompts, threads: list[int], busy: int, tmp: Path) -> dict:
+    """Latency of new and of cached prompts right after readiness, per thread count.
+
+    The first half of ``prompts`` is sent new, then again (cached); the second half is
+    sent new by a second caller while the first caller repeats cached prompts.
+    """
+    import multiprocessing
+
+    out = {}
+    half = len(prompts) // 2
+    for n in threads:
+        with _server("minilm", tmp, {"RAPP_TORCH_THREADS": str(n)}) as (stub, ready_s):
+            spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(busy)]
+            for proc in spinners:
+                proc.start()
+            try:
+                cold = _single(stub, prompts[:half], "minilm")
+                hot = _single(stub, prompts[:half], "minilm")
+                # cached prompts sent back to back while new ones are being encoded
+                mixed: list[float] = []
+                news = threading.Thread(target=_single, args=(stub, prompts[half:], "minilm"))
+                news.start()
+                while news.is_alive():
+                    mixed += _single(stub, prompts[:10], "minilm")
+                news.join()
+            finally:
+                for proc in spinners:
+                    proc.kill()
+                    proc.join()
+        out[f"threads_{n}"] = {
+            "ready_s": round(ready_s, 2),
+            "first_10_new_p50_ms": _pct(cold[:10], 50),
+            "first_10_new_max_ms": _pct(cold[:10], 100),
+            "new_p50_ms": _pct(cold[10:], 50),
+            "new_p99_ms": _pct(cold[10:], 99),
+            "cached_p50_ms": _pct(hot, 50),
+            "cached_p99_ms": _pct(hot, 99),
+            "cached_beside_new_p50_ms": _pct(mixed, 50),
+            "cached_beside_new_p99_ms": _pct(mixed, 99),
+            "n_new": half,
+            "n_beside": len(prompts) - half,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=200, help="minilm single calls")
@@ -189,8 +245,22 @@ def main() -> None:
         "--batching", action="store_true", help="only the micro-batching comparison"
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent callers (--batching)")
+    parser.add_argument("--cold", action="store_true", help="only new against cached prompts")
+    parser.add_argument(
+        "--threads", default="0", help="comma-separated RAPP_TORCH_THREADS values (--cold)"
+    )
+    parser.add_argument("--busy", type=int, default=0, help="spinning processes (--cold)")
     args = parser.parse_args()
     prompts = _prompts()
+    if args.cold:
+        tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-rapp-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        threads = [int(t) for t in args.threads.split(",")]
+        with _heavy_lock(args.lock):
+            load = os.getloadavg()[0]
+            res = cold_bench(prompts[: args.single], threads, args.busy, tmp)
+        print(json.dumps({"load_avg_1m_start": load, "busy": args.busy, "cold": res}))
+        return
     if args.batching:
         tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-rapp-{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)

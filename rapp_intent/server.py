@@ -488,7 +488,11 @@ class RappServer:
         s = self.settings
         if s.batch_max > 1:
             self.state.batcher = MicroBatcher(
-                translator, s.batch_window_ms / 1000.0, s.batch_max, self.metrics.batch_size.observe
+                translator,
+                s.batch_window_ms / 1000.0,
+                s.batch_max,
+                self.metrics.batch_size.observe,
+                new_apart=s.batch_new_apart,
             )
         self.state.translator = translator
         if self.freeze_heap:  # loaded and warm: out of the full GC passes' way

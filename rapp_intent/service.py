@@ -13,15 +13,19 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import structlog
 
 from agentnet.intents import validate_vector
 from rapp_intent.elam.base import ELam, MemoryContext, MemoryRecord, Vector
 from rapp_intent.elam.registry import Registry, UnknownModel
 from rapp_intent.memory import Appended, CalibrationConfig, Memory, apply_memory
 from rapp_intent.settings import RappSettings
+
+log = structlog.get_logger(__name__)
 
 MAX_REQUEST_ID = 128
 
@@ -365,11 +369,18 @@ class MicroBatcher:
     and never the batch it would have joined; answers are those of single calls (the
     memory context is read once per application and batch, as in ``translate_batch``).
 
+    With ``new_apart``, a request whose prompt needs the E-LAM's costly, cacheable step
+    (MiniLM: a prompt not in its embedding cache, :meth:`ELam.uncached`) does not hold up
+    the others: the dispatcher hands it to a second thread, which gathers such requests, runs that step
+    for them in one pass (:meth:`ELam.precompute`) and then translates them; requests
+    with cached prompts are answered meanwhile. The answers are the same.
+
     Args:
         translator: the service.
         window_s: how long the dispatcher waits for more requests after the first one.
         max_size: the most requests in one batch (at most the translator's ``max_batch``).
         on_batch: told the size of every batch run (metrics).
+        new_apart: run the costly step of new prompts in the second thread (see above).
     """
 
     def __init__(
@@ -378,6 +389,8 @@ class MicroBatcher:
         window_s: float,
         max_size: int,
         on_batch: Callable[[int], None] = lambda _: None,
+        *,
+        new_apart: bool = False,
     ):
         if window_s < 0 or max_size < 1:
             raise ValueError("window_s must be >= 0 and max_size >= 1")
@@ -385,8 +398,14 @@ class MicroBatcher:
         self.window_s = float(window_s)
         self.max_size = min(int(max_size), translator.limits.max_batch)
         self._on_batch = on_batch
+        self.new_apart = new_apart
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._cold: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
+        self._cold_thread = threading.Thread(
+            target=self._run_cold, name="rapp-batcher-cold", daemon=True
+        )
+        self._cold_thread.start()
         self._thread = threading.Thread(target=self._run, name="rapp-batcher", daemon=True)
         self._thread.start()
 
@@ -411,12 +430,15 @@ class MicroBatcher:
             self._queue.put(None)
         self._thread.join(timeout)
 
-    def _gather(self, first: _Pending) -> tuple[list[_Pending], bool]:
-        batch, end = [first], time.monotonic() + self.window_s
-        while len(batch) < self.max_size:
+    @staticmethod
+    def _gather(
+        source: queue.SimpleQueue[_Pending | None], first: _Pending, window_s: float, size: int
+    ) -> tuple[list[_Pending], bool]:
+        batch, end = [first], time.monotonic() + window_s
+        while len(batch) < size:
             wait = end - time.monotonic()
             try:
-                nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                nxt = source.get(timeout=wait) if wait > 0 else source.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -424,26 +446,79 @@ class MicroBatcher:
             batch.append(nxt)
         return batch, False
 
-    def _run(self) -> None:
+    def _run_batch(self, batch: list[_Pending], ahead_ms: dict[str, float] | None = None) -> None:
+        """Translate ``batch`` and answer its callers; ``ahead_ms``: per E-LAM, the time per
+        prompt of the work :meth:`ELam.precompute` did for it, added to ``latency_ms``."""
+        deadlines = [p.deadline for p in batch]
+        # An E-LAM may stop early at the deadline: the latest one, so that no request
+        # is cut short by another's.
+        latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+        try:
+            outs = self.translator.translate_batch([p.item for p in batch], latest)
+        except BaseException as exc:  # every caller of the batch gets the error
+            for p in batch:
+                p.future.set_exception(exc)
+            return
+        for p, out in zip(batch, outs, strict=True):
+            if ahead_ms and out.model in ahead_ms:
+                out = replace(out, latency_ms=out.latency_ms + ahead_ms[out.model])
+            p.future.set_result(out)
+
+    def _elam(self, item: TranslateInput) -> ELam | None:
+        try:
+            return self.translator.check_item(item)[1]
+        except RequestError:  # checked by the caller already; translate_batch reports it
+            return None
+
+    def _needs_precompute(self, p: _Pending) -> bool:
+        if not self.new_apart:
+            return False
+        elam = self._elam(p.item)
+        return elam is not None and bool(elam.uncached([p.item.prompt]))
+
+    def _batches(
+        self, source: queue.SimpleQueue[_Pending | None], window_s: float
+    ) -> Iterator[list[_Pending]]:
+        """The batches gathered from ``source`` until its stop mark."""
         stop = False
         while not stop:
-            first = self._queue.get()
+            first = source.get()
             if first is None:
-                break
-            batch, stop = self._gather(first)
+                return
+            batch, stop = self._gather(source, first, window_s, self.max_size)
+            yield batch
+
+    def _run_cold(self) -> None:
+        for batch in self._batches(self._cold, 0.0):
+            groups: dict[str, tuple[ELam, list[str]]] = {}
+            for p in batch:
+                elam = self._elam(p.item)
+                if elam is not None:
+                    groups.setdefault(elam.id, (elam, []))[1].append(p.item.prompt)
+            ahead_ms: dict[str, float] = {}
+            for elam, prompts in groups.values():
+                start = time.perf_counter()
+                try:
+                    elam.precompute(prompts)
+                except Exception:  # translate_batch runs the step again and reports it
+                    log.exception("batcher.precompute_failed", model=elam.id)
+                ahead_ms[elam.id] = 1000.0 * (time.perf_counter() - start) / len(prompts)
+            self._run_batch(batch, ahead_ms)
+
+    def _run(self) -> None:
+        for batch in self._batches(self._queue, self.window_s):
             self._on_batch(len(batch))
-            deadlines = [p.deadline for p in batch]
-            # An E-LAM may stop early at the deadline: the latest one, so that no request
-            # is cut short by another's.
-            latest = None if None in deadlines else max(d for d in deadlines if d is not None)
-            try:
-                outs = self.translator.translate_batch([p.item for p in batch], latest)
-            except BaseException as exc:  # every caller of the batch gets the error
-                for p in batch:
-                    p.future.set_exception(exc)
-                continue
-            for p, out in zip(batch, outs, strict=True):
-                p.future.set_result(out)
+            ready = []
+            for p in batch:
+                if self._needs_precompute(p):
+                    self._cold.put(p)
+                else:
+                    ready.append(p)
+            if ready:
+                self._run_batch(ready)
+        # What the cold lane holds is translated before the stop completes.
+        self._cold.put(None)
+        self._cold_thread.join()
         # A request queued behind the stop mark (a race with close) is refused, not lost.
         while True:
             try:

@@ -73,6 +73,14 @@ class RappSettings(ServiceSettings):
         description="most Translate calls in one micro-batch (1: no micro-batching, each "
         "call runs on its own)",
     )
+    batch_new_apart: bool = Field(
+        False,
+        description="with micro-batching, embed prompts the MiniLM cache lacks in a second "
+        "thread while calls with cached prompts are answered (measured, bench_rapp.py "
+        "--cold: a cached call beside new ones p50 6.2 -> 0.9 ms); off by default: in two "
+        "interleaved pairs of 100 requests/s loop runs the p99, which the new prompts set, "
+        "did not improve (docs/results.md)",
+    )
     apps: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(APPS),
         description="application ids accepted in requests (comma-separated in env)",
@@ -111,10 +119,11 @@ class RappSettings(ServiceSettings):
         64,
         ge=0,
         le=256,
-        description="at start-up, run the bfloat16 MiniLM encoder once on every sub-batch "
-        "shape of up to this many tokens (oneDNN builds its kernels per shape; a first-seen "
-        "shape costs 30-50% more): faster first batches for a few seconds of start-up; "
-        "0: none. No effect on the onnx and torch (fp32) runtimes",
+        description="before the service reports ready, run the MiniLM encoder once on "
+        "every shape of up to this many tokens: for bfloat16 every sub-batch shape (oneDNN "
+        "builds its kernels per shape; a first-seen shape costs 30-50% more), for onnx one "
+        "prompt of each token count (onnxruntime plans its memory per shape; about 2% more "
+        "on a first-seen one); 0: none. No effect on the torch fp32 runtime",
     )
     smollm2_max_new_tokens: int = Field(
         28, ge=4, le=256, description="generation budget of a SmolLM2 answer (free decoding)"

@@ -268,6 +268,17 @@ class ELam(ABC):
         self.stats.record(results, time.perf_counter() - start)
         return results
 
+    def uncached(self, prompts: Sequence[str]) -> list[str]:
+        """The distinct prompts whose translation needs more than a cache look-up and a
+        cheap final step; :meth:`precompute` does that work ahead. Default: none (an
+        E-LAM without such a cache translates every prompt in :meth:`translate`)."""
+        return []
+
+    def precompute(self, prompts: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Do the cacheable part of translating ``prompts`` now, so that a later
+        :meth:`translate` of them is quick; its results are the same either way.
+        Default: nothing (see :meth:`uncached`)."""
+
     @abstractmethod
     def _translate(self, batch: Batch) -> list[Translation]:
         """Family-specific translation; every result passes through validate_output."""

@@ -80,12 +80,28 @@ class HybridEncoder:
         path = self.small if len(texts) <= self.threshold else self.large
         return path.encode(texts)
 
+    def concurrent(self, n_texts: int) -> bool:
+        """Whether encoding ``n_texts`` may run in any thread (see :func:`concurrent`)."""
+        return concurrent(self.small if n_texts <= self.threshold else self.large, n_texts)
+
     def warmup(self) -> None:
         """Warm the paths that have a ``warmup`` (see :meth:`TorchEncoder.warmup`)."""
         for path in (self.small, self.large):
             warm = getattr(path, "warmup", None)
             if warm is not None:
                 warm()
+
+
+def concurrent(encoder: Encoder, n_texts: int) -> bool:
+    """Whether ``encoder.encode`` of ``n_texts`` may run in any thread, beside other calls.
+
+    An onnxruntime session is safe to run from several threads and has its own thread
+    pool. torch is not run this way: each calling thread would bring its own OpenMP team
+    (see :class:`~rapp_intent.elam.base.ELam`), so torch runtimes answer False (the
+    default for an encoder without a ``concurrent`` method).
+    """
+    check = getattr(encoder, "concurrent", None)
+    return bool(check(n_texts)) if check is not None else False
 
 
 class EmbeddingCache:
@@ -101,6 +117,11 @@ class EmbeddingCache:
         self.max_entries = max_entries
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The distinct ``texts`` not in the cache, in order of first appearance."""
+        with self._lock:
+            return [t for t in dict.fromkeys(texts) if t not in self._cache]
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` (computed once per distinct text)."""

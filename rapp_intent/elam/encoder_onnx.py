@@ -35,9 +35,11 @@ class OnnxEncoder:
     Args:
         cache_dir: where the exported model is kept (file name carries the source hash,
             and the adapter's when there is one).
-        threads: intra-op threads of onnxruntime (0: its default).
+        threads: intra-op threads of onnxruntime (0: its default, one per core).
         path: model folder (default: the packaged one).
         adapter: a LoRA adapter merged before export (see :class:`TorchEncoder`).
+        warm_lengths: :meth:`warmup` runs one prompt of every token count up to this
+            (0: none).
     """
 
     def __init__(
@@ -46,9 +48,11 @@ class OnnxEncoder:
         threads: int = 0,
         path: Path | None = None,
         adapter: Path | None = None,
+        warm_lengths: int = 0,
     ):
         self._torch = TorchEncoder(path, adapter=adapter)
         self.cache_dir, self.threads = Path(cache_dir), threads
+        self.warm_lengths = warm_lengths
         self.adapter, self.adapter_sha = self._torch.adapter, self._torch.adapter_sha
         self.backend = "onnx"
         self.n_parameters = self._torch.n_parameters
@@ -88,7 +92,28 @@ class OnnxEncoder:
 
     def with_adapter(self, adapter: Path) -> OnnxEncoder:
         """The same runtime with a LoRA adapter merged (exported once, then cached)."""
-        return OnnxEncoder(self.cache_dir, self.threads, self._torch.path, adapter)
+        return OnnxEncoder(
+            self.cache_dir, self.threads, self._torch.path, adapter, self.warm_lengths
+        )
+
+    def warmup(self) -> list[tuple[int, int]]:
+        """Run one prompt of each token count from 2 to ``warm_lengths`` once.
+
+        A single new prompt runs unpadded, so its shape is (1, its token count).
+        onnxruntime plans its memory per input shape on the first run of that shape
+        (measured: about 0.1 ms more than a later run of a 5 ms pass); this moves those
+        first runs before the service reports ready. The outputs do not depend on it.
+
+        Returns:
+            The shapes run.
+        """
+        shapes = [(1, n) for n in range(2, min(self.warm_lengths, MAX_TOKENS) + 1)]
+        pad = self.tokenizer.pad_token_id or 0
+        for rows, length in shapes:
+            self._forward(
+                np.full((rows, length), pad, dtype=np.int64), np.ones((rows, length), np.int64)
+            )
+        return shapes
 
     def parity_error(self, texts: Sequence[str] | None = None) -> float:
         """Largest absolute difference between ONNX and torch embeddings on ``texts``."""
@@ -105,6 +130,10 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts (see :class:`Encoder`)."""
         return encode_planned(self.tokenizer, texts, self._forward, quantise=False)
+
+    def concurrent(self, n_texts: int) -> bool:
+        """True: onnxruntime sessions run safely from several threads at once."""
+        return True
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {

@@ -41,7 +41,7 @@ from torch import nn
 from agentnet.intents import APP_PROFILES, APPS
 from rapp_intent.elam import lora
 from rapp_intent.elam.base import Batch, ELam, Translation, validate_output
-from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder
+from rapp_intent.elam.encoder import EMBED_DIM, EmbeddingCache, Encoder, concurrent
 from servicekit.integrity import sha256_file
 
 FACTORS = ("C", "B", "L", "P")
@@ -282,6 +282,24 @@ class MiniLMELam(ELam):
         warm = getattr(self.encoder, "warmup", None)
         if warm is not None:
             self._worker.submit(warm).result()
+
+    def uncached(self, prompts: Sequence[str]) -> list[str]:
+        """Prompts without a cached embedding (the encoder pass is the costly step); none
+        when the cache keeps no entries (computing ahead would only compute twice)."""
+        if self.embed.max_entries <= 0:
+            return []
+        return self.embed.missing(prompts)
+
+    def precompute(self, prompts: Sequence[str]) -> None:
+        """Embed the prompts into the cache: in the calling thread when the encoder runs
+        safely beside the head (onnxruntime), else on this E-LAM's worker thread."""
+        embed, todo = self.embed, self.embed.missing(prompts)
+        if not todo:
+            return
+        if concurrent(embed.encoder, len(todo)):
+            embed(todo)
+        else:
+            self._worker.submit(embed, todo).result()
 
     def _translate(self, batch: Batch) -> list[Translation]:
         apps = [c.app if c is not None else None for c in batch.context]

@@ -118,7 +118,11 @@ def load_elam(model_id: str, settings: RappSettings) -> ELam:
         backend = settings.minilm_backend
         encoder: Encoder
         if backend in ("auto", "onnx"):
-            encoder = OnnxEncoder(settings.cache_dir, threads=settings.torch_threads)
+            encoder = OnnxEncoder(
+                settings.cache_dir,
+                threads=settings.torch_threads,
+                warm_lengths=settings.minilm_warm_lengths,
+            )
             if backend == "auto" and bf16_fast():
                 large = TorchEncoder(
                     dtype=torch.bfloat16, warm_lengths=settings.minilm_warm_lengths

@@ -144,6 +144,20 @@ def test_bf16_warmup_runs_every_quantised_shape_once(monkeypatch):
     assert encoder.warmup() == []
 
 
+def test_onnx_warmup_runs_each_single_prompt_length_once_and_changes_no_output(minilm, monkeypatch):
+    encoder = minilm.encoder
+    texts = ["keep the call smooth", "render the scene for my headset, no lag", "hi"]
+    before = encoder.encode(texts)
+    monkeypatch.setattr(encoder, "warm_lengths", 12)
+    seen = _spy_forward(encoder, monkeypatch)
+    shapes = encoder.warmup()
+    assert shapes == [(1, n) for n in range(2, 13)]
+    assert seen == shapes
+    np.testing.assert_array_equal(encoder.encode(texts), before)
+    monkeypatch.setattr(encoder, "warm_lengths", 0)
+    assert encoder.warmup() == []
+
+
 def test_warm_lengths_setting_reaches_the_encoder(make_settings, monkeypatch):
     from rapp_intent.elam.registry import load_elam
 
@@ -154,3 +168,5 @@ def test_warm_lengths_setting_reaches_the_encoder(make_settings, monkeypatch):
     elam.warmup()
     vec = elam.translate(["keep the call smooth"])[0].vector
     assert vec is not None and abs(sum(vec) - 1) < 1e-6
+    onnx = load_elam("minilm", make_settings(minilm_backend="onnx", minilm_warm_lengths=5))
+    assert onnx.encoder.warm_lengths == 5

@@ -13,6 +13,7 @@ import uuid
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from lameta_proto.v1 import intent_pb2, intent_pb2_grpc
+from rapp_intent.elam.registry import Registry
 from rapp_intent.memory import angular_distance
 from rapp_intent.server import SERVICE_NAME, RappServer
 
@@ -295,6 +297,35 @@ def test_health_not_serving_until_loaded_then_serving_then_not_serving(make_sett
         stopper.join(60)
     assert server.health._server_status[SERVICE_NAME] == NOT_SERVING
     assert server.health._server_status[""] == NOT_SERVING
+
+
+def test_encoder_warms_up_before_ready_and_leaves_the_vectors_unchanged(make_settings, minilm):
+    from rapp_intent.elam.encoder_onnx import OnnxEncoder
+    from rapp_intent.elam.minilm import MiniLMELam
+
+    settings = make_settings()
+    encoder = OnnxEncoder(settings.cache_dir, warm_lengths=6)
+    seen: list = []
+    warm = encoder.warmup
+
+    def observed_warmup():
+        # asked over gRPC while the warm-up runs: not ready, Translate refused
+        seen.append(_health(server))
+        seen.append(_code(_stub(server).Translate, intent_pb2.TranslateRequest(prompt="hi"))[0])
+        seen.append(warm())
+        return seen[-1]
+
+    encoder.warmup = observed_warmup
+    server = _start(settings, Registry([MiniLMELam(encoder)]))
+    try:
+        assert server.wait_ready(120)
+        assert seen == [NOT_SERVING, grpc.StatusCode.UNAVAILABLE, [(1, n) for n in range(2, 7)]]
+        prompt = "render the scene for my headset, no lag"
+        got = _stub(server).Translate(intent_pb2.TranslateRequest(prompt=prompt), timeout=30)
+        want = minilm.translate([prompt])[0].vector
+        np.testing.assert_allclose(got.preference, want, atol=1e-6)
+    finally:
+        server.stop(grace=5)
 
 
 def test_graceful_shutdown_lets_the_call_in_flight_finish(running):
