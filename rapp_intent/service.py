@@ -402,10 +402,12 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._cold: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
-        self._cold_thread = threading.Thread(
-            target=self._run_cold, name="rapp-batcher-cold", daemon=True
-        )
-        self._cold_thread.start()
+        self._cold_thread: threading.Thread | None = None
+        if new_apart:  # the second thread exists only when it has work
+            self._cold_thread = threading.Thread(
+                target=self._run_cold, name="rapp-batcher-cold", daemon=True
+            )
+            self._cold_thread.start()
         self._thread = threading.Thread(target=self._run, name="rapp-batcher", daemon=True)
         self._thread.start()
 
@@ -517,8 +519,9 @@ class MicroBatcher:
             if ready:
                 self._run_batch(ready)
         # What the cold lane holds is translated before the stop completes.
-        self._cold.put(None)
-        self._cold_thread.join()
+        if self._cold_thread is not None:
+            self._cold.put(None)
+            self._cold_thread.join()
         # A request queued behind the stop mark (a race with close) is refused, not lost.
         while True:
             try:
